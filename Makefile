@@ -1,0 +1,113 @@
+# ember: build, test, run.
+#
+#   make            ember, the guest kernel, the test guest and the rootfs
+#   make deps       install the Debian packages ember needs (needs root)
+#   make run        boot the demo Linux microVM (installs and builds first)
+#   make test       unit and integration tests
+#   make SAN=1 test the same with ASan + UBSan
+#   make fuzz       run the fuzz targets for a while
+
+CC      ?= gcc
+SAN     ?= 0
+BUILD   := build
+# Sanitized objects live apart so the two builds never mix.
+OBJ     := $(if $(filter 1,$(SAN)),$(BUILD)/san,$(BUILD)/obj)
+EMBER   := $(OBJ)/ember
+
+PKGS    := libcjson liburing libseccomp libcap-ng
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing \
+           -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wimplicit-fallthrough -Wformat=2 -Wno-format-nonliteral \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lZydis -lpthread
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c) api/config_json.c
+VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS))
+LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
+
+# ---- Debian packages -------------------------------------------------
+DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
+        libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
+        libelf-dev libssl-dev cpio busybox-static fakeroot e2fsprogs file \
+        qemu-system-x86 clang curl iproute2 kmod
+
+.PHONY: all deps kernel testvm rootfs run test unit integration fuzz clean distclean
+all: $(EMBER) $(BUILD)/ember kernel testvm rootfs
+
+deps:
+	@missing=$$(for p in $(DEBS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# ---- ember -----------------------------------------------------------
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(EMBER): $(VMM_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# build/ember is the binary users run; the sanitized one stays in build/san.
+$(BUILD)/ember: $(BUILD)/obj/ember
+	@mkdir -p $(BUILD)
+	cp $< $@
+
+ifneq ($(SAN),1)
+$(BUILD)/obj/ember: $(VMM_OBJS)
+endif
+
+-include $(VMM_OBJS:.o=.d)
+
+# ---- guest kernel (cached outside the tree, see firmware/kernel/build.sh)
+KERNEL_INPUTS := firmware/kernel/build.sh firmware/kernel/ember.config $(wildcard firmware/kernel/patches/*.patch)
+kernel: $(BUILD)/bzImage
+$(BUILD)/bzImage $(BUILD)/vmlinux: $(KERNEL_INPUTS)
+	firmware/kernel/build.sh $(BUILD)
+	@touch $(BUILD)/bzImage $(BUILD)/vmlinux
+
+# ---- test guest ------------------------------------------------------
+TESTVM_CFLAGS := -std=c11 -O2 -g -ffreestanding -fno-strict-aliasing -fno-pic -fno-pie -fno-stack-protector \
+                 -mno-red-zone -mgeneral-regs-only -fno-asynchronous-unwind-tables \
+                 -Wall -Wextra -Werror
+testvm: $(BUILD)/testvm.elf
+$(BUILD)/testvm.elf: firmware/testvm/start.S firmware/testvm/testvm.c firmware/testvm/testvm.ld
+	@mkdir -p $(BUILD)
+	gcc $(TESTVM_CFLAGS) -nostdlib -static -no-pie -Wl,-T,firmware/testvm/testvm.ld \
+		-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -o $@ firmware/testvm/start.S firmware/testvm/testvm.c
+
+# ---- rootfs ----------------------------------------------------------
+rootfs: $(BUILD)/initramfs.cpio.gz
+$(BUILD)/init: rootfs/init.c
+	@mkdir -p $(BUILD)
+	gcc -std=c11 -D_GNU_SOURCE -Os -static -Wall -Wextra -Werror -o $@ $<
+$(BUILD)/initramfs.cpio.gz $(BUILD)/rootfs.ext4: $(BUILD)/init rootfs/build.sh
+	rootfs/build.sh $(BUILD)/init $(BUILD)
+
+# ---- demo --------------------------------------------------------------
+$(BUILD)/demo.json: Makefile
+	@mkdir -p $(BUILD)
+	@printf '%s\n' '{' \
+	  '  "boot-source": {' \
+	  '    "kernel_image_path": "$(CURDIR)/$(BUILD)/vmlinux",' \
+	  '    "initrd_path": "$(CURDIR)/$(BUILD)/initramfs.cpio.gz",' \
+	  '    "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"uname -a; cat /proc/cpuinfo | grep -c ^processor; echo hello from the ember guest\""' \
+	  '  },' \
+	  '  "machine-config": { "vcpu_count": 2, "mem_size_mib": 256 }' \
+	  '}' > $@
+
+run: deps
+	$(MAKE) all $(BUILD)/demo.json
+	$(BUILD)/ember --no-api --config-file $(BUILD)/demo.json --boot-timer
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,71 @@
+#!/bin/sh
+# Build ember's guest kernel from Debian's linux-source-6.1 package:
+# tinyconfig + ember.config + patches/*.patch. Outputs vmlinux (ELF, PVH
+# entry) and bzImage into OUTDIR.
+#
+# The build takes minutes, so its result is cached outside the source tree
+# under $EMBER_CACHE (default ~/.cache/ember), keyed by a hash of every
+# input: the source tarball, the config fragment, the patches, this script
+# and the compiler. A cache hit is a copy; a miss builds and fills it.
+#
+# usage: firmware/kernel/build.sh OUTDIR
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: build.sh OUTDIR}
+tarball=/usr/src/linux-source-6.1.tar.xz
+cache=${EMBER_CACHE:-${HOME:-/root}/.cache/ember}
+jobs=${JOBS:-$(nproc)}
+
+[ -r "$tarball" ] || { echo "build.sh: $tarball missing (make deps installs linux-source-6.1)" >&2; exit 1; }
+
+key=$( {
+	sha256sum "$tarball" | cut -d' ' -f1
+	cat "$here/ember.config" "$here/build.sh"
+	for p in "$here"/patches/*.patch; do cat "$p"; done
+	gcc --version | head -n1
+} | sha256sum | cut -c1-16)
+dir="$cache/kernel-$key"
+
+mkdir -p "$cache" "$out"
+exec 9>"$cache/kernel.lock"
+flock 9
+
+if [ ! -f "$dir/bzImage" ]; then
+	echo "guest kernel: building (cache $dir; takes ~10 minutes on 2 cores)" >&2
+	work=$(mktemp -d "$cache/kernel-build.XXXXXX")
+	trap 'rm -rf "$work"' EXIT
+	tar xf "$tarball" -C "$work"
+	src="$work/linux-source-6.1"
+	for p in "$here"/patches/*.patch; do
+		patch -s -p1 -d "$src" < "$p"
+	done
+	make -s -C "$src" tinyconfig >/dev/null
+	"$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" \
+		"$here/ember.config" >/dev/null
+	make -s -C "$src" olddefconfig >/dev/null
+	# Every line of the fragment must have survived olddefconfig; a
+	# dependency that silently dropped an option is a build error here.
+	missing=$(grep -E '^CONFIG_[A-Z0-9_]+=' "$here/ember.config" | while read -r line; do
+		opt=${line%%=*}; val=${line#*=}
+		if [ "$val" = n ]; then
+			grep -q "^$opt=" "$src/.config" && echo "$line"
+		else
+			grep -qx "$line" "$src/.config" || echo "$line"
+		fi
+	done || true)
+	if [ -n "$missing" ]; then
+		echo "guest kernel: options not applied:" >&2
+		echo "$missing" >&2
+		exit 1
+	fi
+	make -s -C "$src" -j"$jobs" vmlinux bzImage \
+		KBUILD_BUILD_USER=ember KBUILD_BUILD_HOST=ember >&2
+	mkdir -p "$work/out"
+	cp "$src/vmlinux" "$src/arch/x86/boot/bzImage" "$src/.config" "$src/System.map" "$work/out/"
+	rm -rf "$dir"
+	mv "$work/out" "$dir"
+fi
+cp "$dir/vmlinux" "$dir/bzImage" "$out/"
+cp "$dir/.config" "$out/kernel.config"
+cp "$dir/System.map" "$out/System.map"

@@ -1,0 +1,301 @@
+/* testvm: a tiny freestanding 64-bit guest for ember's device and boot
+ * tests and for VMM timings. It prints on COM1, writes the boot timer,
+ * runs the checks named on its command line, reports each as
+ * "testvm: PASS <name>" or "testvm: FAIL <name>: <why>", and resets.
+ *
+ * Command-line words (the kernel command line of the VM):
+ *   testvm.emulate   instructions that software-virtualized KVM hosts fail
+ *                    to emulate, each run right after a privileged one so
+ *                    such a host hands it to its emulator
+ *   testvm.hang      do not reset at the end (for timeout tests)
+ *
+ * It must itself avoid instructions those hosts cannot emulate (no SSE,
+ * no x87: built with -mgeneral-regs-only), so QEMU can run it too. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define COM1 0x3f8
+#define BOOT_TIMER_ADDR 0xc0000000UL
+#define BOOT_TIMER_MAGIC 123
+
+struct hvm_start_info {
+	uint32_t magic, version, flags, nr_modules;
+	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
+	uint32_t memmap_entries, reserved;
+};
+struct hvm_memmap_entry {
+	uint64_t addr, size;
+	uint32_t type, reserved;
+};
+
+struct frame {
+	uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	uint64_t vector, error, rip, cs, rflags, rsp, ss;
+};
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+	uint8_t v;
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static void putc_serial(char c)
+{
+	for (int i = 0; i < 100000 && !(inb(COM1 + 5) & 0x20); i++)
+		;
+	outb(COM1, (uint8_t)c);
+}
+
+static void puts_serial(const char *s)
+{
+	while (*s) {
+		if (*s == '\n')
+			putc_serial('\r');
+		putc_serial(*s++);
+	}
+}
+
+static void put_dec(uint64_t v)
+{
+	char buf[21];
+	int i = 20;
+	buf[i] = 0;
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	puts_serial(&buf[i]);
+}
+
+static void put_hex(uint64_t v)
+{
+	char buf[19] = "0x";
+	for (int i = 0; i < 16; i++)
+		buf[2 + i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
+	buf[18] = 0;
+	puts_serial(buf);
+}
+
+static unsigned passed, failed;
+
+static void result(const char *name, bool ok, const char *why)
+{
+	puts_serial(ok ? "testvm: PASS " : "testvm: FAIL ");
+	puts_serial(name);
+	if (!ok && why) {
+		puts_serial(": ");
+		puts_serial(why);
+	}
+	puts_serial("\n");
+	if (ok)
+		passed++;
+	else
+		failed++;
+}
+
+static __attribute__((noreturn)) void reset(void)
+{
+	/* i8042 reset (ember); then a triple fault (QEMU with -no-reboot). */
+	outb(0x64, 0xfe);
+	static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) null_idt = { 0, 0 };
+	__asm__ volatile("lidt %0; int3" : : "m"(null_idt));
+	for (;;)
+		__asm__ volatile("hlt");
+}
+
+/* ---- exceptions ---------------------------------------------------- */
+
+struct idt_entry {
+	uint16_t off0, sel;
+	uint8_t ist, type;
+	uint16_t off1;
+	uint32_t off2, zero;
+} __attribute__((packed));
+
+static struct idt_entry idt[32] __attribute__((aligned(16)));
+extern char exception_stubs[];
+
+static void idt_setup(void)
+{
+	for (int v = 0; v < 32; v++) {
+		uint64_t h = (uint64_t)(exception_stubs + 16 * v);
+		idt[v] = (struct idt_entry){
+			.off0 = (uint16_t)h, .sel = 0x18, .ist = 0, .type = 0x8e,
+			.off1 = (uint16_t)(h >> 16), .off2 = (uint32_t)(h >> 32),
+		};
+	}
+	struct { uint16_t limit; uint64_t base; } __attribute__((packed)) d = {
+		sizeof(idt) - 1, (uint64_t)idt,
+	};
+	__asm__ volatile("lidt %0" : : "m"(d));
+}
+
+static volatile uint64_t bp_count, bp_rip;
+
+void testvm_exception(struct frame *f);
+void testvm_exception(struct frame *f)
+{
+	if (f->vector == 3) {
+		bp_count++;
+		bp_rip = f->rip;
+		return;
+	}
+	puts_serial("testvm: FAIL exception ");
+	put_dec(f->vector);
+	puts_serial(" at rip ");
+	put_hex(f->rip);
+	puts_serial(" error ");
+	put_hex(f->error);
+	puts_serial("\n");
+	reset();
+}
+
+/* ---- command line -------------------------------------------------- */
+
+static const char *cmdline = "";
+
+static bool has_word(const char *word)
+{
+	const char *p = cmdline;
+	size_t n = 0;
+	while (word[n])
+		n++;
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		size_t i = 0;
+		while (p[i] && p[i] != ' ')
+			i++;
+		if (i == n) {
+			size_t k = 0;
+			while (k < n && p[k] == word[k])
+				k++;
+			if (k == n)
+				return true;
+		}
+		p += i;
+	}
+	return false;
+}
+
+/* ---- checks -------------------------------------------------------- */
+
+/* Each check runs its instruction right after CLI: on a kvm_pvm host a
+ * privileged instruction sends the following ones through the host's
+ * emulator, which is what exercises ember's fallback. */
+
+static void check_popcnt(void)
+{
+	uint64_t out, flags;
+	__asm__ volatile("cli; popcnt %2, %0; pushfq; pop %1"
+			 : "=&r"(out), "=&r"(flags) : "r"(0xf0f0f0f0f0f0f0f1ULL) : "cc");
+	result("emulate.popcnt", out == 33 && !(flags & 0x40), "wrong count or ZF set");
+
+	static volatile uint64_t zero_mem = 0;
+	__asm__ volatile("cli; popcnt %2, %0; pushfq; pop %1"
+			 : "=&r"(out), "=&r"(flags) : "m"(zero_mem) : "cc");
+	result("emulate.popcnt-mem-zero", out == 0 && (flags & 0x40), "expected 0 with ZF set");
+}
+
+static void check_int3(void)
+{
+	uint64_t expected;
+	bp_count = 0;
+	__asm__ volatile("cli; int3; 1: lea 1b(%%rip), %0" : "=r"(expected));
+	result("emulate.int3", bp_count == 1 && bp_rip == expected,
+	       "#BP not delivered once with RIP after the int3");
+}
+
+static void check_fwait(void)
+{
+	uint64_t after = 0;
+	__asm__ volatile("cli; fwait; mov $1, %0" : "=r"(after));
+	result("emulate.fwait", after == 1, "did not continue after fwait");
+}
+
+static void check_cmpxchg16b(void)
+{
+	static volatile uint64_t mem[2] __attribute__((aligned(16))) = { 1, 2 };
+	uint64_t lo = 1, hi = 2, flags;
+	/* Equal: store RCX:RBX, ZF=1. */
+	__asm__ volatile("cli; lock cmpxchg16b %2; pushfq; pop %3"
+			 : "+a"(lo), "+d"(hi), "+m"(*(volatile unsigned __int128 *)mem), "=r"(flags)
+			 : "b"(3ULL), "c"(4ULL) : "cc", "memory");
+	bool ok1 = (flags & 0x40) && mem[0] == 3 && mem[1] == 4;
+	/* Not equal: load memory into RDX:RAX, ZF=0. */
+	lo = 7;
+	hi = 8;
+	__asm__ volatile("cli; lock cmpxchg16b %2; pushfq; pop %3"
+			 : "+a"(lo), "+d"(hi), "+m"(*(volatile unsigned __int128 *)mem), "=r"(flags)
+			 : "b"(5ULL), "c"(6ULL) : "cc", "memory");
+	bool ok2 = !(flags & 0x40) && lo == 3 && hi == 4 && mem[0] == 3 && mem[1] == 4;
+	result("emulate.cmpxchg16b", ok1 && ok2, "wrong swap or flags");
+}
+
+static void check_cmpxchg8b(void)
+{
+	static volatile uint64_t mem = 0x0000000200000001ULL;
+	uint32_t lo = 1, hi = 2;
+	uint64_t flags;
+	__asm__ volatile("cli; lock cmpxchg8b %2; pushfq; pop %3"
+			 : "+a"(lo), "+d"(hi), "+m"(mem), "=r"(flags)
+			 : "b"(5u), "c"(6u) : "cc", "memory");
+	result("emulate.cmpxchg8b", (flags & 0x40) && mem == 0x0000000600000005ULL,
+	       "wrong swap or flags");
+}
+
+/* ---- main ---------------------------------------------------------- */
+
+static uint64_t ram_bytes(const struct hvm_start_info *si)
+{
+	uint64_t total = 0;
+	const struct hvm_memmap_entry *m = (const void *)si->memmap_paddr;
+	for (uint32_t i = 0; si->memmap_paddr && i < si->memmap_entries; i++)
+		if (m[i].type == 1)
+			total += m[i].size;
+	return total;
+}
+
+void testvm_main(const struct hvm_start_info *si);
+void testvm_main(const struct hvm_start_info *si)
+{
+	idt_setup();
+	*(volatile uint8_t *)BOOT_TIMER_ADDR = BOOT_TIMER_MAGIC;
+	puts_serial("testvm: booted\n");
+	if (si->magic != 0x336ec578) {
+		result("start_info", false, "bad magic");
+		reset();
+	}
+	if (si->cmdline_paddr)
+		cmdline = (const char *)si->cmdline_paddr;
+	puts_serial("testvm: cmdline ");
+	puts_serial(cmdline);
+	puts_serial("\ntestvm: ram ");
+	put_dec(ram_bytes(si) >> 20);
+	puts_serial(" MiB\n");
+
+	if (has_word("testvm.emulate")) {
+		check_popcnt();
+		check_int3();
+		check_fwait();
+		check_cmpxchg16b();
+		check_cmpxchg8b();
+	}
+
+	puts_serial("testvm: done ");
+	put_dec(passed);
+	puts_serial(" passed ");
+	put_dec(failed);
+	puts_serial(" failed\n");
+	if (has_word("testvm.hang"))
+		for (;;)
+			__asm__ volatile("cli; hlt");
+	reset();
+}

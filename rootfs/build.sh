@@ -1,0 +1,43 @@
+#!/bin/sh
+# Build the guest rootfs from the static init and Debian's busybox-static:
+#   OUT/initramfs.cpio.gz   (the kernel's initrd: /init)
+#   OUT/rootfs.ext4         (a root drive for virtio-blk: /sbin/init)
+# Runs without root: fakeroot supplies the device node and ownership.
+#
+# usage: rootfs/build.sh INIT_BINARY OUTDIR
+set -eu
+init=${1:?usage: build.sh INIT_BINARY OUTDIR}
+out=${2:?usage: build.sh INIT_BINARY OUTDIR}
+mkdir -p "$out" && out=$(cd "$out" && pwd)
+busybox=/bin/busybox
+[ -x "$busybox" ] && "$busybox" --list >/dev/null 2>&1 ||
+	{ echo "rootfs: $busybox missing (make deps installs busybox-static)" >&2; exit 1; }
+file -L "$busybox" | grep -q 'statically linked' ||
+	{ echo "rootfs: $busybox is not static (install busybox-static)" >&2; exit 1; }
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT INT TERM
+mkdir -p "$stage/bin" "$stage/sbin" "$stage/dev" "$stage/proc" "$stage/sys" "$stage/tmp" \
+	"$stage/etc" "$stage/root" "$stage/mnt" "$stage/usr/bin" "$stage/usr/sbin"
+cp "$busybox" "$stage/bin/busybox"
+for applet in $("$busybox" --list); do
+	[ "$applet" = busybox ] || ln -sf busybox "$stage/bin/$applet"
+done
+cp "$init" "$stage/init"
+cp "$init" "$stage/sbin/init"
+echo "ember guest" > "$stage/etc/hostname"
+echo "root:x:0:0:root:/root:/bin/sh" > "$stage/etc/passwd"
+echo "root:x:0:" > "$stage/etc/group"
+# A file the tests read back from the image.
+echo "ember rootfs" > "$stage/etc/ember-release"
+
+mkdir -p "$out"
+fakeroot -- sh -c "
+	mknod -m 600 '$stage/dev/console' c 5 1 &&
+	mknod -m 666 '$stage/dev/null' c 1 3 &&
+	cd '$stage' && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -9 > '$out/initramfs.cpio.gz.tmp' &&
+	rm -f '$out/rootfs.ext4.tmp' &&
+	mkfs.ext4 -q -F -L ember-root -d '$stage' '$out/rootfs.ext4.tmp' 64M
+"
+mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
+mv "$out/rootfs.ext4.tmp" "$out/rootfs.ext4"

@@ -1,0 +1,48 @@
+/* Booting Linux (and the test guest) on x86.
+ *
+ * boot_load() puts the kernel, initrd, command line and the tables the
+ * kernel reads (PVH start_info or Linux boot_params with an e820 map, the
+ * MP table) into guest memory, and says how to enter it. boot_setup_vcpu()
+ * puts a vCPU into the state that entry needs. */
+#ifndef EMBER_BOOT_H
+#define EMBER_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct vcpu;
+
+enum boot_mode {
+	BOOT_PVH,      /* 32-bit protected mode, paging off, EBX = start_info */
+	BOOT_LINUX64,  /* 64-bit mode, identity-mapped, RSI = boot_params */
+};
+
+struct boot_entry {
+	enum boot_mode mode;
+	uint64_t rip;
+	uint64_t arg;  /* EBX (PVH) or RSI (64-bit boot protocol) */
+};
+
+struct boot_images {
+	const char *kernel_path;  /* ELF vmlinux (PVH note or 64-bit entry) or bzImage */
+	const char *initrd_path;  /* may be NULL */
+	const char *cmdline;
+};
+
+/* Load everything the guest needs into vm's memory. On error returns
+ * -errno and writes a one-line reason into err. */
+int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *entry,
+	      char *err, size_t errlen);
+
+/* CPUID, MSRs, FPU, LAPIC and registers for vCPU; the boot vCPU (id 0)
+ * starts at entry, the others wait for INIT/SIPI in the in-kernel LAPIC. */
+int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry);
+
+/* Write an Intel MP table for ncpus processors at gpa (inside the EBDA),
+ * which is how a guest without ACPI finds its CPUs and IOAPIC. Returns 0
+ * or -EFAULT if it does not fit in guest memory. Exposed for tests. */
+struct guest_mem;
+int mptable_write(struct guest_mem *mem, uint64_t gpa, unsigned ncpus);
+
+#endif

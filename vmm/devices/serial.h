@@ -1,0 +1,38 @@
+/* 16550A UART (the PC's COM1 at 0x3f8, IRQ 4): enough of the chip for
+ * Linux's 8250 driver, including its loopback probe. Output goes to a host
+ * fd; input arrives from the VMM thread through serial_input(). */
+#ifndef EMBER_SERIAL_H
+#define EMBER_SERIAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+
+#define SERIAL_RX_CAP 1024
+
+struct serial {
+	pthread_mutex_t lock;
+	int out_fd;     /* where the guest's output goes; -1 discards it */
+	int irq_fd;     /* irqfd for IRQ 4 */
+	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr;
+	uint8_t thr_empty_pending; /* THRE interrupt not yet acknowledged */
+	uint8_t rx[SERIAL_RX_CAP];
+	unsigned rx_head, rx_count;
+	/* counters, for metrics */
+	uint64_t tx_bytes, rx_bytes, rx_dropped, tx_errors;
+};
+
+/* Register COM1 on vm's port bus. Returns 0 or -errno. */
+int serial_init(struct serial *s, struct vm *vm, int out_fd);
+
+/* Bytes typed for the guest. Bytes beyond the receive buffer are dropped
+ * and counted. Safe from any thread. */
+void serial_input(struct serial *s, const uint8_t *buf, size_t len);
+
+/* The register interface (bus_access_fn); exposed for unit tests. */
+void serial_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+#endif

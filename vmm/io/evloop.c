@@ -1,0 +1,103 @@
+#include "evloop.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+int evloop_init(struct evloop *loop, unsigned entries)
+{
+	memset(loop, 0, sizeof(*loop));
+	return io_uring_queue_init(entries, &loop->ring, 0);
+}
+
+void evloop_destroy(struct evloop *loop)
+{
+	io_uring_queue_exit(&loop->ring);
+}
+
+struct io_uring_sqe *evloop_sqe(struct evloop *loop, struct evloop_op *op)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+	if (!sqe) {
+		io_uring_submit(&loop->ring);
+		sqe = io_uring_get_sqe(&loop->ring);
+		if (!sqe)
+			return NULL;
+	}
+	io_uring_sqe_set_data(sqe, op);
+	return sqe;
+}
+
+static void watch_arm(struct evloop_watch *w);
+
+static void watch_complete(struct evloop_op *op, int res, unsigned flags)
+{
+	struct evloop_watch *w = container_of(op, struct evloop_watch, op);
+	if (!(flags & IORING_CQE_F_MORE))
+		w->armed = false;
+	if (res == -ECANCELED)
+		return;
+	if (w->fd < 0)
+		return; /* unwatched while this completion was in flight */
+	w->fn(w, res);
+	/* The kernel may end a multishot poll at any time; re-arm. */
+	if (res >= 0 && !w->armed && w->fd >= 0)
+		watch_arm(w);
+}
+
+static void watch_arm(struct evloop_watch *w)
+{
+	struct io_uring_sqe *sqe = evloop_sqe(w->loop, &w->op);
+	if (!sqe)
+		return;
+	io_uring_prep_poll_multishot(sqe, w->fd, POLLIN);
+	w->armed = true;
+}
+
+int evloop_watch(struct evloop *loop, struct evloop_watch *w, int fd,
+		 void (*fn)(struct evloop_watch *w, int res))
+{
+	w->op.complete = watch_complete;
+	w->loop = loop;
+	w->fd = fd;
+	w->fn = fn;
+	w->armed = false;
+	watch_arm(w);
+	return w->armed ? 0 : -EBUSY;
+}
+
+void evloop_unwatch(struct evloop_watch *w)
+{
+	if (w->armed) {
+		struct io_uring_sqe *sqe = evloop_sqe(w->loop, NULL);
+		if (sqe)
+			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&w->op);
+	}
+	w->fd = -1;
+}
+
+int evloop_run(struct evloop *loop)
+{
+	while (!loop->stopping) {
+		int ret = io_uring_submit_and_wait(&loop->ring, 1);
+		if (ret < 0 && ret != -EINTR)
+			return ret;
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&loop->ring, head, cqe) {
+			struct evloop_op *op = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+			unsigned flags = cqe->flags;
+			seen++;
+			if (op)
+				op->complete(op, res, flags);
+		}
+		io_uring_cq_advance(&loop->ring, seen);
+	}
+	return 0;
+}
+
+void evloop_stop(struct evloop *loop)
+{
+	loop->stopping = true;
+}

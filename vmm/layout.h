@@ -1,0 +1,53 @@
+/* ember's x86 guest-physical address map, in one place.
+ *
+ *   0x0000_0000  real-mode IVT/BDA (left zero)
+ *   0x0000_0500  GDT used for the boot-time CPU state
+ *   0x0000_6000  PVH start_info, module list and memory map
+ *   0x0000_7000  Linux boot_params ("zero page")
+ *   0x0000_9000  identity page tables for the 64-bit entry (PML4, PDPT, PDs)
+ *   0x0002_0000  kernel command line
+ *   0x0009_fc00  MP table (the EBDA, where Linux scans for it)
+ *   0x000a_0000  legacy VGA/ROM hole, reserved in the e820 map
+ *   0x0010_0000  kernel (bzImage protected-mode part; ELF at its own paddr)
+ *   ...          RAM; the initrd sits at the top of low RAM
+ *   0xc000_0000  MMIO gap: boot timer, then virtio-mmio devices
+ *   0xfec0_0000  IOAPIC;  0xfee0_0000 LAPIC
+ *   0x1_0000_0000 RAM above the gap, if the guest has more than 3 GiB
+ */
+#ifndef EMBER_LAYOUT_H
+#define EMBER_LAYOUT_H
+
+#define LAYOUT_GDT 0x500ULL
+#define LAYOUT_PVH_INFO 0x6000ULL
+#define LAYOUT_ZERO_PAGE 0x7000ULL
+#define LAYOUT_PML4 0x9000ULL
+#define LAYOUT_PDPT 0xa000ULL
+#define LAYOUT_PD 0xb000ULL /* four pages: identity map of the first 4 GiB */
+#define LAYOUT_CMDLINE 0x20000ULL
+#define LAYOUT_CMDLINE_MAX 4096ULL
+#define LAYOUT_EBDA 0x9fc00ULL
+#define LAYOUT_HIMEM 0x100000ULL
+#define LAYOUT_BOOT_STACK 0x8ff0ULL
+
+#define LAYOUT_MMIO_GAP_START 0xc0000000ULL
+#define LAYOUT_MMIO_GAP_END 0x100000000ULL
+#define LAYOUT_BOOT_TIMER 0xc0000000ULL
+#define LAYOUT_BOOT_TIMER_SIZE 0x1000ULL
+#define LAYOUT_VIRTIO_MMIO_BASE 0xc0001000ULL
+#define LAYOUT_VIRTIO_MMIO_SIZE 0x1000ULL
+#define LAYOUT_IOAPIC 0xfec00000ULL
+#define LAYOUT_LAPIC 0xfee00000ULL
+/* KVM needs three pages for the TSS and one for the EPT identity map,
+ * inside the gap and outside any device. */
+#define LAYOUT_KVM_TSS 0xfffbc000ULL
+#define LAYOUT_KVM_IDENTITY_MAP 0xfffbf000ULL
+
+/* Legacy I/O ports. */
+#define PORT_I8042_DATA 0x60
+#define PORT_I8042_CMD 0x64
+#define PORT_COM1 0x3f8
+#define IRQ_COM1 4
+/* The first GSI handed to virtio-mmio devices. */
+#define IRQ_VIRTIO_BASE 5
+
+#endif

@@ -1,0 +1,125 @@
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level cur_level = LOG_INFO;
+static bool show_level;
+static bool show_origin;
+static int log_fd = STDERR_FILENO;
+
+static const char *const level_names[] = {
+	[LOG_OFF] = "Off",     [LOG_ERROR] = "Error", [LOG_WARN] = "Warning",
+	[LOG_INFO] = "Info",   [LOG_DEBUG] = "Debug", [LOG_TRACE] = "Trace",
+};
+
+int log_level_parse(const char *name)
+{
+	for (int i = LOG_OFF; i <= LOG_TRACE; i++)
+		if (strcasecmp(name, level_names[i]) == 0)
+			return i;
+	if (strcasecmp(name, "Warn") == 0)
+		return LOG_WARN;
+	return -1;
+}
+
+const char *log_level_name(enum log_level level)
+{
+	return level <= LOG_TRACE ? level_names[level] : "?";
+}
+
+void log_set_level(enum log_level level) { cur_level = level; }
+enum log_level log_get_level(void) { return cur_level; }
+void log_set_show_level(bool show) { show_level = show; }
+void log_set_show_origin(bool show) { show_origin = show; }
+bool log_enabled(enum log_level level) { return level != LOG_OFF && level <= cur_level; }
+
+int log_set_path(const char *path)
+{
+	/* O_NONBLOCK: a FIFO nobody drains must never stall ember. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (log_fd != STDERR_FILENO)
+		close(log_fd);
+	log_fd = fd;
+	return 0;
+}
+
+void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
+{
+	if (!log_enabled(level))
+		return;
+
+	char buf[1024];
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%09ld [ember]", ts.tv_nsec);
+	if (show_level)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s", level_names[level]);
+	if (show_origin) {
+		const char *base = strrchr(file, '/');
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s:%d", base ? base + 1 : file, line);
+	}
+	if (n < sizeof(buf) - 1)
+		buf[n++] = ' ';
+
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += (size_t)m;
+	if (n > sizeof(buf) - 2)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	/* One write per line so lines from different threads never interleave. */
+	ssize_t r = write(log_fd, buf, n);
+	(void)r;
+}
+
+bool log_ratelimit_pass(struct log_ratelimit *rl)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	bool pass;
+	pthread_mutex_lock(&lock);
+	if (ts.tv_sec != rl->last_sec) {
+		rl->last_sec = ts.tv_sec;
+		if (rl->suppressed)
+			log_write(LOG_WARN, __FILE__, __LINE__, "%lu messages suppressed", rl->suppressed);
+		rl->suppressed = 0;
+		pass = true;
+	} else {
+		rl->suppressed++;
+		pass = false;
+	}
+	pthread_mutex_unlock(&lock);
+	return pass;
+}
+
+void die(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (log_fd != STDERR_FILENO)
+		log_write(LOG_ERROR, __FILE__, __LINE__, "%s", msg);
+	fprintf(stderr, "ember: %s\n", msg);
+	exit(1);
+}

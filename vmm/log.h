@@ -1,0 +1,54 @@
+/* Logging: one line per event, to stderr or a file/FIFO, with a level.
+ *
+ * Levels follow Firecracker's names (Error, Warning, Info, Debug, Trace).
+ * Messages that a guest can trigger repeatedly must use log_ratelimited()
+ * so a hostile guest cannot flood the host's log. */
+#ifndef EMBER_LOG_H
+#define EMBER_LOG_H
+
+#include <stdbool.h>
+#include <stdnoreturn.h>
+
+enum log_level { LOG_OFF = 0, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRACE };
+
+/* Parse a Firecracker level name ("Error", "Warning", "Info", "Debug",
+ * "Trace", "Off"; case-insensitive). Returns -1 if unknown. */
+int log_level_parse(const char *name);
+const char *log_level_name(enum log_level level);
+
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+void log_set_show_level(bool show);
+void log_set_show_origin(bool show);
+/* Redirect logs to the file or FIFO at path (opened non-blocking, append).
+ * Returns 0 or -errno; on failure logging stays where it was. */
+int log_set_path(const char *path);
+
+bool log_enabled(enum log_level level);
+void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#define log_error(...) log_write(LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+#define log_warn(...) log_write(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define log_info(...) log_write(LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define log_debug(...) log_write(LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
+
+/* At most one message per second per call site; the rest are counted and
+ * reported with the next message that gets through. */
+#define log_ratelimited(level, ...)                                              \
+	do {                                                                     \
+		static struct log_ratelimit log_rl_;                             \
+		if (log_ratelimit_pass(&log_rl_))                                \
+			log_write(level, __FILE__, __LINE__, __VA_ARGS__);       \
+	} while (0)
+
+struct log_ratelimit {
+	long long last_sec;
+	unsigned long suppressed;
+};
+bool log_ratelimit_pass(struct log_ratelimit *rl);
+
+/* Setup-time fatal error: log and exit(1). Never on guest-triggered paths. */
+noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,313 @@
+/* ember: a microVM monitor. This file is the CLI (Firecracker's flags)
+ * and the wiring: config -> VM -> devices -> kernel -> vCPUs -> event loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../api/config_json.h"
+#include "boot/boot.h"
+#include "config.h"
+#include "devices/boot_timer.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "emulate.h"
+#include "io/evloop.h"
+#include "log.h"
+#include "vcpu.h"
+#include "vm.h"
+
+#ifndef EMBER_VERSION
+#define EMBER_VERSION "0.1.0"
+#endif
+
+/* Used when the config gives no boot_args. */
+#define DEFAULT_BOOT_ARGS "console=ttyS0 reboot=k panic=1"
+
+struct options {
+	const char *config_file;
+	const char *api_sock;
+	const char *id;
+	bool no_api;
+	bool boot_timer;
+};
+
+struct ember {
+	struct timespec start_wall, start_cpu;
+	struct options opt;
+	struct vmm_config cfg;
+	struct vm vm;
+	struct serial serial;
+	struct i8042 i8042;
+	struct boot_timer boot_timer;
+	struct evloop loop;
+	struct evloop_watch stdin_watch, stop_watch, signal_watch;
+	int signal_fd;
+	bool tty_raw;
+	struct termios tty_saved;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ember [options]\n"
+		"\n"
+		"  --config-file PATH   configure the VM from a Firecracker-style JSON file\n"
+		"  --no-api             do not serve the API (requires --config-file)\n"
+		"  --api-sock PATH      API socket path (default /run/ember.socket)\n"
+		"  --id ID              VM identifier (default anonymous-instance)\n"
+		"  --boot-timer         log the time until the guest writes 123 to 0x%llx\n"
+		"  --level LEVEL        log level: Error, Warning, Info, Debug, Trace, Off\n"
+		"  --log-path PATH      write logs to PATH (file or FIFO) instead of stderr\n"
+		"  --show-level         include the level in each log line\n"
+		"  --show-log-origin    include file:line in each log line\n"
+		"  --version            print the version and exit\n"
+		"  --help               print this help and exit\n",
+		(unsigned long long)0xc0000000ULL);
+}
+
+enum { OPT_CONFIG = 256, OPT_NO_API, OPT_API_SOCK, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
+       OPT_LOG_PATH, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_VERSION, OPT_HELP };
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "config-file", required_argument, NULL, OPT_CONFIG },
+		{ "no-api", no_argument, NULL, OPT_NO_API },
+		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+		{ "id", required_argument, NULL, OPT_ID },
+		{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
+		{ "level", required_argument, NULL, OPT_LEVEL },
+		{ "log-path", required_argument, NULL, OPT_LOG_PATH },
+		{ "show-level", no_argument, NULL, OPT_SHOW_LEVEL },
+		{ "show-log-origin", no_argument, NULL, OPT_SHOW_ORIGIN },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	memset(o, 0, sizeof(*o));
+	o->api_sock = "/run/ember.socket";
+	o->id = "anonymous-instance";
+	opterr = 0;
+	int c, level;
+	while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_CONFIG: o->config_file = optarg; break;
+		case OPT_NO_API: o->no_api = true; break;
+		case OPT_API_SOCK: o->api_sock = optarg; break;
+		case OPT_ID: o->id = optarg; break;
+		case OPT_BOOT_TIMER: o->boot_timer = true; break;
+		case OPT_LEVEL:
+			if ((level = log_level_parse(optarg)) < 0)
+				die("--level: unknown level '%s' (Error, Warning, Info, Debug, Trace, Off)", optarg);
+			log_set_level((enum log_level)level);
+			break;
+		case OPT_LOG_PATH: {
+			int err = log_set_path(optarg);
+			if (err)
+				die("--log-path %s: %s", optarg, strerror(-err));
+			break;
+		}
+		case OPT_SHOW_LEVEL: log_set_show_level(true); break;
+		case OPT_SHOW_ORIGIN: log_set_show_origin(true); break;
+		case OPT_VERSION: printf("ember v%s\n", EMBER_VERSION); exit(0);
+		case OPT_HELP: usage(stdout); exit(0);
+		default:
+			if (optopt)
+				die("option '%s' needs a value (see --help)", argv[optind - 1]);
+			die("unknown option '%s' (see --help)", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		die("unexpected argument '%s' (see --help)", argv[optind]);
+	if (o->no_api && !o->config_file)
+		die("--no-api needs --config-file: without either there is no way to configure the VM");
+	if (!o->no_api)
+		die("the API server is not available in this build; run with --no-api --config-file FILE");
+}
+
+/* ---- host quirks --------------------------------------------------- */
+
+/* On kvm_pvm hosts (software virtualization, see README) the guest sees
+ * some host CPU features that the host's instruction emulator cannot
+ * handle. These kernel parameters keep the guest off them; the
+ * userspace emulation fallback covers what remains. */
+#define PVM_BOOT_ARGS "noxsave"
+
+static bool host_is_pvm(void)
+{
+	return access("/sys/module/kvm_pvm", F_OK) == 0;
+}
+
+static void build_cmdline(const struct vmm_config *cfg, char *out, size_t len)
+{
+	const char *base = cfg->boot.has_boot_args ? cfg->boot.boot_args : DEFAULT_BOOT_ARGS;
+	int n = snprintf(out, len, "%s", base);
+	if (host_is_pvm() && n >= 0 && (size_t)n < len) {
+		snprintf(out + n, len - (size_t)n, "%s%s", n ? " " : "", PVM_BOOT_ARGS);
+		log_info("kvm_pvm host: added kernel parameters '%s'", PVM_BOOT_ARGS);
+	}
+}
+
+/* ---- terminal and event loop ---------------------------------------- */
+
+static void tty_restore(struct ember *e)
+{
+	if (e->tty_raw) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &e->tty_saved);
+		e->tty_raw = false;
+	}
+}
+
+/* Keys go to the guest as typed (no echo, no line editing), but Ctrl-C
+ * still stops ember. */
+static void tty_setup(struct ember *e)
+{
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &e->tty_saved) < 0)
+		return;
+	struct termios t = e->tty_saved;
+	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO | ECHONL | IEXTEN);
+	t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
+	t.c_cc[VMIN] = 1;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		e->tty_raw = true;
+}
+
+static void on_stdin(struct evloop_watch *w, int res)
+{
+	struct ember *e = container_of(w, struct ember, stdin_watch);
+	uint8_t buf[256];
+	ssize_t n = res < 0 ? -1 : read(STDIN_FILENO, buf, sizeof(buf));
+	if (n > 0) {
+		serial_input(&e->serial, buf, (size_t)n);
+	} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+		evloop_unwatch(w); /* EOF or error: the guest gets no more input */
+	}
+}
+
+static void on_stop(struct evloop_watch *w, int res)
+{
+	struct ember *e = container_of(w, struct ember, stop_watch);
+	(void)res;
+	evloop_stop(&e->loop);
+}
+
+static void on_signal(struct evloop_watch *w, int res)
+{
+	struct ember *e = container_of(w, struct ember, signal_watch);
+	struct signalfd_siginfo si;
+	(void)res;
+	if (read(e->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		char why[48];
+		snprintf(why, sizeof(why), "signal %s", strsignal((int)si.ssi_signo));
+		vm_request_stop(&e->vm, 128 + (int)si.ssi_signo, why);
+	}
+}
+
+/* SIGINT/SIGTERM/SIGHUP become a clean stop through a signalfd; they are
+ * blocked in every thread (vCPU threads inherit the mask). */
+static void signals_setup(struct ember *e)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	e->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (e->signal_fd < 0)
+		die("signalfd: %s", strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---- VM assembly --------------------------------------------------- */
+
+static void build_vm(struct ember *e)
+{
+	struct vm *vm = &e->vm;
+	const struct machine_config *mc = &e->cfg.machine;
+	if (vm_create(vm, mc->mem_size_mib << 20, mc->vcpu_count))
+		die("cannot create the VM (see the error above)");
+
+	int err;
+	if ((err = serial_init(&e->serial, vm, STDOUT_FILENO)))
+		die("serial: %s", strerror(-err));
+	if ((err = i8042_init(&e->i8042, vm)))
+		die("i8042: %s", strerror(-err));
+	if (e->opt.boot_timer &&
+	    (err = boot_timer_init(&e->boot_timer, vm, &e->start_wall, &e->start_cpu)))
+		die("boot timer: %s", strerror(-err));
+
+	static char cmdline[4096];
+	build_cmdline(&e->cfg, cmdline, sizeof(cmdline));
+	struct boot_images img = {
+		.kernel_path = e->cfg.boot.kernel_image_path,
+		.initrd_path = e->cfg.boot.initrd_path[0] ? e->cfg.boot.initrd_path : NULL,
+		.cmdline = cmdline,
+	};
+	struct boot_entry entry;
+	char msg[256];
+	if (boot_load(vm, &img, &entry, msg, sizeof(msg)))
+		die("%s", msg);
+	log_debug("kernel command line: %s", cmdline);
+
+	vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		die("out of memory");
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if (vcpu_create(vm, &vm->vcpus[i], i) || boot_setup_vcpu(&vm->vcpus[i], &entry))
+			die("cannot set up vcpu %u (see the error above)", i);
+	}
+}
+
+static void report_emulation(const struct vm *vm)
+{
+	char buf[256];
+	emu_stats_format(&vm->emu, buf, sizeof(buf));
+	log_debug("emulated instructions: %s", buf[0] ? buf : "none");
+}
+
+int main(int argc, char **argv)
+{
+	static struct ember e;
+	clock_gettime(CLOCK_MONOTONIC, &e.start_wall);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &e.start_cpu);
+
+	parse_args(argc, argv, &e.opt);
+	config_defaults(&e.cfg);
+	char msg[512];
+	if (config_load_file(e.opt.config_file, &e.cfg, msg, sizeof(msg)))
+		die("%s", msg);
+
+	signals_setup(&e);
+	build_vm(&e);
+
+	int err = evloop_init(&e.loop, 256);
+	if (err)
+		die("io_uring: %s", strerror(-err));
+	if (evloop_watch(&e.loop, &e.stop_watch, e.vm.stop_fd, on_stop) ||
+	    evloop_watch(&e.loop, &e.signal_watch, e.signal_fd, on_signal) ||
+	    evloop_watch(&e.loop, &e.stdin_watch, STDIN_FILENO, on_stdin))
+		die("cannot watch the VM's event sources");
+	tty_setup(&e);
+
+	for (unsigned i = 0; i < e.vm.nvcpus; i++)
+		if (vcpu_start(&e.vm.vcpus[i]))
+			vm_request_stop(&e.vm, 1, "cannot start vcpus");
+
+	err = evloop_run(&e.loop);
+	if (err)
+		vm_request_stop(&e.vm, 1, "event loop failed");
+	for (unsigned i = 0; i < e.vm.nvcpus; i++)
+		vcpu_stop(&e.vm.vcpus[i]);
+	tty_restore(&e);
+	report_emulation(&e.vm);
+	return e.vm.exit_code;
+}

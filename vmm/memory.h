@@ -1,0 +1,46 @@
+/* Guest RAM and the one checked way to reach it.
+ *
+ * Guest RAM is a single anonymous host mapping, faulted in lazily, split
+ * into at most two guest-physical regions around the MMIO gap. Every access
+ * to guest memory by gpa goes through mem_ptr()/mem_read()/mem_write(),
+ * which reject any range that overflows or leaves a region. */
+#ifndef EMBER_MEMORY_H
+#define EMBER_MEMORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MEM_MAX_REGIONS 2
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+};
+
+struct guest_mem {
+	uint8_t *host;  /* the whole mapping */
+	uint64_t size;  /* bytes of guest RAM */
+	unsigned nregions;
+	struct mem_region regions[MEM_MAX_REGIONS];
+};
+
+/* Map size bytes of RAM (a multiple of 4 KiB) and lay it out below the MMIO
+ * gap and, if it does not fit there, above 4 GiB. Returns 0 or -errno. */
+int mem_init(struct guest_mem *mem, uint64_t size);
+void mem_destroy(struct guest_mem *mem);
+
+/* Host pointer to [gpa, gpa+len) if that range lies entirely within one
+ * RAM region, else NULL. len may be 0 (then gpa must be inside a region
+ * or at its end). */
+void *mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+
+/* Copy to/from guest memory; -EFAULT if any byte is outside RAM. */
+int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len);
+int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len);
+
+/* End of the RAM region that starts at 0 (the "low" RAM). */
+uint64_t mem_low_end(const struct guest_mem *mem);
+
+#endif

@@ -1,0 +1,201 @@
+#include "vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "emulate.h"
+#include "log.h"
+#include "vm.h"
+
+/* Signal used to kick a vCPU thread out of KVM_RUN. Its handler does
+ * nothing: the point is the EINTR (or immediate_exit) it causes. */
+#define VCPU_KICK_SIGNAL (SIGRTMIN + 0)
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned id)
+{
+	memset(vcpu, 0, sizeof(*vcpu));
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (vcpu->fd < 0) {
+		int err = -errno;
+		log_error("KVM_CREATE_VCPU %u: %s", id, strerror(errno));
+		return err;
+	}
+	void *run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (run == MAP_FAILED) {
+		int err = -errno;
+		log_error("mmap kvm_run %u: %s", id, strerror(errno));
+		close(vcpu->fd);
+		vcpu->fd = -1;
+		return err;
+	}
+	vcpu->run = run;
+	return 0;
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	if (vcpu->run)
+		munmap(vcpu->run, (size_t)vcpu->vm->run_size);
+	if (vcpu->fd >= 0)
+		close(vcpu->fd);
+	vcpu->run = NULL;
+	vcpu->fd = -1;
+}
+
+static void handle_io(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+	/* A "rep ins/outs" arrives as one exit with count > 1. */
+	for (uint32_t i = 0; i < run->io.count; i++) {
+		if (!bus_dispatch(&vcpu->vm->pio, run->io.port, data, run->io.size, is_write))
+			log_ratelimited(LOG_DEBUG, "unhandled port %s 0x%x (size %u)",
+					is_write ? "write" : "read", run->io.port, run->io.size);
+		data += run->io.size;
+	}
+}
+
+static void handle_mmio(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint32_t len = run->mmio.len;
+	if (len == 0 || len > sizeof(run->mmio.data)) {
+		log_ratelimited(LOG_WARN, "vcpu %u: MMIO access of %u bytes at 0x%llx ignored",
+				vcpu->id, len, (unsigned long long)run->mmio.phys_addr);
+		return;
+	}
+	if (!bus_dispatch(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len,
+			  run->mmio.is_write))
+		log_ratelimited(LOG_DEBUG, "unhandled MMIO %s 0x%llx (size %u)",
+				run->mmio.is_write ? "write" : "read",
+				(unsigned long long)run->mmio.phys_addr, len);
+}
+
+/* Returns false when the loop must end. */
+static bool handle_exit(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	struct kvm_run *run = vcpu->run;
+	char why[96];
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(vcpu);
+		return true;
+	case KVM_EXIT_MMIO:
+		handle_mmio(vcpu);
+		return true;
+	case KVM_EXIT_INTR:
+		return true;
+	case KVM_EXIT_INTERNAL_ERROR:
+		if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+		    emulate_failed_insn(vcpu) == 0)
+			return true;
+		snprintf(why, sizeof(why), "vcpu %u: KVM internal error (suberror %u)", vcpu->id,
+			 run->internal.suberror);
+		vm_request_stop(vm, 1, why);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		/* A triple fault: on a PC that resets the machine. ember's VM
+		 * has no reset, so a reset ends it, as with the i8042. */
+		vm_request_stop(vm, 0, "guest reset (triple fault)");
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+			vm_request_stop(vm, 0, "guest reset");
+		else if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
+			vm_request_stop(vm, 0, "guest shutdown");
+		else {
+			snprintf(why, sizeof(why), "vcpu %u: system event %u", vcpu->id,
+				 run->system_event.type);
+			vm_request_stop(vm, 1, why);
+		}
+		return false;
+	case KVM_EXIT_HLT:
+		vm_request_stop(vm, 0, "guest halted");
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(why, sizeof(why), "vcpu %u: KVM entry failed (reason 0x%llx)", vcpu->id,
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vm_request_stop(vm, 1, why);
+		return false;
+	default:
+		snprintf(why, sizeof(why), "vcpu %u: unexpected KVM exit %u", vcpu->id,
+			 run->exit_reason);
+		vm_request_stop(vm, 1, why);
+		return false;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	struct vm *vm = vcpu->vm;
+	char name[16];
+	snprintf(name, sizeof(name), "ember-vcpu%u", vcpu->id);
+	pthread_setname_np(pthread_self(), name);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!atomic_load(&vm->stop_requested)) {
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu->run->immediate_exit = 0;
+				continue;
+			}
+			char why[96];
+			snprintf(why, sizeof(why), "vcpu %u: KVM_RUN: %s", vcpu->id, strerror(errno));
+			vm_request_stop(vm, 1, why);
+			break;
+		}
+		if (!handle_exit(vcpu))
+			break;
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *vcpu)
+{
+	static atomic_int handler_installed;
+	if (!atomic_exchange(&handler_installed, 1)) {
+		struct sigaction sa = { .sa_handler = kick_handler };
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
+			return -errno;
+	}
+	int err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	if (err) {
+		log_error("cannot start vcpu %u thread: %s", vcpu->id, strerror(err));
+		return -err;
+	}
+	vcpu->thread_started = true;
+	return 0;
+}
+
+void vcpu_stop(struct vcpu *vcpu)
+{
+	if (!vcpu->thread_started)
+		return;
+	/* immediate_exit covers a kick that lands just before KVM_RUN. */
+	vcpu->run->immediate_exit = 1;
+	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+	pthread_join(vcpu->thread, NULL);
+	vcpu->thread_started = false;
+}

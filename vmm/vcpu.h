@@ -1,0 +1,32 @@
+/* vCPU threads: each runs the KVM_RUN loop and nothing else. Port I/O and
+ * MMIO exits go to the VM's buses; emulation failures go to emulate.c;
+ * reset and fatal errors become a stop request to the VMM thread. */
+#ifndef EMBER_VCPU_H
+#define EMBER_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+};
+
+/* Create vCPU id and map its kvm_run. Returns 0 or -errno (logged). */
+int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned id);
+void vcpu_destroy(struct vcpu *vcpu);
+
+/* Start the vCPU's thread (KVM_RUN loop). Returns 0 or -errno. */
+int vcpu_start(struct vcpu *vcpu);
+
+/* Make the vCPU leave KVM_RUN and its thread return; joins the thread. */
+void vcpu_stop(struct vcpu *vcpu);
+
+#endif

@@ -1,0 +1,196 @@
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "layout.h"
+#include "log.h"
+
+static int set_memory_slots(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		const struct mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static int get_supported_cpuid(struct vm *vm)
+{
+	for (int nent = 128; nent <= 4096; nent *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+		if (!c)
+			return -ENOMEM;
+		c->nent = nent;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			vm->cpuid = c;
+			return 0;
+		}
+		int err = errno;
+		free(c);
+		if (err != E2BIG)
+			return -err;
+	}
+	return -E2BIG;
+}
+
+int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus)
+{
+	int err;
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
+	vm->nvcpus = nvcpus;
+	bus_init(&vm->pio);
+	bus_init(&vm->mmio);
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		err = -errno;
+		log_error("cannot open /dev/kvm: %s", strerror(errno));
+		goto fail;
+	}
+	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION) {
+		err = -EINVAL;
+		log_error("KVM API version %d, expected %d", api, KVM_API_VERSION);
+		goto fail;
+	}
+	static const struct { int cap; const char *name; } required[] = {
+		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+		{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
+		{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
+		{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+		{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+		{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+	};
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
+			err = -ENOTSUP;
+			log_error("KVM lacks %s", required[i].name);
+			goto fail;
+		}
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0) {
+		err = -errno;
+		log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		goto fail;
+	}
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		err = -errno;
+		log_error("KVM_CREATE_VM: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0) {
+		err = -errno;
+		log_error("KVM_SET_TSS_ADDR: %s", strerror(errno));
+		goto fail;
+	}
+	uint64_t ident = LAYOUT_KVM_IDENTITY_MAP;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0) {
+		err = -errno;
+		log_error("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		err = -errno;
+		log_error("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		goto fail;
+	}
+	/* The PIT's speaker port is not emulated: nothing listens. */
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		err = -errno;
+		log_error("KVM_CREATE_PIT2: %s", strerror(errno));
+		goto fail;
+	}
+	/* Report emulation failures with the instruction bytes, so the
+	 * userspace fallback (emulate.c) need not fetch them. Optional. */
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE, .args = { 1 } };
+	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+		log_debug("KVM_CAP_EXIT_ON_EMULATION_FAILURE unavailable: %s", strerror(errno));
+
+	err = mem_init(&vm->mem, mem_bytes);
+	if (err) {
+		log_error("cannot map %llu MiB of guest memory: %s",
+			  (unsigned long long)(mem_bytes >> 20), strerror(-err));
+		goto fail;
+	}
+	err = set_memory_slots(vm);
+	if (err) {
+		log_error("KVM_SET_USER_MEMORY_REGION: %s", strerror(-err));
+		goto fail;
+	}
+	err = get_supported_cpuid(vm);
+	if (err) {
+		log_error("KVM_GET_SUPPORTED_CPUID: %s", strerror(-err));
+		goto fail;
+	}
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_fd < 0) {
+		err = -errno;
+		log_error("eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	return 0;
+
+fail:
+	vm_destroy(vm);
+	return err;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	mem_destroy(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	free(vm->cpuid);
+	vm->cpuid = NULL;
+	if (vm->stop_fd >= 0)
+		close(vm->stop_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->stop_fd = vm->vm_fd = vm->kvm_fd = -1;
+}
+
+int vm_irqfd(struct vm *vm, unsigned gsi)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = gsi };
+	if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+void vm_request_stop(struct vm *vm, int code, const char *why)
+{
+	int expected = 0;
+	if (!atomic_compare_exchange_strong(&vm->stop_requested, &expected, 1))
+		return;
+	vm->exit_code = code;
+	log_info("stopping: %s (exit status %d)", why, code);
+	uint64_t one = 1;
+	ssize_t r = write(vm->stop_fd, &one, sizeof(one));
+	(void)r;
+}
