@@ -38,7 +38,7 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 #define log_ratelimited(level, ...)                                              \
 	do {                                                                     \
 		static struct log_ratelimit log_rl_;                             \
-		if (log_ratelimit_pass(&log_rl_))                                \
+		if (log_enabled(level) && log_ratelimit_pass(&log_rl_))         \
 			log_write(level, __FILE__, __LINE__, __VA_ARGS__);       \
 	} while (0)
 

@@ -233,6 +233,17 @@ static void build_vm(struct ember *e)
 {
 	struct vm *vm = &e->vm;
 	const struct machine_config *mc = &e->cfg.machine;
+	static char cmdline[4096];
+	struct boot_images img = {
+		.kernel_path = e->cfg.boot.kernel_image_path,
+		.initrd_path = e->cfg.boot.initrd_path[0] ? e->cfg.boot.initrd_path : NULL,
+		.cmdline = cmdline,
+	};
+	char msg[256];
+	if (boot_check_images(&img, msg, sizeof(msg)))
+		die("%s", msg);
+	build_cmdline(&e->cfg, cmdline, sizeof(cmdline));
+
 	if (vm_create(vm, mc->mem_size_mib << 20, mc->vcpu_count))
 		die("cannot create the VM (see the error above)");
 
@@ -245,15 +256,7 @@ static void build_vm(struct ember *e)
 	    (err = boot_timer_init(&e->boot_timer, vm, &e->start_wall, &e->start_cpu)))
 		die("boot timer: %s", strerror(-err));
 
-	static char cmdline[4096];
-	build_cmdline(&e->cfg, cmdline, sizeof(cmdline));
-	struct boot_images img = {
-		.kernel_path = e->cfg.boot.kernel_image_path,
-		.initrd_path = e->cfg.boot.initrd_path[0] ? e->cfg.boot.initrd_path : NULL,
-		.cmdline = cmdline,
-	};
 	struct boot_entry entry;
-	char msg[256];
 	if (boot_load(vm, &img, &entry, msg, sizeof(msg)))
 		die("%s", msg);
 	log_debug("kernel command line: %s", cmdline);

@@ -35,6 +35,7 @@ if [ ! -f "$dir/bzImage" ]; then
 	echo "guest kernel: building (cache $dir; takes ~10 minutes on 2 cores)" >&2
 	work=$(mktemp -d "$cache/kernel-build.XXXXXX")
 	trap 'rm -rf "$work"' EXIT
+	trap 'exit 1' INT TERM
 	tar xf "$tarball" -C "$work"
 	src="$work/linux-source-6.1"
 	for p in "$here"/patches/*.patch; do

@@ -7,6 +7,9 @@
  *   testvm.emulate   instructions that software-virtualized KVM hosts fail
  *                    to emulate, each run right after a privileged one so
  *                    such a host hands it to its emulator
+ *   testvm.unknown   an instruction (andn) that such hosts cannot emulate and
+ *                    ember does not either: ember must stop with an error
+ *   testvm.triplefault  end with a triple fault instead of an i8042 reset
  *   testvm.hang      do not reset at the end (for timeout tests)
  *
  * It must itself avoid instructions those hosts cannot emulate (no SSE,
@@ -100,14 +103,25 @@ static void result(const char *name, bool ok, const char *why)
 		failed++;
 }
 
-static __attribute__((noreturn)) void reset(void)
+/* With no IDT, ud2's #UD cannot be delivered: #DF, then a triple fault. */
+static __attribute__((noreturn)) void triple_fault(void)
 {
-	/* i8042 reset (ember); then a triple fault (QEMU with -no-reboot). */
-	outb(0x64, 0xfe);
 	static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) null_idt = { 0, 0 };
-	__asm__ volatile("lidt %0; int3" : : "m"(null_idt));
+	__asm__ volatile("lidt %0; ud2" : : "m"(null_idt));
 	for (;;)
 		__asm__ volatile("hlt");
+}
+
+#define QEMU_DEBUG_EXIT_PORT 0xf4
+
+static __attribute__((noreturn)) void reset(void)
+{
+	/* The i8042 reset ends ember's VM. QEMU's microvm has no i8042:
+	 * there the isa-debug-exit device (if configured) ends it, and
+	 * failing that a triple fault does (with -no-reboot). */
+	outb(0x64, 0xfe);
+	outb(QEMU_DEBUG_EXIT_PORT, 0);
+	triple_fault();
 }
 
 /* ---- exceptions ---------------------------------------------------- */
@@ -289,6 +303,12 @@ void testvm_main(const struct hvm_start_info *si)
 		check_cmpxchg8b();
 	}
 
+	if (has_word("testvm.unknown")) {
+		uint64_t out;
+		__asm__ volatile("cli; andn %%rax, %%rcx, %%rax" : "=a"(out) : "a"(1ULL), "c"(3ULL));
+		result("unknown-instruction-survived", false, "ember should have stopped");
+	}
+
 	puts_serial("testvm: done ");
 	put_dec(passed);
 	puts_serial(" passed ");
@@ -297,5 +317,7 @@ void testvm_main(const struct hvm_start_info *si)
 	if (has_word("testvm.hang"))
 		for (;;)
 			__asm__ volatile("cli; hlt");
+	if (has_word("testvm.triplefault"))
+		triple_fault();
 	reset();
 }

@@ -30,6 +30,10 @@ struct boot_images {
 	const char *cmdline;
 };
 
+/* Check that the kernel (and initrd) can be opened as regular files, so a
+ * bad path is reported before any VM exists. */
+int boot_check_images(const struct boot_images *img, char *err, size_t errlen);
+
 /* Load everything the guest needs into vm's memory. On error returns
  * -errno and writes a one-line reason into err. */
 int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *entry,

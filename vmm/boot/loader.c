@@ -362,6 +362,31 @@ static void write_zero_page(struct load_ctx *c, struct boot_params *bp, uint64_t
 	bp->e820_entries = (uint8_t)sink.n;
 }
 
+static int check_file(const char *what, const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int ret = 0;
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+	} else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "%s %s: not a regular file", what, path);
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int boot_check_images(const struct boot_images *img, char *err, size_t errlen)
+{
+	int ret = check_file("kernel", img->kernel_path, err, errlen);
+	if (!ret && img->initrd_path)
+		ret = check_file("initrd", img->initrd_path, err, errlen);
+	return ret;
+}
+
 int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *entry,
 	      char *err, size_t errlen)
 {

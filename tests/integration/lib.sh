@@ -1,0 +1,96 @@
+# Helpers for the integration tests (sourced by run.sh).
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+FAILED_NAMES=()
+TMP_ROOT=$(mktemp -d /tmp/ember-it.XXXXXX)
+trap 'rm -rf "$TMP_ROOT"' EXIT
+
+# Each test gets a fresh directory in $T, and reports through these.
+fail() { echo "    $*" >&2; TEST_RESULT=fail; }
+skip() { TEST_SKIP_REASON="$*"; TEST_RESULT=skip; }
+
+run_test() {
+	local name=$1
+	T="$TMP_ROOT/$name"
+	mkdir -p "$T"
+	TEST_RESULT=pass
+	TEST_SKIP_REASON=
+	local start=$SECONDS
+	"$name"
+	local took=$((SECONDS - start))
+	case $TEST_RESULT in
+	pass) PASSED=$((PASSED + 1)); echo "PASS    $name (${took}s)" ;;
+	skip) SKIPPED=$((SKIPPED + 1)); echo "SKIPPED $name: $TEST_SKIP_REASON  <<<<<<<<<< NOT RUN" ;;
+	*) FAILED=$((FAILED + 1)); FAILED_NAMES+=("$name"); echo "FAIL    $name (${took}s)"
+	   for f in "$T"/*.out "$T"/*.err; do
+		   [ -f "$f" ] && { echo "    --- $f (last 30 lines)"; tail -n 30 "$f" | sed 's/^/    | /'; }
+	   done ;;
+	esac
+}
+
+summary() {
+	echo
+	echo "integration: $PASSED passed, $FAILED failed, $SKIPPED skipped"
+	[ "$FAILED" -gt 0 ] && echo "failed: ${FAILED_NAMES[*]}"
+	if [ "$SKIPPED" -gt 0 ]; then
+		echo "WARNING: $SKIPPED test(s) SKIPPED; they did not pass."
+		[ "${EMBER_REQUIRE_KVM:-0}" = 1 ] && { echo "EMBER_REQUIRE_KVM=1: skipping is a failure"; exit 1; }
+	fi
+	[ "$FAILED" -eq 0 ]
+}
+
+need_kvm() {
+	if [ ! -c /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+		skip "/dev/kvm is not available"
+		return 1
+	fi
+}
+
+need_file() {
+	if [ ! -f "$1" ]; then
+		fail "missing $1 (run make)"
+		return 1
+	fi
+}
+
+# write_config FILE KERNEL INITRD BOOT_ARGS VCPUS MEM_MIB
+write_config() {
+	local initrd=""
+	[ -n "$3" ] && initrd=", \"initrd_path\": \"$(realpath "$3")\""
+	cat > "$1" <<JSON
+{
+  "boot-source": { "kernel_image_path": "$(realpath "$2")"$initrd, "boot_args": "$4" },
+  "machine-config": { "vcpu_count": $5, "mem_size_mib": $6 }
+}
+JSON
+}
+
+# run_ember NAME TIMEOUT ARGS...: stdout to $T/NAME.out, stderr to
+# $T/NAME.err; sets STATUS to ember's exit status (124 on timeout).
+run_ember() {
+	local name=$1 limit=$2
+	shift 2
+	timeout --kill-after=10 "$limit" "$EMBER" "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null
+	STATUS=$?
+}
+
+expect_status() {
+	[ "$STATUS" -eq "$1" ] || fail "ember exited with $STATUS, expected $1"
+}
+
+expect_out() {
+	grep -qF -- "$2" "$T/$1.out" || fail "guest output lacks '$2'"
+}
+
+expect_err() {
+	grep -qF -- "$2" "$T/$1.err" || fail "ember's stderr lacks '$2'"
+}
+
+# The exact line count of ember's stderr, for "one clear error line".
+expect_err_lines() {
+	local n
+	n=$(wc -l < "$T/$1.err")
+	[ "$n" -eq "$2" ] || fail "ember printed $n lines on stderr, expected $2"
+}

@@ -1,0 +1,116 @@
+# The command line and the config file: every bad input gives one clear
+# error line naming what is wrong, and exit status 1 (never a crash).
+
+# bad_config NAME JSON EXPECTED_TEXT: the config is refused as it should be.
+bad_config() {
+	printf '%s\n' "$2" > "$T/$1.json"
+	run_ember "$1" 30 --no-api --config-file "$T/$1.json"
+	expect_status 1
+	expect_err "$1" "$3"
+	expect_err_lines "$1" 1
+}
+
+kernel_json() {
+	echo "\"boot-source\": {\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\"}"
+}
+
+test_cli_version() {
+	run_ember version 10 --version
+	expect_status 0
+	expect_out version "ember v"
+}
+
+test_cli_help() {
+	run_ember help 10 --help
+	expect_status 0
+	expect_out help "--config-file"
+	expect_out help "--boot-timer"
+}
+
+test_cli_unknown_flag() {
+	run_ember flag 10 --no-such-flag
+	expect_status 1
+	expect_err flag "unknown option '--no-such-flag'"
+	expect_err_lines flag 1
+}
+
+test_cli_flag_without_value() {
+	run_ember flagval 10 --no-api --config-file
+	expect_status 1
+	expect_err flagval "needs a value"
+}
+
+test_cli_bad_level() {
+	run_ember level 10 --level Loud --no-api --config-file /dev/null
+	expect_status 1
+	expect_err level "--level"
+}
+
+test_cli_no_api_needs_config() {
+	run_ember noapi 10 --no-api
+	expect_status 1
+	expect_err noapi "--config-file"
+}
+
+test_config_unreadable_file() {
+	run_ember missing 10 --no-api --config-file "$T/does-not-exist.json"
+	expect_status 1
+	expect_err missing "does-not-exist.json: No such file or directory"
+	expect_err_lines missing 1
+	run_ember dir 10 --no-api --config-file "$T"
+	expect_status 1
+	expect_err dir "not a regular file"
+}
+
+test_config_invalid_json() {
+	bad_config badjson '{"boot-source": {' "invalid JSON"
+}
+
+test_config_unknown_key() {
+	bad_config unknownkey "{$(kernel_json), \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64, \"turbo\": true}}" \
+		"machine-config.turbo: unknown field"
+	bad_config unknownsection "{$(kernel_json), \"gpu\": {}}" "gpu: unknown section"
+}
+
+test_config_missing_kernel() {
+	bad_config nokernelkey '{"boot-source": {"boot_args": "console=ttyS0"}}' \
+		"boot-source.kernel_image_path: missing"
+	bad_config nokernelfile '{"boot-source": {"kernel_image_path": "/nonexistent/vmlinux"}}' \
+		"/nonexistent/vmlinux: No such file or directory"
+}
+
+test_config_mem_zero() {
+	bad_config memzero "{$(kernel_json), \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 0}}" \
+		"machine-config.mem_size_mib: must be between 1"
+}
+
+test_config_mem_beyond_host() {
+	local host_mib=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 ))
+	bad_config memhuge "{$(kernel_json), \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": $((host_mib * 2))}}" \
+		"machine-config.mem_size_mib: $((host_mib * 2)) MiB is more than the host's"
+}
+
+test_config_vcpu_zero() {
+	bad_config vcpu0 "{$(kernel_json), \"machine-config\": {\"vcpu_count\": 0, \"mem_size_mib\": 64}}" \
+		"machine-config.vcpu_count: must be between 1 and 32 (got 0)"
+}
+
+test_config_vcpu_too_many() {
+	bad_config vcpu33 "{$(kernel_json), \"machine-config\": {\"vcpu_count\": 33, \"mem_size_mib\": 64}}" \
+		"machine-config.vcpu_count: must be between 1 and 32 (got 33)"
+}
+
+test_config_wrong_types() {
+	bad_config vcpustr "{$(kernel_json), \"machine-config\": {\"vcpu_count\": \"2\", \"mem_size_mib\": 64}}" \
+		"machine-config.vcpu_count: expected a non-negative integer"
+	bad_config bootnum '{"boot-source": {"kernel_image_path": 12}}' \
+		"boot-source.kernel_image_path: expected a string"
+}
+
+test_config_kernel_not_a_kernel() {
+	need_kvm || return
+	printf '{"boot-source": {"kernel_image_path": "%s"}}\n' "$(realpath "$BUILD/initramfs.cpio.gz")" > "$T/notkernel.json"
+	run_ember notkernel 30 --no-api --config-file "$T/notkernel.json"
+	expect_status 1
+	expect_err notkernel "not an ELF vmlinux or a bzImage"
+}

@@ -1,0 +1,117 @@
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../api/config_json.h"
+
+static int parse(const char *text, struct vmm_config *cfg, char *err)
+{
+	config_defaults(cfg);
+	return config_json_file(text, strlen(text), cfg, err, 256);
+}
+
+Test(config_json, full_valid_file)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	int r = parse("{\"boot-source\": {\"kernel_image_path\": \"/k\", \"initrd_path\": \"/i\","
+		      " \"boot_args\": \"console=ttyS0\"},"
+		      " \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256, \"smt\": false},"
+		      " \"drives\": [], \"network-interfaces\": []}",
+		      &cfg, err);
+	cr_assert_eq(r, 0, "%s", err);
+	cr_assert_str_eq(cfg.boot.kernel_image_path, "/k");
+	cr_assert_str_eq(cfg.boot.initrd_path, "/i");
+	cr_assert(cfg.boot.has_boot_args);
+	cr_assert_str_eq(cfg.boot.boot_args, "console=ttyS0");
+	cr_assert_eq(cfg.machine.vcpu_count, 2);
+	cr_assert_eq(cfg.machine.mem_size_mib, 256);
+}
+
+Test(config_json, defaults_when_machine_config_absent)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_eq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}}", &cfg, err), 0, "%s", err);
+	cr_assert_eq(cfg.machine.vcpu_count, 1);
+	cr_assert_eq(cfg.machine.mem_size_mib, 128);
+	cr_assert_not(cfg.boot.has_boot_args);
+}
+
+/* Fixed arrays, not pointers: Criterion hands parameters to the test in
+ * another process. */
+struct bad_case {
+	char json[256];
+	char field[48]; /* must appear in the error */
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "{", "invalid JSON" },
+	{ "[]", "JSON object" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"bogus\": 1}", "bogus" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\", \"kernel\": 1}}", "boot-source.kernel" },
+	{ "{\"boot-source\": {}}", "boot-source.kernel_image_path" },
+	{ "{\"boot-source\": {\"kernel_image_path\": 7}}", "boot-source.kernel_image_path" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"\"}}", "boot-source.kernel_image_path" },
+	{ "{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128}}", "boot-source" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 0, \"mem_size_mib\": 128}}", "machine-config.vcpu_count" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 33, \"mem_size_mib\": 128}}", "machine-config.vcpu_count" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1.5, \"mem_size_mib\": 128}}", "machine-config.vcpu_count" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": -1, \"mem_size_mib\": 128}}", "machine-config.vcpu_count" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 0}}", "machine-config.mem_size_mib" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 1e15}}", "machine-config.mem_size_mib" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1}}", "machine-config.mem_size_mib" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}}", "machine-config.vcpu_count" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": 1}}", "machine-config.smt" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"T2\"}}", "machine-config.cpu_template" },
+	{ "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": [{\"drive_id\": \"root\"}]}", "drives" },
+};
+
+ParameterizedTestParameters(config_json, bad_input_names_the_field)
+{
+	return cr_make_param_array(struct bad_case, bad_cases, sizeof(bad_cases) / sizeof(bad_cases[0]));
+}
+
+ParameterizedTest(const struct bad_case *c, config_json, bad_input_names_the_field)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_neq(parse(c->json, &cfg, err), 0, "accepted: %s", c->json);
+	cr_assert_not_null(strstr(err, c->field), "error '%s' does not name '%s'", err, c->field);
+	cr_assert_null(strchr(err, '\n'), "error is not one line: %s", err);
+}
+
+Test(config_json, machine_patch_keeps_absent_fields)
+{
+	struct machine_config m = { .vcpu_count = 4, .mem_size_mib = 512 };
+	char err[256] = "";
+	cJSON *obj = cJSON_Parse("{\"mem_size_mib\": 1024}");
+	cr_assert_eq(config_json_machine(obj, &m, 1, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(m.vcpu_count, 4);
+	cr_assert_eq(m.mem_size_mib, 1024);
+	cJSON_Delete(obj);
+}
+
+Test(config_json, file_errors)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	config_defaults(&cfg);
+	cr_assert_neq(config_load_file("/nonexistent/ember.json", &cfg, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "/nonexistent/ember.json"));
+	cr_assert_neq(config_load_file("/", &cfg, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "not a regular file"));
+
+	char path[] = "/tmp/ember-config-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	const char *text = "{\"boot-source\": {\"kernel_image_path\": \"/k\"}}";
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	cr_assert_eq(config_load_file(path, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(cfg.boot.kernel_image_path, "/k");
+	unlink(path);
+}

@@ -1,0 +1,68 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+
+#include "../../vmm/layout.h"
+#include "../../vmm/memory.h"
+
+Test(memory, small_guest_has_one_region)
+{
+	struct guest_mem mem;
+	cr_assert_eq(mem_init(&mem, 16 << 20), 0);
+	cr_assert_eq(mem.nregions, 1);
+	cr_assert_eq(mem_low_end(&mem), 16 << 20);
+	cr_assert_not_null(mem_ptr(&mem, 0, 16 << 20));
+	cr_assert_not_null(mem_ptr(&mem, (16 << 20) - 1, 1));
+	cr_assert_null(mem_ptr(&mem, (16 << 20) - 1, 2));
+	cr_assert_null(mem_ptr(&mem, 16 << 20, 1));
+	mem_destroy(&mem);
+}
+
+Test(memory, large_guest_splits_around_the_mmio_gap)
+{
+	struct guest_mem mem;
+	uint64_t size = LAYOUT_MMIO_GAP_START + (64ULL << 20);
+	cr_assert_eq(mem_init(&mem, size), 0);
+	cr_assert_eq(mem.nregions, 2);
+	cr_assert_eq(mem.regions[1].gpa, LAYOUT_MMIO_GAP_END);
+	cr_assert_eq(mem.regions[1].size, 64ULL << 20);
+	/* Nothing in the gap, and no access may span it. */
+	cr_assert_null(mem_ptr(&mem, LAYOUT_MMIO_GAP_START, 1));
+	cr_assert_null(mem_ptr(&mem, LAYOUT_MMIO_GAP_START - 4, 8));
+	cr_assert_not_null(mem_ptr(&mem, LAYOUT_MMIO_GAP_END, 4096));
+	/* The two regions are backed by consecutive host memory. */
+	cr_assert_eq((uint8_t *)mem_ptr(&mem, LAYOUT_MMIO_GAP_END, 1),
+		     (uint8_t *)mem_ptr(&mem, 0, 1) + LAYOUT_MMIO_GAP_START);
+	mem_destroy(&mem);
+}
+
+Test(memory, hostile_ranges_never_overflow)
+{
+	struct guest_mem mem;
+	cr_assert_eq(mem_init(&mem, 1 << 20), 0);
+	cr_assert_null(mem_ptr(&mem, UINT64_MAX, 2));
+	cr_assert_null(mem_ptr(&mem, 4096, UINT64_MAX));
+	cr_assert_null(mem_ptr(&mem, UINT64_MAX - 4095, 8192));
+	uint8_t buf[16];
+	cr_assert_eq(mem_read(&mem, (1 << 20) - 8, buf, 16), -EFAULT);
+	cr_assert_eq(mem_write(&mem, UINT64_MAX - 1, buf, 4), -EFAULT);
+	mem_destroy(&mem);
+}
+
+Test(memory, read_write_roundtrip)
+{
+	struct guest_mem mem;
+	cr_assert_eq(mem_init(&mem, 1 << 20), 0);
+	const char msg[] = "ember";
+	char out[sizeof(msg)];
+	cr_assert_eq(mem_write(&mem, 0x1234, msg, sizeof(msg)), 0);
+	cr_assert_eq(mem_read(&mem, 0x1234, out, sizeof(out)), 0);
+	cr_assert_str_eq(out, msg);
+	mem_destroy(&mem);
+}
+
+Test(memory, rejects_bad_sizes)
+{
+	struct guest_mem mem;
+	cr_assert_eq(mem_init(&mem, 0), -EINVAL);
+	cr_assert_eq(mem_init(&mem, 4097), -EINVAL);
+}
