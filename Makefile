@@ -32,7 +32,7 @@ LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 # ---- Debian packages -------------------------------------------------
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
-        libelf-dev libssl-dev cpio busybox-static fakeroot e2fsprogs file \
+        libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
         musl-tools qemu-system-x86 clang curl iproute2 kmod
 
 .PHONY: all deps kernel testvm rootfs run test unit integration fuzz fuzz-smoke clean
@@ -52,10 +52,12 @@ deps:
 # ---- ember -----------------------------------------------------------
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(EMBER): $(VMM_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # build/ember is the binary users run; the sanitized one stays in build/san.
 $(BUILD)/ember: $(BUILD)/obj/ember
@@ -86,12 +88,12 @@ $(BUILD)/testvm.elf: firmware/testvm/start.S firmware/testvm/testvm.c firmware/t
 		-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -o $@ firmware/testvm/start.S firmware/testvm/testvm.c
 
 # ---- rootfs ----------------------------------------------------------
-rootfs: $(BUILD)/initramfs.cpio.gz
+rootfs: $(BUILD)/initramfs.cpio
 # musl keeps PID 1 at ~50 KB (glibc static: ~770 KB), see README.
 $(BUILD)/init: rootfs/init.c
 	@mkdir -p $(BUILD)
 	musl-gcc -std=c11 -D_GNU_SOURCE -Os -static -s -Wall -Wextra -Werror -o $@ $<
-$(BUILD)/initramfs.cpio.gz $(BUILD)/rootfs.ext4: $(BUILD)/init rootfs/build.sh
+$(BUILD)/initramfs.cpio $(BUILD)/rootfs.ext4: $(BUILD)/init rootfs/build.sh
 	rootfs/build.sh $(BUILD)/init $(BUILD)
 
 # ---- demo --------------------------------------------------------------
@@ -100,7 +102,7 @@ $(BUILD)/demo.json: Makefile
 	@printf '%s\n' '{' \
 	  '  "boot-source": {' \
 	  '    "kernel_image_path": "$(CURDIR)/$(BUILD)/vmlinux",' \
-	  '    "initrd_path": "$(CURDIR)/$(BUILD)/initramfs.cpio.gz",' \
+	  '    "initrd_path": "$(CURDIR)/$(BUILD)/initramfs.cpio",' \
 	  '    "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"uname -a; cat /proc/cpuinfo | grep -c ^processor; echo hello from the ember guest\""' \
 	  '  },' \
 	  '  "machine-config": { "vcpu_count": 2, "mem_size_mib": 256 }' \
@@ -120,7 +122,8 @@ UNIT_BIN  := $(OBJ)/unit-tests
 -include $(UNIT_OBJS:.o=.d)
 
 $(UNIT_BIN): $(UNIT_OBJS) $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 unit: $(UNIT_BIN)
 	$(UNIT_BIN) --jobs 2

@@ -132,13 +132,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		die("the API server is not available in this build; run with --no-api --config-file FILE");
 }
 
-/* ---- host quirks --------------------------------------------------- */
-
-/* On kvm_pvm hosts (software virtualization, see README) the guest sees
- * some host CPU features that the host's instruction emulator cannot
- * handle. These kernel parameters keep the guest off them; the
- * userspace emulation fallback covers what remains. */
-#define PVM_BOOT_ARGS "noxsave"
+/* ---- kernel command line ------------------------------------------ */
 
 static bool host_is_pvm(void)
 {
@@ -147,12 +141,12 @@ static bool host_is_pvm(void)
 
 static void build_cmdline(const struct vmm_config *cfg, char *out, size_t len)
 {
+	char added[128];
 	const char *base = cfg->boot.has_boot_args ? cfg->boot.boot_args : DEFAULT_BOOT_ARGS;
-	int n = snprintf(out, len, "%s", base);
-	if (host_is_pvm() && n >= 0 && (size_t)n < len) {
-		snprintf(out + n, len - (size_t)n, "%s%s", n ? " " : "", PVM_BOOT_ARGS);
-		log_info("kvm_pvm host: added kernel parameters '%s'", PVM_BOOT_ARGS);
-	}
+	if (boot_cmdline_build(base, host_is_pvm(), out, len, added, sizeof(added)))
+		die("kernel command line longer than %zu bytes", len - 1);
+	if (added[0])
+		log_info("kvm_pvm host: added kernel parameters:%s", added);
 }
 
 /* ---- terminal and event loop ---------------------------------------- */

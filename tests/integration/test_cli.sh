@@ -109,7 +109,7 @@ test_config_wrong_types() {
 
 test_config_kernel_not_a_kernel() {
 	need_kvm || return
-	printf '{"boot-source": {"kernel_image_path": "%s"}}\n' "$(realpath "$BUILD/initramfs.cpio.gz")" > "$T/notkernel.json"
+	printf '{"boot-source": {"kernel_image_path": "%s"}}\n' "$(realpath "$BUILD/initramfs.cpio")" > "$T/notkernel.json"
 	run_ember notkernel 30 --no-api --config-file "$T/notkernel.json"
 	expect_status 1
 	expect_err notkernel "not an ELF vmlinux or a bzImage"

@@ -7,6 +7,7 @@
 #ifndef EMBER_BOOT_H
 #define EMBER_BOOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,17 @@ struct boot_images {
 	const char *initrd_path;  /* may be NULL */
 	const char *cmdline;
 };
+
+/* The guest's kernel command line: args, plus on software-virtualized
+ * kvm_pvm hosts the parameters that keep the guest off what that host's
+ * instruction emulator cannot do (see cmdline.c), each added only if args
+ * does not set it already. added receives the parameters appended (" a b").
+ * Returns 0, or -E2BIG if out is too small. */
+int boot_cmdline_build(const char *args, bool pvm_host, char *out, size_t len, char *added,
+		       size_t added_len);
+
+/* Does cmdline set the parameter named by param ("key" or "key=value")? */
+bool boot_cmdline_has(const char *cmdline, const char *param);
 
 /* Check that the kernel (and initrd) can be opened as regular files, so a
  * bad path is reported before any VM exists. */

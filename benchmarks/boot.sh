@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Boot benchmark: ember and QEMU's microvm machine side by side, run
+# alternately (A/B/A/B) on the same guest in the same run.
+#
+#   testvm   start -> "testvm: booted" on the console, and start -> exit
+#   Linux    start -> "ember-init: ready" (our kernel + initramfs)
+#
+# usage: benchmarks/boot.sh [TESTVM_RUNS] [LINUX_RUNS]   (defaults 20 and 1)
+# Writes benchmarks/results/boot.md and prints it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-20}
+LINUX_RUNS=${2:-1}
+BUILD=${BUILD:-build}
+EMBER=${EMBER:-$BUILD/ember}
+OUT=benchmarks/results/boot.md
+BENCH=$BUILD/bootbench
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+gcc -O2 -Wall -o "$BENCH" benchmarks/bootbench.c
+QEMU=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,acpi=off -enable-kvm
+      -cpu host,-arch-capabilities -nodefaults -no-user-config -nographic -no-reboot
+      -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4)
+
+cat > "$tmp/testvm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath $BUILD/testvm.elf)", "boot_args": ""},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}}
+JSON
+LINUX_ARGS="console=ttyS0 reboot=k panic=1 quiet"
+cat > "$tmp/linux.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath $BUILD/vmlinux)",
+   "initrd_path": "$(realpath $BUILD/initramfs.cpio)", "boot_args": "$LINUX_ARGS"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}}
+JSON
+
+# stats FILE COLUMN -> "median p90 n" of that column (skipping -1 = never seen)
+stats() {
+	awk -v c="$2" '$c >= 0 {print $c}' "$1" | sort -n | awk '
+		{ v[NR] = $1 }
+		END { if (NR == 0) { print "- - 0"; exit }
+		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		      p = v[int(NR * 0.9 + 0.999)]; if (p == "") p = v[NR]
+		      printf "%.1f %.1f %d\n", m, p, NR }'
+}
+
+: > "$tmp/ember-testvm"; : > "$tmp/qemu-testvm"
+for i in $(seq "$RUNS"); do
+	"$BENCH" "testvm: booted" 30 -- "$EMBER" --no-api --config-file "$tmp/testvm.json" >> "$tmp/ember-testvm"
+	"$BENCH" "testvm: booted" 30 -- "${QEMU[@]}" -m 128 -kernel "$BUILD/testvm.elf" -append "" >> "$tmp/qemu-testvm"
+done
+
+: > "$tmp/ember-linux"; : > "$tmp/qemu-linux"
+for i in $(seq "$LINUX_RUNS"); do
+	"$BENCH" "ember-init: ready" 900 -- "$EMBER" --no-api --config-file "$tmp/linux.json" >> "$tmp/ember-linux"
+	"$BENCH" "ember-init: ready" 900 -- "${QEMU[@]}" -m 128 -kernel "$BUILD/vmlinux" \
+		-initrd "$BUILD/initramfs.cpio" -append "$LINUX_ARGS noxsave" >> "$tmp/qemu-linux"
+done
+# Where QEMU stops: its last words on a Linux guest, for the report.
+"${QEMU[@]}" -m 128 -kernel "$BUILD/vmlinux" -initrd "$BUILD/initramfs.cpio" \
+	-append "$LINUX_ARGS noxsave" > "$tmp/qemu-linux.log" 2>&1 < /dev/null &
+qpid=$!
+sleep 60; kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true
+qemu_linux_note=$(grep -m1 -E "KVM internal error|emulation failure" "$tmp/qemu-linux.log" || echo "no emulation failure reported")
+
+# The instructions ember emulated during one Linux boot.
+"$EMBER" --no-api --config-file "$tmp/linux.json" --level Debug > /dev/null 2> "$tmp/ember-linux.err" < /dev/null || true
+emulated=$(grep -o "emulated instructions: .*" "$tmp/ember-linux.err" | tail -1)
+
+row() { # label ember-file qemu-file column
+	read -r em ep en <<< "$(stats "$2" "$4")"
+	read -r qm qp qn <<< "$(stats "$3" "$4")"
+	local ratio="-"
+	[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] && ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')
+	[ "$qn" -eq 0 ] && { qm="does not boot"; qp="-"; }
+	echo "| $1 | $em / $ep | $qm / $qp | $ratio | $en / $qn |"
+}
+
+mkdir -p benchmarks/results
+{
+	echo "# Boot benchmark"
+	echo
+	echo "\`benchmarks/boot.sh $RUNS $LINUX_RUNS\` on $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -r)," \
+	     "/dev/kvm: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm ), QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')."
+	echo "Milliseconds from starting the VMM, measured outside it by \`benchmarks/bootbench\`."
+	echo
+	echo "| metric | ember median / p90 | QEMU microvm median / p90 | ratio ember/QEMU | runs ember / QEMU |"
+	echo "|---|---|---|---|---|"
+	row "testvm: start → console marker" "$tmp/ember-testvm" "$tmp/qemu-testvm" 1
+	row "testvm: start → VMM exited" "$tmp/ember-testvm" "$tmp/qemu-testvm" 2
+	row "Linux: start → init marker" "$tmp/ember-linux" "$tmp/qemu-linux" 1
+	echo
+	echo "QEMU on the Linux guest: $qemu_linux_note"
+	echo
+	echo "ember's emulation fallback during one Linux boot: ${emulated:-not reported}"
+} > "$OUT"
+cat "$OUT"

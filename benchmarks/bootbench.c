@@ -1,0 +1,85 @@
+/* bootbench: start a VMM, and report when a marker first appears on its
+ * output and when it exits, in milliseconds since the fork. The same
+ * external stopwatch is used for every VMM, so their numbers compare.
+ *
+ * usage: bootbench MARKER TIMEOUT_S -- COMMAND [ARGS...]
+ * prints: "<marker_ms> <exit_ms> <exit_status>" (marker_ms -1 if never seen)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5 || strcmp(argv[3], "--") != 0) {
+		fprintf(stderr, "usage: bootbench MARKER TIMEOUT_S -- COMMAND [ARGS...]\n");
+		return 2;
+	}
+	const char *marker = argv[1];
+	double timeout_ms = atof(argv[2]) * 1000;
+	int out[2];
+	if (pipe(out) < 0)
+		return 2;
+	int devnull = open("/dev/null", O_RDWR);
+	double start = now_ms();
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(devnull, 0);
+		dup2(out[1], 1);
+		dup2(devnull, 2);
+		close(out[0]);
+		execvp(argv[4], argv + 4);
+		_exit(127);
+	}
+	close(out[1]);
+	char window[4096] = "";
+	size_t wlen = 0, mlen = strlen(marker);
+	double marker_ms = -1;
+	for (;;) {
+		double left = timeout_ms - (now_ms() - start);
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		struct pollfd p = { .fd = out[0], .events = POLLIN };
+		if (poll(&p, 1, (int)left + 1) <= 0)
+			continue;
+		char buf[4096];
+		ssize_t n = read(out[0], buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		if (marker_ms < 0) {
+			/* Keep the tail of the output so a marker split across reads is found. */
+			for (ssize_t i = 0; i < n; i++) {
+				if (wlen == sizeof(window) - 1) {
+					memmove(window, window + wlen - mlen, mlen);
+					wlen = mlen;
+				}
+				window[wlen++] = buf[i];
+				window[wlen] = 0;
+			}
+			if (strstr(window, marker))
+				marker_ms = now_ms() - start;
+		}
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	double exit_ms = now_ms() - start;
+	printf("%.2f %.2f %d\n", marker_ms, exit_ms,
+	       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	return 0;
+}

@@ -1,0 +1,51 @@
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "boot.h"
+
+/* Added on kvm_pvm hosts, where the guest runs much of its kernel through
+ * the host's instruction emulator:
+ *   noxsave          XSAVE/XRSTOR are beyond that emulator; use FXSAVE
+ *   clearcpuid=smap  no CLAC/STAC around every user access (each would
+ *                    exit to ember's emulation fallback)
+ *   rodata=off       skip write-protecting and freeing the kernel image
+ *                    gaps: seconds of emulated page-table work at boot (a
+ *                    hardening trade-off, made on such hosts only) */
+static const char *const pvm_params[] = { "noxsave", "clearcpuid=smap", "rodata=off", NULL };
+
+bool boot_cmdline_has(const char *cmdline, const char *param)
+{
+	size_t klen = strcspn(param, "=");
+	for (const char *p = cmdline; *p;) {
+		p += strspn(p, " ");
+		size_t len = strcspn(p, " ");
+		if (len >= klen && strncmp(p, param, klen) == 0 && (len == klen || p[klen] == '='))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+int boot_cmdline_build(const char *args, bool pvm_host, char *out, size_t len, char *added,
+		       size_t added_len)
+{
+	size_t n = strlen(args);
+	added[0] = 0;
+	if (n + 1 > len)
+		return -E2BIG;
+	memcpy(out, args, n + 1);
+	if (!pvm_host)
+		return 0;
+	for (const char *const *p = pvm_params; *p; p++) {
+		if (boot_cmdline_has(args, *p))
+			continue;
+		size_t plen = strlen(*p);
+		if (n + 1 + plen + 1 > len)
+			return -E2BIG;
+		n += (size_t)snprintf(out + n, len - n, "%s%s", n ? " " : "", *p);
+		size_t a = strlen(added);
+		snprintf(added + a, added_len - a, " %s", *p);
+	}
+	return 0;
+}
