@@ -5,7 +5,8 @@
 #   make run        boot the demo Linux microVM (installs and builds first)
 #   make test       unit and integration tests
 #   make SAN=1 test the same with ASan + UBSan
-#   make fuzz       run the fuzz targets for a while
+#   make fuzz       run each fuzz target for FUZZ_RUNS inputs (default 1e6)
+#   make bench      boot benchmark, ember next to QEMU microvm
 
 CC      ?= gcc
 SAN     ?= 0
@@ -35,7 +36,7 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
         musl-tools qemu-system-x86 clang curl iproute2 kmod
 
-.PHONY: all deps kernel testvm rootfs run test unit integration fuzz fuzz-smoke clean
+.PHONY: all deps kernel testvm rootfs run bench test unit integration fuzz fuzz-smoke clean
 all: $(EMBER) $(BUILD)/ember kernel testvm rootfs
 
 deps:
@@ -103,10 +104,13 @@ $(BUILD)/demo.json: Makefile
 	  '  "boot-source": {' \
 	  '    "kernel_image_path": "$(CURDIR)/$(BUILD)/vmlinux",' \
 	  '    "initrd_path": "$(CURDIR)/$(BUILD)/initramfs.cpio",' \
-	  '    "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"uname -a; cat /proc/cpuinfo | grep -c ^processor; echo hello from the ember guest\""' \
+	  '    "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"uname -a; echo cpus: $$(nproc); free -m; echo hello from the ember guest\""' \
 	  '  },' \
-	  '  "machine-config": { "vcpu_count": 2, "mem_size_mib": 256 }' \
+	  '  "machine-config": { "vcpu_count": 2, "mem_size_mib": 128 }' \
 	  '}' > $@
+
+bench: $(BUILD)/ember kernel testvm rootfs
+	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh
 
 run: deps
 	$(MAKE) all $(BUILD)/demo.json
@@ -133,6 +137,7 @@ integration: $(EMBER) kernel testvm rootfs
 
 test: deps
 	$(MAKE) unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 
 # ---- fuzzing (libFuzzer, clang) ------------------------------------------

@@ -27,7 +27,7 @@ cat > "$tmp/testvm.json" <<JSON
 {"boot-source": {"kernel_image_path": "$(realpath $BUILD/testvm.elf)", "boot_args": ""},
  "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}}
 JSON
-LINUX_ARGS="console=ttyS0 reboot=k panic=1 quiet"
+LINUX_ARGS="console=ttyS0 reboot=k panic=1 quiet ember.cmd=true"
 cat > "$tmp/linux.json" <<JSON
 {"boot-source": {"kernel_image_path": "$(realpath $BUILD/vmlinux)",
    "initrd_path": "$(realpath $BUILD/initramfs.cpio)", "boot_args": "$LINUX_ARGS"},
@@ -46,22 +46,19 @@ stats() {
 
 : > "$tmp/ember-testvm"; : > "$tmp/qemu-testvm"
 for i in $(seq "$RUNS"); do
-	"$BENCH" "testvm: booted" 30 -- "$EMBER" --no-api --config-file "$tmp/testvm.json" >> "$tmp/ember-testvm"
-	"$BENCH" "testvm: booted" 30 -- "${QEMU[@]}" -m 128 -kernel "$BUILD/testvm.elf" -append "" >> "$tmp/qemu-testvm"
+	"$BENCH" "testvm: booted" "" 30 -- "$EMBER" --no-api --config-file "$tmp/testvm.json" >> "$tmp/ember-testvm"
+	"$BENCH" "testvm: booted" "" 30 -- "${QEMU[@]}" -m 128 -kernel "$BUILD/testvm.elf" -append "" >> "$tmp/qemu-testvm"
 done
 
 : > "$tmp/ember-linux"; : > "$tmp/qemu-linux"
 for i in $(seq "$LINUX_RUNS"); do
-	"$BENCH" "ember-init: ready" 900 -- "$EMBER" --no-api --config-file "$tmp/linux.json" >> "$tmp/ember-linux"
-	"$BENCH" "ember-init: ready" 900 -- "${QEMU[@]}" -m 128 -kernel "$BUILD/vmlinux" \
+	"$BENCH" "ember-init: ready" "" 900 -- "$EMBER" --no-api --config-file "$tmp/linux.json" >> "$tmp/ember-linux"
+	BOOTBENCH_LOG=$tmp/qemu-linux.log "$BENCH" "ember-init: ready" "KVM internal error" 900 -- "${QEMU[@]}" -m 128 -kernel "$BUILD/vmlinux" \
 		-initrd "$BUILD/initramfs.cpio" -append "$LINUX_ARGS noxsave" >> "$tmp/qemu-linux"
 done
-# Where QEMU stops: its last words on a Linux guest, for the report.
-"${QEMU[@]}" -m 128 -kernel "$BUILD/vmlinux" -initrd "$BUILD/initramfs.cpio" \
-	-append "$LINUX_ARGS noxsave" > "$tmp/qemu-linux.log" 2>&1 < /dev/null &
-qpid=$!
-sleep 60; kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true
-qemu_linux_note=$(grep -m1 -E "KVM internal error|emulation failure" "$tmp/qemu-linux.log" || echo "no emulation failure reported")
+# Where QEMU stopped, if it did: its words, for the report.
+qemu_linux_note=$(grep -m1 -E "KVM internal error|emulation failure" "$tmp/qemu-linux.log" || echo "reached init")
+qemu_linux_code=$(grep -m1 -o "^Code=.*" "$tmp/qemu-linux.log" | cut -c1-80 || true)
 
 # The instructions ember emulated during one Linux boot.
 "$EMBER" --no-api --config-file "$tmp/linux.json" --level Debug > /dev/null 2> "$tmp/ember-linux.err" < /dev/null || true
@@ -90,7 +87,7 @@ mkdir -p benchmarks/results
 	row "testvm: start → VMM exited" "$tmp/ember-testvm" "$tmp/qemu-testvm" 2
 	row "Linux: start → init marker" "$tmp/ember-linux" "$tmp/qemu-linux" 1
 	echo
-	echo "QEMU on the Linux guest: $qemu_linux_note"
+	echo "QEMU on the Linux guest: $qemu_linux_note ${qemu_linux_code:+(\\`$qemu_linux_code...\\`)}"
 	echo
 	echo "ember's emulation fallback during one Linux boot: ${emulated:-not reported}"
 } > "$OUT"

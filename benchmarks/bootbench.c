@@ -2,8 +2,13 @@
  * output and when it exits, in milliseconds since the fork. The same
  * external stopwatch is used for every VMM, so their numbers compare.
  *
- * usage: bootbench MARKER TIMEOUT_S -- COMMAND [ARGS...]
+ * usage: bootbench MARKER FAIL_MARKER TIMEOUT_S -- COMMAND [ARGS...]
  * prints: "<marker_ms> <exit_ms> <exit_status>" (marker_ms -1 if never seen)
+ *
+ * Both stdout and stderr are watched. FAIL_MARKER (or "" for none) ends
+ * the run at once when it appears: a VMM that has stopped its guest (QEMU
+ * on an emulation failure) would otherwise sit until the timeout.
+ * With BOOTBENCH_LOG=path in the environment, the output is also saved.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,12 +30,13 @@ static double now_ms(void)
 
 int main(int argc, char **argv)
 {
-	if (argc < 5 || strcmp(argv[3], "--") != 0) {
-		fprintf(stderr, "usage: bootbench MARKER TIMEOUT_S -- COMMAND [ARGS...]\n");
+	if (argc < 6 || strcmp(argv[4], "--") != 0) {
+		fprintf(stderr, "usage: bootbench MARKER FAIL_MARKER TIMEOUT_S -- COMMAND [ARGS...]\n");
 		return 2;
 	}
 	const char *marker = argv[1];
-	double timeout_ms = atof(argv[2]) * 1000;
+	const char *fail_marker = argv[2];
+	double timeout_ms = atof(argv[3]) * 1000;
 	int out[2];
 	if (pipe(out) < 0)
 		return 2;
@@ -40,14 +46,17 @@ int main(int argc, char **argv)
 	if (pid == 0) {
 		dup2(devnull, 0);
 		dup2(out[1], 1);
-		dup2(devnull, 2);
+		dup2(out[1], 2);
 		close(out[0]);
-		execvp(argv[4], argv + 4);
+		execvp(argv[5], argv + 5);
 		_exit(127);
 	}
 	close(out[1]);
+	const char *log_path = getenv("BOOTBENCH_LOG");
+	FILE *log = log_path ? fopen(log_path, "w") : NULL;
 	char window[4096] = "";
-	size_t wlen = 0, mlen = strlen(marker);
+	size_t wlen = 0;
+	size_t keep = strlen(marker) > strlen(fail_marker) ? strlen(marker) : strlen(fail_marker);
 	double marker_ms = -1;
 	for (;;) {
 		double left = timeout_ms - (now_ms() - start);
@@ -62,22 +71,28 @@ int main(int argc, char **argv)
 		ssize_t n = read(out[0], buf, sizeof(buf));
 		if (n <= 0)
 			break;
-		if (marker_ms < 0) {
-			/* Keep the tail of the output so a marker split across reads is found. */
-			for (ssize_t i = 0; i < n; i++) {
-				if (wlen == sizeof(window) - 1) {
-					memmove(window, window + wlen - mlen, mlen);
-					wlen = mlen;
-				}
-				window[wlen++] = buf[i];
-				window[wlen] = 0;
+		if (log)
+			fwrite(buf, 1, (size_t)n, log);
+		/* Keep the tail of the output so a marker split across reads is found. */
+		for (ssize_t i = 0; i < n; i++) {
+			if (wlen == sizeof(window) - 1) {
+				memmove(window, window + wlen - keep, keep);
+				wlen = keep;
 			}
-			if (strstr(window, marker))
-				marker_ms = now_ms() - start;
+			window[wlen++] = buf[i] ? buf[i] : ' ';
+			window[wlen] = 0;
+		}
+		if (marker_ms < 0 && strstr(window, marker))
+			marker_ms = now_ms() - start;
+		if (fail_marker[0] && strstr(window, fail_marker)) {
+			kill(pid, SIGKILL);
+			break;
 		}
 	}
 	int status;
 	waitpid(pid, &status, 0);
+	if (log)
+		fclose(log);
 	double exit_ms = now_ms() - start;
 	printf("%.2f %.2f %d\n", marker_ms, exit_ms,
 	       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));

@@ -295,6 +295,8 @@ int main(int argc, char **argv)
 		die("cannot watch the VM's event sources");
 	tty_setup(&e);
 
+	log_info("booting %s (%u vCPU%s, %llu MiB)", e.cfg.boot.kernel_image_path, e.vm.nvcpus,
+		 e.vm.nvcpus == 1 ? "" : "s", (unsigned long long)e.cfg.machine.mem_size_mib);
 	for (unsigned i = 0; i < e.vm.nvcpus; i++)
 		if (vcpu_start(&e.vm.vcpus[i]))
 			vm_request_stop(&e.vm, 1, "cannot start vcpus");
