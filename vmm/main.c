@@ -240,6 +240,7 @@ static void build_vm(struct ember *e)
 
 	if (vm_create(vm, mc->mem_size_mib << 20, mc->vcpu_count))
 		die("cannot create the VM (see the error above)");
+	vm->smt = mc->smt;
 
 	int err;
 	if ((err = serial_init(&e->serial, vm, STDOUT_FILENO)))

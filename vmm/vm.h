@@ -25,6 +25,7 @@ struct vm {
 	struct bus pio;
 	struct bus mmio;
 	unsigned nvcpus;
+	bool smt;                /* two threads per core in the guest's topology */
 	struct vcpu *vcpus;
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, before per-vCPU edits */
 

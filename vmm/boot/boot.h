@@ -55,6 +55,11 @@ int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *e
  * starts at entry, the others wait for INIT/SIPI in the in-kernel LAPIC. */
 int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry);
 
+/* Fill a CPUID leaf 0xb/0x1f entry (e->index is the level) for vCPU id
+ * of ncpus: one package, one thread per core, or two with smt. */
+struct kvm_cpuid_entry2;
+void boot_cpuid_topology(struct kvm_cpuid_entry2 *e, unsigned id, unsigned ncpus, bool smt);
+
 /* Write an Intel MP table for ncpus processors at gpa (inside the EBDA),
  * which is how a guest without ACPI finds its CPUs and IOAPIC. Returns 0
  * or -EFAULT if it does not fit in guest memory. Exposed for tests. */

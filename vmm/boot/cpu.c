@@ -43,21 +43,23 @@ static struct kvm_segment segment_from_gdt(unsigned index)
 	};
 }
 
-/* CPUID leaves 0xb/0x1f: one thread per core, all vCPUs in one package. */
-static void set_topology_leaf(struct kvm_cpuid_entry2 *e, unsigned id, unsigned ncpus)
+/* CPUID leaves 0xb/0x1f: all vCPUs in one package, one thread per core,
+ * or two with SMT (Firecracker's "smt": vCPUs 2n and 2n+1 are siblings). */
+void boot_cpuid_topology(struct kvm_cpuid_entry2 *e, unsigned id, unsigned ncpus, bool smt)
 {
-	unsigned core_bits = 0;
-	while ((1u << core_bits) < ncpus)
-		core_bits++;
+	unsigned threads = smt && ncpus > 1 ? 2 : 1;
+	unsigned pkg_bits = 0;
+	while ((1u << pkg_bits) < ncpus)
+		pkg_bits++;
 	e->edx = id;
 	switch (e->index) {
-	case 0: /* SMT level */
-		e->eax = 0;
-		e->ebx = 1;
+	case 0: /* SMT level: bits of the APIC id that select the thread */
+		e->eax = threads == 2 ? 1 : 0;
+		e->ebx = threads;
 		e->ecx = (1u << 8) | e->index;
 		break;
-	case 1: /* core level */
-		e->eax = core_bits;
+	case 1: /* core level: bits that select the core within the package */
+		e->eax = pkg_bits;
 		e->ebx = ncpus;
 		e->ecx = (2u << 8) | e->index;
 		break;
@@ -89,8 +91,10 @@ static int setup_cpuid(struct vcpu *vcpu)
 				e->edx |= 1u << 28; /* HTT: the count field is valid */
 			break;
 		case 0x4:
-			/* Cores per package - 1 in bits 31:26; one thread per cache. */
-			e->eax = (e->eax & 0x3ff) | ((ncpus - 1) << 26);
+			/* Cores per package - 1 in bits 31:26; threads sharing
+			 * this cache - 1 in bits 25:14. */
+			e->eax = (e->eax & 0x3ff) | ((ncpus - 1) << 26) |
+				 ((vcpu->vm->smt && ncpus > 1 ? 1u : 0u) << 14);
 			break;
 		case 0x6:
 			/* No thermal or power management; keep ARAT (always-running APIC timer). */
@@ -103,7 +107,7 @@ static int setup_cpuid(struct vcpu *vcpu)
 			break;
 		case 0xb:
 		case 0x1f:
-			set_topology_leaf(e, vcpu->id, ncpus);
+			boot_cpuid_topology(e, vcpu->id, ncpus, vcpu->vm->smt);
 			break;
 		case 0x80000001:
 			e->ecx &= ~(1u << 22); /* no TOPOEXT: leaf 0x8000001e is not modelled */
