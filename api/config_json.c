@@ -176,12 +176,240 @@ int config_json_machine(const cJSON *obj, struct machine_config *out, int patch,
 	return 0;
 }
 
+static int get_bucket(const cJSON *obj, const char *section, const char *key,
+		      struct token_bucket_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "size", "one_time_burst", "refill_time", NULL };
+	const cJSON *b = cJSON_GetObjectItemCaseSensitive(obj, key);
+	char sec[96];
+	snprintf(sec, sizeof(sec), "%s.%s", section, key);
+	memset(out, 0, sizeof(*out));
+	if (!b || cJSON_IsNull(b))
+		return 0;
+	int ret;
+	uint64_t v;
+	bool present;
+	if ((ret = check_keys(b, sec, keys, err, errlen)))
+		return ret;
+	if ((ret = get_uint(b, sec, "size", 0, UINT64_MAX, &v, &present, err, errlen)))
+		return ret;
+	if (!present)
+		return fail(err, errlen, "%s.size: missing", sec);
+	out->size = v;
+	if ((ret = get_uint(b, sec, "one_time_burst", 0, UINT64_MAX, &v, &present, err, errlen)))
+		return ret;
+	out->one_time_burst = present ? v : 0;
+	if ((ret = get_uint(b, sec, "refill_time", 0, UINT64_MAX / 1000000, &v, &present, err, errlen)))
+		return ret;
+	if (!present)
+		return fail(err, errlen, "%s.refill_time: missing", sec);
+	if (out->size && v == 0)
+		return fail(err, errlen, "%s.refill_time: must be more than 0 ms", sec);
+	out->refill_time_ms = v;
+	return 0;
+}
+
+int config_json_rate_limiter(const cJSON *obj, const char *section, struct ratelimiter_config *out,
+			     char *err, size_t errlen)
+{
+	static const char *const keys[] = { "bandwidth", "ops", NULL };
+	memset(out, 0, sizeof(*out));
+	if (!obj || cJSON_IsNull(obj))
+		return 0;
+	int ret;
+	if ((ret = check_keys(obj, section, keys, err, errlen)) ||
+	    (ret = get_bucket(obj, section, "bandwidth", &out->bandwidth, err, errlen)) ||
+	    (ret = get_bucket(obj, section, "ops", &out->ops, err, errlen)))
+		return ret;
+	return 0;
+}
+
+/* Firecracker's ids: letters, digits and '_' (we also allow '-'). */
+static int check_id(const char *sec, const char *key, const char *id, char *err, size_t errlen)
+{
+	if (!id[0])
+		return fail(err, errlen, "%s.%s: empty", sec, key);
+	for (const char *p = id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '-'))
+			return fail(err, errlen, "%s.%s: only letters, digits, '_' and '-' are allowed", sec, key);
+	return 0;
+}
+
+int config_json_drive(const cJSON *obj, struct drive_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "drive_id", "path_on_host", "is_root_device",
+		"is_read_only", "partuuid", "cache_type", "io_engine", "rate_limiter", "socket", NULL };
+	const char *sec = "drives";
+	struct drive_config d;
+	memset(&d, 0, sizeof(d));
+	int ret;
+	char text[16];
+	bool present;
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_string(obj, sec, "drive_id", d.drive_id, sizeof(d.drive_id), true, NULL, err, errlen)) ||
+	    (ret = check_id(sec, "drive_id", d.drive_id, err, errlen)))
+		return ret;
+	if (cJSON_GetObjectItemCaseSensitive(obj, "socket"))
+		return fail(err, errlen, "drives.socket: vhost-user drives are not supported by ember");
+	if ((ret = get_string(obj, sec, "path_on_host", d.path_on_host, sizeof(d.path_on_host), true,
+			      NULL, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "is_root_device", &d.is_root_device, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "is_read_only", &d.is_read_only, err, errlen)) ||
+	    (ret = get_string(obj, sec, "partuuid", d.partuuid, sizeof(d.partuuid), false, NULL, err, errlen)))
+		return ret;
+	if (!d.path_on_host[0])
+		return fail(err, errlen, "drives.path_on_host: empty");
+	if (!cJSON_GetObjectItemCaseSensitive(obj, "is_root_device"))
+		return fail(err, errlen, "drives.is_root_device: missing");
+	if ((ret = get_string(obj, sec, "cache_type", text, sizeof(text), false, &present, err, errlen)))
+		return ret;
+	if (present && strcmp(text, "Unsafe") == 0)
+		d.cache_type = CACHE_UNSAFE;
+	else if (present && strcmp(text, "Writeback") == 0)
+		d.cache_type = CACHE_WRITEBACK;
+	else if (present)
+		return fail(err, errlen, "drives.cache_type: must be \"Unsafe\" or \"Writeback\"");
+	if ((ret = get_string(obj, sec, "io_engine", text, sizeof(text), false, &present, err, errlen)))
+		return ret;
+	if (present && strcmp(text, "Async") == 0)
+		d.io_engine = IO_ENGINE_ASYNC;
+	else if (present && strcmp(text, "Sync") == 0)
+		d.io_engine = IO_ENGINE_SYNC;
+	else if (present)
+		return fail(err, errlen, "drives.io_engine: must be \"Sync\" or \"Async\"");
+	if ((ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "rate_limiter"),
+					    "drives.rate_limiter", &d.rate_limiter, err, errlen)))
+		return ret;
+	*out = d;
+	return 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6 ||
+	    strlen(s) != 17)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	return 0;
+}
+
+int config_json_net(const cJSON *obj, struct net_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "iface_id", "host_dev_name", "guest_mac",
+		"rx_rate_limiter", "tx_rate_limiter", NULL };
+	const char *sec = "network-interfaces";
+	struct net_config n;
+	memset(&n, 0, sizeof(n));
+	char mac[32];
+	int ret;
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_string(obj, sec, "iface_id", n.iface_id, sizeof(n.iface_id), true, NULL, err, errlen)) ||
+	    (ret = check_id(sec, "iface_id", n.iface_id, err, errlen)) ||
+	    (ret = get_string(obj, sec, "host_dev_name", n.host_dev_name, sizeof(n.host_dev_name), true,
+			      NULL, err, errlen)) ||
+	    (ret = get_string(obj, sec, "guest_mac", mac, sizeof(mac), false, &n.has_mac, err, errlen)))
+		return ret;
+	if (!n.host_dev_name[0])
+		return fail(err, errlen, "network-interfaces.host_dev_name: empty");
+	if (n.has_mac && parse_mac(mac, n.guest_mac))
+		return fail(err, errlen, "network-interfaces.guest_mac: expected xx:xx:xx:xx:xx:xx");
+	if (n.has_mac && (n.guest_mac[0] & 1))
+		return fail(err, errlen, "network-interfaces.guest_mac: a multicast address");
+	if ((ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "rx_rate_limiter"),
+					    "network-interfaces.rx_rate_limiter", &n.rx_rate_limiter,
+					    err, errlen)) ||
+	    (ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "tx_rate_limiter"),
+					    "network-interfaces.tx_rate_limiter", &n.tx_rate_limiter,
+					    err, errlen)))
+		return ret;
+	*out = n;
+	return 0;
+}
+
+int config_json_vsock(const cJSON *obj, struct vsock_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "guest_cid", "uds_path", "vsock_id", NULL };
+	const char *sec = "vsock";
+	struct vsock_config v = { .set = true };
+	uint64_t cid;
+	bool present;
+	int ret;
+	char ignored[CONFIG_ID_MAX];
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_uint(obj, sec, "guest_cid", 3, UINT32_MAX - 1, &cid, &present, err, errlen)))
+		return ret;
+	if (!present)
+		return fail(err, errlen, "vsock.guest_cid: missing");
+	v.guest_cid = (uint32_t)cid;
+	/* vsock_id is deprecated and ignored, but still sent by clients. */
+	if ((ret = get_string(obj, sec, "uds_path", v.uds_path, sizeof(v.uds_path) - 12, true, NULL, err, errlen)) ||
+	    (ret = get_string(obj, sec, "vsock_id", ignored, sizeof(ignored), false, NULL, err, errlen)))
+		return ret;
+	if (!v.uds_path[0])
+		return fail(err, errlen, "vsock.uds_path: empty");
+	*out = v;
+	return 0;
+}
+
+int config_json_entropy(const cJSON *obj, struct entropy_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "rate_limiter", NULL };
+	struct entropy_config e = { .set = true };
+	int ret;
+	if ((ret = check_keys(obj, "entropy", keys, err, errlen)) ||
+	    (ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "rate_limiter"),
+					    "entropy.rate_limiter", &e.rate_limiter, err, errlen)))
+		return ret;
+	*out = e;
+	return 0;
+}
+
+/* Cross-device rules: unique ids and tap names, one root drive. */
+int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
+{
+	unsigned roots = 0;
+	for (unsigned i = 0; i < cfg->ndrives; i++) {
+		roots += cfg->drives[i].is_root_device;
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(cfg->drives[i].drive_id, cfg->drives[j].drive_id) == 0)
+				return fail(err, errlen, "drives.drive_id: \"%s\" used twice", cfg->drives[i].drive_id);
+	}
+	if (roots > 1)
+		return fail(err, errlen, "drives.is_root_device: only one drive can be the root device");
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		for (unsigned j = 0; j < i; j++) {
+			if (strcmp(cfg->nets[i].iface_id, cfg->nets[j].iface_id) == 0)
+				return fail(err, errlen, "network-interfaces.iface_id: \"%s\" used twice",
+					    cfg->nets[i].iface_id);
+			if (strcmp(cfg->nets[i].host_dev_name, cfg->nets[j].host_dev_name) == 0)
+				return fail(err, errlen, "network-interfaces.host_dev_name: \"%s\" used twice",
+					    cfg->nets[i].host_dev_name);
+			if (cfg->nets[i].has_mac && cfg->nets[j].has_mac &&
+			    memcmp(cfg->nets[i].guest_mac, cfg->nets[j].guest_mac, 6) == 0)
+				return fail(err, errlen, "network-interfaces.guest_mac: used twice");
+		}
+	}
+	return 0;
+}
+
 /* Sections of Firecracker's config file that ember does not implement
  * yet: accepted when empty, refused with a clear message otherwise. */
 static const char *const unsupported_sections[] = {
-	"drives", "network-interfaces", "vsock", "entropy", "balloon", "logger", "metrics",
-	"mmds-config", "cpu-config", "serial", NULL,
+	"balloon", "logger", "metrics", "mmds-config", "cpu-config", "serial", NULL,
 };
+
+static int parse_array(const cJSON *arr, const char *section, int max, char *err, size_t errlen)
+{
+	if (!cJSON_IsArray(arr))
+		return fail(err, errlen, "%s: expected a JSON array", section);
+	if (cJSON_GetArraySize(arr) > max)
+		return fail(err, errlen, "%s: at most %d entries", section, max);
+	return 0;
+}
 
 int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char *err,
 		     size_t errlen)
@@ -202,6 +430,20 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 			ret = config_json_boot_source(it, &cfg->boot, err, errlen);
 		} else if (strcmp(it->string, "machine-config") == 0) {
 			ret = config_json_machine(it, &cfg->machine, 0, err, errlen);
+		} else if (strcmp(it->string, "drives") == 0) {
+			ret = parse_array(it, "drives", CONFIG_MAX_DRIVES, err, errlen);
+			for (const cJSON *d = it->child; d && !ret; d = d->next)
+				ret = config_json_drive(d, &cfg->drives[cfg->ndrives++], err, errlen);
+		} else if (strcmp(it->string, "network-interfaces") == 0) {
+			ret = parse_array(it, "network-interfaces", CONFIG_MAX_NETS, err, errlen);
+			for (const cJSON *n = it->child; n && !ret; n = n->next)
+				ret = config_json_net(n, &cfg->nets[cfg->nnets++], err, errlen);
+		} else if (strcmp(it->string, "vsock") == 0) {
+			if (!cJSON_IsNull(it))
+				ret = config_json_vsock(it, &cfg->vsock, err, errlen);
+		} else if (strcmp(it->string, "entropy") == 0) {
+			if (!cJSON_IsNull(it))
+				ret = config_json_entropy(it, &cfg->entropy, err, errlen);
 		} else {
 			bool known = false;
 			for (const char *const *s = unsupported_sections; *s; s++)
@@ -216,6 +458,8 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 	}
 	if (!ret && !cfg->boot.set)
 		ret = fail(err, errlen, "boot-source: missing (the kernel to boot)");
+	if (!ret)
+		ret = config_check_devices(cfg, err, errlen);
 out:
 	cJSON_Delete(root);
 	return ret;

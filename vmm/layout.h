@@ -47,7 +47,9 @@
 #define PORT_I8042_CMD 0x64
 #define PORT_COM1 0x3f8
 #define IRQ_COM1 4
-/* The first GSI handed to virtio-mmio devices. */
+/* GSIs handed to virtio-mmio devices, one each (IOAPIC pins 5-23). */
 #define IRQ_VIRTIO_BASE 5
+#define IRQ_VIRTIO_LAST 23
+#define IOAPIC_NUM_PINS 24
 
 #endif

@@ -21,6 +21,9 @@
 #include "io/evloop.h"
 #include "log.h"
 #include "vcpu.h"
+#include "virtio/blk.h"
+#include "virtio/net.h"
+#include "virtio/rng.h"
 #include "vm.h"
 
 #ifndef EMBER_VERSION
@@ -46,6 +49,9 @@ struct ember {
 	struct serial serial;
 	struct i8042 i8042;
 	struct boot_timer boot_timer;
+	struct virtio_blk *blk[CONFIG_MAX_DRIVES];
+	struct virtio_net *net[CONFIG_MAX_NETS];
+	struct virtio_rng *rng;
 	struct evloop loop;
 	struct evloop_watch stdin_watch, stop_watch, signal_watch;
 	int signal_fd;
@@ -223,6 +229,65 @@ static void signals_setup(struct ember *e)
 
 /* ---- VM assembly --------------------------------------------------- */
 
+/* Announce a device on the kernel command line. */
+static void announce(const struct virtio_dev *vd, char *cmdline, size_t len)
+{
+	char word[64];
+	virtio_dev_cmdline(vd, word, sizeof(word));
+	if (boot_cmdline_append(cmdline, len, word))
+		die("kernel command line too long for the virtio devices");
+}
+
+/* virtio-mmio devices in a fixed order: the root drive first (so it is
+ * /dev/vda), the other drives, network interfaces, vsock, entropy. */
+static void attach_virtio_devices(struct ember *e, char *cmdline, size_t len)
+{
+	unsigned index = 0;
+	int err;
+	char msg[256];
+	/* Root drive first: it becomes /dev/vda. */
+	unsigned order[CONFIG_MAX_DRIVES], n = 0;
+	for (unsigned i = 0; i < e->cfg.ndrives; i++)
+		if (e->cfg.drives[i].is_root_device)
+			order[n++] = i;
+	for (unsigned i = 0; i < e->cfg.ndrives; i++)
+		if (!e->cfg.drives[i].is_root_device)
+			order[n++] = i;
+	for (unsigned k = 0; k < n; k++) {
+		const struct drive_config *d = &e->cfg.drives[order[k]];
+		struct virtio_blk *blk = e->blk[k] = calloc(1, sizeof(*blk));
+		if (!blk)
+			die("out of memory");
+		if (virtio_blk_init(blk, &e->vm, &e->loop, index++, d, msg, sizeof(msg)))
+			die("%s", msg);
+		announce(&blk->vd, cmdline, len);
+		/* As Firecracker: the root drive sets root= (and ro/rw), unless
+		 * the boot args already choose a root. */
+		if (d->is_root_device && !boot_cmdline_has(cmdline, "root")) {
+			char root[CONFIG_ID_MAX + 32];
+			virtio_blk_root_param(blk, root, sizeof(root));
+			if (boot_cmdline_append(cmdline, len, root))
+				die("kernel command line too long for the root device");
+		}
+	}
+	for (unsigned i = 0; i < e->cfg.nnets; i++) {
+		struct virtio_net *net = e->net[i] = calloc(1, sizeof(*net));
+		if (!net)
+			die("out of memory");
+		if (virtio_net_init(net, &e->vm, &e->loop, index++, &e->cfg.nets[i], msg, sizeof(msg)))
+			die("%s", msg);
+		announce(&net->vd, cmdline, len);
+	}
+	if (e->cfg.entropy.set) {
+		e->rng = calloc(1, sizeof(*e->rng));
+		if (!e->rng)
+			die("out of memory");
+		if ((err = virtio_rng_init(e->rng, &e->vm, &e->loop, index++, &e->cfg.entropy.rate_limiter)))
+			die("entropy device: %s", strerror(-err));
+		announce(&e->rng->vd, cmdline, len);
+	}
+}
+
 static void build_vm(struct ember *e)
 {
 	struct vm *vm = &e->vm;
@@ -250,6 +315,8 @@ static void build_vm(struct ember *e)
 	if (e->opt.boot_timer &&
 	    (err = boot_timer_init(&e->boot_timer, vm, &e->start_wall, &e->start_cpu)))
 		die("boot timer: %s", strerror(-err));
+
+	attach_virtio_devices(e, cmdline, sizeof(cmdline));
 
 	struct boot_entry entry;
 	if (boot_load(vm, &img, &entry, msg, sizeof(msg)))
@@ -285,11 +352,11 @@ int main(int argc, char **argv)
 		die("%s", msg);
 
 	signals_setup(&e);
-	build_vm(&e);
-
 	int err = evloop_init(&e.loop, 256);
 	if (err)
 		die("io_uring: %s", strerror(-err));
+	build_vm(&e);
+
 	if (evloop_watch(&e.loop, &e.stop_watch, e.vm.stop_fd, on_stop) ||
 	    evloop_watch(&e.loop, &e.signal_watch, e.signal_fd, on_signal) ||
 	    evloop_watch(&e.loop, &e.stdin_watch, STDIN_FILENO, on_stdin))

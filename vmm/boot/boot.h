@@ -39,6 +39,10 @@ struct boot_images {
 int boot_cmdline_build(const char *args, bool pvm_host, char *out, size_t len, char *added,
 		       size_t added_len);
 
+/* Add a kernel parameter to cmdline (a buffer of len bytes), before any
+ * "--" that starts init's arguments. Returns 0 or -E2BIG. */
+int boot_cmdline_append(char *cmdline, size_t len, const char *param);
+
 /* Does cmdline set the parameter named by param ("key" or "key=value")? */
 bool boot_cmdline_has(const char *cmdline, const char *param);
 

@@ -27,6 +27,39 @@ bool boot_cmdline_has(const char *cmdline, const char *param)
 	return false;
 }
 
+/* Start of the "--" word that ends the kernel's parameters, or NULL. */
+static char *find_separator(char *cmdline)
+{
+	for (char *p = cmdline; *p;) {
+		p += strspn(p, " ");
+		size_t len = strcspn(p, " ");
+		if (len == 2 && p[0] == '-' && p[1] == '-')
+			return p;
+		p += len;
+	}
+	return NULL;
+}
+
+int boot_cmdline_append(char *cmdline, size_t len, const char *param)
+{
+	size_t n = strlen(cmdline), plen = strlen(param);
+	if (n + plen + 2 > len)
+		return -E2BIG;
+	/* Kernel parameters go before "--": what follows it is init's. */
+	char *sep = find_separator(cmdline);
+	if (!sep) {
+		if (n)
+			cmdline[n++] = ' ';
+		memcpy(cmdline + n, param, plen + 1);
+		return 0;
+	}
+	size_t at = (size_t)(sep - cmdline);
+	memmove(cmdline + at + plen + 1, cmdline + at, n - at + 1);
+	memcpy(cmdline + at, param, plen);
+	cmdline[at + plen] = ' ';
+	return 0;
+}
+
 int boot_cmdline_build(const char *args, bool pvm_host, char *out, size_t len, char *added,
 		       size_t added_len)
 {
@@ -40,10 +73,8 @@ int boot_cmdline_build(const char *args, bool pvm_host, char *out, size_t len, c
 	for (const char *const *p = pvm_params; *p; p++) {
 		if (boot_cmdline_has(args, *p))
 			continue;
-		size_t plen = strlen(*p);
-		if (n + 1 + plen + 1 > len)
+		if (boot_cmdline_append(out, len, *p))
 			return -E2BIG;
-		n += (size_t)snprintf(out + n, len - n, "%s%s", n ? " " : "", *p);
 		size_t a = strlen(added);
 		snprintf(added + a, added_len - a, " %s", *p);
 	}

@@ -84,7 +84,7 @@ static uint8_t checksum(const void *p, size_t len)
 
 int mptable_write(struct guest_mem *mem, uint64_t gpa, unsigned ncpus)
 {
-	const unsigned nirq = 16;
+	const unsigned nirq = IOAPIC_NUM_PINS;
 	size_t table_len = sizeof(struct mpc_table) + ncpus * sizeof(struct mpc_cpu) +
 			   sizeof(struct mpc_bus) + sizeof(struct mpc_ioapic) +
 			   (nirq + 2) * sizeof(struct mpc_intsrc);
@@ -130,7 +130,8 @@ int mptable_write(struct guest_mem *mem, uint64_t gpa, unsigned ncpus)
 	ioapic->apicaddr = (uint32_t)LAYOUT_IOAPIC;
 	p += sizeof(*ioapic);
 
-	/* ISA IRQ n -> IOAPIC pin n, conforming polarity and trigger. */
+	/* IRQ n -> IOAPIC pin n, for the ISA devices and the virtio-mmio
+	 * ones above them; conforming (edge, active high) like ISA. */
 	for (unsigned irq = 0; irq < nirq; irq++) {
 		struct mpc_intsrc *src = (struct mpc_intsrc *)p;
 		src->type = MP_INTSRC;

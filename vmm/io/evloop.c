@@ -76,6 +76,32 @@ void evloop_unwatch(struct evloop_watch *w)
 	w->fd = -1;
 }
 
+static void timer_complete(struct evloop_op *op, int res, unsigned flags)
+{
+	struct evloop_timer *t = container_of(op, struct evloop_timer, op);
+	(void)res;
+	(void)flags;
+	t->armed = false;
+	t->fn(t);
+}
+
+void evloop_timer_arm(struct evloop *loop, struct evloop_timer *t, uint64_t ns,
+		      void (*fn)(struct evloop_timer *t))
+{
+	if (t->armed)
+		return;
+	t->op.complete = timer_complete;
+	t->loop = loop;
+	t->fn = fn;
+	t->ts.tv_sec = (long long)(ns / 1000000000ULL);
+	t->ts.tv_nsec = (long long)(ns % 1000000000ULL);
+	struct io_uring_sqe *sqe = evloop_sqe(loop, &t->op);
+	if (!sqe)
+		return;
+	io_uring_prep_timeout(sqe, &t->ts, 0, 0);
+	t->armed = true;
+}
+
 int evloop_run(struct evloop *loop)
 {
 	while (!loop->stopping) {

@@ -47,6 +47,18 @@ int evloop_watch(struct evloop *loop, struct evloop_watch *w, int fd,
 		 void (*fn)(struct evloop_watch *w, int res));
 void evloop_unwatch(struct evloop_watch *w);
 
+/* A one-shot timer: fn(t) runs on the loop ns nanoseconds after arming.
+ * Arming an armed timer does nothing (the earlier expiry stands). */
+struct evloop_timer {
+	struct evloop_op op;
+	struct evloop *loop;
+	bool armed;
+	struct __kernel_timespec ts;
+	void (*fn)(struct evloop_timer *t);
+};
+void evloop_timer_arm(struct evloop *loop, struct evloop_timer *t, uint64_t ns,
+		      void (*fn)(struct evloop_timer *t));
+
 /* Run until evloop_stop(). Returns 0, or -errno if io_uring fails. */
 int evloop_run(struct evloop *loop);
 void evloop_stop(struct evloop *loop);

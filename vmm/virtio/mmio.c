@@ -1,0 +1,262 @@
+#include <errno.h>
+#include <linux/kvm.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "../layout.h"
+#include "../log.h"
+#include "../vm.h"
+#include "virtio.h"
+
+#define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
+#define VIRTIO_MMIO_VENDOR 0x454d4252 /* "EMBR" */
+
+static uint64_t all_features(struct virtio_dev *vd)
+{
+	return vd->ops->features(vd) | (1ULL << VIRTIO_F_VERSION_1) |
+	       (1ULL << VIRTIO_RING_F_EVENT_IDX);
+}
+
+bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit)
+{
+	return vd->driver_features & (1ULL << bit);
+}
+
+static void raise_irq(struct virtio_dev *vd, uint32_t why)
+{
+	uint64_t one = 1;
+	vd->interrupt_status |= why;
+	vd->stats.interrupts++;
+	if (write(vd->irq_fd, &one, sizeof(one)) < 0)
+		log_ratelimited(LOG_WARN, "virtio %s: irqfd write failed", vd->ops->name);
+}
+
+void virtio_signal(struct virtio_dev *vd, unsigned q)
+{
+	if (virtq_should_signal(&vd->vq[q]))
+		raise_irq(vd, VIRTIO_MMIO_INT_VRING);
+}
+
+void virtio_fail(struct virtio_dev *vd, const char *why)
+{
+	log_ratelimited(LOG_WARN, "virtio %s@0x%llx: %s; device needs reset", vd->ops->name,
+			(unsigned long long)vd->base, why);
+	vd->stats.failures++;
+	vd->active = false;
+	vd->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+	vd->config_generation++;
+	raise_irq(vd, VIRTIO_MMIO_INT_CONFIG);
+}
+
+static void device_reset(struct virtio_dev *vd)
+{
+	if (vd->ops->reset)
+		vd->ops->reset(vd);
+	for (unsigned i = 0; i < vd->ops->num_queues; i++)
+		virtq_reset(&vd->vq[i]);
+	vd->status = 0;
+	vd->driver_features = 0;
+	vd->dev_features_sel = vd->drv_features_sel = vd->queue_sel = 0;
+	vd->interrupt_status = 0;
+	vd->active = false;
+	vd->generation++;
+	vd->stats.resets++;
+}
+
+static void set_status(struct virtio_dev *vd, uint32_t val)
+{
+	if (val == 0) {
+		device_reset(vd);
+		return;
+	}
+	uint32_t old = vd->status;
+	/* Bits only go on (short of a reset), in the order the spec gives. */
+	if ((val & old) != old)
+		return;
+	uint32_t added = val & ~old;
+	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
+		uint64_t offered = all_features(vd);
+		if ((vd->driver_features & ~offered) ||
+		    !(vd->driver_features & (1ULL << VIRTIO_F_VERSION_1))) {
+			/* FEATURES_OK stays clear: the driver will see it failed. */
+			val &= ~(uint32_t)VIRTIO_CONFIG_S_FEATURES_OK;
+		}
+	}
+	vd->status = val;
+	if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && !(val & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+		if (!(val & VIRTIO_CONFIG_S_FEATURES_OK)) {
+			virtio_fail(vd, "DRIVER_OK without FEATURES_OK");
+			return;
+		}
+		bool event_idx = virtio_has_feature(vd, VIRTIO_RING_F_EVENT_IDX);
+		for (unsigned i = 0; i < vd->ops->num_queues; i++) {
+			struct virtq *q = &vd->vq[i];
+			q->event_idx = event_idx;
+			if (q->ready && virtq_activate(q, &vd->vm->mem)) {
+				virtio_fail(vd, "queue rings outside guest memory or misaligned");
+				return;
+			}
+		}
+		if (vd->ops->activate && vd->ops->activate(vd)) {
+			virtio_fail(vd, "device activation failed");
+			return;
+		}
+		vd->active = true;
+	}
+}
+
+static uint32_t reg_read(struct virtio_dev *vd, uint64_t off)
+{
+	struct virtq *q = vd->queue_sel < vd->ops->num_queues ? &vd->vq[vd->queue_sel] : NULL;
+	switch (off) {
+	case VIRTIO_MMIO_MAGIC_VALUE: return VIRTIO_MMIO_MAGIC;
+	case VIRTIO_MMIO_VERSION: return 2;
+	case VIRTIO_MMIO_DEVICE_ID: return vd->ops->device_id;
+	case VIRTIO_MMIO_VENDOR_ID: return VIRTIO_MMIO_VENDOR;
+	case VIRTIO_MMIO_DEVICE_FEATURES:
+		return vd->dev_features_sel < 2 ? (uint32_t)(all_features(vd) >> (32 * vd->dev_features_sel)) : 0;
+	case VIRTIO_MMIO_QUEUE_NUM_MAX: return q ? q->max_size : 0;
+	case VIRTIO_MMIO_QUEUE_READY: return q ? q->ready : 0;
+	case VIRTIO_MMIO_INTERRUPT_STATUS: return vd->interrupt_status;
+	case VIRTIO_MMIO_STATUS: return vd->status;
+	case VIRTIO_MMIO_CONFIG_GENERATION: return vd->config_generation;
+	default: return 0;
+	}
+}
+
+static void set_half(uint64_t *v, bool high, uint32_t val)
+{
+	*v = high ? ((*v & 0xffffffffULL) | ((uint64_t)val << 32)) : ((*v & ~0xffffffffULL) | val);
+}
+
+static void reg_write(struct virtio_dev *vd, uint64_t off, uint32_t val)
+{
+	struct virtq *q = vd->queue_sel < vd->ops->num_queues ? &vd->vq[vd->queue_sel] : NULL;
+	/* Queue layout may change only while the queue is off and the driver
+	 * has not yet finished; later writes are ignored. */
+	bool queue_writable = q && !q->ready && !(vd->status & VIRTIO_CONFIG_S_DRIVER_OK);
+	switch (off) {
+	case VIRTIO_MMIO_DEVICE_FEATURES_SEL: vd->dev_features_sel = val; break;
+	case VIRTIO_MMIO_DRIVER_FEATURES_SEL: vd->drv_features_sel = val; break;
+	case VIRTIO_MMIO_DRIVER_FEATURES:
+		if (vd->drv_features_sel < 2 && !(vd->status & VIRTIO_CONFIG_S_FEATURES_OK))
+			set_half(&vd->driver_features, vd->drv_features_sel == 1, val);
+		break;
+	case VIRTIO_MMIO_QUEUE_SEL: vd->queue_sel = val; break;
+	case VIRTIO_MMIO_QUEUE_NUM: if (queue_writable) q->size = (uint16_t)(val > 0xffff ? 0 : val); break;
+	case VIRTIO_MMIO_QUEUE_READY:
+		if (q && !(vd->status & VIRTIO_CONFIG_S_DRIVER_OK))
+			q->ready = val & 1;
+		break;
+	case VIRTIO_MMIO_QUEUE_DESC_LOW: if (queue_writable) set_half(&q->desc_gpa, false, val); break;
+	case VIRTIO_MMIO_QUEUE_DESC_HIGH: if (queue_writable) set_half(&q->desc_gpa, true, val); break;
+	case VIRTIO_MMIO_QUEUE_AVAIL_LOW: if (queue_writable) set_half(&q->avail_gpa, false, val); break;
+	case VIRTIO_MMIO_QUEUE_AVAIL_HIGH: if (queue_writable) set_half(&q->avail_gpa, true, val); break;
+	case VIRTIO_MMIO_QUEUE_USED_LOW: if (queue_writable) set_half(&q->used_gpa, false, val); break;
+	case VIRTIO_MMIO_QUEUE_USED_HIGH: if (queue_writable) set_half(&q->used_gpa, true, val); break;
+	case VIRTIO_MMIO_INTERRUPT_ACK: vd->interrupt_status &= ~val; break;
+	case VIRTIO_MMIO_STATUS: set_status(vd, val); break;
+	case VIRTIO_MMIO_QUEUE_NOTIFY:
+		/* Normally absorbed by the ioeventfd; a value matching no queue
+		 * lands here and means nothing. */
+		break;
+	default: break;
+	}
+}
+
+void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+{
+	struct virtio_dev *vd = opaque;
+	pthread_mutex_lock(&vd->lock);
+	if (offset >= VIRTIO_MMIO_CONFIG) {
+		uint32_t off = (uint32_t)(offset - VIRTIO_MMIO_CONFIG);
+		if (is_write) {
+			if (vd->ops->config_write)
+				vd->ops->config_write(vd, off, data, len);
+		} else {
+			memset(data, 0, len);
+			if (vd->ops->config_read)
+				vd->ops->config_read(vd, off, data, len);
+		}
+	} else if (len != 4 || (offset & 3)) {
+		/* The register file is 32-bit only. */
+		if (!is_write)
+			memset(data, 0, len);
+	} else if (is_write) {
+		uint32_t v;
+		memcpy(&v, data, 4);
+		reg_write(vd, offset, v);
+	} else {
+		uint32_t v = reg_read(vd, offset);
+		memcpy(data, &v, 4);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static void on_notify(struct evloop_watch *w, int res)
+{
+	struct virtio_notify *n = container_of(w, struct virtio_notify, watch);
+	struct virtio_dev *vd = n->vd;
+	uint64_t count;
+	(void)res;
+	if (read(n->fd, &count, sizeof(count)) != sizeof(count))
+		return;
+	pthread_mutex_lock(&vd->lock);
+	vd->stats.notifies++;
+	if (vd->active && vd->vq[n->queue].ready && vd->ops->notify)
+		vd->ops->notify(vd, n->queue);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, unsigned index,
+		    const struct virtio_ops *ops, void *dev)
+{
+	memset(vd, 0, sizeof(*vd));
+	pthread_mutex_init(&vd->lock, NULL);
+	vd->ops = ops;
+	vd->dev = dev;
+	vd->vm = vm;
+	vd->loop = loop;
+	vd->index = index;
+	vd->base = LAYOUT_VIRTIO_MMIO_BASE + index * LAYOUT_VIRTIO_MMIO_SIZE;
+	vd->irq = IRQ_VIRTIO_BASE + index;
+	if (vd->irq > IRQ_VIRTIO_LAST || ops->num_queues > VIRTIO_MAX_QUEUES)
+		return -ENOSPC;
+
+	vd->irq_fd = vm_irqfd(vm, vd->irq);
+	if (vd->irq_fd < 0)
+		return vd->irq_fd;
+	for (unsigned i = 0; i < ops->num_queues; i++) {
+		struct virtio_notify *n = &vd->notify[i];
+		vd->vq[i].max_size = VIRTQ_MAX_SIZE;
+		n->vd = vd;
+		n->queue = i;
+		n->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (n->fd < 0)
+			return -errno;
+		struct kvm_ioeventfd ioev = {
+			.datamatch = i,
+			.addr = vd->base + VIRTIO_MMIO_QUEUE_NOTIFY,
+			.len = 4,
+			.fd = n->fd,
+			.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+		};
+		if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
+			return -errno;
+		int err = evloop_watch(loop, &n->watch, n->fd, on_notify);
+		if (err)
+			return err;
+	}
+	return bus_register(&vm->mmio, vd->base, LAYOUT_VIRTIO_MMIO_SIZE, virtio_mmio_access, vd,
+			    ops->name);
+}
+
+void virtio_dev_cmdline(const struct virtio_dev *vd, char *buf, size_t len)
+{
+	snprintf(buf, len, "virtio_mmio.device=4K@0x%llx:%u", (unsigned long long)vd->base, vd->irq);
+}

@@ -1,0 +1,321 @@
+#include "net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "../log.h"
+#include "../vm.h"
+
+#define RXQ 0
+#define TXQ 1
+#define VNET_HDR_LEN ((int)sizeof(struct virtio_net_hdr_v1))
+#define MAX_FRAME (VNET_HDR_LEN + 65535 + 14)
+
+static uint64_t net_features(struct virtio_dev *vd)
+{
+	struct virtio_net *net = vd->dev;
+	uint64_t f = 0;
+	if (net->cfg.has_mac)
+		f |= 1ULL << VIRTIO_NET_F_MAC;
+	/* The tap always takes our partial checksums and GSO frames. */
+	f |= (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_HOST_TSO4) |
+	     (1ULL << VIRTIO_NET_F_HOST_TSO6);
+	/* The guest may take the tap's only if the tap can be told to send them. */
+	if (net->tap_offloads & TUN_F_CSUM) {
+		f |= 1ULL << VIRTIO_NET_F_GUEST_CSUM;
+		if (net->tap_offloads & TUN_F_TSO4)
+			f |= 1ULL << VIRTIO_NET_F_GUEST_TSO4;
+		if (net->tap_offloads & TUN_F_TSO6)
+			f |= 1ULL << VIRTIO_NET_F_GUEST_TSO6;
+	}
+	return f;
+}
+
+static void net_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data, uint32_t len)
+{
+	struct virtio_net *net = vd->dev;
+	struct virtio_net_config c;
+	memset(&c, 0, sizeof(c));
+	memcpy(c.mac, net->cfg.guest_mac, 6);
+	if (off < sizeof(c) && len <= sizeof(c) - off)
+		memcpy(data, (uint8_t *)&c + off, len);
+}
+
+/* ---- receive ------------------------------------------------------- */
+
+static void rx_kick(struct virtio_net *net);
+
+static void rx_retry(struct evloop_timer *t)
+{
+	struct virtio_net *net = container_of(t, struct virtio_net, rx_timer);
+	pthread_mutex_lock(&net->vd.lock);
+	if (net->vd.active)
+		rx_kick(net);
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+static void rx_done(struct evloop_op *op, int res, unsigned flags)
+{
+	struct virtio_net *net = container_of(op, struct virtio_net, rx_op);
+	(void)flags;
+	pthread_mutex_lock(&net->vd.lock);
+	net->rx_busy = false;
+	if (net->rx_generation == net->vd.generation && net->vd.active) {
+		struct virtq *q = &net->vd.vq[RXQ];
+		if (res >= VNET_HDR_LEN) {
+			/* Without MRG_RXBUF a frame always takes one buffer. */
+			uint16_t one = 1;
+			virtq_chain_write(&net->rx_chain, offsetof(struct virtio_net_hdr_v1, num_buffers),
+					  &one, sizeof(one));
+			virtq_push(q, net->rx_head, (uint32_t)res);
+			net->stats.rx_packets++;
+			net->stats.rx_bytes += (uint64_t)res;
+			rl_charge(&net->rx_rl, (uint64_t)res, rl_now_ns());
+			virtio_signal(&net->vd, RXQ);
+		} else {
+			/* Tap error: the buffer goes back unused and we retry later. */
+			virtq_undo_pop(q);
+			net->stats.rx_errors++;
+			log_ratelimited(LOG_WARN, "net %s: tap read failed: %s", net->cfg.iface_id,
+					res < 0 ? strerror(-res) : "short frame");
+			evloop_timer_arm(net->vd.loop, &net->rx_timer, 100000000ULL, rx_retry);
+			pthread_mutex_unlock(&net->vd.lock);
+			return;
+		}
+		rx_kick(net);
+	}
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+/* Keep one tap read outstanding while the guest has receive buffers. */
+static void rx_kick(struct virtio_net *net)
+{
+	struct virtio_dev *vd = &net->vd;
+	struct virtq *q = &vd->vq[RXQ];
+	if (net->rx_busy || !vd->active)
+		return;
+	uint64_t now = rl_now_ns();
+	if (!rl_admit(&net->rx_rl, now)) {
+		net->stats.rx_throttled++;
+		evloop_timer_arm(vd->loop, &net->rx_timer, rl_wait_ns(&net->rx_rl, 1, now), rx_retry);
+		return;
+	}
+	int r;
+	while ((r = virtq_pop(q, &vd->vm->mem, &net->rx_chain)) == 0)
+		if (!virtq_arm_notify(q))
+			return; /* no buffers: the guest's next notify resumes us */
+	if (r < 0 || net->rx_chain.nread || net->rx_chain.write_len < (uint32_t)VNET_HDR_LEN) {
+		virtio_fail(vd, "malformed receive buffer");
+		return;
+	}
+	int n = virtq_chain_iov(&net->rx_chain, true, 0, MAX_FRAME, net->rx_iov, VIRTQ_MAX_SIZE);
+	struct io_uring_sqe *sqe = evloop_sqe(vd->loop, &net->rx_op);
+	if (!sqe) {
+		virtq_undo_pop(q);
+		evloop_timer_arm(vd->loop, &net->rx_timer, 1000000ULL, rx_retry);
+		return;
+	}
+	io_uring_prep_readv(sqe, net->tap, net->rx_iov, (unsigned)n, 0);
+	net->rx_op.complete = rx_done;
+	net->rx_busy = true;
+	net->rx_head = net->rx_chain.head;
+	net->rx_generation = vd->generation;
+}
+
+/* ---- transmit ------------------------------------------------------ */
+
+static void tx_process(struct virtio_net *net);
+
+static void tx_retry(struct evloop_timer *t)
+{
+	struct virtio_net *net = container_of(t, struct virtio_net, tx_timer);
+	pthread_mutex_lock(&net->vd.lock);
+	if (net->vd.active)
+		tx_process(net);
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+static void tx_done(struct evloop_op *op, int res, unsigned flags)
+{
+	struct net_tx *t = container_of(op, struct net_tx, op);
+	struct virtio_net *net = t->net;
+	(void)flags;
+	pthread_mutex_lock(&net->vd.lock);
+	if (res < 0 || (uint32_t)res != t->len) {
+		net->stats.tx_errors++;
+		log_ratelimited(LOG_WARN, "net %s: tap write failed: %s", net->cfg.iface_id,
+				res < 0 ? strerror(-res) : "short write");
+	} else {
+		net->stats.tx_packets++;
+		net->stats.tx_bytes += t->len;
+	}
+	bool current = t->generation == net->vd.generation && net->vd.active;
+	if (current) {
+		virtq_push(&net->vd.vq[TXQ], t->head, 0);
+		virtio_signal(&net->vd, TXQ);
+	}
+	t->next_free = net->tx_free;
+	net->tx_free = t;
+	if (current)
+		tx_process(net); /* a chain may have waited for a free slot */
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+static void tx_process(struct virtio_net *net)
+{
+	struct virtio_dev *vd = &net->vd;
+	struct virtq *q = &vd->vq[TXQ];
+	struct virtq_chain c;
+	uint16_t used_before = q->used_idx;
+	for (;;) {
+		if (!net->tx_free)
+			break; /* a completion frees a slot and calls us again */
+		int r = virtq_pop(q, &vd->vm->mem, &c);
+		if (r == 0) {
+			if (virtq_arm_notify(q))
+				continue;
+			break;
+		}
+		if (r < 0 || c.write_len || c.read_len < (uint32_t)VNET_HDR_LEN) {
+			virtio_fail(vd, "malformed transmit chain");
+			return;
+		}
+		uint64_t now = rl_now_ns();
+		if (!rl_consume(&net->tx_rl, c.read_len, now)) {
+			virtq_undo_pop(q);
+			net->stats.tx_throttled++;
+			evloop_timer_arm(vd->loop, &net->tx_timer, rl_wait_ns(&net->tx_rl, c.read_len, now),
+					 tx_retry);
+			break;
+		}
+		if (c.read_len > MAX_FRAME || c.nsegs > NET_TX_SEGS) {
+			/* Too big for any tap: drop it, as a NIC would. */
+			net->stats.tx_dropped++;
+			virtq_push(q, c.head, 0);
+			continue;
+		}
+		struct net_tx *t = net->tx_free;
+		int n = virtq_chain_iov(&c, false, 0, c.read_len, t->iov, NET_TX_SEGS);
+		struct io_uring_sqe *sqe = evloop_sqe(vd->loop, &t->op);
+		if (!sqe) {
+			virtq_undo_pop(q);
+			evloop_timer_arm(vd->loop, &net->tx_timer, 1000000ULL, tx_retry);
+			break;
+		}
+		net->tx_free = t->next_free;
+		t->head = c.head;
+		t->len = c.read_len;
+		t->generation = vd->generation;
+		t->op.complete = tx_done;
+		io_uring_prep_writev(sqe, net->tap, t->iov, (unsigned)n, 0);
+	}
+	if (q->used_idx != used_before)
+		virtio_signal(vd, TXQ);
+}
+
+/* ---- device -------------------------------------------------------- */
+
+static void net_notify(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_net *net = vd->dev;
+	if (q == RXQ)
+		rx_kick(net);
+	else if (q == TXQ)
+		tx_process(net);
+}
+
+/* Offloads the guest accepted become the tap's (what it may hand us). */
+static int net_activate(struct virtio_dev *vd)
+{
+	struct virtio_net *net = vd->dev;
+	unsigned off = 0;
+	if (virtio_has_feature(vd, VIRTIO_NET_F_GUEST_CSUM)) {
+		off |= TUN_F_CSUM;
+		if (virtio_has_feature(vd, VIRTIO_NET_F_GUEST_TSO4))
+			off |= TUN_F_TSO4;
+		if (virtio_has_feature(vd, VIRTIO_NET_F_GUEST_TSO6))
+			off |= TUN_F_TSO6;
+	}
+	if (ioctl(net->tap, TUNSETOFFLOAD, off) < 0) {
+		log_warn("net %s: TUNSETOFFLOAD: %s", net->cfg.iface_id, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static const struct virtio_ops net_ops = {
+	.name = "net",
+	.device_id = VIRTIO_ID_NET,
+	.num_queues = 2,
+	.features = net_features,
+	.config_read = net_config_read,
+	.activate = net_activate,
+	.notify = net_notify,
+};
+
+static int open_tap(const char *name, char *err, size_t errlen)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "/dev/net/tun: %s", strerror(e));
+		return -e;
+	}
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	int hdr = VNET_HDR_LEN;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "tap %s: %s", name, strerror(e));
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, unsigned index,
+		    const struct net_config *cfg, char *err, size_t errlen)
+{
+	memset(net, 0, sizeof(*net));
+	net->cfg = *cfg;
+	char msg[160];
+	net->tap = open_tap(cfg->host_dev_name, msg, sizeof(msg));
+	if (net->tap < 0) {
+		snprintf(err, errlen, "network interface %s: %s", cfg->iface_id, msg);
+		return net->tap;
+	}
+	/* Learn which offloads the tap takes, then start with none. */
+	static const unsigned probe[] = { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 };
+	for (unsigned i = 0; i < sizeof(probe) / sizeof(probe[0]); i++)
+		if (ioctl(net->tap, TUNSETOFFLOAD, net->tap_offloads | probe[i]) == 0)
+			net->tap_offloads |= probe[i];
+	ioctl(net->tap, TUNSETOFFLOAD, 0);
+
+	net->tx_reqs = calloc(VIRTQ_MAX_SIZE, sizeof(*net->tx_reqs));
+	if (!net->tx_reqs) {
+		close(net->tap);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < VIRTQ_MAX_SIZE; i++) {
+		net->tx_reqs[i].net = net;
+		net->tx_reqs[i].next_free = net->tx_free;
+		net->tx_free = &net->tx_reqs[i];
+	}
+	uint64_t now = rl_now_ns();
+	rl_init(&net->rx_rl, &cfg->rx_rate_limiter, now);
+	rl_init(&net->tx_rl, &cfg->tx_rate_limiter, now);
+	int e = virtio_dev_init(&net->vd, vm, loop, index, &net_ops, net);
+	if (e)
+		snprintf(err, errlen, "network interface %s: %s", cfg->iface_id, strerror(-e));
+	return e;
+}

@@ -1,0 +1,54 @@
+/* virtio-net on a host tap device. Receive and transmit are io_uring
+ * readv/writev between the tap and the guest's buffers, with no copy in
+ * ember. Checksum and TSO offloads are offered when the tap supports them
+ * and switched on in the tap as the guest accepts them. */
+#ifndef EMBER_VIRTIO_NET_H
+#define EMBER_VIRTIO_NET_H
+
+#include "../config.h"
+#include "../io/ratelimit.h"
+#include "virtio.h"
+
+#define NET_TX_SEGS 64 /* segments per transmitted frame we accept */
+
+struct virtio_net;
+
+struct net_tx {
+	struct evloop_op op;
+	struct virtio_net *net;
+	struct net_tx *next_free;
+	uint16_t head;
+	uint32_t generation;
+	uint32_t len;
+	struct iovec iov[NET_TX_SEGS];
+};
+
+struct net_stats {
+	uint64_t rx_packets, rx_bytes, rx_errors, rx_throttled;
+	uint64_t tx_packets, tx_bytes, tx_errors, tx_dropped, tx_throttled;
+};
+
+struct virtio_net {
+	struct virtio_dev vd;
+	struct net_config cfg;
+	int tap;
+	uint32_t tap_offloads;    /* TUN_F_* the tap accepts */
+	/* receive: one readv in flight at a time, into one chain */
+	struct evloop_op rx_op;
+	bool rx_busy;
+	uint16_t rx_head;
+	uint32_t rx_generation;
+	struct virtq_chain rx_chain;
+	struct iovec rx_iov[VIRTQ_MAX_SIZE];
+	struct ratelimiter rx_rl, tx_rl;
+	struct evloop_timer rx_timer, tx_timer;
+	struct net_tx *tx_reqs, *tx_free;
+	struct net_stats stats;
+};
+
+/* Open the tap cfg->host_dev_name and add the device. Returns 0 or
+ * -errno with a message in err. */
+int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, unsigned index,
+		    const struct net_config *cfg, char *err, size_t errlen);
+
+#endif

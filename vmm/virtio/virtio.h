@@ -1,0 +1,111 @@
+/* The virtio-mmio transport (virtio 1.2, section 4.2; version 2, no legacy)
+ * and the contract between it and the devices.
+ *
+ * The transport alone decodes registers and runs the device-status state
+ * machine and feature negotiation. A device supplies a const struct
+ * virtio_ops and its own state. Queue notifications never reach a vCPU
+ * thread: each queue's QueueNotify write is a KVM ioeventfd that the VMM
+ * thread's event loop polls, and interrupts go out through an irqfd.
+ *
+ * Locking: vd->lock guards the transport and the device state. Register
+ * accesses take it on vCPU threads; notify() and I/O completions run under
+ * it on the VMM thread. Device callbacks are always called with it held. */
+#ifndef EMBER_VIRTIO_H
+#define EMBER_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../io/evloop.h"
+#include "virtq.h"
+
+struct vm;
+struct virtio_dev;
+
+#define VIRTIO_MAX_QUEUES 4
+
+struct virtio_ops {
+	const char *name;        /* for logs and metrics: "block", "net", ... */
+	uint32_t device_id;      /* VIRTIO_ID_* */
+	unsigned num_queues;
+	/* Device-specific feature bits; the transport adds VERSION_1 and
+	 * EVENT_IDX. */
+	uint64_t (*features)(struct virtio_dev *vd);
+	/* Device configuration space. Out-of-range reads return zeros; the
+	 * device bounds offset + len itself. */
+	void (*config_read)(struct virtio_dev *vd, uint32_t offset, uint8_t *data, uint32_t len);
+	void (*config_write)(struct virtio_dev *vd, uint32_t offset, const uint8_t *data, uint32_t len);
+	/* The driver set DRIVER_OK; queues are mapped. Runs on a vCPU thread:
+	 * no io_uring submissions here. Non-zero marks the device failed. */
+	int (*activate)(struct virtio_dev *vd);
+	/* The driver reset the device: drop all queue-related state. */
+	void (*reset)(struct virtio_dev *vd);
+	/* Queue q has new buffers (VMM thread). */
+	void (*notify)(struct virtio_dev *vd, unsigned q);
+};
+
+struct virtio_notify {
+	struct evloop_watch watch;
+	struct virtio_dev *vd;
+	unsigned queue;
+	int fd;
+};
+
+struct virtio_stats {
+	uint64_t notifies;
+	uint64_t interrupts;
+	uint64_t resets;
+	uint64_t failures;       /* times the device went NEEDS_RESET */
+};
+
+struct virtio_dev {
+	pthread_mutex_t lock;
+	const struct virtio_ops *ops;
+	void *dev;               /* the device's own state */
+	struct vm *vm;
+	struct evloop *loop;
+	unsigned index;          /* n-th virtio device: address and IRQ follow */
+	uint64_t base;
+	unsigned irq;
+	int irq_fd;
+
+	uint32_t status;
+	uint32_t dev_features_sel, drv_features_sel, queue_sel;
+	uint64_t driver_features;
+	uint32_t interrupt_status;
+	uint32_t config_generation;
+	bool active;             /* DRIVER_OK accepted, not broken */
+	uint32_t generation;     /* bumped by every reset: stale completions check it */
+
+	struct virtq vq[VIRTIO_MAX_QUEUES];
+	struct virtio_notify notify[VIRTIO_MAX_QUEUES];
+	struct virtio_stats stats;
+};
+
+/* Place device number index (address LAYOUT_VIRTIO_MMIO_BASE + index *
+ * 4 KiB, GSI IRQ_VIRTIO_BASE + index) on the VM's MMIO bus, with an
+ * ioeventfd per queue polled on loop and an irqfd. Setup time only.
+ * Returns 0 or -errno. */
+int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, unsigned index,
+		    const struct virtio_ops *ops, void *dev);
+
+/* The kernel command-line word that announces the device to Linux. */
+void virtio_dev_cmdline(const struct virtio_dev *vd, char *buf, size_t len);
+
+/* After pushing used buffers on queue q: interrupt the driver if it asked
+ * for one. Lock held. */
+void virtio_signal(struct virtio_dev *vd, unsigned q);
+
+/* The guest broke the device's rules: stop using it, set NEEDS_RESET and
+ * tell the driver with a configuration interrupt. The rest of the VM
+ * carries on. Lock held. */
+void virtio_fail(struct virtio_dev *vd, const char *why);
+
+bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
+
+/* The register interface (a bus_access_fn); exposed for tests. */
+void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+#endif
