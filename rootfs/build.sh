@@ -1,14 +1,15 @@
 #!/bin/sh
-# Build the guest rootfs from the static init and Debian's busybox-static:
+# Build the guest rootfs from ember's static guest programs (BINDIR/init,
+# BINDIR/ember-vsock) and Debian's busybox-static:
 #   OUT/initramfs.cpio      (the kernel's initrd: /init; uncompressed, because
 #                            decompressing costs the guest more than copying)
 #   OUT/rootfs.ext4         (a root drive for virtio-blk: /sbin/init)
 # Runs without root: fakeroot supplies the device node and ownership.
 #
-# usage: rootfs/build.sh INIT_BINARY OUTDIR
+# usage: rootfs/build.sh BINDIR OUTDIR
 set -eu
-init=${1:?usage: build.sh INIT_BINARY OUTDIR}
-out=${2:?usage: build.sh INIT_BINARY OUTDIR}
+bindir=${1:?usage: build.sh BINDIR OUTDIR}
+out=${2:?usage: build.sh BINDIR OUTDIR}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 busybox=/bin/busybox
 [ -x "$busybox" ] && "$busybox" --list >/dev/null 2>&1 ||
@@ -26,7 +27,8 @@ cp "$busybox" "$stage/bin/busybox"
 # initramfs needs only /bin/sh: every extra file or link is copied in by
 # the guest kernel at boot, which is slow where the kernel runs emulated.
 ln -s busybox "$stage/bin/sh"
-cp "$init" "$stage/init"
+cp "$bindir/init" "$stage/init"
+cp "$bindir/ember-vsock" "$stage/bin/ember-vsock"
 echo "ember guest" > "$stage/etc/hostname"
 echo "root:x:0:0:root:/root:/bin/sh" > "$stage/etc/passwd"
 echo "root:x:0:" > "$stage/etc/group"

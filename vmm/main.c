@@ -2,6 +2,7 @@
  * and the wiring: config -> VM -> devices -> kernel -> vCPUs -> event loop. */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 #include "vm.h"
 
 #ifndef EMBER_VERSION
@@ -51,6 +53,7 @@ struct ember {
 	struct boot_timer boot_timer;
 	struct virtio_blk *blk[CONFIG_MAX_DRIVES];
 	struct virtio_net *net[CONFIG_MAX_NETS];
+	struct virtio_vsock *vsock;
 	struct virtio_rng *rng;
 	struct evloop loop;
 	struct evloop_watch stdin_watch, stop_watch, signal_watch;
@@ -278,6 +281,14 @@ static void attach_virtio_devices(struct ember *e, char *cmdline, size_t len)
 			die("%s", msg);
 		announce(&net->vd, cmdline, len);
 	}
+	if (e->cfg.vsock.set) {
+		e->vsock = calloc(1, sizeof(*e->vsock));
+		if (!e->vsock)
+			die("out of memory");
+		if (virtio_vsock_init(e->vsock, &e->vm, &e->loop, index++, &e->cfg.vsock, msg, sizeof(msg)))
+			die("%s", msg);
+		announce(&e->vsock->vd, cmdline, len);
+	}
 	if (e->cfg.entropy.set) {
 		e->rng = calloc(1, sizeof(*e->rng));
 		if (!e->rng)
@@ -357,9 +368,9 @@ int main(int argc, char **argv)
 		die("io_uring: %s", strerror(-err));
 	build_vm(&e);
 
-	if (evloop_watch(&e.loop, &e.stop_watch, e.vm.stop_fd, on_stop) ||
-	    evloop_watch(&e.loop, &e.signal_watch, e.signal_fd, on_signal) ||
-	    evloop_watch(&e.loop, &e.stdin_watch, STDIN_FILENO, on_stdin))
+	if (evloop_watch(&e.loop, &e.stop_watch, e.vm.stop_fd, POLLIN, on_stop) ||
+	    evloop_watch(&e.loop, &e.signal_watch, e.signal_fd, POLLIN, on_signal) ||
+	    evloop_watch(&e.loop, &e.stdin_watch, STDIN_FILENO, POLLIN, on_stdin))
 		die("cannot watch the VM's event sources");
 	tty_setup(&e);
 
@@ -375,6 +386,8 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < e.vm.nvcpus; i++)
 		vcpu_stop(&e.vm.vcpus[i]);
 	tty_restore(&e);
+	if (e.vsock)
+		virtio_vsock_cleanup(e.vsock);
 	report_emulation(&e.vm);
 	return e.vm.exit_code;
 }

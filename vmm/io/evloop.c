@@ -35,10 +35,14 @@ static void watch_complete(struct evloop_op *op, int res, unsigned flags)
 	struct evloop_watch *w = container_of(op, struct evloop_watch, op);
 	if (!(flags & IORING_CQE_F_MORE))
 		w->armed = false;
+	if (w->fd < 0) {
+		/* Unwatched: this is the poll's last word once it is disarmed. */
+		if (!w->armed && w->closed)
+			w->closed(w);
+		return;
+	}
 	if (res == -ECANCELED)
 		return;
-	if (w->fd < 0)
-		return; /* unwatched while this completion was in flight */
 	w->fn(w, res);
 	/* The kernel may end a multishot poll at any time; re-arm. */
 	if (res >= 0 && !w->armed && w->fd >= 0)
@@ -50,16 +54,17 @@ static void watch_arm(struct evloop_watch *w)
 	struct io_uring_sqe *sqe = evloop_sqe(w->loop, &w->op);
 	if (!sqe)
 		return;
-	io_uring_prep_poll_multishot(sqe, w->fd, POLLIN);
+	io_uring_prep_poll_multishot(sqe, w->fd, w->events);
 	w->armed = true;
 }
 
-int evloop_watch(struct evloop *loop, struct evloop_watch *w, int fd,
+int evloop_watch(struct evloop *loop, struct evloop_watch *w, int fd, unsigned events,
 		 void (*fn)(struct evloop_watch *w, int res))
 {
 	w->op.complete = watch_complete;
 	w->loop = loop;
 	w->fd = fd;
+	w->events = events;
 	w->fn = fn;
 	w->armed = false;
 	watch_arm(w);
@@ -68,12 +73,30 @@ int evloop_watch(struct evloop *loop, struct evloop_watch *w, int fd,
 
 void evloop_unwatch(struct evloop_watch *w)
 {
-	if (w->armed) {
-		struct io_uring_sqe *sqe = evloop_sqe(w->loop, NULL);
-		if (sqe)
-			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&w->op);
-	}
 	w->fd = -1;
+	if (!w->armed) {
+		if (w->closed)
+			w->closed(w);
+		return;
+	}
+	struct io_uring_sqe *sqe = evloop_sqe(w->loop, NULL);
+	if (sqe)
+		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&w->op);
+}
+
+void evloop_watch_events(struct evloop_watch *w, unsigned events)
+{
+	if (w->events == events || w->fd < 0)
+		return;
+	w->events = events;
+	if (!w->armed) {
+		watch_arm(w);
+		return;
+	}
+	struct io_uring_sqe *sqe = evloop_sqe(w->loop, NULL);
+	if (sqe)
+		io_uring_prep_poll_update(sqe, (uint64_t)(uintptr_t)&w->op, (uint64_t)(uintptr_t)&w->op,
+					  events, IORING_POLL_UPDATE_EVENTS | IORING_POLL_ADD_MULTI);
 }
 
 static void timer_complete(struct evloop_op *op, int res, unsigned flags)

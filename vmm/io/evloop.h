@@ -34,18 +34,25 @@ void evloop_destroy(struct evloop *loop);
  * only if the ring is full even after submitting what was queued. */
 struct io_uring_sqe *evloop_sqe(struct evloop *loop, struct evloop_op *op);
 
-/* A readable-fd watch: fn(w, poll mask or -errno) each time fd is
- * readable, until evloop_unwatch or an error. Multishot poll underneath. */
+/* An fd watch: fn(w, poll mask or -errno) each time fd is ready for
+ * events (POLLIN, POLLOUT, ...), until evloop_unwatch or an error.
+ * Multishot poll underneath. */
 struct evloop_watch {
 	struct evloop_op op;
 	struct evloop *loop;
 	int fd;
+	unsigned events;
 	bool armed;
 	void (*fn)(struct evloop_watch *w, int res);
+	/* Called once the watch is gone after evloop_unwatch (its last
+	 * completion has arrived), so its memory may be freed. May be NULL. */
+	void (*closed)(struct evloop_watch *w);
 };
-int evloop_watch(struct evloop *loop, struct evloop_watch *w, int fd,
+int evloop_watch(struct evloop *loop, struct evloop_watch *w, int fd, unsigned events,
 		 void (*fn)(struct evloop_watch *w, int res));
 void evloop_unwatch(struct evloop_watch *w);
+/* Change the events a live watch waits for. */
+void evloop_watch_events(struct evloop_watch *w, unsigned events);
 
 /* A one-shot timer: fn(t) runs on the loop ns nanoseconds after arming.
  * Arming an armed timer does nothing (the earlier expiry stands). */

@@ -2,6 +2,7 @@
 #include <linux/kvm.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -66,6 +67,11 @@ static void device_reset(struct virtio_dev *vd)
 	vd->active = false;
 	vd->generation++;
 	vd->stats.resets++;
+	if (vd->ops->reset_io) {
+		uint64_t one = 1;
+		if (write(vd->reset_fd, &one, sizeof(one)) < 0)
+			log_ratelimited(LOG_WARN, "virtio %s: reset eventfd write failed", vd->ops->name);
+	}
 }
 
 static void set_status(struct virtio_dev *vd, uint32_t val)
@@ -213,6 +219,18 @@ static void on_notify(struct evloop_watch *w, int res)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+static void on_reset(struct evloop_watch *w, int res)
+{
+	struct virtio_dev *vd = container_of(w, struct virtio_dev, reset_watch);
+	uint64_t count;
+	(void)res;
+	if (read(vd->reset_fd, &count, sizeof(count)) != sizeof(count))
+		return;
+	pthread_mutex_lock(&vd->lock);
+	vd->ops->reset_io(vd);
+	pthread_mutex_unlock(&vd->lock);
+}
+
 int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, unsigned index,
 		    const struct virtio_ops *ops, void *dev)
 {
@@ -231,6 +249,15 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 	vd->irq_fd = vm_irqfd(vm, vd->irq);
 	if (vd->irq_fd < 0)
 		return vd->irq_fd;
+	vd->reset_fd = -1;
+	if (ops->reset_io) {
+		vd->reset_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vd->reset_fd < 0)
+			return -errno;
+		int err = evloop_watch(loop, &vd->reset_watch, vd->reset_fd, POLLIN, on_reset);
+		if (err)
+			return err;
+	}
 	for (unsigned i = 0; i < ops->num_queues; i++) {
 		struct virtio_notify *n = &vd->notify[i];
 		vd->vq[i].max_size = VIRTQ_MAX_SIZE;
@@ -248,7 +275,7 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 		};
 		if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
 			return -errno;
-		int err = evloop_watch(loop, &n->watch, n->fd, on_notify);
+		int err = evloop_watch(loop, &n->watch, n->fd, POLLIN, on_notify);
 		if (err)
 			return err;
 	}

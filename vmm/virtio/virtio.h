@@ -40,8 +40,12 @@ struct virtio_ops {
 	/* The driver set DRIVER_OK; queues are mapped. Runs on a vCPU thread:
 	 * no io_uring submissions here. Non-zero marks the device failed. */
 	int (*activate)(struct virtio_dev *vd);
-	/* The driver reset the device: drop all queue-related state. */
+	/* The driver reset the device: drop all queue-related state. Runs on
+	 * a vCPU thread, like activate. */
 	void (*reset)(struct virtio_dev *vd);
+	/* Then, on the VMM thread: release what the device holds in the event
+	 * loop (sockets, watches). May be NULL. */
+	void (*reset_io)(struct virtio_dev *vd);
 	/* Queue q has new buffers (VMM thread). */
 	void (*notify)(struct virtio_dev *vd, unsigned q);
 };
@@ -81,6 +85,8 @@ struct virtio_dev {
 
 	struct virtq vq[VIRTIO_MAX_QUEUES];
 	struct virtio_notify notify[VIRTIO_MAX_QUEUES];
+	int reset_fd;            /* eventfd: a reset needs reset_io on the VMM thread */
+	struct evloop_watch reset_watch;
 	struct virtio_stats stats;
 };
 
