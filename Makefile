@@ -34,7 +34,7 @@ LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
-        musl-tools qemu-system-x86 clang curl iproute2 kmod
+        musl-tools qemu-system-x86 clang curl iproute2 kmod socat
 
 .PHONY: all deps kernel testvm rootfs run bench test unit integration fuzz fuzz-smoke clean
 all: $(EMBER) $(BUILD)/ember kernel testvm rootfs
@@ -81,12 +81,14 @@ $(BUILD)/bzImage $(BUILD)/vmlinux: $(KERNEL_INPUTS)
 # ---- test guest ------------------------------------------------------
 TESTVM_CFLAGS := -std=c11 -O2 -g -ffreestanding -fno-strict-aliasing -fno-pic -fno-pie -fno-stack-protector \
                  -mno-red-zone -mgeneral-regs-only -fno-asynchronous-unwind-tables \
+                 -fno-tree-loop-distribute-patterns \
                  -Wall -Wextra -Werror
 testvm: $(BUILD)/testvm.elf
-$(BUILD)/testvm.elf: firmware/testvm/start.S firmware/testvm/testvm.c firmware/testvm/testvm.ld
+TESTVM_SRCS := firmware/testvm/start.S $(wildcard firmware/testvm/*.c)
+$(BUILD)/testvm.elf: $(TESTVM_SRCS) firmware/testvm/testvm.h firmware/testvm/testvm.ld
 	@mkdir -p $(BUILD)
 	gcc $(TESTVM_CFLAGS) -nostdlib -static -no-pie -Wl,-T,firmware/testvm/testvm.ld \
-		-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -o $@ firmware/testvm/start.S firmware/testvm/testvm.c
+		-Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -o $@ $(TESTVM_SRCS)
 
 # ---- rootfs ----------------------------------------------------------
 rootfs: $(BUILD)/initramfs.cpio

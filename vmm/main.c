@@ -343,11 +343,29 @@ static void build_vm(struct ember *e)
 	}
 }
 
-static void report_emulation(const struct vm *vm)
+static void report_device(struct virtio_dev *vd, const char *id)
+{
+	char buf[768];
+	virtio_counters(vd, buf, sizeof(buf));
+	log_debug("%s %s: %s", vd->ops->name, id, buf);
+}
+
+/* Counters at exit, with --level Debug. */
+static void report(struct ember *e)
 {
 	char buf[256];
-	emu_stats_format(&vm->emu, buf, sizeof(buf));
+	emu_stats_format(&e->vm.emu, buf, sizeof(buf));
 	log_debug("emulated instructions: %s", buf[0] ? buf : "none");
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	for (unsigned i = 0; i < CONFIG_MAX_DRIVES && e->blk[i]; i++)
+		report_device(&e->blk[i]->vd, e->blk[i]->cfg.drive_id);
+	for (unsigned i = 0; i < CONFIG_MAX_NETS && e->net[i]; i++)
+		report_device(&e->net[i]->vd, e->net[i]->cfg.iface_id);
+	if (e->vsock)
+		report_device(&e->vsock->vd, "vsock");
+	if (e->rng)
+		report_device(&e->rng->vd, "entropy");
 }
 
 int main(int argc, char **argv)
@@ -388,6 +406,6 @@ int main(int argc, char **argv)
 	tty_restore(&e);
 	if (e.vsock)
 		virtio_vsock_cleanup(e.vsock);
-	report_emulation(&e.vm);
+	report(&e);
 	return e.vm.exit_code;
 }

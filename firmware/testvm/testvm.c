@@ -7,6 +7,10 @@
  *   testvm.emulate   instructions that software-virtualized KVM hosts fail
  *                    to emulate, each run right after a privileged one so
  *                    such a host hands it to its emulator
+ *   testvm.virtio    drive the virtio-mmio devices found, with good requests
+ *                    and with malformed descriptor chains (virtio.c)
+ *   testvm.blkbench  read the first block device sequentially and print
+ *                    markers around it, for benchmarks
  *   testvm.unknown   an instruction (andn) that such hosts cannot emulate and
  *                    ember does not either: ember must stop with an error
  *   testvm.triplefault  end with a triple fault instead of an i8042 reset
@@ -14,9 +18,7 @@
  *
  * It must itself avoid instructions those hosts cannot emulate (no SSE,
  * no x87: built with -mgeneral-regs-only), so QEMU can run it too. */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "testvm.h"
 
 #define COM1 0x3f8
 #define BOOT_TIMER_ADDR 0xc0000000UL
@@ -37,18 +39,6 @@ struct frame {
 	uint64_t vector, error, rip, cs, rflags, rsp, ss;
 };
 
-static inline void outb(uint16_t port, uint8_t v)
-{
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
 static void putc_serial(char c)
 {
 	for (int i = 0; i < 100000 && !(inb(COM1 + 5) & 0x20); i++)
@@ -56,7 +46,7 @@ static void putc_serial(char c)
 	outb(COM1, (uint8_t)c);
 }
 
-static void puts_serial(const char *s)
+void puts_serial(const char *s)
 {
 	while (*s) {
 		if (*s == '\n')
@@ -65,7 +55,7 @@ static void puts_serial(const char *s)
 	}
 }
 
-static void put_dec(uint64_t v)
+void put_dec(uint64_t v)
 {
 	char buf[21];
 	int i = 20;
@@ -77,7 +67,7 @@ static void put_dec(uint64_t v)
 	puts_serial(&buf[i]);
 }
 
-static void put_hex(uint64_t v)
+void put_hex(uint64_t v)
 {
 	char buf[19] = "0x";
 	for (int i = 0; i < 16; i++)
@@ -88,7 +78,7 @@ static void put_hex(uint64_t v)
 
 static unsigned passed, failed;
 
-static void result(const char *name, bool ok, const char *why)
+void result(const char *name, bool ok, const char *why)
 {
 	puts_serial(ok ? "testvm: PASS " : "testvm: FAIL ");
 	puts_serial(name);
@@ -151,7 +141,7 @@ static void idt_setup(void)
 	__asm__ volatile("lidt %0" : : "m"(d));
 }
 
-static volatile uint64_t bp_count, bp_rip;
+volatile uint64_t bp_count, bp_rip;
 
 void testvm_exception(struct frame *f);
 void testvm_exception(struct frame *f)
@@ -175,7 +165,38 @@ void testvm_exception(struct frame *f)
 
 static const char *cmdline = "";
 
-static bool has_word(const char *word)
+const char *testvm_cmdline(void)
+{
+	return cmdline;
+}
+
+void *memset(void *d, int c, size_t n)
+{
+	uint8_t *p = d;
+	while (n--)
+		*p++ = (uint8_t)c;
+	return d;
+}
+
+void *memcpy(void *d, const void *s, size_t n)
+{
+	uint8_t *p = d;
+	const uint8_t *q = s;
+	while (n--)
+		*p++ = *q++;
+	return d;
+}
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+	const uint8_t *p = a, *q = b;
+	for (; n; n--, p++, q++)
+		if (*p != *q)
+			return *p - *q;
+	return 0;
+}
+
+bool has_word(const char *word)
 {
 	const char *p = cmdline;
 	size_t n = 0;
@@ -197,72 +218,6 @@ static bool has_word(const char *word)
 		p += i;
 	}
 	return false;
-}
-
-/* ---- checks -------------------------------------------------------- */
-
-/* Each check runs its instruction right after CLI: on a kvm_pvm host a
- * privileged instruction sends the following ones through the host's
- * emulator, which is what exercises ember's fallback. */
-
-static void check_popcnt(void)
-{
-	uint64_t out, flags;
-	__asm__ volatile("cli; popcnt %2, %0; pushfq; pop %1"
-			 : "=&r"(out), "=&r"(flags) : "r"(0xf0f0f0f0f0f0f0f1ULL) : "cc");
-	result("emulate.popcnt", out == 33 && !(flags & 0x40), "wrong count or ZF set");
-
-	static volatile uint64_t zero_mem = 0;
-	__asm__ volatile("cli; popcnt %2, %0; pushfq; pop %1"
-			 : "=&r"(out), "=&r"(flags) : "m"(zero_mem) : "cc");
-	result("emulate.popcnt-mem-zero", out == 0 && (flags & 0x40), "expected 0 with ZF set");
-}
-
-static void check_int3(void)
-{
-	uint64_t expected;
-	bp_count = 0;
-	__asm__ volatile("cli; int3; 1: lea 1b(%%rip), %0" : "=r"(expected));
-	result("emulate.int3", bp_count == 1 && bp_rip == expected,
-	       "#BP not delivered once with RIP after the int3");
-}
-
-static void check_fwait(void)
-{
-	uint64_t after = 0;
-	__asm__ volatile("cli; fwait; mov $1, %0" : "=r"(after));
-	result("emulate.fwait", after == 1, "did not continue after fwait");
-}
-
-static void check_cmpxchg16b(void)
-{
-	static volatile uint64_t mem[2] __attribute__((aligned(16))) = { 1, 2 };
-	uint64_t lo = 1, hi = 2, flags;
-	/* Equal: store RCX:RBX, ZF=1. */
-	__asm__ volatile("cli; lock cmpxchg16b %2; pushfq; pop %3"
-			 : "+a"(lo), "+d"(hi), "+m"(*(volatile unsigned __int128 *)mem), "=r"(flags)
-			 : "b"(3ULL), "c"(4ULL) : "cc", "memory");
-	bool ok1 = (flags & 0x40) && mem[0] == 3 && mem[1] == 4;
-	/* Not equal: load memory into RDX:RAX, ZF=0. */
-	lo = 7;
-	hi = 8;
-	__asm__ volatile("cli; lock cmpxchg16b %2; pushfq; pop %3"
-			 : "+a"(lo), "+d"(hi), "+m"(*(volatile unsigned __int128 *)mem), "=r"(flags)
-			 : "b"(5ULL), "c"(6ULL) : "cc", "memory");
-	bool ok2 = !(flags & 0x40) && lo == 3 && hi == 4 && mem[0] == 3 && mem[1] == 4;
-	result("emulate.cmpxchg16b", ok1 && ok2, "wrong swap or flags");
-}
-
-static void check_cmpxchg8b(void)
-{
-	static volatile uint64_t mem = 0x0000000200000001ULL;
-	uint32_t lo = 1, hi = 2;
-	uint64_t flags;
-	__asm__ volatile("cli; lock cmpxchg8b %2; pushfq; pop %3"
-			 : "+a"(lo), "+d"(hi), "+m"(mem), "=r"(flags)
-			 : "b"(5u), "c"(6u) : "cc", "memory");
-	result("emulate.cmpxchg8b", (flags & 0x40) && mem == 0x0000000600000005ULL,
-	       "wrong swap or flags");
 }
 
 /* ---- main ---------------------------------------------------------- */
@@ -295,13 +250,12 @@ void testvm_main(const struct hvm_start_info *si)
 	put_dec(ram_bytes(si) >> 20);
 	puts_serial(" MiB\n");
 
-	if (has_word("testvm.emulate")) {
-		check_popcnt();
-		check_int3();
-		check_fwait();
-		check_cmpxchg16b();
-		check_cmpxchg8b();
-	}
+	if (has_word("testvm.emulate"))
+		emulate_checks();
+	if (has_word("testvm.virtio"))
+		virtio_checks();
+	if (has_word("testvm.blkbench"))
+		virtio_blk_bench();
 
 	if (has_word("testvm.unknown")) {
 		uint64_t out;

@@ -321,6 +321,21 @@ static void blk_notify(struct virtio_dev *vd, unsigned q)
 	blk_process(vd->dev);
 }
 
+static void blk_counters(struct virtio_dev *vd, char *buf, size_t len)
+{
+	const struct blk_stats *st = &((struct virtio_blk *)vd->dev)->stats;
+	snprintf(buf, len,
+		 "read_count=%llu write_count=%llu flush_count=%llu get_id_count=%llu "
+		 "discard_count=%llu write_zeroes_count=%llu read_bytes=%llu write_bytes=%llu "
+		 "io_errors=%llu unsupported=%llu invalid=%llu throttled=%llu",
+		 (unsigned long long)st->read_count, (unsigned long long)st->write_count,
+		 (unsigned long long)st->flush_count, (unsigned long long)st->get_id_count,
+		 (unsigned long long)st->discard_count, (unsigned long long)st->write_zeroes_count,
+		 (unsigned long long)st->read_bytes, (unsigned long long)st->write_bytes,
+		 (unsigned long long)st->io_errors, (unsigned long long)st->unsupported,
+		 (unsigned long long)st->invalid, (unsigned long long)st->throttled);
+}
+
 static const struct virtio_ops blk_ops = {
 	.name = "block",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -328,6 +343,7 @@ static const struct virtio_ops blk_ops = {
 	.features = blk_features,
 	.config_read = blk_config_read,
 	.notify = blk_notify,
+	.counters = blk_counters,
 	/* No reset hook: in-flight requests finish into guest memory, which
 	 * stays mapped, and their completions see the new generation. */
 };

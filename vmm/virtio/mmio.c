@@ -283,6 +283,19 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 			    ops->name);
 }
 
+void virtio_counters(struct virtio_dev *vd, char *buf, size_t len)
+{
+	pthread_mutex_lock(&vd->lock);
+	int n = snprintf(buf, len, "notifies=%llu interrupts=%llu resets=%llu failures=%llu",
+			 (unsigned long long)vd->stats.notifies, (unsigned long long)vd->stats.interrupts,
+			 (unsigned long long)vd->stats.resets, (unsigned long long)vd->stats.failures);
+	if (vd->ops->counters && n > 0 && (size_t)n + 1 < len) {
+		buf[n] = ' ';
+		vd->ops->counters(vd, buf + n + 1, len - (size_t)n - 1);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
 void virtio_dev_cmdline(const struct virtio_dev *vd, char *buf, size_t len)
 {
 	snprintf(buf, len, "virtio_mmio.device=4K@0x%llx:%u", (unsigned long long)vd->base, vd->irq);

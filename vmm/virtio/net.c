@@ -251,6 +251,19 @@ static int net_activate(struct virtio_dev *vd)
 	return 0;
 }
 
+static void net_counters(struct virtio_dev *vd, char *buf, size_t len)
+{
+	const struct net_stats *st = &((struct virtio_net *)vd->dev)->stats;
+	snprintf(buf, len,
+		 "rx_packets=%llu rx_bytes=%llu rx_errors=%llu rx_throttled=%llu "
+		 "tx_packets=%llu tx_bytes=%llu tx_errors=%llu tx_dropped=%llu tx_throttled=%llu",
+		 (unsigned long long)st->rx_packets, (unsigned long long)st->rx_bytes,
+		 (unsigned long long)st->rx_errors, (unsigned long long)st->rx_throttled,
+		 (unsigned long long)st->tx_packets, (unsigned long long)st->tx_bytes,
+		 (unsigned long long)st->tx_errors, (unsigned long long)st->tx_dropped,
+		 (unsigned long long)st->tx_throttled);
+}
+
 static const struct virtio_ops net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -259,6 +272,7 @@ static const struct virtio_ops net_ops = {
 	.config_read = net_config_read,
 	.activate = net_activate,
 	.notify = net_notify,
+	.counters = net_counters,
 };
 
 static int open_tap(const char *name, char *err, size_t errlen)

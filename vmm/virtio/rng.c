@@ -1,6 +1,7 @@
 #include "rng.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <linux/virtio_ids.h>
 #include <string.h>
 #include <sys/random.h>
@@ -77,12 +78,21 @@ static void rng_timer(struct evloop_timer *t)
 	pthread_mutex_unlock(&rng->vd.lock);
 }
 
+static void rng_counters(struct virtio_dev *vd, char *buf, size_t len)
+{
+	const struct virtio_rng *rng = vd->dev;
+	snprintf(buf, len, "requests=%llu bytes=%llu throttled=%llu",
+		 (unsigned long long)rng->requests, (unsigned long long)rng->bytes,
+		 (unsigned long long)rng->throttled);
+}
+
 static const struct virtio_ops rng_ops = {
 	.name = "rng",
 	.device_id = VIRTIO_ID_RNG,
 	.num_queues = 1,
 	.features = rng_features,
 	.notify = rng_notify,
+	.counters = rng_counters,
 };
 
 int virtio_rng_init(struct virtio_rng *rng, struct vm *vm, struct evloop *loop, unsigned index,

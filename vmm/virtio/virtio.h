@@ -48,6 +48,8 @@ struct virtio_ops {
 	void (*reset_io)(struct virtio_dev *vd);
 	/* Queue q has new buffers (VMM thread). */
 	void (*notify)(struct virtio_dev *vd, unsigned q);
+	/* The device's counters as "name=value" words, for logs and metrics. */
+	void (*counters)(struct virtio_dev *vd, char *buf, size_t len);
 };
 
 struct virtio_notify {
@@ -110,6 +112,9 @@ void virtio_signal(struct virtio_dev *vd, unsigned q);
 void virtio_fail(struct virtio_dev *vd, const char *why);
 
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
+
+/* Transport and device counters as "name=value" words. Takes the lock. */
+void virtio_counters(struct virtio_dev *vd, char *buf, size_t len);
 
 /* The register interface (a bus_access_fn); exposed for tests. */
 void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);

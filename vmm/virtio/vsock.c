@@ -75,7 +75,7 @@ static void reset_reply(struct virtio_vsock *vs, const struct virtio_vsock_hdr *
 		.src_port = in->dst_port, .dst_port = in->src_port,
 		.type = VIRTIO_VSOCK_TYPE_STREAM, .op = VIRTIO_VSOCK_OP_RST,
 	};
-	vs->stats.resets++;
+	vs->stats.rst_sent++;
 	queue_ctrl(vs, &h);
 }
 
@@ -109,7 +109,7 @@ static void conn_close(struct vsock_conn *c)
 
 static void conn_reset(struct vsock_conn *c)
 {
-	c->vs->stats.resets++;
+	c->vs->stats.rst_sent++;
 	send_ctrl(c, VIRTIO_VSOCK_OP_RST, 0);
 	conn_close(c);
 }
@@ -546,6 +546,19 @@ static void vsock_reset_io(struct virtio_dev *vd)
 	vs->ctrl_count = 0;
 }
 
+static void vsock_counters(struct virtio_dev *vd, char *buf, size_t len)
+{
+	const struct vsock_stats *st = &((struct virtio_vsock *)vd->dev)->stats;
+	snprintf(buf, len,
+		 "conns_host=%llu conns_guest=%llu conns_refused=%llu rst_sent=%llu rx_packets=%llu "
+		 "rx_bytes=%llu tx_packets=%llu tx_bytes=%llu dropped_ctrl=%llu bad_packets=%llu",
+		 (unsigned long long)st->conns_host, (unsigned long long)st->conns_guest,
+		 (unsigned long long)st->conns_refused, (unsigned long long)st->rst_sent,
+		 (unsigned long long)st->rx_packets, (unsigned long long)st->rx_bytes,
+		 (unsigned long long)st->tx_packets, (unsigned long long)st->tx_bytes,
+		 (unsigned long long)st->dropped_ctrl, (unsigned long long)st->bad_packets);
+}
+
 static const struct virtio_ops vsock_ops = {
 	.name = "vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -554,6 +567,7 @@ static const struct virtio_ops vsock_ops = {
 	.config_read = vsock_config_read,
 	.notify = vsock_notify,
 	.reset_io = vsock_reset_io,
+	.counters = vsock_counters,
 };
 
 int virtio_vsock_init(struct virtio_vsock *vs, struct vm *vm, struct evloop *loop, unsigned index,

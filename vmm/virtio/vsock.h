@@ -58,7 +58,7 @@ struct vsock_conn {
 #define VSOCK_CONNECT_LINE_MAX 40    /* "CONNECT <port>\n" fits with room */
 
 struct vsock_stats {
-	uint64_t conns_host, conns_guest, conns_refused, resets;
+	uint64_t conns_host, conns_guest, conns_refused, rst_sent;
 	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets, dropped_ctrl, bad_packets;
 };
 
