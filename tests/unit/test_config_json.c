@@ -44,8 +44,8 @@ Test(config_json, defaults_when_machine_config_absent)
 /* Fixed arrays, not pointers: Criterion hands parameters to the test in
  * another process. */
 struct bad_case {
-	char json[256];
-	char field[48]; /* must appear in the error */
+	char json[320];
+	char field[64]; /* must appear in the error */
 };
 
 static const struct bad_case bad_cases[] = {
@@ -114,4 +114,75 @@ Test(config_json, file_errors)
 	cr_assert_eq(config_load_file(path, &cfg, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(cfg.boot.kernel_image_path, "/k");
 	unlink(path);
+}
+
+Test(config_json, devices)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	int r = parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+		      " \"drives\": [{\"drive_id\": \"root\", \"path_on_host\": \"/r\", \"is_root_device\": true,"
+		      "   \"is_read_only\": false, \"cache_type\": \"Writeback\", \"io_engine\": \"Sync\","
+		      "   \"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 10},"
+		      "                    \"ops\": {\"size\": 5, \"one_time_burst\": 7, \"refill_time\": 1}}},"
+		      "  {\"drive_id\": \"data\", \"path_on_host\": \"/d\", \"is_root_device\": false, \"partuuid\": \"ab-1\"}],"
+		      " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\","
+		      "   \"guest_mac\": \"06:00:AC:10:00:02\", \"rx_rate_limiter\": null}],"
+		      " \"vsock\": {\"vsock_id\": \"v\", \"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"},"
+		      " \"entropy\": {\"rate_limiter\": {\"ops\": {\"size\": 1, \"refill_time\": 100}}}}",
+		      &cfg, err);
+	cr_assert_eq(r, 0, "%s", err);
+	cr_assert_eq(cfg.ndrives, 2);
+	cr_assert(cfg.drives[0].is_root_device);
+	cr_assert_eq(cfg.drives[0].cache_type, CACHE_WRITEBACK);
+	cr_assert_eq(cfg.drives[0].io_engine, IO_ENGINE_SYNC);
+	cr_assert_eq(cfg.drives[0].rate_limiter.bandwidth.size, 1000);
+	cr_assert_eq(cfg.drives[0].rate_limiter.ops.one_time_burst, 7);
+	cr_assert_eq(cfg.drives[1].io_engine, IO_ENGINE_ASYNC, "Async is the default");
+	cr_assert_str_eq(cfg.drives[1].partuuid, "ab-1");
+	cr_assert_eq(cfg.nnets, 1);
+	cr_assert(cfg.nets[0].has_mac);
+	cr_assert_eq(cfg.nets[0].guest_mac[2], 0xac);
+	cr_assert(cfg.vsock.set);
+	cr_assert_eq(cfg.vsock.guest_cid, 3);
+	cr_assert(cfg.entropy.set);
+	cr_assert_eq(cfg.entropy.rate_limiter.ops.size, 1);
+}
+
+static const struct bad_case bad_devices[] = {
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"is_root_device\": true}]}", "drives.path_on_host" },
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\"}]}", "drives.is_root_device" },
+	{ "{\"drives\": [{\"drive_id\": \"r/x\", \"path_on_host\": \"/r\", \"is_root_device\": true}]}", "drives.drive_id" },
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"cache_type\": \"None\"}]}", "drives.cache_type" },
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"io_engine\": \"Fast\"}]}", "drives.io_engine" },
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": false, \"socket\": \"/s\"}]}", "drives.socket" },
+	{ "{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/r\", \"is_root_device\": true}, {\"drive_id\": \"b\", \"path_on_host\": \"/r\", \"is_root_device\": true}]}", "only one drive" },
+	{ "{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/r\", \"is_root_device\": true}, {\"drive_id\": \"a\", \"path_on_host\": \"/s\", \"is_root_device\": false}]}", "used twice" },
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 10}}}]}", "drives.rate_limiter.bandwidth.refill_time" },
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 10, \"refill_time\": 0}}}]}", "drives.rate_limiter.bandwidth.refill_time" },
+	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"rate_limiter\": {\"iops\": {}}}]}", "drives.rate_limiter.iops" },
+	{ "{\"drives\": {}}", "drives: expected a JSON array" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:00:00:00\"}]}", "network-interfaces.guest_mac" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"01:00:00:00:00:01\"}]}", "multicast" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\"}]}", "network-interfaces.host_dev_name" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"t\"}, {\"iface_id\": \"f\", \"host_dev_name\": \"t\"}]}", "host_dev_name: \"t\" used twice" },
+	{ "{\"vsock\": {\"guest_cid\": 2, \"uds_path\": \"/v\"}}", "vsock.guest_cid" },
+	{ "{\"vsock\": {\"guest_cid\": 3}}", "vsock.uds_path" },
+	{ "{\"entropy\": {\"rate\": 1}}", "entropy.rate" },
+};
+
+ParameterizedTestParameters(config_json, bad_devices_name_the_field)
+{
+	return cr_make_param_array(struct bad_case, bad_devices, sizeof(bad_devices) / sizeof(bad_devices[0]));
+}
+
+ParameterizedTest(const struct bad_case *c, config_json, bad_devices_name_the_field)
+{
+	/* Each case is a device section added to a valid boot source. */
+	char json[512];
+	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, %s", c->json + 1);
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_neq(parse(json, &cfg, err), 0, "accepted: %s", json);
+	cr_assert_not_null(strstr(err, c->field), "error '%s' does not name '%s'", err, c->field);
 }
