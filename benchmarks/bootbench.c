@@ -9,6 +9,8 @@
  * the run at once when it appears: a VMM that has stopped its guest (QEMU
  * on an emulation failure) would otherwise sit until the timeout.
  * With BOOTBENCH_LOG=path in the environment, the output is also saved.
+ * With BOOTBENCH_FROM=text, marker_ms counts from when that text appeared
+ * (for timing a span inside the guest's run).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +59,8 @@ int main(int argc, char **argv)
 	char window[4096] = "";
 	size_t wlen = 0;
 	size_t keep = strlen(marker) > strlen(fail_marker) ? strlen(marker) : strlen(fail_marker);
-	double marker_ms = -1;
+	double marker_ms = -1, from_ms = -1;
+	const char *from = getenv("BOOTBENCH_FROM");
 	for (;;) {
 		double left = timeout_ms - (now_ms() - start);
 		if (left <= 0) {
@@ -82,6 +85,8 @@ int main(int argc, char **argv)
 			window[wlen++] = buf[i] ? buf[i] : ' ';
 			window[wlen] = 0;
 		}
+		if (from && from_ms < 0 && strstr(window, from))
+			from_ms = now_ms() - start;
 		if (marker_ms < 0 && strstr(window, marker))
 			marker_ms = now_ms() - start;
 		if (fail_marker[0] && strstr(window, fail_marker)) {
@@ -94,6 +99,8 @@ int main(int argc, char **argv)
 	if (log)
 		fclose(log);
 	double exit_ms = now_ms() - start;
+	if (from)
+		marker_ms = (marker_ms >= 0 && from_ms >= 0) ? marker_ms - from_ms : -1;
 	printf("%.2f %.2f %d\n", marker_ms, exit_ms,
 	       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	return 0;

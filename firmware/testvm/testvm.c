@@ -11,6 +11,8 @@
  *                    and with malformed descriptor chains (virtio.c)
  *   testvm.blkbench  read the first block device sequentially and print
  *                    markers around it, for benchmarks
+ *   testvm.netbench  transmit full-size frames through the first network
+ *                    device, between markers
  *   testvm.unknown   an instruction (andn) that such hosts cannot emulate and
  *                    ember does not either: ember must stop with an error
  *   testvm.triplefault  end with a triple fault instead of an i8042 reset
@@ -256,6 +258,8 @@ void testvm_main(const struct hvm_start_info *si)
 		virtio_checks();
 	if (has_word("testvm.blkbench"))
 		virtio_blk_bench();
+	if (has_word("testvm.netbench"))
+		virtio_net_bench();
 
 	if (has_word("testvm.unknown")) {
 		uint64_t out;

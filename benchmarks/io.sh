@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# I/O benchmark: the test guest moves the same data through virtio-blk and
+# virtio-net under ember and under QEMU's microvm machine, run alternately
+# (A/B/A/B) in one run, timed from outside between the guest's markers.
+#
+#   block: read a 64 MiB raw image sequentially, 64 KiB requests, one at a time
+#   net:   transmit 20,000 full-size frames (1514 bytes) into a tap, queue kept full
+#
+# usage: benchmarks/io.sh [RUNS]   (default 10; the net part needs root for a tap)
+# Writes benchmarks/results/io.md and prints it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-10}
+BUILD=${BUILD:-build}
+EMBER=${EMBER:-$BUILD/ember}
+OUT=benchmarks/results/io.md
+BENCH=$BUILD/bootbench
+tmp=$(mktemp -d)
+TAP=embench$$
+cleanup() { ip link del "$TAP" 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+gcc -O2 -Wall -o "$BENCH" benchmarks/bootbench.c
+QEMU=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,acpi=off -enable-kvm
+      -cpu host,-arch-capabilities -nodefaults -no-user-config -nographic -no-reboot
+      -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4 -m 64
+      -global virtio-mmio.force-legacy=false -kernel "$BUILD/testvm.elf")
+
+truncate -s 64M "$tmp/disk.img"
+cat > "$tmp/blk.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath $BUILD/testvm.elf)", "boot_args": "testvm.blkbench"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+ "drives": [{"drive_id": "bench", "path_on_host": "$tmp/disk.img", "is_root_device": false}]}
+JSON
+: > "$tmp/ember-blk"; : > "$tmp/qemu-blk"
+for i in $(seq "$RUNS"); do
+	BOOTBENCH_FROM="blkbench start" "$BENCH" "blkbench done" "" 60 -- \
+		"$EMBER" --no-api --config-file "$tmp/blk.json" >> "$tmp/ember-blk"
+	BOOTBENCH_FROM="blkbench start" "$BENCH" "blkbench done" "KVM internal error" 60 -- \
+		"${QEMU[@]}" -append "testvm.blkbench" \
+		-drive id=d0,file="$tmp/disk.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
+		>> "$tmp/qemu-blk"
+done
+
+: > "$tmp/ember-net"; : > "$tmp/qemu-net"
+net_note=""
+if ip tuntap add dev "$TAP" mode tap 2>/dev/null && ip link set "$TAP" up; then
+	cat > "$tmp/net.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath $BUILD/testvm.elf)", "boot_args": "testvm.netbench"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+ "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "$TAP"}]}
+JSON
+	for i in $(seq "$RUNS"); do
+		BOOTBENCH_FROM="netbench start" "$BENCH" "netbench done" "" 60 -- \
+			"$EMBER" --no-api --config-file "$tmp/net.json" >> "$tmp/ember-net"
+		BOOTBENCH_FROM="netbench start" "$BENCH" "netbench done" "KVM internal error" 60 -- \
+			"${QEMU[@]}" -append "testvm.netbench" \
+			-netdev tap,id=n0,ifname="$TAP",script=no,downscript=no \
+			-device virtio-net-device,netdev=n0 >> "$tmp/qemu-net"
+	done
+else
+	net_note="(net skipped: creating a tap needs root)"
+fi
+
+stats() {
+	awk '$1 >= 0 {print $1}' "$1" | sort -n | awk '
+		{ v[NR] = $1 }
+		END { if (NR == 0) { print "- - 0"; exit }
+		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		      p = v[int(NR * 0.9 + 0.999)]; if (p == "") p = v[NR]
+		      printf "%.1f %.1f %d\n", m, p, NR }'
+}
+row() { # label ember-file qemu-file megabytes
+	read -r em ep en <<< "$(stats "$2")"
+	read -r qm qp qn <<< "$(stats "$3")"
+	[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] || { echo "| $1 | - | - | - | - | $en / $qn |"; return; }
+	local ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')
+	local erate=$(awk -v t="$em" -v mb="$4" 'BEGIN { printf "%.0f", mb / (t / 1000) }')
+	local qrate=$(awk -v t="$qm" -v mb="$4" 'BEGIN { printf "%.0f", mb / (t / 1000) }')
+	echo "| $1 | $em / $ep ms ($erate MB/s) | $qm / $qp ms ($qrate MB/s) | $ratio | $en / $qn |"
+}
+
+mkdir -p benchmarks/results
+{
+	echo "# I/O benchmark"
+	echo
+	echo "\`benchmarks/io.sh $RUNS\` on $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -r)," \
+	     "/dev/kvm: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm ), QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')."
+	echo "Same test guest (firmware/testvm) under both; time between its start and done markers, measured outside the VMM. Lower is better."
+	echo
+	echo "| transfer | ember median / p90 | QEMU microvm median / p90 | ratio ember/QEMU | runs ember / QEMU |"
+	echo "|---|---|---|---|---|"
+	row "virtio-blk: read 64 MiB, 64 KiB requests, QD1" "$tmp/ember-blk" "$tmp/qemu-blk" 67.1
+	row "virtio-net: transmit 20,000 × 1514 B into a tap" "$tmp/ember-net" "$tmp/qemu-net" 30.3
+	[ -n "$net_note" ] && echo && echo "$net_note"
+	true
+} > "$OUT"
+cat "$OUT"
