@@ -277,7 +277,9 @@ static const struct virtio_ops net_ops = {
 
 static int open_tap(const char *name, char *err, size_t errlen)
 {
-	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	/* Blocking: io_uring waits for frames itself, whatever the kernel does
+	 * with O_NONBLOCK files. */
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
 		snprintf(err, errlen, "/dev/net/tun: %s", strerror(e));
