@@ -33,7 +33,8 @@ static void watch_arm(struct evloop_watch *w);
 static void watch_complete(struct evloop_op *op, int res, unsigned flags)
 {
 	struct evloop_watch *w = container_of(op, struct evloop_watch, op);
-	if (!(flags & IORING_CQE_F_MORE))
+	bool ended = !(flags & IORING_CQE_F_MORE);
+	if (ended)
 		w->armed = false;
 	if (w->fd < 0) {
 		/* Unwatched: this is the poll's last word once it is disarmed. */
@@ -43,10 +44,12 @@ static void watch_complete(struct evloop_op *op, int res, unsigned flags)
 	}
 	if (res == -ECANCELED)
 		return;
-	w->fn(w, res);
-	/* The kernel may end a multishot poll at any time; re-arm. */
-	if (res >= 0 && !w->armed && w->fd >= 0)
+	/* The kernel may end a multishot poll at any time: re-arm before the
+	 * callback, which may unwatch (and free) w and must be the last to
+	 * touch it. */
+	if (ended && res >= 0)
 		watch_arm(w);
+	w->fn(w, res);
 }
 
 static void watch_arm(struct evloop_watch *w)

@@ -59,8 +59,7 @@ static void blk_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data, 
 	c.max_write_zeroes_sectors = UINT32_MAX;
 	c.max_write_zeroes_seg = 1;
 	c.write_zeroes_may_unmap = 1;
-	if (off < sizeof(c) && len <= sizeof(c) - off)
-		memcpy(data, (uint8_t *)&c + off, len);
+	virtio_config_copy(&c, sizeof(c), off, data, len);
 }
 
 static void complete(struct virtio_blk *blk, struct blk_request *r, uint8_t status)

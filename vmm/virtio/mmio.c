@@ -283,6 +283,12 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 			    ops->name);
 }
 
+void virtio_config_copy(const void *config, size_t size, uint32_t off, uint8_t *data, uint32_t len)
+{
+	if (off < size && len <= size - off)
+		memcpy(data, (const uint8_t *)config + off, len);
+}
+
 void virtio_counters(struct virtio_dev *vd, char *buf, size_t len)
 {
 	pthread_mutex_lock(&vd->lock);

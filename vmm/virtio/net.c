@@ -45,8 +45,7 @@ static void net_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data, 
 	struct virtio_net_config c;
 	memset(&c, 0, sizeof(c));
 	memcpy(c.mac, net->cfg.guest_mac, 6);
-	if (off < sizeof(c) && len <= sizeof(c) - off)
-		memcpy(data, (uint8_t *)&c + off, len);
+	virtio_config_copy(&c, sizeof(c), off, data, len);
 }
 
 /* ---- receive ------------------------------------------------------- */

@@ -113,6 +113,11 @@ void virtio_fail(struct virtio_dev *vd, const char *why);
 
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
 
+/* For config_read: copy len bytes at off from a device's configuration
+ * structure of size bytes, if the range lies within it (else leave the
+ * zeros the transport put there). */
+void virtio_config_copy(const void *config, size_t size, uint32_t off, uint8_t *data, uint32_t len);
+
 /* Transport and device counters as "name=value" words. Takes the lock. */
 void virtio_counters(struct virtio_dev *vd, char *buf, size_t len);
 

@@ -145,10 +145,14 @@ bool virtq_arm_notify(struct virtq *q)
 	return load16_acquire(&q->avail->idx) != q->last_avail;
 }
 
-size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *buf, size_t len)
+/* Copy between buf and the readable (to_chain false) or writable part of
+ * a chain, from offset within that part. */
+static size_t chain_copy(const struct virtq_chain *c, bool to_chain, size_t offset, void *buf,
+			 size_t len)
 {
 	size_t done = 0;
-	for (unsigned i = 0; i < c->nread && done < len; i++) {
+	unsigned first = to_chain ? c->nread : 0, end = to_chain ? c->nsegs : c->nread;
+	for (unsigned i = first; i < end && done < len; i++) {
 		const struct virtq_seg *s = &c->segs[i];
 		if (offset >= s->len) {
 			offset -= s->len;
@@ -157,30 +161,24 @@ size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *buf, s
 		size_t n = s->len - offset;
 		if (n > len - done)
 			n = len - done;
-		memcpy((uint8_t *)buf + done, s->addr + offset, n);
+		if (to_chain)
+			memcpy(s->addr + offset, (uint8_t *)buf + done, n);
+		else
+			memcpy((uint8_t *)buf + done, s->addr + offset, n);
 		done += n;
 		offset = 0;
 	}
 	return done;
 }
 
+size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *buf, size_t len)
+{
+	return chain_copy(c, false, offset, buf, len);
+}
+
 size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void *buf, size_t len)
 {
-	size_t done = 0;
-	for (unsigned i = c->nread; i < c->nsegs && done < len; i++) {
-		const struct virtq_seg *s = &c->segs[i];
-		if (offset >= s->len) {
-			offset -= s->len;
-			continue;
-		}
-		size_t n = s->len - offset;
-		if (n > len - done)
-			n = len - done;
-		memcpy(s->addr + offset, (const uint8_t *)buf + done, n);
-		done += n;
-		offset = 0;
-	}
-	return done;
+	return chain_copy(c, true, offset, (void *)buf, len);
 }
 
 int virtq_chain_iov(const struct virtq_chain *c, bool write, size_t offset, size_t len,

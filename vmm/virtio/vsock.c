@@ -31,8 +31,7 @@ static void vsock_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data
 {
 	struct virtio_vsock *vs = vd->dev;
 	struct virtio_vsock_config c = { .guest_cid = vs->cfg.guest_cid };
-	if (off < sizeof(c) && len <= sizeof(c) - off)
-		memcpy(data, (uint8_t *)&c + off, len);
+	virtio_config_copy(&c, sizeof(c), off, data, len);
 }
 
 /* ---- packets to the guest ------------------------------------------ */
@@ -223,7 +222,8 @@ static void rx_pump(struct virtio_vsock *vs)
 			continue;
 		}
 		bool sent = false;
-		for (struct vsock_conn *c = vs->conns; c && !sent; c = c->next) {
+		for (struct vsock_conn *c = vs->conns, *next; c && !sent; c = next) {
+			next = c->next; /* c may be closed (and freed) below */
 			if (c->state != VSOCK_ESTABLISHED || c->host_eof)
 				continue;
 			if (send_host_data(c, &ch) == 1)
@@ -541,8 +541,10 @@ static void vsock_notify(struct virtio_dev *vd, unsigned q)
 static void vsock_reset_io(struct virtio_dev *vd)
 {
 	struct virtio_vsock *vs = vd->dev;
-	for (struct vsock_conn *c = vs->conns; c; c = c->next)
+	for (struct vsock_conn *c = vs->conns, *next; c; c = next) {
+		next = c->next; /* conn_close may free c */
 		conn_close(c);
+	}
 	vs->ctrl_count = 0;
 }
 

@@ -8,6 +8,10 @@
  *  guest -> host: a guest connection to CID 2, port P becomes a connection
  *                 to the Unix socket "<uds_path>_P".
  *
+ * Connections live on the VMM thread only (socket events, queue
+ * notifications and reset_io all run there), so the list needs no lock of
+ * its own beyond the device's.
+ *
  * Flow control is virtio-vsock's credit scheme: ember advertises a
  * per-connection buffer and never holds more than that for the host
  * side, and sends the guest only what its credit allows. */
