@@ -26,7 +26,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c) api/config_json.c
+VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c api/*.c)
 VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS))
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 

@@ -1,5 +1,8 @@
 #include "config_json.h"
 
+#include "../vmm/action.h"
+#include "../vmm/log.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 /* Config files beyond this are refused before reading: a real one is a
@@ -117,62 +119,50 @@ int config_json_boot_source(const cJSON *obj, struct boot_source_config *out, ch
 	return 0;
 }
 
-static uint64_t host_mem_mib(void)
-{
-	struct sysinfo si;
-	if (sysinfo(&si) != 0)
-		return UINT64_MAX;
-	return (uint64_t)si.totalram * si.mem_unit >> 20;
-}
-
-int config_json_machine(const cJSON *obj, struct machine_config *out, int patch, char *err,
+int config_json_machine(const cJSON *obj, struct machine_config *out, unsigned *fields, char *err,
 			size_t errlen)
 {
 	static const char *const keys[] = { "vcpu_count", "mem_size_mib", "smt",
 		"track_dirty_pages", "cpu_template", "huge_pages", NULL };
 	const char *sec = "machine-config";
-	struct machine_config m = *out;
-	if (!patch)
-		m = (struct machine_config){ .vcpu_count = 1, .mem_size_mib = 128 };
+	struct machine_config m;
+	memset(&m, 0, sizeof(m));
+	unsigned f = 0;
 	uint64_t v;
 	bool present;
 	int ret;
 	if ((ret = check_keys(obj, sec, keys, err, errlen)))
 		return ret;
-
 	if ((ret = get_uint(obj, sec, "vcpu_count", 1, CONFIG_MAX_VCPUS, &v, &present, err, errlen)))
 		return ret;
-	if (present)
+	if (present) {
 		m.vcpu_count = (unsigned)v;
-	else if (!patch)
-		return fail(err, errlen, "%s.vcpu_count: missing", sec);
-
-	uint64_t host = host_mem_mib();
+		f |= MACHINE_F_VCPU_COUNT;
+	}
 	if ((ret = get_uint(obj, sec, "mem_size_mib", 1, UINT64_MAX, &v, &present, err, errlen)))
 		return ret;
-	if (present && v > host)
-		return fail(err, errlen, "%s.mem_size_mib: %llu MiB is more than the host's %llu MiB",
-			    sec, (unsigned long long)v, (unsigned long long)host);
-	if (present)
+	if (present) {
 		m.mem_size_mib = v;
-	else if (!patch)
-		return fail(err, errlen, "%s.mem_size_mib: missing", sec);
-
+		f |= MACHINE_F_MEM_SIZE;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(obj, "smt"))
+		f |= MACHINE_F_SMT;
+	if (cJSON_GetObjectItemCaseSensitive(obj, "track_dirty_pages"))
+		f |= MACHINE_F_TRACK_DIRTY;
 	if ((ret = get_bool(obj, sec, "smt", &m.smt, err, errlen)) ||
 	    (ret = get_bool(obj, sec, "track_dirty_pages", &m.track_dirty_pages, err, errlen)))
 		return ret;
-	if (m.smt && m.vcpu_count > 1 && (m.vcpu_count & 1))
-		return fail(err, errlen, "%s.vcpu_count: must be 1 or even when smt is enabled", sec);
 
 	/* Accepted for compatibility when they ask for nothing special. */
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "cpu_template");
-	if (t && !(cJSON_IsString(t) && strcmp(t->valuestring, "None") == 0))
+	if (t && !cJSON_IsNull(t) && !(cJSON_IsString(t) && strcmp(t->valuestring, "None") == 0))
 		return fail(err, errlen, "%s.cpu_template: ember supports only \"None\"", sec);
 	const cJSON *h = cJSON_GetObjectItemCaseSensitive(obj, "huge_pages");
-	if (h && !(cJSON_IsString(h) && strcmp(h->valuestring, "None") == 0))
+	if (h && !cJSON_IsNull(h) && !(cJSON_IsString(h) && strcmp(h->valuestring, "None") == 0))
 		return fail(err, errlen, "%s.huge_pages: ember supports only \"None\" so far", sec);
 
 	*out = m;
+	*fields = f;
 	return 0;
 }
 
@@ -368,6 +358,174 @@ int config_json_entropy(const cJSON *obj, struct entropy_config *out, char *err,
 	return 0;
 }
 
+int config_json_serial(const cJSON *obj, struct serial_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "serial_out_path", "rate_limiter", NULL };
+	struct serial_config c = { .set = true };
+	int ret;
+	if ((ret = check_keys(obj, "serial", keys, err, errlen)) ||
+	    (ret = get_string(obj, "serial", "serial_out_path", c.serial_out_path,
+			      sizeof(c.serial_out_path), false, NULL, err, errlen)) ||
+	    (ret = get_bucket(obj, "serial", "rate_limiter", &c.rate_limiter, err, errlen)))
+		return ret;
+	*out = c;
+	return 0;
+}
+
+int config_json_logger(const cJSON *obj, struct logger_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "log_path", "level", "show_level", "show_log_origin",
+		"module", NULL };
+	struct logger_config c = { .set = true, .level = -1, .show_level = -1, .show_log_origin = -1 };
+	char level[16], module[128];
+	bool present, b;
+	int ret;
+	if ((ret = check_keys(obj, "logger", keys, err, errlen)) ||
+	    (ret = get_string(obj, "logger", "log_path", c.log_path, sizeof(c.log_path), false,
+			      &c.has_path, err, errlen)) ||
+	    (ret = get_string(obj, "logger", "level", level, sizeof(level), false, &present, err, errlen)))
+		return ret;
+	if (present && (c.level = log_level_parse(level)) < 0)
+		return fail(err, errlen, "logger.level: must be one of Error, Warning, Info, Debug, Trace, Off");
+	if (cJSON_GetObjectItemCaseSensitive(obj, "show_level")) {
+		if ((ret = get_bool(obj, "logger", "show_level", &b, err, errlen)))
+			return ret;
+		c.show_level = b;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(obj, "show_log_origin")) {
+		if ((ret = get_bool(obj, "logger", "show_log_origin", &b, err, errlen)))
+			return ret;
+		c.show_log_origin = b;
+	}
+	/* module filters are accepted and ignored: ember has one log. */
+	if ((ret = get_string(obj, "logger", "module", module, sizeof(module), false, NULL, err, errlen)))
+		return ret;
+	*out = c;
+	return 0;
+}
+
+int config_json_metrics(const cJSON *obj, struct metrics_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "metrics_path", NULL };
+	struct metrics_config c = { .set = true };
+	int ret;
+	if ((ret = check_keys(obj, "metrics", keys, err, errlen)) ||
+	    (ret = get_string(obj, "metrics", "metrics_path", c.metrics_path, sizeof(c.metrics_path),
+			      true, NULL, err, errlen)))
+		return ret;
+	if (!c.metrics_path[0])
+		return fail(err, errlen, "metrics.metrics_path: empty");
+	*out = c;
+	return 0;
+}
+
+/* ---- typed configuration -> JSON ----------------------------------- */
+
+static void add_bucket(cJSON *obj, const char *key, const struct token_bucket_config *b)
+{
+	if (!b->size)
+		return;
+	cJSON *o = cJSON_AddObjectToObject(obj, key);
+	cJSON_AddNumberToObject(o, "size", (double)b->size);
+	cJSON_AddNumberToObject(o, "one_time_burst", (double)b->one_time_burst);
+	cJSON_AddNumberToObject(o, "refill_time", (double)b->refill_time_ms);
+}
+
+static void add_rate_limiter(cJSON *obj, const char *key, const struct ratelimiter_config *rl)
+{
+	if (!rl->bandwidth.size && !rl->ops.size)
+		return;
+	cJSON *o = cJSON_AddObjectToObject(obj, key);
+	add_bucket(o, "bandwidth", &rl->bandwidth);
+	add_bucket(o, "ops", &rl->ops);
+}
+
+cJSON *config_json_machine_obj(const struct machine_config *m)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "vcpu_count", m->vcpu_count);
+	cJSON_AddNumberToObject(o, "mem_size_mib", (double)m->mem_size_mib);
+	cJSON_AddBoolToObject(o, "smt", m->smt);
+	cJSON_AddBoolToObject(o, "track_dirty_pages", m->track_dirty_pages);
+	cJSON_AddStringToObject(o, "huge_pages", "None");
+	return o;
+}
+
+cJSON *config_json_vm_obj(const struct vmm_config *cfg)
+{
+	cJSON *root = cJSON_CreateObject();
+	if (cfg->boot.set) {
+		cJSON *b = cJSON_AddObjectToObject(root, "boot-source");
+		cJSON_AddStringToObject(b, "kernel_image_path", cfg->boot.kernel_image_path);
+		if (cfg->boot.initrd_path[0])
+			cJSON_AddStringToObject(b, "initrd_path", cfg->boot.initrd_path);
+		if (cfg->boot.has_boot_args)
+			cJSON_AddStringToObject(b, "boot_args", cfg->boot.boot_args);
+	}
+	cJSON_AddItemToObject(root, "machine-config", config_json_machine_obj(&cfg->machine));
+	cJSON *drives = cJSON_AddArrayToObject(root, "drives");
+	for (unsigned i = 0; i < cfg->ndrives; i++) {
+		const struct drive_config *d = &cfg->drives[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "drive_id", d->drive_id);
+		cJSON_AddStringToObject(o, "path_on_host", d->path_on_host);
+		cJSON_AddBoolToObject(o, "is_root_device", d->is_root_device);
+		cJSON_AddBoolToObject(o, "is_read_only", d->is_read_only);
+		if (d->partuuid[0])
+			cJSON_AddStringToObject(o, "partuuid", d->partuuid);
+		cJSON_AddStringToObject(o, "cache_type", d->cache_type == CACHE_WRITEBACK ? "Writeback" : "Unsafe");
+		cJSON_AddStringToObject(o, "io_engine", d->io_engine == IO_ENGINE_SYNC ? "Sync" : "Async");
+		add_rate_limiter(o, "rate_limiter", &d->rate_limiter);
+		cJSON_AddItemToArray(drives, o);
+	}
+	cJSON *nets = cJSON_AddArrayToObject(root, "network-interfaces");
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		const struct net_config *n = &cfg->nets[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "iface_id", n->iface_id);
+		cJSON_AddStringToObject(o, "host_dev_name", n->host_dev_name);
+		if (n->has_mac) {
+			char mac[18];
+			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+				 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+				 n->guest_mac[5]);
+			cJSON_AddStringToObject(o, "guest_mac", mac);
+		}
+		add_rate_limiter(o, "rx_rate_limiter", &n->rx_rate_limiter);
+		add_rate_limiter(o, "tx_rate_limiter", &n->tx_rate_limiter);
+		cJSON_AddItemToArray(nets, o);
+	}
+	if (cfg->vsock.set) {
+		cJSON *v = cJSON_AddObjectToObject(root, "vsock");
+		cJSON_AddNumberToObject(v, "guest_cid", cfg->vsock.guest_cid);
+		cJSON_AddStringToObject(v, "uds_path", cfg->vsock.uds_path);
+	}
+	if (cfg->entropy.set)
+		add_rate_limiter(cJSON_AddObjectToObject(root, "entropy"), "rate_limiter",
+				 &cfg->entropy.rate_limiter);
+	if (cfg->serial.set) {
+		cJSON *s = cJSON_AddObjectToObject(root, "serial");
+		if (cfg->serial.serial_out_path[0])
+			cJSON_AddStringToObject(s, "serial_out_path", cfg->serial.serial_out_path);
+		add_bucket(s, "rate_limiter", &cfg->serial.rate_limiter);
+	}
+	if (cfg->logger.set) {
+		cJSON *l = cJSON_AddObjectToObject(root, "logger");
+		if (cfg->logger.has_path)
+			cJSON_AddStringToObject(l, "log_path", cfg->logger.log_path);
+		if (cfg->logger.level >= 0)
+			cJSON_AddStringToObject(l, "level", log_level_name((enum log_level)cfg->logger.level));
+		if (cfg->logger.show_level >= 0)
+			cJSON_AddBoolToObject(l, "show_level", cfg->logger.show_level);
+		if (cfg->logger.show_log_origin >= 0)
+			cJSON_AddBoolToObject(l, "show_log_origin", cfg->logger.show_log_origin);
+	}
+	if (cfg->metrics.set)
+		cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "metrics"), "metrics_path",
+					cfg->metrics.metrics_path);
+	return root;
+}
+
 /* Cross-device rules: unique ids and tap names, one root drive. */
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 {
@@ -399,7 +557,7 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 /* Sections of Firecracker's config file that ember does not implement
  * yet: accepted when empty, refused with a clear message otherwise. */
 static const char *const unsupported_sections[] = {
-	"balloon", "logger", "metrics", "mmds-config", "cpu-config", "serial", NULL,
+	"balloon", "mmds-config", "cpu-config", "pmem", "memory-hotplug", NULL,
 };
 
 static int parse_array(const cJSON *arr, const char *section, int max, char *err, size_t errlen)
@@ -429,7 +587,11 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 		if (strcmp(it->string, "boot-source") == 0) {
 			ret = config_json_boot_source(it, &cfg->boot, err, errlen);
 		} else if (strcmp(it->string, "machine-config") == 0) {
-			ret = config_json_machine(it, &cfg->machine, 0, err, errlen);
+			struct machine_config m;
+			unsigned fields;
+			ret = config_json_machine(it, &m, &fields, err, errlen);
+			if (!ret)
+				ret = config_machine_apply(&cfg->machine, &m, fields, false, err, errlen);
 		} else if (strcmp(it->string, "drives") == 0) {
 			ret = parse_array(it, "drives", CONFIG_MAX_DRIVES, err, errlen);
 			for (const cJSON *d = it->child; d && !ret; d = d->next)
@@ -444,6 +606,15 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 		} else if (strcmp(it->string, "entropy") == 0) {
 			if (!cJSON_IsNull(it))
 				ret = config_json_entropy(it, &cfg->entropy, err, errlen);
+		} else if (strcmp(it->string, "serial") == 0) {
+			if (!cJSON_IsNull(it))
+				ret = config_json_serial(it, &cfg->serial, err, errlen);
+		} else if (strcmp(it->string, "logger") == 0) {
+			if (!cJSON_IsNull(it))
+				ret = config_json_logger(it, &cfg->logger, err, errlen);
+		} else if (strcmp(it->string, "metrics") == 0) {
+			if (!cJSON_IsNull(it))
+				ret = config_json_metrics(it, &cfg->metrics, err, errlen);
 		} else {
 			bool known = false;
 			for (const char *const *s = unsupported_sections; *s; s++)

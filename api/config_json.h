@@ -15,9 +15,10 @@ struct cJSON;
 
 int config_json_boot_source(const struct cJSON *obj, struct boot_source_config *out,
 			    char *err, size_t errlen);
-/* patch: only the keys present change out (PATCH semantics); otherwise
- * absent keys take Firecracker's defaults. */
-int config_json_machine(const struct cJSON *obj, struct machine_config *out, int patch,
+/* The machine-config keys present in obj, type- and range-checked, into
+ * out, with the MACHINE_F_* bits of those present in *fields. Combine
+ * with the current configuration through config_machine_apply(). */
+int config_json_machine(const struct cJSON *obj, struct machine_config *out, unsigned *fields,
 			char *err, size_t errlen);
 
 /* One entry of each device section, as in the config file and the API. */
@@ -28,6 +29,15 @@ int config_json_net(const struct cJSON *obj, struct net_config *out, char *err, 
 int config_json_vsock(const struct cJSON *obj, struct vsock_config *out, char *err, size_t errlen);
 int config_json_entropy(const struct cJSON *obj, struct entropy_config *out, char *err,
 			size_t errlen);
+int config_json_serial(const struct cJSON *obj, struct serial_config *out, char *err, size_t errlen);
+int config_json_logger(const struct cJSON *obj, struct logger_config *out, char *err, size_t errlen);
+int config_json_metrics(const struct cJSON *obj, struct metrics_config *out, char *err, size_t errlen);
+
+/* The typed configuration as JSON, in the config file's (and GET
+ * /vm/config's) shape: feeding it back as --config-file gives the same VM. */
+struct cJSON *config_json_machine_obj(const struct machine_config *m);
+struct cJSON *config_json_vm_obj(const struct vmm_config *cfg);
+
 /* Rules across entries: unique ids, tap names and MACs; one root drive. */
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen);
 

@@ -1,10 +1,61 @@
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/sysinfo.h>
+
+#include "action.h"
 
 void config_defaults(struct vmm_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->machine.vcpu_count = 1;
 	cfg->machine.mem_size_mib = 128;
+}
+
+static uint64_t host_mem_mib(void)
+{
+	struct sysinfo si;
+	if (sysinfo(&si) != 0)
+		return UINT64_MAX;
+	return (uint64_t)si.totalram * si.mem_unit >> 20;
+}
+
+int config_machine_apply(struct machine_config *cur, const struct machine_config *v,
+			 unsigned fields, bool patch, char *err, size_t errlen)
+{
+	struct machine_config m = *cur;
+	if (!patch) {
+		if (!(fields & MACHINE_F_VCPU_COUNT)) {
+			snprintf(err, errlen, "machine-config.vcpu_count: missing");
+			return -EINVAL;
+		}
+		if (!(fields & MACHINE_F_MEM_SIZE)) {
+			snprintf(err, errlen, "machine-config.mem_size_mib: missing");
+			return -EINVAL;
+		}
+		memset(&m, 0, sizeof(m));
+	}
+	if (fields & MACHINE_F_VCPU_COUNT)
+		m.vcpu_count = v->vcpu_count;
+	if (fields & MACHINE_F_MEM_SIZE)
+		m.mem_size_mib = v->mem_size_mib;
+	if (fields & MACHINE_F_SMT)
+		m.smt = v->smt;
+	if (fields & MACHINE_F_TRACK_DIRTY)
+		m.track_dirty_pages = v->track_dirty_pages;
+
+	uint64_t host = host_mem_mib();
+	if (m.mem_size_mib > host) {
+		snprintf(err, errlen, "machine-config.mem_size_mib: %llu MiB is more than the host's %llu MiB",
+			 (unsigned long long)m.mem_size_mib, (unsigned long long)host);
+		return -EINVAL;
+	}
+	if (m.smt && m.vcpu_count > 1 && (m.vcpu_count & 1)) {
+		snprintf(err, errlen, "machine-config.vcpu_count: must be 1 or even when smt is enabled");
+		return -EINVAL;
+	}
+	*cur = m;
+	return 0;
 }

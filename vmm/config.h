@@ -6,6 +6,7 @@
 
 #include <net/if.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "io/ratelimit.h"
@@ -67,6 +68,28 @@ struct entropy_config {
 	struct ratelimiter_config rate_limiter;
 };
 
+struct serial_config {
+	bool set;
+	char serial_out_path[CONFIG_PATH_MAX]; /* "" : ember's stdout */
+	struct token_bucket_config rate_limiter; /* bytes of guest output */
+};
+
+/* PUT /logger, or the config file's "logger". */
+struct logger_config {
+	bool set;
+	bool has_path;
+	char log_path[CONFIG_PATH_MAX];
+	int level;               /* enum log_level, or -1 to keep the current one */
+	int show_level;          /* 0/1, or -1 to keep */
+	int show_log_origin;     /* 0/1, or -1 to keep */
+};
+
+/* PUT /metrics, or the config file's "metrics". */
+struct metrics_config {
+	bool set;
+	char metrics_path[CONFIG_PATH_MAX];
+};
+
 struct vmm_config {
 	struct boot_source_config boot;
 	struct machine_config machine;
@@ -76,9 +99,20 @@ struct vmm_config {
 	struct net_config nets[CONFIG_MAX_NETS];
 	struct vsock_config vsock;
 	struct entropy_config entropy;
+	struct serial_config serial;
+	struct logger_config logger;
+	struct metrics_config metrics;
 };
 
 /* Firecracker's defaults: 1 vCPU, 128 MiB, no SMT. */
 void config_defaults(struct vmm_config *cfg);
+
+/* Set machine-config from the fields of v named in the MACHINE_F_* mask.
+ * A PUT (patch false) needs vcpu_count and mem_size_mib and resets the
+ * rest to defaults; a PATCH changes only what it names. Then the whole is
+ * checked (SMT needs an even vCPU count; memory within the host's).
+ * Returns 0 or -EINVAL with the reason in err; cur changes only on 0. */
+int config_machine_apply(struct machine_config *cur, const struct machine_config *v,
+			 unsigned fields, bool patch, char *err, size_t errlen);
 
 #endif

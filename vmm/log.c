@@ -3,18 +3,23 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level cur_level = LOG_INFO;
-static bool show_level;
-static bool show_origin;
+static _Atomic enum log_level cur_level = LOG_INFO;
+static atomic_bool show_level;
+static atomic_bool show_origin;
+/* The destination can change (PUT /logger) while other threads log. */
+static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_fd = STDERR_FILENO;
+static atomic_ullong missed;
 
 static const char *const level_names[] = {
 	[LOG_OFF] = "Off",     [LOG_ERROR] = "Error", [LOG_WARN] = "Warning",
@@ -42,16 +47,37 @@ void log_set_show_level(bool show) { show_level = show; }
 void log_set_show_origin(bool show) { show_origin = show; }
 bool log_enabled(enum log_level level) { return level != LOG_OFF && level <= cur_level; }
 
+int log_open_sink(const char *path)
+{
+	/* A FIFO is opened read-write, so opening never waits for a reader and
+	 * writing never fails for want of one; O_NONBLOCK, so a FIFO nobody
+	 * drains loses lines instead of stalling ember. */
+	struct stat st;
+	int flags = O_NONBLOCK | O_CLOEXEC;
+	if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
+		flags |= O_RDWR;
+	else
+		flags |= O_WRONLY | O_APPEND | O_CREAT;
+	int fd = open(path, flags, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
 int log_set_path(const char *path)
 {
-	/* O_NONBLOCK: a FIFO nobody drains must never stall ember. */
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600);
+	int fd = log_open_sink(path);
 	if (fd < 0)
-		return -errno;
+		return fd;
+	pthread_mutex_lock(&fd_lock);
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = fd;
+	pthread_mutex_unlock(&fd_lock);
 	return 0;
+}
+
+unsigned long long log_missed_count(void)
+{
+	return atomic_load(&missed);
 }
 
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
@@ -86,8 +112,11 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
 	/* One write per line so lines from different threads never interleave. */
+	pthread_mutex_lock(&fd_lock);
 	ssize_t r = write(log_fd, buf, n);
-	(void)r;
+	pthread_mutex_unlock(&fd_lock);
+	if (r != (ssize_t)n)
+		atomic_fetch_add(&missed, 1);
 }
 
 bool log_ratelimit_pass(struct log_ratelimit *rl)

@@ -24,6 +24,13 @@ void log_set_show_origin(bool show);
  * Returns 0 or -errno; on failure logging stays where it was. */
 int log_set_path(const char *path);
 
+/* Open a file or FIFO for lines of output (logs, metrics) the way
+ * log_set_path does. Returns the fd or -errno. */
+int log_open_sink(const char *path);
+
+/* Lines that could not be written whole (a full FIFO, a full disk). */
+unsigned long long log_missed_count(void);
+
 bool log_enabled(enum log_level level);
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -46,7 +47,7 @@ static int get_supported_cpuid(struct vm *vm)
 	return -E2BIG;
 }
 
-int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus)
+int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, char *errbuf, size_t errlen)
 {
 	int err;
 	memset(vm, 0, sizeof(*vm));
@@ -58,13 +59,13 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus)
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		err = -errno;
-		log_error("cannot open /dev/kvm: %s", strerror(errno));
+		snprintf(errbuf, errlen, "cannot open /dev/kvm: %s", strerror(errno));
 		goto fail;
 	}
 	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (api != KVM_API_VERSION) {
 		err = -EINVAL;
-		log_error("KVM API version %d, expected %d", api, KVM_API_VERSION);
+		snprintf(errbuf, errlen, "KVM API version %d, expected %d", api, KVM_API_VERSION);
 		goto fail;
 	}
 	static const struct { int cap; const char *name; } required[] = {
@@ -78,44 +79,44 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus)
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
 		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
 			err = -ENOTSUP;
-			log_error("KVM lacks %s", required[i].name);
+			snprintf(errbuf, errlen, "KVM lacks %s", required[i].name);
 			goto fail;
 		}
 	}
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (vm->run_size <= 0) {
 		err = -errno;
-		log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		snprintf(errbuf, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
 		goto fail;
 	}
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		err = -errno;
-		log_error("KVM_CREATE_VM: %s", strerror(errno));
+		snprintf(errbuf, errlen, "KVM_CREATE_VM: %s", strerror(errno));
 		goto fail;
 	}
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0) {
 		err = -errno;
-		log_error("KVM_SET_TSS_ADDR: %s", strerror(errno));
+		snprintf(errbuf, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 		goto fail;
 	}
 	uint64_t ident = LAYOUT_KVM_IDENTITY_MAP;
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0) {
 		err = -errno;
-		log_error("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+		snprintf(errbuf, errlen, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
 		goto fail;
 	}
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
 		err = -errno;
-		log_error("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		snprintf(errbuf, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		goto fail;
 	}
 	/* The PIT's speaker port is not emulated: nothing listens. */
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		err = -errno;
-		log_error("KVM_CREATE_PIT2: %s", strerror(errno));
+		snprintf(errbuf, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
 		goto fail;
 	}
 	/* Report emulation failures with the instruction bytes, so the
@@ -126,24 +127,24 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus)
 
 	err = mem_init(&vm->mem, mem_bytes);
 	if (err) {
-		log_error("cannot map %llu MiB of guest memory: %s",
+		snprintf(errbuf, errlen, "cannot map %llu MiB of guest memory: %s",
 			  (unsigned long long)(mem_bytes >> 20), strerror(-err));
 		goto fail;
 	}
 	err = set_memory_slots(vm);
 	if (err) {
-		log_error("KVM_SET_USER_MEMORY_REGION: %s", strerror(-err));
+		snprintf(errbuf, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-err));
 		goto fail;
 	}
 	err = get_supported_cpuid(vm);
 	if (err) {
-		log_error("KVM_GET_SUPPORTED_CPUID: %s", strerror(-err));
+		snprintf(errbuf, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-err));
 		goto fail;
 	}
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_fd < 0) {
 		err = -errno;
-		log_error("eventfd: %s", strerror(errno));
+		snprintf(errbuf, errlen, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
 	return 0;

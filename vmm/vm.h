@@ -7,6 +7,7 @@
 #include <linux/kvm.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bus.h"
@@ -37,8 +38,8 @@ struct vm {
 };
 
 /* Open /dev/kvm, create the VM with mem_bytes of RAM, the irqchip and
- * the PIT. Returns 0 or -errno (logged). */
-int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus);
+ * the PIT. Returns 0, or -errno with the reason in err. */
+int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 
 /* An eventfd that raises GSI gsi (edge) each time it is written. */

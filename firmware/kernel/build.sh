@@ -42,8 +42,10 @@ if [ ! -f "$dir/bzImage" ]; then
 		patch -s -p1 -d "$src" < "$p"
 	done
 	make -s -C "$src" tinyconfig >/dev/null
+	# merge_config warns about every choice the fragment changes; the
+	# check below is what tells whether the fragment took.
 	"$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" \
-		"$here/ember.config" >/dev/null
+		"$here/ember.config" >/dev/null 2>&1
 	make -s -C "$src" olddefconfig >/dev/null
 	# Every line of the fragment must have survived olddefconfig; a
 	# dependency that silently dropped an option is a build error here.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../../api/config_json.h"
+#include "../../vmm/action.h"
 
 static int parse(const char *text, struct vmm_config *cfg, char *err)
 {
@@ -86,12 +87,32 @@ ParameterizedTest(const struct bad_case *c, config_json, bad_input_names_the_fie
 
 Test(config_json, machine_patch_keeps_absent_fields)
 {
-	struct machine_config m = { .vcpu_count = 4, .mem_size_mib = 512 };
+	struct machine_config cur = { .vcpu_count = 4, .mem_size_mib = 512 }, m;
+	unsigned fields;
 	char err[256] = "";
 	cJSON *obj = cJSON_Parse("{\"mem_size_mib\": 1024}");
-	cr_assert_eq(config_json_machine(obj, &m, 1, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(m.vcpu_count, 4);
-	cr_assert_eq(m.mem_size_mib, 1024);
+	cr_assert_eq(config_json_machine(obj, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(fields, MACHINE_F_MEM_SIZE);
+	cr_assert_eq(config_machine_apply(&cur, &m, fields, true, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cur.vcpu_count, 4);
+	cr_assert_eq(cur.mem_size_mib, 1024);
+	/* The same body as a PUT lacks vcpu_count, and changes nothing. */
+	cr_assert_neq(config_machine_apply(&cur, &m, fields, false, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "machine-config.vcpu_count: missing"));
+	cr_assert_eq(cur.vcpu_count, 4);
+	cJSON_Delete(obj);
+}
+
+Test(config_json, machine_patch_checks_the_result)
+{
+	struct machine_config cur = { .vcpu_count = 3, .mem_size_mib = 128 }, m;
+	unsigned fields;
+	char err[256] = "";
+	cJSON *obj = cJSON_Parse("{\"smt\": true}");
+	cr_assert_eq(config_json_machine(obj, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_neq(config_machine_apply(&cur, &m, fields, true, err, sizeof(err)), 0,
+		      "3 vCPUs with SMT must be refused");
+	cr_assert_not(cur.smt);
 	cJSON_Delete(obj);
 }
 

@@ -10,13 +10,29 @@
 #define STATUS_OBF 0x01   /* output buffer full: data waits at port 0x60 */
 #define STATUS_SYS 0x04   /* self-test passed */
 #define STATUS_CMD 0x08   /* last write was to the command port */
-#define CMD_READ_CB 0x20
-#define CMD_WRITE_CB 0x60
+#define CMD_READ_CTR 0x20
+#define CMD_WRITE_CTR 0x60
+#define CMD_AUX_DISABLE 0xa7
+#define CMD_AUX_ENABLE 0xa8
+#define CMD_AUX_TEST 0xa9
 #define CMD_SELF_TEST 0xaa
 #define CMD_KBD_TEST 0xab
+#define CMD_KBD_DISABLE 0xad
+#define CMD_KBD_ENABLE 0xae
+#define CMD_READ_INPUT 0xc0
+#define CMD_READ_OUTPUT 0xd0
 #define CMD_WRITE_OUTPUT 0xd1
+#define CMD_WRITE_KBD_OUT 0xd2
+#define CMD_WRITE_AUX_OUT 0xd3
+#define CMD_WRITE_AUX 0xd4
 #define CMD_RESET 0xfe
-#define CB_KBD_INT 0x01
+#define CTR_KBD_INT 0x01
+#define CTR_KBD_DISABLE 0x10
+#define CTR_AUX_DISABLE 0x20
+#define KBD_ACK 0xfa
+#define KBD_RESET 0xff
+#define KBD_GET_ID 0xf2
+#define KBD_ECHO 0xee
 
 static void push(struct i8042 *k, uint8_t v)
 {
@@ -29,34 +45,61 @@ static void push(struct i8042 *k, uint8_t v)
 static void raise_kbd_irq(struct i8042 *k)
 {
 	uint64_t one = 1;
-	if (k->irq_fd >= 0 && (k->cmd_byte & CB_KBD_INT)) {
+	if (k->irq_fd >= 0 && (k->cmd_byte & CTR_KBD_INT)) {
 		ssize_t r = write(k->irq_fd, &one, sizeof(one));
 		(void)r;
 	}
 }
 
+/* A command byte written to port 0x64. */
 static void command(struct i8042 *k, uint8_t cmd)
 {
 	switch (cmd) {
-	case CMD_READ_CB:
-		push(k, k->cmd_byte);
-		break;
-	case CMD_WRITE_CB:
+	case CMD_READ_CTR: push(k, k->cmd_byte); break;
+	case CMD_WRITE_CTR:
 	case CMD_WRITE_OUTPUT:
-		k->pending_cmd = cmd;
+	case CMD_WRITE_KBD_OUT:
+	case CMD_WRITE_AUX_OUT:
+	case CMD_WRITE_AUX:
+		k->pending_cmd = cmd; /* its data byte follows on port 0x60 */
 		break;
-	case CMD_SELF_TEST:
-		push(k, 0x55);
-		break;
-	case CMD_KBD_TEST:
-		push(k, 0x00);
-		break;
+	case CMD_AUX_DISABLE: k->cmd_byte |= CTR_AUX_DISABLE; break;
+	case CMD_AUX_ENABLE: k->cmd_byte &= (uint8_t)~CTR_AUX_DISABLE; break;
+	case CMD_AUX_TEST: push(k, 0xff); break; /* no auxiliary (mouse) port */
+	case CMD_SELF_TEST: push(k, 0x55); break;
+	case CMD_KBD_TEST: push(k, 0x00); break;
+	case CMD_KBD_DISABLE: k->cmd_byte |= CTR_KBD_DISABLE; break;
+	case CMD_KBD_ENABLE: k->cmd_byte &= (uint8_t)~CTR_KBD_DISABLE; break;
+	case CMD_READ_INPUT: push(k, 0x00); break;
+	case CMD_READ_OUTPUT: push(k, 0x01); break; /* system reset line inactive */
 	case CMD_RESET:
 		k->resets++;
 		vm_request_stop(k->vm, 0, "guest reset (i8042)");
 		break;
 	default:
 		break;
+	}
+}
+
+/* A data byte written to port 0x60: a command's argument, or a command
+ * for the keyboard itself. */
+static void data_write(struct i8042 *k, uint8_t v)
+{
+	uint8_t cmd = k->pending_cmd;
+	k->pending_cmd = 0;
+	switch (cmd) {
+	case CMD_WRITE_CTR: k->cmd_byte = v; return;
+	case CMD_WRITE_KBD_OUT:
+	case CMD_WRITE_AUX_OUT: push(k, v); return;
+	case CMD_WRITE_OUTPUT:
+	case CMD_WRITE_AUX: return;
+	default: break;
+	}
+	switch (v) {
+	case KBD_RESET: push(k, KBD_ACK); push(k, 0xaa); break; /* ACK, self-test passed */
+	case KBD_GET_ID: push(k, KBD_ACK); push(k, 0xab); push(k, 0x83); break;
+	case KBD_ECHO: push(k, KBD_ECHO); break;
+	default: push(k, KBD_ACK); break;
 	}
 }
 
@@ -78,13 +121,9 @@ void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bo
 				  (k->pending_cmd ? STATUS_CMD : 0);
 	} else if (port == PORT_I8042_DATA) {
 		if (is_write) {
-			if (k->pending_cmd == CMD_WRITE_CB)
-				k->cmd_byte = data[0];
-			/* Output-port writes and keyboard commands are ignored,
-			 * except that a keyboard command gets its ACK. */
-			else if (!k->pending_cmd)
-				push(k, 0xfa);
-			k->pending_cmd = 0;
+			data_write(k, data[0]);
+			if (k->buf_count)
+				raise_kbd_irq(k);
 		} else if (k->buf_count) {
 			data[0] = k->buf[k->buf_head];
 			k->buf_head = (k->buf_head + 1) % I8042_BUF_CAP;
@@ -102,9 +141,9 @@ void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bo
 
 int i8042_send_ctrl_alt_del(struct i8042 *k)
 {
-	/* Set-2 scancodes as the controller translates them for the guest:
-	 * Ctrl, Alt, Del pressed, then released in reverse order. */
-	static const uint8_t seq[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+	/* Scancode set 2 (the controller does not translate: CTR bit 6 is
+	 * clear): Ctrl, Alt, Del pressed, then released in reverse order. */
+	static const uint8_t seq[] = { 0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14 };
 	pthread_mutex_lock(&k->lock);
 	int err = 0;
 	if (k->buf_count + sizeof(seq) > I8042_BUF_CAP) {
@@ -123,11 +162,18 @@ int i8042_init(struct i8042 *k, struct vm *vm)
 	memset(k, 0, sizeof(*k));
 	pthread_mutex_init(&k->lock, NULL);
 	k->vm = vm;
-	k->cmd_byte = CB_KBD_INT;
+	k->cmd_byte = CTR_KBD_INT;
 	k->irq_fd = vm_irqfd(vm, 1);
 	if (k->irq_fd < 0)
 		return k->irq_fd;
 	/* 0x60..0x64 as one range; 0x61 (the PC speaker/NMI status port)
 	 * and 0x62/0x63 read as 0xff through the dispatcher above. */
 	return bus_register(&vm->pio, PORT_I8042_DATA, 5, i8042_access, k, "i8042");
+}
+
+void i8042_destroy(struct i8042 *k)
+{
+	if (k->irq_fd >= 0)
+		close(k->irq_fd);
+	k->irq_fd = -1;
 }

@@ -25,6 +25,7 @@ struct i8042 {
 
 /* Register ports 0x60 and 0x64. Returns 0 or -errno. */
 int i8042_init(struct i8042 *k, struct vm *vm);
+void i8042_destroy(struct i8042 *k);
 
 /* Queue the scancodes of Ctrl-Alt-Del and interrupt the guest. Returns
  * -ENOSPC if the guest has not drained earlier keys. */

@@ -70,6 +70,8 @@ static void transmit(struct serial *s, uint8_t c)
 {
 	if (s->mcr & MCR_LOOP) {
 		rx_push(s, c);
+	} else if (!rl_consume(&s->out_rl, 1, rl_now_ns())) {
+		s->tx_dropped++;
 	} else if (s->out_fd >= 0) {
 		if (write(s->out_fd, &c, 1) == 1)
 			s->tx_bytes++;
@@ -184,11 +186,15 @@ void serial_input(struct serial *s, const uint8_t *buf, size_t len)
 	pthread_mutex_unlock(&s->lock);
 }
 
-int serial_init(struct serial *s, struct vm *vm, int out_fd)
+int serial_init(struct serial *s, struct vm *vm, int out_fd, const struct token_bucket_config *limit)
 {
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
 	s->out_fd = out_fd;
+	struct ratelimiter_config rl = { 0 };
+	if (limit)
+		rl.bandwidth = *limit;
+	rl_init(&s->out_rl, &rl, rl_now_ns());
 	s->irq_fd = -1;
 	s->mcr = 0x08; /* OUT2: the PC routes the UART's interrupt through it */
 	int fd = vm_irqfd(vm, IRQ_COM1);
@@ -196,4 +202,11 @@ int serial_init(struct serial *s, struct vm *vm, int out_fd)
 		return fd;
 	s->irq_fd = fd;
 	return bus_register(&vm->pio, PORT_COM1, 8, serial_access, s, "serial");
+}
+
+void serial_destroy(struct serial *s)
+{
+	if (s->irq_fd >= 0)
+		close(s->irq_fd);
+	s->irq_fd = -1;
 }

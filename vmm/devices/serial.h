@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../io/ratelimit.h"
+
 struct vm;
 
 #define SERIAL_RX_CAP 1024
@@ -16,17 +18,20 @@ struct vm;
 struct serial {
 	pthread_mutex_t lock;
 	int out_fd;     /* where the guest's output goes; -1 discards it */
+	struct ratelimiter out_rl; /* optional limit on output bytes */
 	int irq_fd;     /* irqfd for IRQ 4 */
 	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr;
 	uint8_t thr_empty_pending; /* THRE interrupt not yet acknowledged */
 	uint8_t rx[SERIAL_RX_CAP];
 	unsigned rx_head, rx_count;
 	/* counters, for metrics */
-	uint64_t tx_bytes, rx_bytes, rx_dropped, tx_errors;
+	uint64_t tx_bytes, rx_bytes, rx_dropped, tx_errors, tx_dropped;
 };
 
-/* Register COM1 on vm's port bus. Returns 0 or -errno. */
-int serial_init(struct serial *s, struct vm *vm, int out_fd);
+/* Register COM1 on vm's port bus. Output beyond the optional rate
+ * limit (bytes) is dropped and counted. Returns 0 or -errno. */
+int serial_init(struct serial *s, struct vm *vm, int out_fd, const struct token_bucket_config *limit);
+void serial_destroy(struct serial *s);
 
 /* Bytes typed for the guest. Bytes beyond the receive buffer are dropped
  * and counted. Safe from any thread. */

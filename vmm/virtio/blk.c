@@ -335,6 +335,13 @@ static void blk_counters(struct virtio_dev *vd, char *buf, size_t len)
 		 (unsigned long long)st->invalid, (unsigned long long)st->throttled);
 }
 
+static void blk_destroy(struct virtio_dev *vd)
+{
+	struct virtio_blk *blk = vd->dev;
+	close(blk->fd);
+	free(blk->reqs);
+}
+
 static const struct virtio_ops blk_ops = {
 	.name = "block",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -343,38 +350,48 @@ static const struct virtio_ops blk_ops = {
 	.config_read = blk_config_read,
 	.notify = blk_notify,
 	.counters = blk_counters,
+	.destroy = blk_destroy,
 	/* No reset hook: in-flight requests finish into guest memory, which
 	 * stays mapped, and their completions see the new generation. */
 };
+
+/* Open a drive's backing file and learn its size in sectors. */
+static int open_backing(const struct drive_config *cfg, const char *path, uint64_t *sectors,
+			char *err, size_t errlen)
+{
+	int fd = open(path, (cfg->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "drive %s: %s: %s", cfg->drive_id, path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	uint64_t bytes = 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		bytes = (uint64_t)st.st_size;
+	} else if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+			bytes = 0;
+	} else {
+		snprintf(err, errlen, "drive %s: %s: not a regular file or block device", cfg->drive_id, path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (bytes % SECTOR)
+		log_warn("drive %s: size %llu is not a multiple of 512; the tail is not visible",
+			 cfg->drive_id, (unsigned long long)bytes);
+	*sectors = bytes / SECTOR;
+	return fd;
+}
 
 int virtio_blk_init(struct virtio_blk *blk, struct vm *vm, struct evloop *loop, unsigned index,
 		    const struct drive_config *cfg, char *err, size_t errlen)
 {
 	memset(blk, 0, sizeof(*blk));
 	blk->cfg = *cfg;
-	blk->fd = open(cfg->path_on_host, (cfg->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (blk->fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "drive %s: %s: %s", cfg->drive_id, cfg->path_on_host, strerror(e));
-		return -e;
-	}
-	struct stat st;
-	uint64_t bytes = 0;
-	if (fstat(blk->fd, &st) == 0 && S_ISREG(st.st_mode)) {
-		bytes = (uint64_t)st.st_size;
-	} else if (S_ISBLK(st.st_mode)) {
-		if (ioctl(blk->fd, BLKGETSIZE64, &bytes) < 0)
-			bytes = 0;
-	} else {
-		snprintf(err, errlen, "drive %s: %s: not a regular file or block device",
-			 cfg->drive_id, cfg->path_on_host);
-		close(blk->fd);
-		return -EINVAL;
-	}
-	if (bytes % SECTOR)
-		log_warn("drive %s: size %llu is not a multiple of 512; the tail is not visible",
-			 cfg->drive_id, (unsigned long long)bytes);
-	blk->capacity = bytes / SECTOR;
+	blk->fd = open_backing(cfg, cfg->path_on_host, &blk->capacity, err, errlen);
+	if (blk->fd < 0)
+		return blk->fd;
 	blk->reqs = calloc(BLK_NUM_REQS, sizeof(*blk->reqs));
 	if (!blk->reqs) {
 		close(blk->fd);
@@ -387,6 +404,30 @@ int virtio_blk_init(struct virtio_blk *blk, struct vm *vm, struct evloop *loop, 
 	if (e)
 		snprintf(err, errlen, "drive %s: %s", cfg->drive_id, strerror(-e));
 	return e;
+}
+
+int virtio_blk_update(struct virtio_blk *blk, const char *path, const struct ratelimiter_config *rl,
+		      char *err, size_t errlen)
+{
+	uint64_t sectors = 0;
+	int fd = -1;
+	if (path && (fd = open_backing(&blk->cfg, path, &sectors, err, errlen)) < 0)
+		return fd;
+	pthread_mutex_lock(&blk->vd.lock);
+	if (path) {
+		/* Requests in flight keep their own reference to the old file. */
+		close(blk->fd);
+		blk->fd = fd;
+		blk->capacity = sectors;
+		snprintf(blk->cfg.path_on_host, sizeof(blk->cfg.path_on_host), "%s", path);
+		virtio_config_changed(&blk->vd);
+	}
+	if (rl) {
+		blk->cfg.rate_limiter = *rl;
+		rl_init(&blk->rl, rl, rl_now_ns());
+	}
+	pthread_mutex_unlock(&blk->vd.lock);
+	return 0;
 }
 
 void virtio_blk_root_param(const struct virtio_blk *blk, char *buf, size_t len)

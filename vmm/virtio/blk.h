@@ -56,6 +56,12 @@ struct virtio_blk {
 int virtio_blk_init(struct virtio_blk *blk, struct vm *vm, struct evloop *loop, unsigned index,
 		    const struct drive_config *cfg, char *err, size_t errlen);
 
+/* After boot (PATCH /drives/{id}): switch to another backing file (the
+ * guest is told the new size) and/or replace the rate limiter. Takes the
+ * device lock. Returns 0 or -errno with a message in err. */
+int virtio_blk_update(struct virtio_blk *blk, const char *path, const struct ratelimiter_config *rl,
+		      char *err, size_t errlen);
+
 /* The kernel parameters that make this drive the root filesystem. */
 void virtio_blk_root_param(const struct virtio_blk *blk, char *buf, size_t len);
 

@@ -43,6 +43,13 @@ void virtio_signal(struct virtio_dev *vd, unsigned q)
 		raise_irq(vd, VIRTIO_MMIO_INT_VRING);
 }
 
+void virtio_config_changed(struct virtio_dev *vd)
+{
+	vd->config_generation++;
+	if (vd->status & VIRTIO_CONFIG_S_DRIVER_OK)
+		raise_irq(vd, VIRTIO_MMIO_INT_CONFIG);
+}
+
 void virtio_fail(struct virtio_dev *vd, const char *why)
 {
 	log_ratelimited(LOG_WARN, "virtio %s@0x%llx: %s; device needs reset", vd->ops->name,
@@ -243,21 +250,17 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 	vd->index = index;
 	vd->base = LAYOUT_VIRTIO_MMIO_BASE + index * LAYOUT_VIRTIO_MMIO_SIZE;
 	vd->irq = IRQ_VIRTIO_BASE + index;
+	vd->irq_fd = vd->reset_fd = -1;
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vd->notify[i].fd = -1;
 	if (vd->irq > IRQ_VIRTIO_LAST || ops->num_queues > VIRTIO_MAX_QUEUES)
 		return -ENOSPC;
 
 	vd->irq_fd = vm_irqfd(vm, vd->irq);
 	if (vd->irq_fd < 0)
 		return vd->irq_fd;
-	vd->reset_fd = -1;
-	if (ops->reset_io) {
-		vd->reset_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (vd->reset_fd < 0)
-			return -errno;
-		int err = evloop_watch(loop, &vd->reset_watch, vd->reset_fd, POLLIN, on_reset);
-		if (err)
-			return err;
-	}
+	if (ops->reset_io && (vd->reset_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return -errno;
 	for (unsigned i = 0; i < ops->num_queues; i++) {
 		struct virtio_notify *n = &vd->notify[i];
 		vd->vq[i].max_size = VIRTQ_MAX_SIZE;
@@ -275,12 +278,37 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 		};
 		if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
 			return -errno;
-		int err = evloop_watch(loop, &n->watch, n->fd, POLLIN, on_notify);
-		if (err)
-			return err;
 	}
 	return bus_register(&vm->mmio, vd->base, LAYOUT_VIRTIO_MMIO_SIZE, virtio_mmio_access, vd,
 			    ops->name);
+}
+
+int virtio_dev_start_io(struct virtio_dev *vd)
+{
+	int err;
+	for (unsigned i = 0; i < vd->ops->num_queues; i++)
+		if ((err = evloop_watch(vd->loop, &vd->notify[i].watch, vd->notify[i].fd, POLLIN, on_notify)))
+			return err;
+	if (vd->reset_fd >= 0 &&
+	    (err = evloop_watch(vd->loop, &vd->reset_watch, vd->reset_fd, POLLIN, on_reset)))
+		return err;
+	return vd->ops->start_io ? vd->ops->start_io(vd) : 0;
+}
+
+void virtio_dev_destroy(struct virtio_dev *vd)
+{
+	if (!vd->ops)
+		return; /* virtio_dev_init never ran: the device cleaned up itself */
+	if (vd->ops->destroy)
+		vd->ops->destroy(vd);
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		if (vd->notify[i].fd >= 0)
+			close(vd->notify[i].fd);
+	if (vd->irq_fd >= 0)
+		close(vd->irq_fd);
+	if (vd->reset_fd >= 0)
+		close(vd->reset_fd);
+	/* The ioeventfds and the bus range go with the VM. */
 }
 
 void virtio_config_copy(const void *config, size_t size, uint32_t off, uint8_t *data, uint32_t len)

@@ -263,6 +263,13 @@ static void net_counters(struct virtio_dev *vd, char *buf, size_t len)
 		 (unsigned long long)st->tx_throttled);
 }
 
+static void net_destroy(struct virtio_dev *vd)
+{
+	struct virtio_net *net = vd->dev;
+	close(net->tap);
+	free(net->tx_reqs);
+}
+
 static const struct virtio_ops net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -272,6 +279,7 @@ static const struct virtio_ops net_ops = {
 	.activate = net_activate,
 	.notify = net_notify,
 	.counters = net_counters,
+	.destroy = net_destroy,
 };
 
 static int open_tap(const char *name, char *err, size_t errlen)
@@ -333,4 +341,20 @@ int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, 
 	if (e)
 		snprintf(err, errlen, "network interface %s: %s", cfg->iface_id, strerror(-e));
 	return e;
+}
+
+void virtio_net_update(struct virtio_net *net, const struct ratelimiter_config *rx,
+		       const struct ratelimiter_config *tx)
+{
+	pthread_mutex_lock(&net->vd.lock);
+	uint64_t now = rl_now_ns();
+	if (rx) {
+		net->cfg.rx_rate_limiter = *rx;
+		rl_init(&net->rx_rl, rx, now);
+	}
+	if (tx) {
+		net->cfg.tx_rate_limiter = *tx;
+		rl_init(&net->tx_rl, tx, now);
+	}
+	pthread_mutex_unlock(&net->vd.lock);
 }

@@ -51,4 +51,9 @@ struct virtio_net {
 int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, unsigned index,
 		    const struct net_config *cfg, char *err, size_t errlen);
 
+/* After boot (PATCH /network-interfaces/{id}): new rate limiters (NULL
+ * keeps one). Takes the device lock. */
+void virtio_net_update(struct virtio_net *net, const struct ratelimiter_config *rx,
+		       const struct ratelimiter_config *tx);
+
 #endif

@@ -50,6 +50,10 @@ struct virtio_ops {
 	void (*notify)(struct virtio_dev *vd, unsigned q);
 	/* The device's counters as "name=value" words, for logs and metrics. */
 	void (*counters)(struct virtio_dev *vd, char *buf, size_t len);
+	/* Arm the device's own event-loop watches (VMM thread, at start). */
+	int (*start_io)(struct virtio_dev *vd);
+	/* Release the device's own resources; only before start_io. */
+	void (*destroy)(struct virtio_dev *vd);
 };
 
 struct virtio_notify {
@@ -94,10 +98,18 @@ struct virtio_dev {
 
 /* Place device number index (address LAYOUT_VIRTIO_MMIO_BASE + index *
  * 4 KiB, GSI IRQ_VIRTIO_BASE + index) on the VM's MMIO bus, with an
- * ioeventfd per queue polled on loop and an irqfd. Setup time only.
- * Returns 0 or -errno. */
+ * ioeventfd per queue and an irqfd. Setup time only; nothing is armed on
+ * the event loop yet, so a failed setup can still be undone with
+ * virtio_dev_destroy(). Returns 0 or -errno. */
 int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, unsigned index,
 		    const struct virtio_ops *ops, void *dev);
+
+/* Start polling the queue notifications (and the device's own fds) on the
+ * VMM thread's loop. Returns 0 or -errno. */
+int virtio_dev_start_io(struct virtio_dev *vd);
+
+/* Undo virtio_dev_init (and the device's own setup), before start_io. */
+void virtio_dev_destroy(struct virtio_dev *vd);
 
 /* The kernel command-line word that announces the device to Linux. */
 void virtio_dev_cmdline(const struct virtio_dev *vd, char *buf, size_t len);
@@ -112,6 +124,10 @@ void virtio_signal(struct virtio_dev *vd, unsigned q);
 void virtio_fail(struct virtio_dev *vd, const char *why);
 
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
+
+/* The device's configuration space changed (a new disk size): bump the
+ * generation and send a configuration interrupt. Lock held. */
+void virtio_config_changed(struct virtio_dev *vd);
 
 /* For config_read: copy len bytes at off from a device's configuration
  * structure of size bytes, if the range lies within it (else leave the

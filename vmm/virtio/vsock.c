@@ -561,6 +561,19 @@ static void vsock_counters(struct virtio_dev *vd, char *buf, size_t len)
 		 (unsigned long long)st->dropped_ctrl, (unsigned long long)st->bad_packets);
 }
 
+static int vsock_start_io(struct virtio_dev *vd)
+{
+	struct virtio_vsock *vs = vd->dev;
+	return evloop_watch(vd->loop, &vs->listen_watch, vs->listen_fd, POLLIN, on_listen);
+}
+
+static void vsock_destroy(struct virtio_dev *vd)
+{
+	struct virtio_vsock *vs = vd->dev;
+	close(vs->listen_fd);
+	unlink(vs->cfg.uds_path);
+}
+
 static const struct virtio_ops vsock_ops = {
 	.name = "vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -570,6 +583,8 @@ static const struct virtio_ops vsock_ops = {
 	.notify = vsock_notify,
 	.reset_io = vsock_reset_io,
 	.counters = vsock_counters,
+	.start_io = vsock_start_io,
+	.destroy = vsock_destroy,
 };
 
 int virtio_vsock_init(struct virtio_vsock *vs, struct vm *vm, struct evloop *loop, unsigned index,
@@ -606,9 +621,7 @@ int virtio_vsock_init(struct virtio_vsock *vs, struct vm *vm, struct evloop *loo
 		close(vs->listen_fd);
 		return -e;
 	}
-	int e = evloop_watch(loop, &vs->listen_watch, vs->listen_fd, POLLIN, on_listen);
-	if (!e)
-		e = virtio_dev_init(&vs->vd, vm, loop, index, &vsock_ops, vs);
+	int e = virtio_dev_init(&vs->vd, vm, loop, index, &vsock_ops, vs);
 	if (e)
 		snprintf(err, errlen, "vsock: %s", strerror(-e));
 	return e;

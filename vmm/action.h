@@ -1,0 +1,83 @@
+/* Typed requests from the API thread to the VMM thread, and their replies.
+ *
+ * The API thread parses HTTP and JSON into one of these and hands it over
+ * (controller_submit); only the VMM thread reads or changes VM state. A
+ * reply is an HTTP status with a fault message, or a JSON body. */
+#ifndef EMBER_ACTION_H
+#define EMBER_ACTION_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+enum action_type {
+	ACTION_GET_INSTANCE_INFO,
+	ACTION_GET_MACHINE_CONFIG,
+	ACTION_PUT_MACHINE_CONFIG,
+	ACTION_PATCH_MACHINE_CONFIG,
+	ACTION_GET_VM_CONFIG,
+	ACTION_PUT_BOOT_SOURCE,
+	ACTION_PUT_DRIVE,
+	ACTION_PATCH_DRIVE,
+	ACTION_PUT_NET,
+	ACTION_PATCH_NET,
+	ACTION_PUT_VSOCK,
+	ACTION_PUT_ENTROPY,
+	ACTION_PUT_SERIAL,
+	ACTION_PUT_LOGGER,
+	ACTION_PUT_METRICS,
+	ACTION_INSTANCE_START,
+	ACTION_SEND_CTRL_ALT_DEL,
+	ACTION_FLUSH_METRICS,
+};
+
+/* machine-config fields present in a request */
+#define MACHINE_F_VCPU_COUNT 0x1
+#define MACHINE_F_MEM_SIZE 0x2
+#define MACHINE_F_SMT 0x4
+#define MACHINE_F_TRACK_DIRTY 0x8
+
+struct machine_update {
+	struct machine_config value;
+	unsigned fields;
+};
+
+/* PATCH /drives/{id}: after boot, a new backing file and/or rate limiter. */
+struct drive_update {
+	char drive_id[CONFIG_ID_MAX];
+	bool has_path;
+	char path_on_host[CONFIG_PATH_MAX];
+	bool has_rate_limiter;
+	struct ratelimiter_config rate_limiter;
+};
+
+/* PATCH /network-interfaces/{id}: after boot, new rate limiters. */
+struct net_update {
+	char iface_id[CONFIG_ID_MAX];
+	bool has_rx, has_tx;
+	struct ratelimiter_config rx, tx;
+};
+
+struct action {
+	enum action_type type;
+	union {
+		struct machine_update machine;
+		struct boot_source_config boot;
+		struct drive_config drive;
+		struct drive_update drive_update;
+		struct net_config net;
+		struct net_update net_update;
+		struct vsock_config vsock;
+		struct entropy_config entropy;
+		struct serial_config serial;
+		struct logger_config logger;
+		struct metrics_config metrics;
+	} u;
+
+	/* The reply, set by the VMM thread. */
+	int status;              /* 200 (with body), 204, or an error status */
+	char fault[512];         /* the fault_message of an error */
+	char *body;              /* JSON of a 200 reply; freed by the API thread */
+};
+
+#endif

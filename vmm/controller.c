@@ -1,0 +1,489 @@
+#include "controller.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../api/config_json.h"
+#include "boot/boot.h"
+#include "log.h"
+#include "version.h"
+#include "virtio/blk.h"
+#include "virtio/net.h"
+#include "virtio/rng.h"
+#include "virtio/vsock.h"
+
+#define METRICS_PERIOD_NS (60ULL * 1000000000ULL) /* as Firecracker: once a minute */
+
+/* ---- replies -------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static void reply_error(struct action *a, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(a->fault, sizeof(a->fault), fmt, ap);
+	va_end(ap);
+	a->status = status;
+}
+
+static void reply_json(struct action *a, cJSON *obj)
+{
+	a->body = cJSON_PrintUnformatted(obj);
+	cJSON_Delete(obj);
+	a->status = a->body ? 200 : 500;
+	if (!a->body)
+		snprintf(a->fault, sizeof(a->fault), "out of memory");
+}
+
+static bool pre_boot(struct controller *c, struct action *a)
+{
+	if (c->state == STATE_NOT_STARTED)
+		return true;
+	reply_error(a, 400, "not allowed after the VM has started");
+	return false;
+}
+
+static bool post_boot(struct controller *c, struct action *a)
+{
+	if (c->state != STATE_NOT_STARTED)
+		return true;
+	reply_error(a, 400, "not allowed before the VM has started");
+	return false;
+}
+
+/* ---- the VM's lifetime ---------------------------------------------- */
+
+static void on_vm_stop(struct evloop_watch *w, int res)
+{
+	struct controller *c = container_of(w, struct controller, stop_watch);
+	(void)res;
+	c->exit_code = c->machine.vm.exit_code;
+	evloop_stop(c->loop);
+}
+
+int controller_start_instance(struct controller *c, char *err, size_t errlen)
+{
+	char msg[512];
+	int ret = config_check_devices(&c->cfg, msg, sizeof(msg));
+	if (ret) {
+		snprintf(err, errlen, "%s", msg);
+		return ret;
+	}
+	struct machine_params p = {
+		.cfg = &c->cfg, .loop = c->loop, .boot_timer = c->boot_timer,
+		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu,
+	};
+	if ((ret = machine_build(&c->machine, &p, err, errlen)))
+		return ret;
+	if ((ret = evloop_watch(c->loop, &c->stop_watch, c->machine.vm.stop_fd, POLLIN, on_vm_stop)) ||
+	    (ret = machine_start(&c->machine, err, errlen))) {
+		if (!err[0])
+			snprintf(err, errlen, "cannot start: %s", strerror(-ret));
+		/* Watches may be armed now: the only clean way out is to stop. */
+		vm_request_stop(&c->machine.vm, 1, "start failed");
+		c->state = STATE_RUNNING;
+		return ret;
+	}
+	c->state = STATE_RUNNING;
+	log_info("booting %s (%u vCPU%s, %llu MiB)", c->cfg.boot.kernel_image_path,
+		 c->cfg.machine.vcpu_count, c->cfg.machine.vcpu_count == 1 ? "" : "s",
+		 (unsigned long long)c->cfg.machine.mem_size_mib);
+	return 0;
+}
+
+/* ---- logger and metrics --------------------------------------------- */
+
+int controller_apply_logger(struct controller *c, const struct logger_config *l, char *err, size_t errlen)
+{
+	if (l->has_path) {
+		int ret = log_set_path(l->log_path);
+		if (ret) {
+			snprintf(err, errlen, "logger.log_path %s: %s", l->log_path, strerror(-ret));
+			return ret;
+		}
+	}
+	if (l->level >= 0)
+		log_set_level((enum log_level)l->level);
+	if (l->show_level >= 0)
+		log_set_show_level(l->show_level);
+	if (l->show_log_origin >= 0)
+		log_set_show_origin(l->show_log_origin);
+	c->cfg.logger = *l;
+	return 0;
+}
+
+static void metrics_tick(struct evloop_timer *t)
+{
+	struct controller *c = container_of(t, struct controller, metrics_timer);
+	controller_flush_metrics(c);
+	evloop_timer_arm(c->loop, &c->metrics_timer, METRICS_PERIOD_NS, metrics_tick);
+}
+
+int controller_apply_metrics(struct controller *c, const struct metrics_config *m, char *err, size_t errlen)
+{
+	if (c->metrics_fd >= 0) {
+		snprintf(err, errlen, "metrics are already set up (to %s)", c->cfg.metrics.metrics_path);
+		return -EEXIST;
+	}
+	int fd = log_open_sink(m->metrics_path);
+	if (fd < 0) {
+		snprintf(err, errlen, "metrics.metrics_path %s: %s", m->metrics_path, strerror(-fd));
+		return fd;
+	}
+	c->metrics_fd = fd;
+	c->cfg.metrics = *m;
+	evloop_timer_arm(c->loop, &c->metrics_timer, METRICS_PERIOD_NS, metrics_tick);
+	return 0;
+}
+
+/* "name=value name=value" counters as a JSON object's numbers. */
+static void add_counters(cJSON *obj, const char *text)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", text);
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(tok, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		cJSON_AddNumberToObject(obj, tok, strtod(eq + 1, NULL));
+	}
+}
+
+static void add_device(cJSON *root, const char *prefix, const char *id, struct virtio_dev *vd)
+{
+	char key[96], text[1024];
+	snprintf(key, sizeof(key), id ? "%s_%s" : "%s", prefix, id);
+	virtio_counters(vd, text, sizeof(text));
+	add_counters(cJSON_AddObjectToObject(root, key), text);
+}
+
+int controller_flush_metrics(struct controller *c)
+{
+	if (c->metrics_fd < 0)
+		return -ENOENT;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	cJSON *root = cJSON_CreateObject();
+	cJSON_AddNumberToObject(root, "utc_timestamp_ms", (double)now.tv_sec * 1e3 + now.tv_nsec / 1e6);
+	cJSON_AddStringToObject(root, "id", c->id);
+	cJSON_AddStringToObject(root, "state", c->state == STATE_RUNNING ? "Running" : "Not started");
+	cJSON *api = cJSON_AddObjectToObject(root, "api_server");
+	cJSON_AddNumberToObject(api, "process_startup_time_us", (double)c->startup_us);
+	cJSON_AddNumberToObject(api, "process_startup_time_cpu_us", (double)c->startup_cpu_us);
+	if (c->api_metrics)
+		c->api_metrics(api);
+
+	struct machine *m = &c->machine;
+	if (c->state == STATE_RUNNING) {
+		if (m->has_boot_timer) {
+			cJSON *bt = cJSON_AddObjectToObject(root, "boot_timer");
+			cJSON_AddNumberToObject(bt, "guest_boot_time_us", (double)atomic_load(&m->boot_timer.boot_us));
+			cJSON_AddNumberToObject(bt, "guest_boot_time_cpu_us",
+						(double)atomic_load(&m->boot_timer.boot_cpu_us));
+		}
+		cJSON *emu = cJSON_AddObjectToObject(root, "emulation");
+		for (int k = 0; k < EMU_NKINDS; k++)
+			cJSON_AddNumberToObject(emu, emu_kind_name((enum emu_kind)k),
+						(double)atomic_load(&m->vm.emu.count[k]));
+		pthread_mutex_lock(&m->serial.lock);
+		cJSON *uart = cJSON_AddObjectToObject(root, "uart");
+		cJSON_AddNumberToObject(uart, "tx_bytes", (double)m->serial.tx_bytes);
+		cJSON_AddNumberToObject(uart, "tx_dropped", (double)m->serial.tx_dropped);
+		cJSON_AddNumberToObject(uart, "rx_bytes", (double)m->serial.rx_bytes);
+		cJSON_AddNumberToObject(uart, "rx_dropped", (double)m->serial.rx_dropped);
+		pthread_mutex_unlock(&m->serial.lock);
+		for (unsigned i = 0; i < m->nblk; i++)
+			add_device(root, "block", m->blk[i]->cfg.drive_id, &m->blk[i]->vd);
+		for (unsigned i = 0; i < m->nnet; i++)
+			add_device(root, "net", m->net[i]->cfg.iface_id, &m->net[i]->vd);
+		if (m->vsock)
+			add_device(root, "vsock", NULL, &m->vsock->vd);
+		if (m->rng)
+			add_device(root, "entropy", NULL, &m->rng->vd);
+	}
+	cJSON_AddNumberToObject(cJSON_AddObjectToObject(root, "logger"), "missed_log_count",
+				(double)log_missed_count());
+	cJSON *mm = cJSON_AddObjectToObject(root, "metrics");
+	cJSON_AddNumberToObject(mm, "missed_metrics_count", (double)c->metrics_missed);
+	cJSON_AddNumberToObject(mm, "flushes", (double)++c->metrics_flushes);
+
+	char *line = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (!line)
+		return -ENOMEM;
+	size_t len = strlen(line);
+	line[len] = '\n'; /* replaces the NUL: written by length below */
+	/* Non-blocking: a FIFO nobody reads loses this line, counted. */
+	ssize_t n = write(c->metrics_fd, line, len + 1);
+	free(line);
+	if (n != (ssize_t)(len + 1)) {
+		c->metrics_missed++;
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* ---- actions -------------------------------------------------------- */
+
+static void put_drive(struct controller *c, struct action *a)
+{
+	const struct drive_config *d = &a->u.drive;
+	/* Open it now so a bad path is this request's error, not InstanceStart's. */
+	int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		reply_error(a, 400, "drive %s: %s: %s", d->drive_id, d->path_on_host, strerror(errno));
+		return;
+	}
+	close(fd);
+	struct vmm_config next = c->cfg;
+	unsigned i;
+	for (i = 0; i < next.ndrives; i++)
+		if (strcmp(next.drives[i].drive_id, d->drive_id) == 0)
+			break;
+	if (i == CONFIG_MAX_DRIVES) {
+		reply_error(a, 400, "drives: at most %d drives", CONFIG_MAX_DRIVES);
+		return;
+	}
+	next.drives[i] = *d;
+	if (i == next.ndrives)
+		next.ndrives++;
+	if (config_check_devices(&next, a->fault, sizeof(a->fault))) {
+		a->status = 400;
+		return;
+	}
+	c->cfg = next;
+	a->status = 204;
+}
+
+static void put_net(struct controller *c, struct action *a)
+{
+	const struct net_config *n = &a->u.net;
+	struct vmm_config next = c->cfg;
+	unsigned i;
+	for (i = 0; i < next.nnets; i++)
+		if (strcmp(next.nets[i].iface_id, n->iface_id) == 0)
+			break;
+	if (i == CONFIG_MAX_NETS) {
+		reply_error(a, 400, "network-interfaces: at most %d interfaces", CONFIG_MAX_NETS);
+		return;
+	}
+	next.nets[i] = *n;
+	if (i == next.nnets)
+		next.nnets++;
+	if (config_check_devices(&next, a->fault, sizeof(a->fault))) {
+		a->status = 400;
+		return;
+	}
+	c->cfg = next;
+	a->status = 204;
+}
+
+static void patch_drive(struct controller *c, struct action *a)
+{
+	const struct drive_update *u = &a->u.drive_update;
+	struct virtio_blk *blk = machine_drive(&c->machine, u->drive_id);
+	if (!blk) {
+		reply_error(a, 400, "drives: no drive \"%s\"", u->drive_id);
+		return;
+	}
+	if (virtio_blk_update(blk, u->has_path ? u->path_on_host : NULL,
+			      u->has_rate_limiter ? &u->rate_limiter : NULL, a->fault, sizeof(a->fault))) {
+		a->status = 400;
+		return;
+	}
+	for (unsigned i = 0; i < c->cfg.ndrives; i++)
+		if (strcmp(c->cfg.drives[i].drive_id, u->drive_id) == 0)
+			c->cfg.drives[i] = blk->cfg;
+	a->status = 204;
+}
+
+static void patch_net(struct controller *c, struct action *a)
+{
+	const struct net_update *u = &a->u.net_update;
+	struct virtio_net *net = machine_net(&c->machine, u->iface_id);
+	if (!net) {
+		reply_error(a, 400, "network-interfaces: no interface \"%s\"", u->iface_id);
+		return;
+	}
+	virtio_net_update(net, u->has_rx ? &u->rx : NULL, u->has_tx ? &u->tx : NULL);
+	for (unsigned i = 0; i < c->cfg.nnets; i++)
+		if (strcmp(c->cfg.nets[i].iface_id, u->iface_id) == 0)
+			c->cfg.nets[i] = net->cfg;
+	a->status = 204;
+}
+
+void controller_handle(struct controller *c, struct action *a)
+{
+	a->status = 204;
+	a->fault[0] = 0;
+	a->body = NULL;
+	switch (a->type) {
+	case ACTION_GET_INSTANCE_INFO: {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "id", c->id);
+		cJSON_AddStringToObject(o, "state", c->state == STATE_RUNNING ? "Running" : "Not started");
+		cJSON_AddStringToObject(o, "vmm_version", EMBER_VERSION);
+		cJSON_AddStringToObject(o, "app_name", "ember");
+		reply_json(a, o);
+		break;
+	}
+	case ACTION_GET_MACHINE_CONFIG:
+		reply_json(a, config_json_machine_obj(&c->cfg.machine));
+		break;
+	case ACTION_GET_VM_CONFIG:
+		reply_json(a, config_json_vm_obj(&c->cfg));
+		break;
+	case ACTION_PUT_MACHINE_CONFIG:
+	case ACTION_PATCH_MACHINE_CONFIG:
+		if (pre_boot(c, a) &&
+		    config_machine_apply(&c->cfg.machine, &a->u.machine.value, a->u.machine.fields,
+					 a->type == ACTION_PATCH_MACHINE_CONFIG, a->fault, sizeof(a->fault)))
+			a->status = 400;
+		break;
+	case ACTION_PUT_BOOT_SOURCE: {
+		if (!pre_boot(c, a))
+			break;
+		struct boot_images img = {
+			.kernel_path = a->u.boot.kernel_image_path,
+			.initrd_path = a->u.boot.initrd_path[0] ? a->u.boot.initrd_path : NULL,
+		};
+		if (boot_check_images(&img, a->fault, sizeof(a->fault)))
+			a->status = 400;
+		else
+			c->cfg.boot = a->u.boot;
+		break;
+	}
+	case ACTION_PUT_DRIVE:
+		if (pre_boot(c, a))
+			put_drive(c, a);
+		break;
+	case ACTION_PATCH_DRIVE:
+		if (post_boot(c, a))
+			patch_drive(c, a);
+		break;
+	case ACTION_PUT_NET:
+		if (pre_boot(c, a))
+			put_net(c, a);
+		break;
+	case ACTION_PATCH_NET:
+		if (post_boot(c, a))
+			patch_net(c, a);
+		break;
+	case ACTION_PUT_VSOCK:
+		if (pre_boot(c, a))
+			c->cfg.vsock = a->u.vsock;
+		break;
+	case ACTION_PUT_ENTROPY:
+		if (pre_boot(c, a))
+			c->cfg.entropy = a->u.entropy;
+		break;
+	case ACTION_PUT_SERIAL:
+		if (pre_boot(c, a))
+			c->cfg.serial = a->u.serial;
+		break;
+	case ACTION_PUT_LOGGER:
+		if (controller_apply_logger(c, &a->u.logger, a->fault, sizeof(a->fault)))
+			a->status = 400;
+		break;
+	case ACTION_PUT_METRICS:
+		if (controller_apply_metrics(c, &a->u.metrics, a->fault, sizeof(a->fault)))
+			a->status = 400;
+		break;
+	case ACTION_INSTANCE_START:
+		if (pre_boot(c, a) && controller_start_instance(c, a->fault, sizeof(a->fault)))
+			a->status = 400;
+		break;
+	case ACTION_SEND_CTRL_ALT_DEL:
+		if (post_boot(c, a) && i8042_send_ctrl_alt_del(&c->machine.i8042))
+			reply_error(a, 400, "the guest has not read the keys sent earlier");
+		break;
+	case ACTION_FLUSH_METRICS:
+		if (c->metrics_fd < 0)
+			reply_error(a, 400, "metrics are not set up: PUT /metrics first");
+		else
+			controller_flush_metrics(c);
+		break;
+	default:
+		reply_error(a, 500, "unknown action %d", (int)a->type);
+		break;
+	}
+}
+
+/* ---- the channel from the API thread --------------------------------- */
+
+static void on_wake(struct evloop_watch *w, int res)
+{
+	struct controller *c = container_of(w, struct controller, wake_watch);
+	uint64_t n;
+	(void)res;
+	if (read(c->wake_fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	pthread_mutex_lock(&c->lock);
+	struct action *a = c->pending;
+	pthread_mutex_unlock(&c->lock);
+	if (!a)
+		return;
+	controller_handle(c, a);
+	pthread_mutex_lock(&c->lock);
+	c->pending = NULL;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void controller_submit(struct controller *c, struct action *a)
+{
+	uint64_t one = 1;
+	pthread_mutex_lock(&c->lock);
+	while (c->pending)
+		pthread_cond_wait(&c->cond, &c->lock);
+	c->pending = a;
+	if (write(c->wake_fd, &one, sizeof(one)) != sizeof(one)) {
+		c->pending = NULL;
+		a->status = 500;
+		snprintf(a->fault, sizeof(a->fault), "cannot reach the VMM thread");
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	while (c->pending == a)
+		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int controller_init(struct controller *c, struct evloop *loop, const char *id, bool boot_timer,
+		    const struct timespec *start_wall, const struct timespec *start_cpu)
+{
+	memset(c, 0, sizeof(*c));
+	c->loop = loop;
+	c->id = id;
+	c->boot_timer = boot_timer;
+	c->start_wall = *start_wall;
+	c->start_cpu = *start_cpu;
+	c->metrics_fd = -1;
+	config_defaults(&c->cfg);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->wake_fd < 0)
+		return -errno;
+	return evloop_watch(loop, &c->wake_watch, c->wake_fd, POLLIN, on_wake);
+}
+
+void controller_shutdown(struct controller *c)
+{
+	if (c->state == STATE_RUNNING)
+		machine_stop(&c->machine);
+	if (c->metrics_fd >= 0)
+		controller_flush_metrics(c);
+	if (c->state == STATE_RUNNING)
+		machine_log_counters(&c->machine);
+}

@@ -1,0 +1,73 @@
+/* The VMM thread's owner of everything VM-related: the configuration (as
+ * the config file and the API build it), the instance state, the machine
+ * once started, and metrics. API requests arrive as typed actions
+ * (action.h) through controller_submit(), which the API thread calls and
+ * which waits for the VMM thread to run controller_handle(). */
+#ifndef EMBER_CONTROLLER_H
+#define EMBER_CONTROLLER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "action.h"
+#include "config.h"
+#include "io/evloop.h"
+#include "machine.h"
+
+struct cJSON;
+
+enum instance_state { STATE_NOT_STARTED, STATE_RUNNING };
+
+struct controller {
+	struct evloop *loop;
+	const char *id;
+	bool boot_timer;
+	struct timespec start_wall, start_cpu;
+	uint64_t startup_us, startup_cpu_us;  /* exec -> API ready */
+
+	struct vmm_config cfg;
+	enum instance_state state;
+	struct machine machine;
+	struct evloop_watch stop_watch;       /* the VM asked to stop */
+	int exit_code;
+
+	/* metrics */
+	int metrics_fd;
+	unsigned long long metrics_missed, metrics_flushes;
+	struct evloop_timer metrics_timer;
+	void (*api_metrics)(struct cJSON *out); /* the API server's counters, if any */
+
+	/* the action channel from the API thread */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct action *pending;
+	int wake_fd;
+	struct evloop_watch wake_watch;
+};
+
+/* Set up on the VMM thread's loop. Returns 0 or -errno. */
+int controller_init(struct controller *c, struct evloop *loop, const char *id, bool boot_timer,
+		    const struct timespec *start_wall, const struct timespec *start_cpu);
+
+/* Apply logger and metrics settings (from the config file or the API). */
+int controller_apply_logger(struct controller *c, const struct logger_config *l, char *err, size_t errlen);
+int controller_apply_metrics(struct controller *c, const struct metrics_config *m, char *err, size_t errlen);
+
+/* Build and start the VM from the current configuration. Returns 0, or
+ * -errno with the reason in err (nothing is left half-made). */
+int controller_start_instance(struct controller *c, char *err, size_t errlen);
+
+/* Run one action (VMM thread). */
+void controller_handle(struct controller *c, struct action *a);
+
+/* Hand an action to the VMM thread and wait for its reply (API thread). */
+void controller_submit(struct controller *c, struct action *a);
+
+/* Write one metrics line now (VMM thread). Returns 0 or -errno. */
+int controller_flush_metrics(struct controller *c);
+
+/* At exit: stop the vCPUs, last metrics, counters in the log. */
+void controller_shutdown(struct controller *c);
+
+#endif

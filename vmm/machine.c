@@ -1,0 +1,303 @@
+#include "machine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "boot/boot.h"
+#include "log.h"
+#include "vcpu.h"
+#include "virtio/blk.h"
+#include "virtio/net.h"
+#include "virtio/rng.h"
+#include "virtio/vsock.h"
+
+/* Used when the config gives no boot_args: a console on the serial port,
+ * reboot through the i8042, and no probing of what ember does not have. */
+#define DEFAULT_BOOT_ARGS \
+	"console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+
+static bool host_is_pvm(void)
+{
+	return access("/sys/module/kvm_pvm", F_OK) == 0;
+}
+
+static void destroy(struct machine *m)
+{
+	struct vm *vm = &m->vm;
+	for (unsigned i = 0; i < m->nblk; i++) {
+		virtio_dev_destroy(&m->blk[i]->vd);
+		free(m->blk[i]);
+	}
+	for (unsigned i = 0; i < m->nnet; i++) {
+		virtio_dev_destroy(&m->net[i]->vd);
+		free(m->net[i]);
+	}
+	if (m->vsock) {
+		virtio_dev_destroy(&m->vsock->vd);
+		free(m->vsock);
+	}
+	if (m->rng) {
+		virtio_dev_destroy(&m->rng->vd);
+		free(m->rng);
+	}
+	serial_destroy(&m->serial);
+	i8042_destroy(&m->i8042);
+	if (m->serial_out_fd >= 0)
+		close(m->serial_out_fd);
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->nvcpus; i++)
+			vcpu_destroy(&vm->vcpus[i]);
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	vm_destroy(vm);
+	memset(m, 0, sizeof(*m));
+	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = -1;
+}
+
+/* Announce a virtio device on the kernel command line. */
+static int announce(struct machine *m, const struct virtio_dev *vd, char *err, size_t errlen)
+{
+	char word[64];
+	virtio_dev_cmdline(vd, word, sizeof(word));
+	if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), word)) {
+		snprintf(err, errlen, "kernel command line too long for the virtio devices");
+		return -E2BIG;
+	}
+	return 0;
+}
+
+/* virtio-mmio devices in a fixed order: the root drive first (so it is
+ * /dev/vda), the other drives, network interfaces, vsock, entropy. */
+static int attach_virtio(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
+{
+	const struct vmm_config *cfg = p->cfg;
+	unsigned index = 0;
+	int ret;
+	unsigned order[CONFIG_MAX_DRIVES], n = 0;
+	for (unsigned i = 0; i < cfg->ndrives; i++)
+		if (cfg->drives[i].is_root_device)
+			order[n++] = i;
+	for (unsigned i = 0; i < cfg->ndrives; i++)
+		if (!cfg->drives[i].is_root_device)
+			order[n++] = i;
+	for (unsigned k = 0; k < n; k++) {
+		const struct drive_config *d = &cfg->drives[order[k]];
+		struct virtio_blk *blk = calloc(1, sizeof(*blk));
+		if (!blk)
+			return -ENOMEM;
+		m->blk[m->nblk++] = blk;
+		if ((ret = virtio_blk_init(blk, &m->vm, p->loop, index++, d, err, errlen)) ||
+		    (ret = announce(m, &blk->vd, err, errlen)))
+			return ret;
+		/* As Firecracker: the root drive sets root= (and ro/rw), unless
+		 * the boot args already choose a root. */
+		if (d->is_root_device && !boot_cmdline_has(m->cmdline, "root")) {
+			char root[CONFIG_ID_MAX + 32];
+			virtio_blk_root_param(blk, root, sizeof(root));
+			if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), root)) {
+				snprintf(err, errlen, "kernel command line too long for the root device");
+				return -E2BIG;
+			}
+		}
+	}
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		struct virtio_net *net = calloc(1, sizeof(*net));
+		if (!net)
+			return -ENOMEM;
+		m->net[m->nnet++] = net;
+		if ((ret = virtio_net_init(net, &m->vm, p->loop, index++, &cfg->nets[i], err, errlen)) ||
+		    (ret = announce(m, &net->vd, err, errlen)))
+			return ret;
+	}
+	if (cfg->vsock.set) {
+		if (!(m->vsock = calloc(1, sizeof(*m->vsock))))
+			return -ENOMEM;
+		if ((ret = virtio_vsock_init(m->vsock, &m->vm, p->loop, index++, &cfg->vsock, err, errlen)) ||
+		    (ret = announce(m, &m->vsock->vd, err, errlen)))
+			return ret;
+	}
+	if (cfg->entropy.set) {
+		if (!(m->rng = calloc(1, sizeof(*m->rng))))
+			return -ENOMEM;
+		if ((ret = virtio_rng_init(m->rng, &m->vm, p->loop, index++, &cfg->entropy.rate_limiter))) {
+			snprintf(err, errlen, "entropy device: %s", strerror(-ret));
+			return ret;
+		}
+		if ((ret = announce(m, &m->rng->vd, err, errlen)))
+			return ret;
+	}
+	return 0;
+}
+
+static int build(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
+{
+	const struct vmm_config *cfg = p->cfg;
+	struct vm *vm = &m->vm;
+	int ret;
+	if (!cfg->boot.set) {
+		snprintf(err, errlen, "no boot source: PUT /boot-source first");
+		return -EINVAL;
+	}
+	struct boot_images img = {
+		.kernel_path = cfg->boot.kernel_image_path,
+		.initrd_path = cfg->boot.initrd_path[0] ? cfg->boot.initrd_path : NULL,
+		.cmdline = m->cmdline,
+	};
+	if ((ret = boot_check_images(&img, err, errlen)))
+		return ret;
+	char added[128];
+	const char *args = cfg->boot.has_boot_args ? cfg->boot.boot_args : DEFAULT_BOOT_ARGS;
+	if (boot_cmdline_build(args, host_is_pvm(), m->cmdline, sizeof(m->cmdline), added, sizeof(added))) {
+		snprintf(err, errlen, "kernel command line longer than %zu bytes", sizeof(m->cmdline) - 1);
+		return -E2BIG;
+	}
+	if (added[0])
+		log_info("kvm_pvm host: added kernel parameters:%s", added);
+
+	if ((ret = vm_create(vm, cfg->machine.mem_size_mib << 20, cfg->machine.vcpu_count, err, errlen)))
+		return ret;
+	vm->smt = cfg->machine.smt;
+
+	int out = STDOUT_FILENO;
+	if (cfg->serial.set && cfg->serial.serial_out_path[0]) {
+		m->serial_out_fd = open(cfg->serial.serial_out_path,
+					O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0600);
+		if (m->serial_out_fd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "serial_out_path %s: %s", cfg->serial.serial_out_path, strerror(errno));
+			return ret;
+		}
+		out = m->serial_out_fd;
+	}
+	if ((ret = serial_init(&m->serial, vm, out, cfg->serial.set ? &cfg->serial.rate_limiter : NULL)) ||
+	    (ret = i8042_init(&m->i8042, vm))) {
+		snprintf(err, errlen, "legacy devices: %s", strerror(-ret));
+		return ret;
+	}
+	if (p->boot_timer) {
+		if ((ret = boot_timer_init(&m->boot_timer, vm, p->start_wall, p->start_cpu))) {
+			snprintf(err, errlen, "boot timer: %s", strerror(-ret));
+			return ret;
+		}
+		m->has_boot_timer = true;
+	}
+	if ((ret = attach_virtio(m, p, err, errlen))) {
+		if (ret == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
+		return ret;
+	}
+
+	struct boot_entry entry;
+	if ((ret = boot_load(vm, &img, &entry, err, errlen)))
+		return ret;
+	log_debug("kernel command line: %s", m->cmdline);
+
+	if (!(vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus))))
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if ((ret = vcpu_create(vm, &vm->vcpus[i], i)) ||
+		    (ret = boot_setup_vcpu(&vm->vcpus[i], &entry))) {
+			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int machine_build(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
+{
+	memset(m, 0, sizeof(*m));
+	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = -1;
+	m->vm.kvm_fd = m->vm.vm_fd = m->vm.stop_fd = -1;
+	int ret = build(m, p, err, errlen);
+	if (ret)
+		destroy(m);
+	return ret;
+}
+
+int machine_start(struct machine *m, char *err, size_t errlen)
+{
+	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	unsigned n = 0;
+	for (unsigned i = 0; i < m->nblk; i++)
+		devs[n++] = &m->blk[i]->vd;
+	for (unsigned i = 0; i < m->nnet; i++)
+		devs[n++] = &m->net[i]->vd;
+	if (m->vsock)
+		devs[n++] = &m->vsock->vd;
+	if (m->rng)
+		devs[n++] = &m->rng->vd;
+	for (unsigned i = 0; i < n; i++) {
+		int ret = virtio_dev_start_io(devs[i]);
+		if (ret) {
+			snprintf(err, errlen, "%s: cannot watch its queues: %s", devs[i]->ops->name, strerror(-ret));
+			return ret;
+		}
+	}
+	for (unsigned i = 0; i < m->vm.nvcpus; i++) {
+		int ret = vcpu_start(&m->vm.vcpus[i]);
+		if (ret) {
+			snprintf(err, errlen, "cannot start vcpu %u: %s", i, strerror(-ret));
+			vm_request_stop(&m->vm, 1, "cannot start vcpus");
+			return ret;
+		}
+	}
+	m->running = true;
+	return 0;
+}
+
+void machine_stop(struct machine *m)
+{
+	for (unsigned i = 0; m->vm.vcpus && i < m->vm.nvcpus; i++)
+		vcpu_stop(&m->vm.vcpus[i]);
+	if (m->vsock)
+		virtio_vsock_cleanup(m->vsock);
+	m->running = false;
+}
+
+struct virtio_blk *machine_drive(struct machine *m, const char *drive_id)
+{
+	for (unsigned i = 0; i < m->nblk; i++)
+		if (strcmp(m->blk[i]->cfg.drive_id, drive_id) == 0)
+			return m->blk[i];
+	return NULL;
+}
+
+struct virtio_net *machine_net(struct machine *m, const char *iface_id)
+{
+	for (unsigned i = 0; i < m->nnet; i++)
+		if (strcmp(m->net[i]->cfg.iface_id, iface_id) == 0)
+			return m->net[i];
+	return NULL;
+}
+
+static void log_device(struct virtio_dev *vd, const char *id)
+{
+	char buf[768];
+	virtio_counters(vd, buf, sizeof(buf));
+	log_debug("%s %s: %s", vd->ops->name, id, buf);
+}
+
+void machine_log_counters(struct machine *m)
+{
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	char buf[256];
+	emu_stats_format(&m->vm.emu, buf, sizeof(buf));
+	log_debug("emulated instructions: %s", buf[0] ? buf : "none");
+	for (unsigned i = 0; i < m->nblk; i++)
+		log_device(&m->blk[i]->vd, m->blk[i]->cfg.drive_id);
+	for (unsigned i = 0; i < m->nnet; i++)
+		log_device(&m->net[i]->vd, m->net[i]->cfg.iface_id);
+	if (m->vsock)
+		log_device(&m->vsock->vd, "vsock");
+	if (m->rng)
+		log_device(&m->rng->vd, "entropy");
+}
