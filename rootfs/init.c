@@ -9,9 +9,13 @@
  *     /bin/sh -c (quote it: ember.cmd="echo hi"), or an interactive
  *     /bin/sh when there is none, and prints its exit status;
  *  5. syncs and reboots, which ends the VM.
+ *
+ * Ctrl-Alt-Del (the API's SendCtrlAltDel) reaches it as SIGINT: it then
+ * stops the command, syncs and reboots the same way.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,8 +99,21 @@ static char *find_cmd(void)
 	return NULL;
 }
 
+static volatile sig_atomic_t cad;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	cad = 1;
+}
+
 int main(void)
 {
+	/* Ctrl-Alt-Del: a SIGINT for us rather than an immediate reboot. */
+	struct sigaction sa = { .sa_handler = on_sigint };
+	sigaction(SIGINT, &sa, NULL);
+	reboot(RB_DISABLE_CAD);
+
 	mount_fs("proc", "/proc", "proc");
 	mount_fs("sysfs", "/sys", "sysfs");
 	mount_fs("devtmpfs", "/dev", "devtmpfs");
@@ -111,6 +128,7 @@ int main(void)
 	char *cmd = find_cmd();
 	pid_t child = fork();
 	if (child == 0) {
+		signal(SIGINT, SIG_DFL);
 		if (cmd)
 			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		else
@@ -124,10 +142,17 @@ int main(void)
 		pid_t pid = wait(&status);
 		if (pid == child || (pid < 0 && errno == ECHILD))
 			break;
+		if (pid < 0 && errno == EINTR && cad) {
+			say("%s", "Ctrl-Alt-Del: shutting down");
+			kill(-1, SIGTERM);
+			break;
+		}
 	}
-	char num[16];
-	snprintf(num, sizeof(num), "%d", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-	say("command exited with status %s", num);
+	if (!cad) {
+		char num[16];
+		snprintf(num, sizeof(num), "%d", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		say("command exited with status %s", num);
+	}
 	sync();
 	reboot(RB_AUTOBOOT);
 	say("reboot failed: %s", strerror(errno));
