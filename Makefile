@@ -6,7 +6,7 @@
 #   make test       unit and integration tests
 #   make SAN=1 test the same with ASan + UBSan
 #   make fuzz       run each fuzz target for FUZZ_RUNS inputs (default 1e6)
-#   make bench      boot and I/O benchmarks, ember next to QEMU microvm
+#   make bench      boot, I/O and API benchmarks, ember next to QEMU microvm
 
 CC      ?= gcc
 SAN     ?= 0
@@ -120,6 +120,7 @@ $(BUILD)/demo.json: Makefile
 bench: $(BUILD)/ember kernel testvm rootfs
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/io.sh
+	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh
 
 run: deps
 	$(MAKE) all $(BUILD)/demo.json

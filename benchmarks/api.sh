@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# API benchmark: from exec to a control socket that answers, and the
+# round-trip time of one request on it, for ember's API socket and QEMU's
+# QMP socket (qemu-system-x86_64 -S -qmp unix:...), run alternately.
+#
+# usage: benchmarks/api.sh [RUNS]   (default 20). Writes benchmarks/results/api.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-20}
+BUILD=${BUILD:-build}
+EMBER=${EMBER:-$BUILD/ember}
+OUT=benchmarks/results/api.md
+BENCH=$BUILD/apibench
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+gcc -O2 -Wall -o "$BENCH" benchmarks/apibench.c
+
+for i in $(seq "$RUNS"); do
+	"$BENCH" ember "$tmp/e.sock" -- "$EMBER" --api-sock "$tmp/e.sock" >> "$tmp/ember"
+	"$BENCH" qemu "$tmp/q.sock" -- qemu-system-x86_64 -S -M microvm,x-option-roms=off,rtc=off,acpi=off \
+		-enable-kvm -cpu host,-arch-capabilities -nodefaults -no-user-config -nographic -m 128 \
+		-qmp unix:"$tmp/q.sock",server=on,wait=off >> "$tmp/qemu"
+done
+
+stats() { # file column -> "median p90 n"
+	awk -v c="$2" '$c >= 0 {print $c}' "$1" | sort -n | awk '
+		{ v[NR] = $1 }
+		END { if (NR == 0) { print "- - 0"; exit }
+		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		      p = v[int(NR * 0.9 + 0.999)]; if (p == "") p = v[NR]
+		      printf "%.1f %.1f %d\n", m, p, NR }'
+}
+row() { # label column unit divisor
+	read -r em ep en <<< "$(stats "$tmp/ember" "$2")"
+	read -r qm qp qn <<< "$(stats "$tmp/qemu" "$2")"
+	local f='BEGIN { printf "%.3g", v / d }'
+	em=$(awk -v v="$em" -v d="$4" "$f"); ep=$(awk -v v="$ep" -v d="$4" "$f")
+	qm=$(awk -v v="$qm" -v d="$4" "$f"); qp=$(awk -v v="$qp" -v d="$4" "$f")
+	local ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.3f", a / b }')
+	echo "| $1 | $em / $ep $3 | $qm / $qp $3 | $ratio | $en / $qn |"
+}
+
+mkdir -p benchmarks/results
+{
+	echo "# API benchmark"
+	echo
+	echo "\`benchmarks/api.sh $RUNS\` on $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -r)," \
+	     "QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'). Measured by \`benchmarks/apibench\`."
+	echo
+	echo "| metric | ember median / p90 | QEMU (QMP) median / p90 | ratio ember/QEMU | runs |"
+	echo "|---|---|---|---|---|"
+	row "exec → socket answers (ember: GET /; QEMU: QMP greeting)" 1 ms 1000
+	row "CPU time used until then (all threads)" 2 ms 1000
+	row "one request round trip (ember: GET /; QEMU: query-status)" 3 µs 1
+} > "$OUT"
+cat "$OUT"
