@@ -6,6 +6,7 @@
 # usage: benchmarks/api.sh [RUNS]   (default 20). Writes benchmarks/results/api.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 RUNS=${1:-20}
 BUILD=${BUILD:-build}
 EMBER=${EMBER:-$BUILD/ember}
@@ -17,19 +18,10 @@ gcc -O2 -Wall -o "$BENCH" benchmarks/apibench.c
 
 for i in $(seq "$RUNS"); do
 	"$BENCH" ember "$tmp/e.sock" -- "$EMBER" --api-sock "$tmp/e.sock" >> "$tmp/ember"
-	"$BENCH" qemu "$tmp/q.sock" -- qemu-system-x86_64 -S -M microvm,x-option-roms=off,rtc=off,acpi=off \
-		-enable-kvm -cpu host,-arch-capabilities -nodefaults -no-user-config -nographic -m 128 \
+	"$BENCH" qemu "$tmp/q.sock" -- "${QEMU_MICROVM[@]}" -S -m 128 \
 		-qmp unix:"$tmp/q.sock",server=on,wait=off >> "$tmp/qemu"
 done
 
-stats() { # file column -> "median p90 n"
-	awk -v c="$2" '$c >= 0 {print $c}' "$1" | sort -n | awk '
-		{ v[NR] = $1 }
-		END { if (NR == 0) { print "- - 0"; exit }
-		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      p = v[int(NR * 0.9 + 0.999)]; if (p == "") p = v[NR]
-		      printf "%.1f %.1f %d\n", m, p, NR }'
-}
 row() { # label column unit divisor
 	read -r em ep en <<< "$(stats "$tmp/ember" "$2")"
 	read -r qm qp qn <<< "$(stats "$tmp/qemu" "$2")"
@@ -44,8 +36,7 @@ mkdir -p benchmarks/results
 {
 	echo "# API benchmark"
 	echo
-	echo "\`benchmarks/api.sh $RUNS\` on $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -r)," \
-	     "QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'). Measured by \`benchmarks/apibench\`."
+	echo "\`benchmarks/api.sh $RUNS\` $(machine_line) Measured by \`benchmarks/apibench\`."
 	echo
 	echo "| metric | ember median / p90 | QEMU (QMP) median / p90 | ratio ember/QEMU | runs |"
 	echo "|---|---|---|---|---|"

@@ -9,6 +9,7 @@
 # Writes benchmarks/results/boot.md and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 RUNS=${1:-20}
 LINUX_RUNS=${2:-1}
 BUILD=${BUILD:-build}
@@ -19,9 +20,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 gcc -O2 -Wall -o "$BENCH" benchmarks/bootbench.c
-QEMU=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,acpi=off -enable-kvm
-      -cpu host,-arch-capabilities -nodefaults -no-user-config -nographic -no-reboot
-      -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4)
+QEMU=("${QEMU_MICROVM[@]}" -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4)
 
 cat > "$tmp/testvm.json" <<JSON
 {"boot-source": {"kernel_image_path": "$(realpath $BUILD/testvm.elf)", "boot_args": ""},
@@ -34,15 +33,6 @@ cat > "$tmp/linux.json" <<JSON
  "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}}
 JSON
 
-# stats FILE COLUMN -> "median p90 n" of that column (skipping -1 = never seen)
-stats() {
-	awk -v c="$2" '$c >= 0 {print $c}' "$1" | sort -n | awk '
-		{ v[NR] = $1 }
-		END { if (NR == 0) { print "- - 0"; exit }
-		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      p = v[int(NR * 0.9 + 0.999)]; if (p == "") p = v[NR]
-		      printf "%.1f %.1f %d\n", m, p, NR }'
-}
 
 : > "$tmp/ember-testvm"; : > "$tmp/qemu-testvm"
 for i in $(seq "$RUNS"); do
@@ -57,8 +47,11 @@ for i in $(seq "$LINUX_RUNS"); do
 		-initrd "$BUILD/initramfs.cpio" -append "$LINUX_ARGS noxsave" >> "$tmp/qemu-linux"
 done
 # Where QEMU stopped, if it did: its words, for the report.
-qemu_linux_note=$(grep -m1 -E "KVM internal error|emulation failure" "$tmp/qemu-linux.log" || echo "reached init")
-qemu_linux_code=$(grep -m1 -o "^Code=.*" "$tmp/qemu-linux.log" | cut -c1-80 || true)
+qemu_linux_note="not run"
+if [ -f "$tmp/qemu-linux.log" ]; then
+	qemu_linux_note=$(grep -m1 -E "KVM internal error|emulation failure" "$tmp/qemu-linux.log" || echo "reached init")
+fi
+qemu_linux_code=$(grep -m1 -o "^Code=.*" "$tmp/qemu-linux.log" 2>/dev/null | cut -c1-80 || true)
 
 # The instructions ember emulated during one Linux boot.
 "$EMBER" --no-api --config-file "$tmp/linux.json" --level Debug > /dev/null 2> "$tmp/ember-linux.err" < /dev/null || true
@@ -77,8 +70,7 @@ mkdir -p benchmarks/results
 {
 	echo "# Boot benchmark"
 	echo
-	echo "\`benchmarks/boot.sh $RUNS $LINUX_RUNS\` on $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -r)," \
-	     "/dev/kvm: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm ), QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')."
+	echo "\`benchmarks/boot.sh $RUNS $LINUX_RUNS\` $(machine_line)"
 	echo "Milliseconds from starting the VMM, measured outside it by \`benchmarks/bootbench\`."
 	echo
 	echo "| metric | ember median / p90 | QEMU microvm median / p90 | ratio ember/QEMU | runs ember / QEMU |"

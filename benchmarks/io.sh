@@ -10,6 +10,7 @@
 # Writes benchmarks/results/io.md and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 RUNS=${1:-10}
 BUILD=${BUILD:-build}
 EMBER=${EMBER:-$BUILD/ember}
@@ -21,9 +22,7 @@ cleanup() { ip link del "$TAP" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 gcc -O2 -Wall -o "$BENCH" benchmarks/bootbench.c
-QEMU=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,acpi=off -enable-kvm
-      -cpu host,-arch-capabilities -nodefaults -no-user-config -nographic -no-reboot
-      -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4 -m 64
+QEMU=("${QEMU_MICROVM[@]}" -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4 -m 64
       -global virtio-mmio.force-legacy=false -kernel "$BUILD/testvm.elf")
 
 truncate -s 64M "$tmp/disk.img"
@@ -62,14 +61,6 @@ else
 	net_note="(net skipped: creating a tap needs root)"
 fi
 
-stats() {
-	awk '$1 >= 0 {print $1}' "$1" | sort -n | awk '
-		{ v[NR] = $1 }
-		END { if (NR == 0) { print "- - 0"; exit }
-		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      p = v[int(NR * 0.9 + 0.999)]; if (p == "") p = v[NR]
-		      printf "%.1f %.1f %d\n", m, p, NR }'
-}
 row() { # label ember-file qemu-file megabytes
 	read -r em ep en <<< "$(stats "$2")"
 	read -r qm qp qn <<< "$(stats "$3")"
@@ -84,8 +75,7 @@ mkdir -p benchmarks/results
 {
 	echo "# I/O benchmark"
 	echo
-	echo "\`benchmarks/io.sh $RUNS\` on $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -r)," \
-	     "/dev/kvm: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm ), QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')."
+	echo "\`benchmarks/io.sh $RUNS\` $(machine_line)"
 	echo "Same test guest (firmware/testvm) under both; time between its start and done markers, measured outside the VMM. Lower is better."
 	echo
 	echo "| transfer | ember median / p90 | QEMU microvm median / p90 | ratio ember/QEMU | runs ember / QEMU |"
