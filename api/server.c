@@ -15,6 +15,7 @@
 
 #include "../vmm/controller.h"
 #include "../vmm/log.h"
+#include "../vmm/seccomp.h"
 
 #define MAX_CLIENTS 32
 
@@ -180,6 +181,9 @@ static void *serve(void *arg)
 {
 	struct api_server *s = arg;
 	pthread_setname_np(pthread_self(), "ember-api");
+	char err[160];
+	if (seccomp_install(SECCOMP_ROLE_API, err, sizeof(err)))
+		die("API thread: %s", err);
 	static struct client clients[MAX_CLIENTS];
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		clients[i].fd = -1;

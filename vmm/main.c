@@ -18,6 +18,7 @@
 #include "controller.h"
 #include "io/evloop.h"
 #include "log.h"
+#include "seccomp.h"
 #include "version.h"
 
 #define DEFAULT_API_SOCK "/run/ember.socket"
@@ -31,6 +32,8 @@ struct options {
 	size_t max_payload;
 	bool no_api;
 	bool boot_timer;
+	/* Set by ember-jailer (as Firecracker's jailer does): when it started. */
+	unsigned long long jailer_start_us, jailer_start_cpu_us;
 };
 
 struct ember {
@@ -62,6 +65,9 @@ static void usage(FILE *f)
 		"  --log-path PATH      write logs to PATH (file or FIFO) instead of stderr\n"
 		"  --show-level         include the level in each log line\n"
 		"  --show-log-origin    include file:line in each log line\n"
+		"  --no-seccomp         install no seccomp filters (debugging only)\n"
+		"  --start-time-us N, --start-time-cpu-us N, --parent-cpu-time-us N\n"
+		"                       set by a jailer: when it started (for the startup metrics)\n"
 		"  --version            print the version and exit\n"
 		"  --help               print this help and exit\n",
 		DEFAULT_MAX_PAYLOAD, (unsigned long long)0xc0000000ULL);
@@ -69,7 +75,8 @@ static void usage(FILE *f)
 
 enum { OPT_CONFIG = 256, OPT_NO_API, OPT_API_SOCK, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
        OPT_LOG_PATH, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_METRICS_PATH, OPT_MAX_PAYLOAD,
-       OPT_VERSION, OPT_HELP };
+       OPT_VERSION, OPT_HELP, OPT_NO_SECCOMP, OPT_START_US, OPT_START_CPU_US, OPT_PARENT_CPU_US,
+       OPT_TEST_FORBIDDEN_SYSCALL };
 
 /* Firecracker's rule for --id: 1 to 64 letters, digits and '-'. */
 static bool valid_id(const char *id)
@@ -81,6 +88,16 @@ static bool valid_id(const char *id)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'))
 			return false;
 	return true;
+}
+
+static unsigned long long parse_us(const char *flag, const char *arg)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(arg, &end, 10);
+	if (errno || *end || end == arg || *arg == '-')
+		die("%s: '%s' is not a number of microseconds", flag, arg);
+	return v;
 }
 
 static void parse_args(int argc, char **argv, struct options *o)
@@ -99,6 +116,13 @@ static void parse_args(int argc, char **argv, struct options *o)
 		{ "http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+		{ "start-time-us", required_argument, NULL, OPT_START_US },
+		{ "start-time-cpu-us", required_argument, NULL, OPT_START_CPU_US },
+		{ "parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_US },
+#ifdef EMBER_TEST_HOOKS
+		{ "test-forbidden-syscall", required_argument, NULL, OPT_TEST_FORBIDDEN_SYSCALL },
+#endif
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -142,6 +166,19 @@ static void parse_args(int argc, char **argv, struct options *o)
 		}
 		case OPT_SHOW_LEVEL: log_set_show_level(true); break;
 		case OPT_SHOW_ORIGIN: log_set_show_origin(true); break;
+		case OPT_NO_SECCOMP: seccomp_disable(); break;
+		case OPT_START_US: o->jailer_start_us = parse_us("--start-time-us", optarg); break;
+		case OPT_START_CPU_US: o->jailer_start_cpu_us = parse_us("--start-time-cpu-us", optarg); break;
+		case OPT_PARENT_CPU_US: (void)parse_us("--parent-cpu-time-us", optarg); break;
+#ifdef EMBER_TEST_HOOKS
+		case OPT_TEST_FORBIDDEN_SYSCALL:
+			for (int r = SECCOMP_ROLE_VMM; r <= SECCOMP_ROLE_VCPU; r++)
+				if (!strcmp(optarg, seccomp_role_name((enum seccomp_role)r)))
+					seccomp_test_forbidden_role = r;
+			if (seccomp_test_forbidden_role < 0)
+				die("--test-forbidden-syscall: vmm, api or vcpu");
+			break;
+#endif
 		case OPT_VERSION: printf("ember v%s\n", EMBER_VERSION); exit(0);
 		case OPT_HELP: usage(stdout); exit(0);
 		default:
@@ -212,6 +249,11 @@ static void on_signal(struct evloop_watch *w, int res)
 	}
 }
 
+static void ignore_signal(int sig)
+{
+	(void)sig;
+}
+
 /* SIGINT/SIGTERM/SIGHUP become a clean stop through a signalfd; they are
  * blocked in every thread (the others inherit the mask). */
 static void signals_setup(struct ember *e)
@@ -222,6 +264,14 @@ static void signals_setup(struct ember *e)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* As PID 1 of a PID namespace (ember-jailer --new-pid-ns) the kernel
+	 * drops signals whose action is the default, even blocked ones; a
+	 * handler (never run: they stay blocked) keeps SIGTERM working. */
+	struct sigaction sa = { .sa_handler = ignore_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	e->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (e->signal_fd < 0)
 		die("signalfd: %s", strerror(errno));
@@ -244,13 +294,17 @@ int main(int argc, char **argv)
 
 	parse_args(argc, argv, &e.opt);
 	signals_setup(&e);
+	/* Before the first untrusted input (the config file, the API, the
+	 * guest); the API and vCPU threads narrow it further. */
+	char msg[512];
+	if (seccomp_install(SECCOMP_ROLE_VMM, msg, sizeof(msg)))
+		die("%s", msg);
 	int err = evloop_init(&e.loop, 256);
 	if (err)
 		die("io_uring: %s", strerror(-err));
 	if ((err = controller_init(&e.ctrl, &e.loop, e.opt.id, e.opt.boot_timer, &e.start_wall, &e.start_cpu)))
 		die("cannot set up the VMM thread: %s", strerror(-err));
 
-	char msg[512];
 	struct controller *c = &e.ctrl;
 	if (e.opt.config_file) {
 		if (config_load_file(e.opt.config_file, &c->cfg, msg, sizeof(msg)))
@@ -276,6 +330,12 @@ int main(int argc, char **argv)
 	}
 	c->startup_us = us_since(&e.start_wall, CLOCK_MONOTONIC);
 	c->startup_cpu_us = us_since(&e.start_cpu, CLOCK_PROCESS_CPUTIME_ID);
+	if (e.opt.jailer_start_us) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		unsigned long long now_us = (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000;
+		log_info("ready %llu us after the jailer started", now_us - e.opt.jailer_start_us);
+	}
 
 	/* With a config file the VM boots at once, API or not (as Firecracker). */
 	if (e.opt.config_file && controller_start_instance(c, msg, sizeof(msg))) {

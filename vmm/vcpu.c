@@ -11,6 +11,7 @@
 
 #include "emulate.h"
 #include "log.h"
+#include "seccomp.h"
 #include "vm.h"
 
 /* Signal used to kick a vCPU thread out of KVM_RUN. Its handler does
@@ -148,6 +149,10 @@ static void *vcpu_thread(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "ember-vcpu%u", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
+	/* Before the first KVM_RUN: from here on the guest drives this thread. */
+	char err[160];
+	if (seccomp_install(SECCOMP_ROLE_VCPU, err, sizeof(err)))
+		die("vcpu %u: %s", vcpu->id, err);
 
 	sigset_t set;
 	sigemptyset(&set);

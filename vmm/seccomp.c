@@ -1,0 +1,241 @@
+/* seccomp filters for ember's threads: the allow-list as data.
+ *
+ * Each rule names a syscall, the roles (threads) that may make it, and
+ * optionally one condition on one argument, (arg & mask) == value. The
+ * jail's filter (installed by ember-jailer before exec) is the union of
+ * every rule, including the start-up rules no thread role has. Anything
+ * not listed kills the process.
+ *
+ * io_uring operations are not syscalls and bypass seccomp; ember submits
+ * only reads, writes, polls and timeouts on fds it already holds. */
+#include "seccomp.h"
+
+#include <errno.h>
+#include <linux/fs.h>
+#include <linux/if_tun.h>
+#include <linux/kvm.h>
+#include <linux/sched.h>
+#include <seccomp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define VMM (1u << SECCOMP_ROLE_VMM)
+#define API (1u << SECCOMP_ROLE_API)
+#define VCPU (1u << SECCOMP_ROLE_VCPU)
+#define ALL (VMM | API | VCPU)
+#define START 0u /* the jail's filter only: the loader and ember's start-up */
+
+#define NO_ARG (-1)
+
+struct seccomp_rule {
+	int nr;
+	unsigned roles;
+	int arg; /* NO_ARG, or the argument the condition tests */
+	uint64_t mask, value;
+	int ret_errno; /* 0: allow; otherwise fail with this errno */
+};
+
+#define ALLOW(sys, roles) { SCMP_SYS(sys), roles, NO_ARG, 0, 0, 0 }
+#define ALLOW_IF(sys, roles, arg, mask, value) { SCMP_SYS(sys), roles, arg, mask, value, 0 }
+#define FAIL_WITH(sys, roles, err) { SCMP_SYS(sys), roles, NO_ARG, 0, 0, err }
+
+/* ioctl request numbers carry their "type" byte in bits 8-15. */
+#define IOCTL_TYPE_MASK 0xff00ULL
+#define IOCTL_TYPE(t) ((uint64_t)(t) << 8)
+
+static const struct seccomp_rule rules[] = {
+	/* -- start-up: the dynamic loader, libc initialisation, exec -- */
+	ALLOW(execve, START),            /* the jailer's exec of ember */
+	ALLOW(arch_prctl, START),        /* TLS set-up */
+	ALLOW(set_tid_address, START),
+	ALLOW(access, VMM),              /* the loader probes ld.so.preload; file checks */
+	ALLOW(prlimit64, START),         /* libc reads the stack limit */
+	ALLOW(pread64, START),           /* the loader reads ELF headers */
+	ALLOW(readlink, START),          /* sanitizer runtimes find the binary */
+
+	/* -- memory -- */
+	ALLOW(brk, ALL),                 /* malloc */
+	ALLOW(mmap, ALL),                /* malloc, guest memory, kvm_run, thread stacks */
+	ALLOW(munmap, ALL),
+	ALLOW(mprotect, ALL),            /* thread stack guard pages, the loader */
+	ALLOW(madvise, ALL),             /* malloc trimming; freeing thread stacks */
+	ALLOW(mremap, VMM | API),        /* realloc of large buffers */
+
+	/* -- threads and signals -- */
+	/* pthread_create: only threads (CLONE_THREAD) in the process. clone3's
+	 * flags sit in a struct seccomp cannot read, so it fails with ENOSYS and
+	 * glibc falls back to clone, whose flags are checked. */
+	ALLOW_IF(clone, VMM, 0, CLONE_THREAD, CLONE_THREAD),
+	FAIL_WITH(clone3, VMM, ENOSYS),
+	ALLOW(set_robust_list, ALL),     /* each new thread */
+	ALLOW(rseq, ALL),                /* each new thread */
+	ALLOW(futex, ALL),               /* mutexes, condition variables, joins */
+	ALLOW(exit, ALL),                /* a thread ends */
+	ALLOW(exit_group, ALL),          /* ember ends (any thread may fail fatally) */
+	ALLOW(rt_sigprocmask, ALL),
+	ALLOW(rt_sigaction, VMM),        /* signal set-up; the vCPU kick handler */
+	ALLOW(rt_sigreturn, ALL),        /* return from the vCPU kick handler */
+	ALLOW(restart_syscall, ALL),
+	ALLOW(sigaltstack, ALL),         /* libc and sanitizer runtimes */
+	ALLOW(tgkill, VMM | VCPU),       /* kick a vCPU out of KVM_RUN; raise() on abort */
+	ALLOW(getpid, ALL),
+	ALLOW(gettid, ALL),
+	ALLOW(sched_yield, ALL),
+	ALLOW_IF(prctl, ALL, 0, ~0ULL, PR_SET_NAME), /* thread names */
+	ALLOW(sched_getaffinity, VMM),   /* libc sizes thread stacks */
+	/* Installing a thread's own filter: it can only narrow what is allowed. */
+	ALLOW(seccomp, ALL),
+
+	/* -- time -- */
+	ALLOW(clock_gettime, ALL),       /* usually the vDSO; the syscall when not */
+	ALLOW(clock_nanosleep, ALL),
+	ALLOW(nanosleep, ALL),
+
+	/* -- files: the kernel, initrd, drives, the tap, logs and metrics -- */
+	ALLOW(openat, VMM),              /* drives can be swapped after boot (PATCH /drives) */
+	ALLOW(close, ALL),
+	ALLOW(read, ALL),                /* eventfds, files, the console */
+	ALLOW(write, ALL),               /* the console (vCPUs' serial), logs, eventfds */
+	ALLOW(readv, VMM),
+	ALLOW(writev, VMM),
+	ALLOW(pread64, VMM),
+	ALLOW(pwrite64, VMM),
+	ALLOW(preadv, VMM),              /* the Sync block engine */
+	ALLOW(pwritev, VMM),
+	ALLOW(lseek, VMM),
+	ALLOW(fsync, VMM),               /* virtio-blk flush */
+	ALLOW(fdatasync, VMM),
+	ALLOW(fallocate, VMM),           /* virtio-blk discard / write zeroes */
+	ALLOW(newfstatat, VMM),
+	ALLOW(fstat, VMM),
+	ALLOW(statx, VMM),
+	ALLOW(unlink, VMM),              /* stale API and vsock socket files */
+	ALLOW(unlinkat, VMM),
+	ALLOW(fcntl, VMM | API),
+	ALLOW(dup, VMM),
+	ALLOW(sysinfo, VMM),             /* checking mem_size_mib against the host */
+	ALLOW(getrandom, ALL),           /* virtio-rng; libc */
+
+	/* -- event plumbing -- */
+	ALLOW(io_uring_setup, VMM),
+	ALLOW(io_uring_enter, VMM),
+	ALLOW(io_uring_register, VMM),
+	ALLOW(eventfd2, VMM),            /* ioeventfds, irqfds, the API queue */
+	ALLOW(signalfd4, VMM),
+	ALLOW(poll, VMM | API),
+	ALLOW(ppoll, VMM | API),
+
+	/* -- sockets: the API (Unix), vsock's host side (Unix) -- */
+	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_UNIX),
+	ALLOW(bind, VMM),
+	ALLOW(listen, VMM),
+	ALLOW(accept4, VMM | API),
+	ALLOW(connect, VMM),
+	ALLOW(shutdown, VMM | API),
+	ALLOW(sendto, VMM | API),
+	ALLOW(recvfrom, VMM | API),
+	ALLOW(sendmsg, VMM | API),
+	ALLOW(recvmsg, VMM | API),
+	ALLOW(getsockopt, VMM | API),
+	ALLOW(setsockopt, VMM | API),
+
+	/* -- ioctls, by request type -- */
+	ALLOW_IF(ioctl, VMM | VCPU, 1, IOCTL_TYPE_MASK, IOCTL_TYPE(KVMIO)), /* KVM_* */
+	ALLOW_IF(ioctl, VMM, 1, IOCTL_TYPE_MASK, IOCTL_TYPE('T')), /* TUN* and the console's TCGETS/TCSETS */
+	ALLOW_IF(ioctl, VCPU, 1, ~0ULL, TUNSETOFFLOAD), /* the guest acks virtio-net offloads in an MMIO write */
+	ALLOW_IF(ioctl, VMM, 1, ~0ULL, BLKGETSIZE64),                /* a drive that is a block device */
+	ALLOW_IF(ioctl, ALL, 1, ~0ULL, FIONBIO),
+	ALLOW_IF(ioctl, ALL, 1, ~0ULL, TCGETS), /* stdio: is stdout a terminal? (first console write) */
+};
+
+static bool disabled;
+
+void seccomp_disable(void)
+{
+	disabled = true;
+}
+
+bool seccomp_enabled(void)
+{
+	return !disabled;
+}
+
+const char *seccomp_role_name(enum seccomp_role role)
+{
+	static const char *const names[] = { "jail", "vmm", "api", "vcpu" };
+	return (unsigned)role < 4 ? names[role] : "?";
+}
+
+#ifdef EMBER_TEST_HOOKS
+int seccomp_test_forbidden_role = -1;
+
+static void test_hook(enum seccomp_role role)
+{
+	if ((int)role != seccomp_test_forbidden_role)
+		return;
+	/* personality(0xffffffff) only reads the persona; no filter allows it. */
+	fprintf(stderr, "ember: test hook: calling personality() from the %s thread\n", seccomp_role_name(role));
+	long r = syscall(SYS_personality, 0xffffffffUL);
+	fprintf(stderr, "ember: test hook: personality() returned %ld: not killed\n", r);
+	_exit(3);
+}
+#else
+static void test_hook(enum seccomp_role role)
+{
+	(void)role;
+}
+#endif
+
+int seccomp_install(enum seccomp_role role, char *err, size_t errlen)
+{
+	if (disabled) {
+		test_hook(role);
+		return 0;
+	}
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+	if (!ctx) {
+		snprintf(err, errlen, "seccomp: cannot create a filter");
+		return -1;
+	}
+	/* Log every kill, so a missing rule shows up in the kernel log. The
+	 * first filter sets no_new_privs below; threads inherit it, so
+	 * libseccomp need not (its prctl would be outside later filters). */
+	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
+	if (rc == 0)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	for (size_t i = 0; rc == 0 && i < sizeof(rules) / sizeof(rules[0]); i++) {
+		const struct seccomp_rule *r = &rules[i];
+		if (role != SECCOMP_ROLE_JAIL && !(r->roles & (1u << role)))
+			continue;
+		uint32_t action = r->ret_errno ? SCMP_ACT_ERRNO((uint32_t)r->ret_errno) : SCMP_ACT_ALLOW;
+		if (r->arg == NO_ARG)
+			rc = seccomp_rule_add(ctx, action, r->nr, 0);
+		else
+			rc = seccomp_rule_add(ctx, action, r->nr, 1,
+					      SCMP_CMP((unsigned)r->arg, SCMP_CMP_MASKED_EQ, r->mask, r->value));
+		if (rc)
+			snprintf(err, errlen, "seccomp: rule %zu (syscall %d) for %s: %s", i, r->nr,
+				 seccomp_role_name(role), strerror(-rc));
+	}
+	if (rc == 0 && (role == SECCOMP_ROLE_JAIL || role == SECCOMP_ROLE_VMM) &&
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "seccomp: no_new_privs: %s", strerror(errno));
+	}
+	if (rc == 0 && (rc = seccomp_load(ctx)))
+		snprintf(err, errlen, "seccomp: cannot install the %s filter: %s", seccomp_role_name(role),
+			 strerror(-rc));
+	seccomp_release(ctx);
+	if (rc)
+		return -1;
+	test_hook(role);
+	return 0;
+}
