@@ -14,6 +14,9 @@ BUILD   := build
 # Sanitized objects live apart so the two builds never mix.
 OBJ     := $(if $(filter 1,$(SAN)),$(BUILD)/san,$(BUILD)/obj)
 EMBER   := $(OBJ)/ember
+JAILER  := $(OBJ)/ember-jailer
+# ember with test-only hooks (--test-forbidden-syscall); never installed.
+EMBER_TEST := $(OBJ)/ember-test
 
 PKGS    := libcjson liburing libseccomp libcap-ng
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing \
@@ -29,6 +32,9 @@ endif
 VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c api/*.c)
 VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS))
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
+JAILER_SRCS := $(wildcard jailer/*.c)
+JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o
+TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o
 
 # ---- Debian packages -------------------------------------------------
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
@@ -37,7 +43,7 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat
 
 .PHONY: all deps kernel testvm rootfs run bench test unit integration fuzz fuzz-smoke clean
-all: $(EMBER) $(BUILD)/ember kernel testvm rootfs
+all: $(EMBER) $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
 
 deps:
 	@missing=$$(for p in $(DEBS); do \
@@ -60,16 +66,34 @@ $(EMBER): $(VMM_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# build/ember is the binary users run; the sanitized one stays in build/san.
+$(JAILER): $(JAILER_OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OBJ)/%-test.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (test hooks)"
+	@$(CC) $(CFLAGS) -DEMBER_TEST_HOOKS -MMD -MP -c $< -o $@
+
+$(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o,$(LIB_OBJS)) $(TEST_HOOK_OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# build/ember and build/ember-jailer are the binaries users run; the
+# sanitized ones stay in build/san.
 $(BUILD)/ember: $(BUILD)/obj/ember
+	@mkdir -p $(BUILD)
+	cp $< $@
+$(BUILD)/ember-jailer: $(BUILD)/obj/ember-jailer
 	@mkdir -p $(BUILD)
 	cp $< $@
 
 ifneq ($(SAN),1)
 $(BUILD)/obj/ember: $(VMM_OBJS)
+$(BUILD)/obj/ember-jailer: $(JAILER_OBJS)
 endif
 
--include $(VMM_OBJS:.o=.d)
+-include $(VMM_OBJS:.o=.d) $(JAILER_OBJS:.o=.d) $(TEST_HOOK_OBJS:.o=.d)
 
 # ---- guest kernel (cached outside the tree, see firmware/kernel/build.sh)
 KERNEL_INPUTS := firmware/kernel/build.sh firmware/kernel/ember.config $(wildcard firmware/kernel/patches/*.patch)
@@ -142,8 +166,8 @@ $(UNIT_BIN): $(UNIT_OBJS) $(LIB_OBJS)
 unit: $(UNIT_BIN)
 	$(UNIT_BIN) --jobs 2
 
-integration: $(EMBER) kernel testvm rootfs
-	EMBER=$(EMBER) BUILD=$(BUILD) tests/integration/run.sh
+integration: $(EMBER) $(JAILER) $(EMBER_TEST) kernel testvm rootfs
+	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) BUILD=$(BUILD) tests/integration/run.sh
 
 test: deps
 	$(MAKE) unit

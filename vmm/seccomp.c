@@ -54,6 +54,7 @@ struct seccomp_rule {
 static const struct seccomp_rule rules[] = {
 	/* -- start-up: the dynamic loader, libc initialisation, exec -- */
 	ALLOW(execve, START),            /* the jailer's exec of ember */
+	ALLOW_IF(prctl, START, 0, ~0ULL, PR_SET_NO_NEW_PRIVS), /* before ember's first filter */
 	ALLOW(arch_prctl, START),        /* TLS set-up */
 	ALLOW(set_tid_address, START),
 	ALLOW(access, VMM),              /* the loader probes ld.so.preload; file checks */
@@ -154,6 +155,31 @@ static const struct seccomp_rule rules[] = {
 	ALLOW_IF(ioctl, VMM, 1, ~0ULL, BLKGETSIZE64),                /* a drive that is a block device */
 	ALLOW_IF(ioctl, ALL, 1, ~0ULL, FIONBIO),
 	ALLOW_IF(ioctl, ALL, 1, ~0ULL, TCGETS), /* stdio: is stdout a terminal? (first console write) */
+
+#ifdef __SANITIZE_ADDRESS__
+	/* -- SAN=1 builds only (ASan + UBSan): LeakSanitizer's exit-time check
+	 * runs a helper task (clone without CLONE_THREAD) that ptrace-stops
+	 * every thread and lists /proc/self/task; reports read /proc/self/maps. -- */
+	ALLOW(prctl, ALL),
+	ALLOW(clone, ALL),
+	ALLOW(ptrace, ALL),
+	ALLOW(wait4, ALL),
+	ALLOW(getdents, ALL),
+	ALLOW(getdents64, ALL),
+	ALLOW(prlimit64, ALL),
+	ALLOW(getrlimit, ALL),
+	ALLOW(open, ALL),
+	ALLOW(openat, ALL),
+	ALLOW(stat, ALL),
+	ALLOW(fstat, ALL),
+	ALLOW(lstat, ALL),
+	ALLOW(newfstatat, ALL),
+	ALLOW(lseek, ALL),
+	ALLOW(readlink, ALL),
+	ALLOW(getppid, ALL),
+	ALLOW(kill, ALL),
+	ALLOW(pipe2, ALL),
+#endif
 };
 
 static bool disabled;
@@ -205,12 +231,11 @@ int seccomp_install(enum seccomp_role role, char *err, size_t errlen)
 		snprintf(err, errlen, "seccomp: cannot create a filter");
 		return -1;
 	}
-	/* Log every kill, so a missing rule shows up in the kernel log. The
-	 * first filter sets no_new_privs below; threads inherit it, so
-	 * libseccomp need not (its prctl would be outside later filters). */
-	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
-	if (rc == 0)
-		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	/* The kernel logs kills (kernel.seccomp.actions_logged), so a missing
+	 * rule shows up in the kernel log with its syscall number. The first
+	 * filter sets no_new_privs below; threads inherit it, so libseccomp
+	 * need not (its prctl would be outside the filters that follow). */
+	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	for (size_t i = 0; rc == 0 && i < sizeof(rules) / sizeof(rules[0]); i++) {
 		const struct seccomp_rule *r = &rules[i];
 		if (role != SECCOMP_ROLE_JAIL && !(r->roles & (1u << role)))

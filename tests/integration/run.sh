@@ -8,6 +8,8 @@ set -u
 cd "$(dirname "$0")/../.."
 export EMBER=${EMBER:-build/obj/ember}
 export BUILD=${BUILD:-build}
+export JAILER=${JAILER:-build/obj/ember-jailer}
+export EMBER_TEST=${EMBER_TEST:-build/obj/ember-test}
 filter=${1:-}
 
 . tests/integration/lib.sh

@@ -1,0 +1,81 @@
+/* ember-jailer: the pieces of one jail, shared by its steps.
+ *
+ * Every resource the jailer creates on the host is recorded here as it is
+ * made, with a directory fd opened beforehand, so that a failure at any
+ * step (even after pivot_root, when host paths are out of reach) and the
+ * --cleanup mode can undo exactly what exists: the jail directory and the
+ * cgroup directories. Mounts need no undo: they live in the jail's own
+ * mount namespace and die with it. */
+#ifndef EMBER_JAILER_H
+#define EMBER_JAILER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define JAIL_MAX_CGROUP_SETTINGS 32
+#define JAIL_MAX_CGROUP_DIRS 16 /* one per v1 controller, or one for v2 */
+#define JAIL_MAX_ARGS 128
+
+struct cgroup_setting {
+	char file[64];      /* e.g. memory.limit_in_bytes */
+	char controller[32]; /* e.g. memory; empty for core files like cgroup.max.depth */
+	const char *value;
+};
+
+/* One cgroup directory the jail joins: <mount>/<parent>/<id>. */
+struct cgroup_dir {
+	char mount[256];  /* the hierarchy's mount point */
+	char rel[512];    /* <parent>/<id>, relative to the mount */
+	int mount_fd;     /* open before pivot_root, for undo afterwards */
+	int created_depth; /* how many trailing components of rel we made */
+};
+
+struct jail {
+	/* From the command line. */
+	const char *id;
+	const char *exec_file;
+	char exec_name[256];
+	uid_t uid;
+	gid_t gid;
+	const char *base_dir;
+	const char *netns;
+	const char *parent_cgroup; /* default: exec_name */
+	int cgroup_version;
+	bool daemonize, new_pid_ns, cleanup;
+	long long rlimit_fsize, rlimit_nofile; /* -1: not set */
+	struct cgroup_setting cgroups[JAIL_MAX_CGROUP_SETTINGS];
+	int ncgroups;
+	char **exec_args; /* after "--" */
+	int nexec_args;
+
+	/* What exists, for undo. */
+	char exec_dir[512];  /* <base>/<exec_name> */
+	char jail_dir[600];  /* <base>/<exec_name>/<id> */
+	char root_dir[640];  /* <jail_dir>/root */
+	int exec_dir_fd;     /* holds <base>/<exec_name> while the jail exists */
+	bool jail_created;
+	struct cgroup_dir cg[JAIL_MAX_CGROUP_DIRS];
+	int ncg;
+	bool cgroup_joined; /* this process is in them: leave before removing */
+};
+
+/* Each step returns 0 or -1 after printing one line saying what failed. */
+int jail_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void jail_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* jailer/fs.c */
+int jail_make_root(struct jail *j);
+int jail_place_binary(struct jail *j);
+int jail_make_devices(struct jail *j);
+int jail_pivot_root(struct jail *j);
+void jail_remove_dir(struct jail *j);
+int jail_open_existing(struct jail *j);
+
+/* jailer/cgroup.c */
+int cgroup_setup(struct jail *j);
+int cgroup_join(struct jail *j, pid_t pid);
+void cgroup_remove(struct jail *j);
+int cgroup_open_existing(struct jail *j);
+
+#endif

@@ -1,0 +1,278 @@
+# ember-jailer: a real jail (namespaces, cgroups, pivot_root, dropped
+# privileges, seccomp) around a real VM, checked from the host's /proc.
+
+JAIL_UID=12345
+JAIL_GID=23456
+
+need_jailer() {
+	if [ "$(id -u)" != 0 ]; then
+		skip "ember-jailer needs root"
+		return 1
+	fi
+	need_file "$JAILER" || return 1
+}
+
+# wait_for COND_CMD SECONDS: poll until the command succeeds.
+wait_for() {
+	local i
+	for i in $(seq $(($2 * 10))); do
+		eval "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# jail_api SOCK METHOD PATH [BODY]: prints the HTTP status.
+jail_api() {
+	local args=(-s -o "$T/resp" -w "%{http_code}" --unix-socket "$1" -X "$2" "http://localhost$3")
+	[ $# -ge 4 ] && args+=(-H "Content-Type: application/json" -d "$4")
+	curl "${args[@]}"
+}
+
+expect_jail_api() {
+	local want=$1 got
+	shift
+	got=$(jail_api "$@")
+	[ "$got" = "$want" ] || fail "$2 $3: status $got, expected $want ($(cat "$T/resp" 2>/dev/null))"
+}
+
+# What a jailed process must look like from the host.
+expect_jailed_process() { # pid root
+	local pid=$1 root=$2 st=/proc/$1/status
+	grep -q "^Uid:	$JAIL_UID	$JAIL_UID	$JAIL_UID	$JAIL_UID$" "$st" || fail "Uid: $(grep ^Uid "$st")"
+	grep -q "^Gid:	$JAIL_GID	$JAIL_GID	$JAIL_GID	$JAIL_GID$" "$st" || fail "Gid: $(grep ^Gid "$st")"
+	local cap
+	for cap in CapEff CapPrm CapBnd CapInh CapAmb; do
+		grep -q "^$cap:	0000000000000000$" "$st" || fail "$(grep "^$cap" "$st")"
+	done
+	grep -q "^NoNewPrivs:	1$" "$st" || fail "$(grep ^NoNewPrivs "$st")"
+	grep -q "^Seccomp:	2$" "$st" || fail "$(grep ^Seccomp: "$st")"
+	[ "$(stat -L -c %d:%i "/proc/$pid/root")" = "$(stat -c %d:%i "$root")" ] ||
+		fail "the process's root is not the jail $root"
+	[ "$(readlink "/proc/$pid/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] ||
+		fail "the mount namespace is the host's"
+	# The only device nodes are the four the jail makes.
+	local devs
+	devs=$(cd "$root/dev" && find . -type c | sort | tr '\n' ' ')
+	case "$devs" in
+	"./kvm ./net/tun ./urandom ./userfaultfd " | "./kvm ./net/tun ./urandom ") ;;
+	*) fail "unexpected device nodes in the jail: $devs" ;;
+	esac
+}
+
+test_jailer_linux_guest_v1_cgroups_netns_pidns() {
+	need_kvm || return
+	need_jailer || return
+	need_netns || return
+	need_file "$BUILD/vmlinux" || return
+	local id=jail-v1-$$ ns=ember-jail-$$ parent=ember-it-$$ base=$T/jails
+	ip netns add $ns && ip netns exec $ns ip tuntap add dev tap0 mode tap user $JAIL_UID group $JAIL_GID &&
+		ip netns exec $ns ip link set tap0 up || { fail "netns/tap setup"; ip netns del $ns 2>/dev/null; return; }
+	"$JAILER" --id $id --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID --chroot-base-dir "$base" \
+		--netns /var/run/netns/$ns --new-pid-ns --parent-cgroup $parent \
+		--cgroup memory.limit_in_bytes=536870912 --cgroup cpu.cfs_period_us=100000 \
+		--cgroup cpu.cfs_quota_us=150000 --resource-limit no-file=512 \
+		-- --api-sock /run/api.sock > "$T/jail.out" 2> "$T/jail.err" < /dev/null
+	STATUS=$?
+	local root=$base/$(basename "$EMBER")/$id/root
+	expect_status 0
+	local pid
+	pid=$(cat "$root/$(basename "$EMBER").pid" 2>/dev/null)
+	if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+		fail "no running VMM (pid file: '$pid')"
+		ip netns del $ns
+		return
+	fi
+	wait_for "[ -S '$root/run/api.sock' ]" 10 || fail "the API socket never appeared in the jail"
+
+	expect_jailed_process "$pid" "$root"
+	[ "$(stat -L -c %i "/proc/$pid/ns/net")" = "$(stat -L -c %i /var/run/netns/$ns)" ] ||
+		fail "the VMM is not in the network namespace $ns"
+	[ "$(readlink "/proc/$pid/ns/pid")" != "$(readlink /proc/self/ns/pid)" ] || fail "the PID namespace is the host's"
+	grep -q "^NSpid:	$pid	1$" "/proc/$pid/status" || fail "not PID 1 in its namespace: $(grep ^NSpid "/proc/$pid/status")"
+	grep -q "Max open files *512 *512" "/proc/$pid/limits" || fail "no-file limit not set"
+	grep -q ":memory:/$parent/$id$" "/proc/$pid/cgroup" || fail "not in the memory cgroup: $(cat "/proc/$pid/cgroup")"
+	grep -q ":cpu:/$parent/$id$" "/proc/$pid/cgroup" || fail "not in the cpu cgroup"
+	local mem=/sys/fs/cgroup/memory/$parent/$id cpu=/sys/fs/cgroup/cpu/$parent/$id
+	grep -qx "$pid" "$mem/cgroup.procs" || fail "$mem does not hold the VMM"
+	[ "$(cat "$mem/memory.limit_in_bytes")" = 536870912 ] || fail "memory limit: $(cat "$mem/memory.limit_in_bytes")"
+	[ "$(cat "$cpu/cpu.cfs_quota_us")" = 150000 ] || fail "cpu quota: $(cat "$cpu/cpu.cfs_quota_us")"
+
+	# The orchestrator puts the guest's files in the jail; paths in API
+	# calls are inside it. In a jail ember cannot see /sys, so on kvm_pvm
+	# hosts the boot args carry what ember would otherwise add.
+	ln "$BUILD/vmlinux" "$root/vmlinux" && ln "$BUILD/initramfs.cpio" "$root/initrd" || fail "placing the guest files"
+	# The socket's host path is longer than a sun_path; reach it by a link.
+	local sock=/tmp/ember-jail-$$.sock pvm=""
+	ln -sfn "$root/run/api.sock" "$sock"
+	[ -e /sys/module/kvm_pvm ] && pvm="noxsave clearcpuid=smap rodata=off"
+	expect_jail_api 204 "$sock" PUT /boot-source "{\"kernel_image_path\": \"/vmlinux\", \"initrd_path\": \"/initrd\",
+		\"boot_args\": \"console=ttyS0 reboot=k panic=1 quiet i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd $pvm ember.cmd=\\\"echo jailed-guest-up; sleep 600\\\"\"}"
+	expect_jail_api 204 "$sock" PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}'
+	# tap0 exists only in the namespace, and only its owner may attach.
+	expect_jail_api 204 "$sock" PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}'
+	expect_jail_api 204 "$sock" PUT /actions '{"action_type": "InstanceStart"}'
+	wait_for "grep -q jailed-guest-up '$T/jail.out'" "$LINUX_TIMEOUT" || fail "the jailed guest did not reach init"
+	expect_jail_api 204 "$sock" PUT /actions '{"action_type": "SendCtrlAltDel"}'
+	wait_for "! kill -0 $pid 2>/dev/null" "$LINUX_TIMEOUT" || { fail "SendCtrlAltDel did not end the VM"; kill -9 "$pid"; }
+	ip netns del $ns
+	rm -f "$sock"
+
+	"$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base" --parent-cgroup $parent \
+		> "$T/cleanup.out" 2> "$T/cleanup.err" || fail "--cleanup failed: $(cat "$T/cleanup.err")"
+	[ ! -e "$base/$(basename "$EMBER")/$id" ] || fail "--cleanup left the jail directory"
+	[ ! -e "$mem" ] && [ ! -e "$cpu" ] || fail "--cleanup left the cgroups"
+	rmdir /sys/fs/cgroup/memory/$parent /sys/fs/cgroup/cpu/$parent 2>/dev/null
+}
+
+# cgroup v2 (this host's unified hierarchy offers hugetlb, plus the core
+# cgroup.* files), a jail on another file system (tmpfs: the binary is
+# copied, not linked), and --daemonize.
+test_jailer_cgroup_v2_copy_daemonize() {
+	need_kvm || return
+	need_jailer || return
+	local v2
+	v2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+	[ -n "$v2" ] || { skip "no cgroup2 hierarchy mounted"; return; }
+	grep -qw hugetlb "$v2/cgroup.controllers" || { skip "cgroup v2 has no hugetlb controller here"; return; }
+	local id=jail-v2-$$ parent=ember-it-$$/nested base=$T/tmpfs
+	mkdir -p "$base" && mount -t tmpfs ember-it "$base" || { fail "cannot mount a tmpfs"; return; }
+	"$JAILER" --id $id --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID --chroot-base-dir "$base" \
+		--cgroup-version 2 --parent-cgroup $parent --cgroup hugetlb.2MB.max=0 --cgroup cgroup.max.descendants=0 \
+		--daemonize -- --api-sock /run/api.sock > "$T/jail.out" 2> "$T/jail.err" < /dev/null
+	STATUS=$?
+	expect_status 0
+	local root=$base/$(basename "$EMBER")/$id/root pid
+	pid=$(cat "$root/$(basename "$EMBER").pid" 2>/dev/null)
+	grep -q "by copy" "$T/jail.err" || fail "the jailer did not say it copied: $(cat "$T/jail.err")"
+	[ "$(stat -c %h "$root/$(basename "$EMBER")")" = 1 ] || fail "the binary in a tmpfs jail is not a copy"
+	if [ -n "$pid" ] && wait_for "[ -S '$root/run/api.sock' ]" 10; then
+		expect_jailed_process "$pid" "$root"
+		[ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] || fail "--daemonize: not a session leader"
+		[ "$(readlink "/proc/$pid/fd/1")" = /dev/null ] || fail "--daemonize: stdout is $(readlink "/proc/$pid/fd/1")"
+		grep -qx "0::/$parent/$id" "/proc/$pid/cgroup" || fail "not in the v2 cgroup: $(cat "/proc/$pid/cgroup")"
+		grep -qx "$pid" "$v2/$parent/$id/cgroup.procs" || fail "the v2 cgroup does not hold the VMM"
+		[ "$(cat "$v2/$parent/$id/hugetlb.2MB.max")" = 0 ] || fail "hugetlb.2MB.max not set"
+		[ "$(cat "$v2/$parent/$id/cgroup.max.descendants")" = 0 ] || fail "cgroup.max.descendants not set"
+		grep -qw hugetlb "$v2/$parent/cgroup.subtree_control" || fail "hugetlb not enabled in the parent"
+		cp "$BUILD/testvm.elf" "$root/testvm.elf"
+		local sock=$root/run/api.sock
+		expect_jail_api 204 "$sock" PUT /boot-source '{"kernel_image_path": "/testvm.elf"}'
+		expect_jail_api 204 "$sock" PUT /actions '{"action_type": "InstanceStart"}'
+		# The test guest resets at once: ember exits 0.
+		wait_for "! kill -0 $pid 2>/dev/null" 20 || { fail "the test guest did not finish"; kill -9 "$pid"; }
+	else
+		fail "no running daemonized VMM (pid '$pid')"
+	fi
+	"$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base" --parent-cgroup $parent \
+		> "$T/cleanup.out" 2> "$T/cleanup.err" || fail "--cleanup failed: $(cat "$T/cleanup.err")"
+	[ ! -e "$v2/$parent/$id" ] || fail "--cleanup left the v2 cgroup"
+	[ ! -e "$base/$(basename "$EMBER")/$id" ] || fail "--cleanup left the jail"
+	rmdir "$v2/$parent" "$v2/ember-it-$$" 2>/dev/null
+	umount "$base"
+}
+
+test_jailer_seccomp_kills_forbidden_syscall() {
+	need_kvm || return
+	need_file "$EMBER_TEST" || return
+	# The trigger exists only in the test build.
+	run_ember release 5 --test-forbidden-syscall vmm
+	expect_status 1
+	expect_err release "unknown option '--test-forbidden-syscall'"
+
+	local role args
+	for role in vmm api vcpu; do
+		args=(--api-sock "$T/$role.sock")
+		if [ $role = vcpu ]; then
+			write_config "$T/vm.json" "$BUILD/testvm.elf" "" "console=ttyS0" 1 64
+			args=(--no-api --config-file "$T/vm.json")
+		fi
+		timeout 20 "$EMBER_TEST" "${args[@]}" --test-forbidden-syscall $role > "$T/$role.out" 2> "$T/$role.err" < /dev/null
+		STATUS=$?
+		[ $STATUS = 159 ] || fail "$role: exit status $STATUS, expected 159 (SIGSYS)"
+		expect_err $role "calling personality() from the $role thread"
+		grep -q "not killed" "$T/$role.err" && fail "$role: the forbidden syscall returned"
+	done
+	# Without filters the same call returns: the trigger really makes it.
+	timeout 20 "$EMBER_TEST" --api-sock "$T/nf.sock" --no-seccomp --test-forbidden-syscall vmm > "$T/nf.out" 2> "$T/nf.err"
+	STATUS=$?
+	expect_status 3
+	expect_err nf "not killed"
+
+	# In a jail the jailer's own filter holds even with --no-seccomp.
+	if [ "$(id -u)" = 0 ] && [ -x "$JAILER" ]; then
+		"$JAILER" --id sigsys-$$ --exec-file "$EMBER_TEST" --uid $JAIL_UID --gid $JAIL_GID --chroot-base-dir "$T/jails" \
+			-- --no-seccomp --test-forbidden-syscall vmm > "$T/jail.out" 2> "$T/jail.err" < /dev/null
+		STATUS=$?
+		[ $STATUS = 159 ] || fail "jailed: exit status $STATUS, expected 159 (SIGSYS)"
+		expect_err jail "calling personality() from the vmm thread"
+		"$JAILER" --cleanup --id sigsys-$$ --exec-file "$EMBER_TEST" --chroot-base-dir "$T/jails" > /dev/null 2>&1
+	fi
+}
+
+# Each bad input: exit 1, one clear error, and nothing left behind (no
+# jail directory, no cgroup, no mount).
+test_jailer_bad_input_leaves_nothing() {
+	need_jailer || return
+	local base=$T/jails parent=ember-it-$$ name
+	name=$(basename "$EMBER")
+	cp "$EMBER" "$T/not-executable" && chmod 644 "$T/not-executable"
+	local long
+	long=$(printf 'a%.0s' $(seq 65))
+	local n=0
+	bad() { # expected-message jailer-args...
+		local want=$1 id
+		shift
+		n=$((n + 1))
+		"$JAILER" --chroot-base-dir "$base" --parent-cgroup $parent "$@" > "$T/bad$n.out" 2> "$T/bad$n.err" < /dev/null
+		STATUS=$?
+		[ $STATUS = 1 ] || fail "case $n ($*): exit status $STATUS, expected 1"
+		grep -qF -- "$want" "$T/bad$n.err" || fail "case $n ($*): stderr lacks '$want': $(cat "$T/bad$n.err")"
+		[ "$(grep -c 'error:' "$T/bad$n.err")" = 1 ] || fail "case $n: not exactly one error line"
+		for id in bad-$$ "$long"; do
+			[ ! -e "$base/$name/$id" ] || fail "case $n ($*): left the jail $base/$name/$id"
+		done
+		ls -d /sys/fs/cgroup/*/$parent/bad-$$ /sys/fs/cgroup/*/$parent/*/bad-$$ 2>/dev/null && fail "case $n ($*): left a cgroup"
+		grep -q "$base" /proc/mounts && fail "case $n ($*): left a mount"
+	}
+	local ok=(--exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID)
+	bad "--id 'bad/id': must be 1-64 letters" --id bad/id "${ok[@]}"
+	bad "must be 1-64 letters" --id "$long" "${ok[@]}"
+	bad "--id is required" "${ok[@]}"
+	bad "--exec-file $T/missing: No such file or directory" --id bad-$$ --exec-file "$T/missing" --uid 1 --gid 1
+	bad "not an executable file" --id bad-$$ --exec-file "$T/not-executable" --uid 1 --gid 1
+	bad "--uid 'abc': must be a number" --id bad-$$ --exec-file "$EMBER" --uid abc --gid 1
+	bad "--gid '-1': must be a number" --id bad-$$ --exec-file "$EMBER" --uid 1 --gid -1
+	bad "--cgroup 'memory': expected FILE=VALUE" --id bad-$$ "${ok[@]}" --cgroup memory
+	bad "--cgroup-version '3': must be 1 or 2" --id bad-$$ "${ok[@]}" --cgroup-version 3
+	bad "--resource-limit 'cpu=1'" --id bad-$$ "${ok[@]}" --resource-limit cpu=1
+	bad "--netns $T/no-netns: No such file" --id bad-$$ "${ok[@]}" --netns "$T/no-netns"
+	bad "unexpected argument 'stray'" --id bad-$$ "${ok[@]}" stray
+	# These fail after the jail and cgroups were made: all of it must go.
+	bad "--cgroup memory.no_such_file: no such cgroup file" --id bad-$$ "${ok[@]}" \
+		--cgroup memory.limit_in_bytes=100000000 --cgroup memory.no_such_file=1
+	bad "the cgroup v1 controller 'nosuch' is not mounted" --id bad-$$ "${ok[@]}" --cgroup nosuch.limit=1
+	if awk '$3 == "cgroup2" { found = 1 } END { exit !found }' /proc/mounts; then
+		bad "cgroup v2 controller 'memory' is not available" --id bad-$$ "${ok[@]}" --cgroup-version 2 \
+			--cgroup memory.max=100000000
+		# A host without a v2 hierarchy: unmount it in a private mount namespace.
+		n=$((n + 1))
+		unshare -m sh -c "awk '\$3 == \"cgroup2\" { print \$2 }' /proc/mounts | xargs -r umount &&
+			exec \"$JAILER\" --chroot-base-dir \"$base\" --id bad-$$ --exec-file \"$EMBER\" --uid 1 --gid 1 \
+			--cgroup-version 2 --cgroup cgroup.max.depth=1" > "$T/bad$n.out" 2> "$T/bad$n.err"
+		STATUS=$?
+		[ $STATUS = 1 ] || fail "no cgroup2 mounted: exit status $STATUS"
+		grep -q "no cgroup2 hierarchy is mounted" "$T/bad$n.err" || fail "no cgroup2 mounted: $(cat "$T/bad$n.err")"
+		[ ! -e "$base/$name/bad-$$" ] || fail "no cgroup2 mounted: left the jail"
+	fi
+	# An existing jail is refused and kept as it was.
+	mkdir -p "$base/$name/taken-$$/root" && touch "$base/$name/taken-$$/root/keep"
+	n=$((n + 1))
+	"$JAILER" --chroot-base-dir "$base" --id taken-$$ "${ok[@]}" > "$T/bad$n.out" 2> "$T/bad$n.err"
+	STATUS=$?
+	[ $STATUS = 1 ] || fail "existing jail: exit status $STATUS"
+	grep -q "already exists" "$T/bad$n.err" || fail "existing jail: $(cat "$T/bad$n.err")"
+	[ -e "$base/$name/taken-$$/root/keep" ] || fail "the existing jail was touched"
+	rmdir /sys/fs/cgroup/*/$parent 2>/dev/null
+	true
+}
