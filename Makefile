@@ -6,7 +6,7 @@
 #   make test       unit and integration tests
 #   make SAN=1 test the same with ASan + UBSan
 #   make fuzz       run each fuzz target for FUZZ_RUNS inputs (default 1e6)
-#   make bench      boot, I/O and API benchmarks, ember next to QEMU microvm
+#   make bench      boot, I/O, API and jailer benchmarks, ember next to QEMU microvm
 
 CC      ?= gcc
 SAN     ?= 0
@@ -141,10 +141,11 @@ $(BUILD)/demo.json: Makefile
 	  '  "machine-config": { "vcpu_count": 2, "mem_size_mib": 128 }' \
 	  '}' > $@
 
-bench: $(BUILD)/ember kernel testvm rootfs
+bench: $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/io.sh
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh
+	EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh
 
 run: deps
 	$(MAKE) all $(BUILD)/demo.json
