@@ -33,6 +33,7 @@
 
 #include "../vmm/seccomp.h"
 #include "../vmm/version.h"
+#include "../vmm/vm_id.h"
 #include "jailer.h"
 
 #define DEFAULT_BASE_DIR "/srv/jailer"
@@ -90,17 +91,6 @@ static void usage(FILE *f)
 }
 
 /* ---- flags --------------------------------------------------------------- */
-
-static bool valid_id(const char *id)
-{
-	size_t n = strlen(id);
-	if (n == 0 || n > 64)
-		return false;
-	for (const char *p = id; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'))
-			return false;
-	return true;
-}
 
 static bool parse_number(const char *s, unsigned long long max, unsigned long long *out)
 {
@@ -210,7 +200,7 @@ static int parse_args(int argc, char **argv, struct jail *j)
 	while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ID:
-			if (!valid_id(optarg))
+			if (!vm_id_valid(optarg))
 				return jail_report("--id '%s': must be 1-64 letters, digits and '-'", optarg);
 			j->id = optarg;
 			break;

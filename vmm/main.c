@@ -20,6 +20,7 @@
 #include "log.h"
 #include "seccomp.h"
 #include "version.h"
+#include "vm_id.h"
 
 #define DEFAULT_API_SOCK "/run/ember.socket"
 #define DEFAULT_MAX_PAYLOAD 51200 /* Firecracker's default */
@@ -78,18 +79,6 @@ enum { OPT_CONFIG = 256, OPT_NO_API, OPT_API_SOCK, OPT_ID, OPT_BOOT_TIMER, OPT_L
        OPT_VERSION, OPT_HELP, OPT_NO_SECCOMP, OPT_START_US, OPT_START_CPU_US, OPT_PARENT_CPU_US,
        OPT_TEST_FORBIDDEN_SYSCALL };
 
-/* Firecracker's rule for --id: 1 to 64 letters, digits and '-'. */
-static bool valid_id(const char *id)
-{
-	size_t n = strlen(id);
-	if (n == 0 || n > 64)
-		return false;
-	for (const char *p = id; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'))
-			return false;
-	return true;
-}
-
 static unsigned long long parse_us(const char *flag, const char *arg)
 {
 	char *end;
@@ -137,7 +126,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		case OPT_NO_API: o->no_api = true; break;
 		case OPT_API_SOCK: o->api_sock = optarg; break;
 		case OPT_ID:
-			if (!valid_id(optarg))
+			if (!vm_id_valid(optarg))
 				die("--id: '%s' is not 1-64 letters, digits and '-'", optarg);
 			o->id = optarg;
 			break;
