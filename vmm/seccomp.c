@@ -56,119 +56,100 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(execve, START),            /* the jailer's exec of ember */
 	ALLOW_IF(prctl, START, 0, ~0ULL, PR_SET_NO_NEW_PRIVS), /* before ember's first filter */
 	ALLOW(arch_prctl, START),        /* TLS set-up */
-	ALLOW(set_tid_address, START),
+	ALLOW(set_tid_address, START),   /* libc start-up */
 	ALLOW(access, VMM),              /* the loader probes ld.so.preload; file checks */
 	ALLOW(prlimit64, START),         /* libc reads the stack limit */
 	ALLOW(pread64, START),           /* the loader reads ELF headers */
-	ALLOW(readlink, START),          /* sanitizer runtimes find the binary */
 
 	/* -- memory -- */
 	ALLOW(brk, ALL),                 /* malloc */
 	ALLOW(mmap, ALL),                /* malloc, guest memory, kvm_run, thread stacks */
-	ALLOW(munmap, ALL),
+	ALLOW(munmap, ALL),              /* free(), guest memory at exit */
 	ALLOW(mprotect, ALL),            /* thread stack guard pages, the loader */
 	ALLOW(madvise, ALL),             /* malloc trimming; freeing thread stacks */
-	ALLOW(mremap, VMM | API),        /* realloc of large buffers */
+	ALLOW(mremap, VMM | API),        /* realloc of large buffers (the bus, API I/O) */
 
 	/* -- threads and signals -- */
 	/* pthread_create: only threads (CLONE_THREAD) in the process. clone3's
 	 * flags sit in a struct seccomp cannot read, so it fails with ENOSYS and
 	 * glibc falls back to clone, whose flags are checked. */
 	ALLOW_IF(clone, VMM, 0, CLONE_THREAD, CLONE_THREAD),
-	FAIL_WITH(clone3, VMM, ENOSYS),
+	FAIL_WITH(clone3, VMM, ENOSYS),  /* (see above) */
 	ALLOW(set_robust_list, ALL),     /* each new thread */
 	ALLOW(rseq, ALL),                /* each new thread */
 	ALLOW(futex, ALL),               /* mutexes, condition variables, joins */
 	ALLOW(exit, ALL),                /* a thread ends */
 	ALLOW(exit_group, ALL),          /* ember ends (any thread may fail fatally) */
-	ALLOW(rt_sigprocmask, ALL),
+	ALLOW(rt_sigprocmask, ALL),      /* signals stay blocked outside the vCPU kick */
 	ALLOW(rt_sigaction, VMM),        /* signal set-up; the vCPU kick handler */
 	ALLOW(rt_sigreturn, ALL),        /* return from the vCPU kick handler */
-	ALLOW(restart_syscall, ALL),
+	ALLOW(restart_syscall, ALL),     /* a poll interrupted by the kick signal */
 	ALLOW(sigaltstack, ALL),         /* libc and sanitizer runtimes */
 	ALLOW(tgkill, VMM | VCPU),       /* kick a vCPU out of KVM_RUN; raise() on abort */
-	ALLOW(getpid, ALL),
-	ALLOW(gettid, ALL),
-	ALLOW(sched_yield, ALL),
+	ALLOW(getpid, ALL),              /* pthread_kill, raise */
+	ALLOW(gettid, ALL),              /* libc's locks and raise */
+	ALLOW(sched_yield, ALL),         /* libc spin-waits */
 	ALLOW_IF(prctl, ALL, 0, ~0ULL, PR_SET_NAME), /* thread names */
 	ALLOW(sched_getaffinity, VMM),   /* libc sizes thread stacks */
 	/* Installing a thread's own filter: it can only narrow what is allowed. */
-	ALLOW(seccomp, ALL),
+	ALLOW(seccomp, ALL),             /* (libseccomp also probes the kernel's API with it) */
 
 	/* -- time -- */
 	ALLOW(clock_gettime, ALL),       /* usually the vDSO; the syscall when not */
-	ALLOW(clock_nanosleep, ALL),
-	ALLOW(nanosleep, ALL),
 
 	/* -- files: the kernel, initrd, drives, the tap, logs and metrics -- */
 	ALLOW(openat, VMM),              /* drives can be swapped after boot (PATCH /drives) */
-	ALLOW(close, ALL),
+	ALLOW(close, ALL),               /* files, sockets, API clients */
 	ALLOW(read, ALL),                /* eventfds, files, the console */
 	ALLOW(write, ALL),               /* the console (vCPUs' serial), logs, eventfds */
-	ALLOW(readv, VMM),
+	ALLOW(readv, VMM),               /* the tap */
 	ALLOW(writev, VMM),
-	ALLOW(pread64, VMM),
-	ALLOW(pwrite64, VMM),
+	ALLOW(pread64, VMM),             /* kernel and initrd loading */
 	ALLOW(preadv, VMM),              /* the Sync block engine */
-	ALLOW(pwritev, VMM),
-	ALLOW(lseek, VMM),
-	ALLOW(fsync, VMM),               /* virtio-blk flush */
-	ALLOW(fdatasync, VMM),
+	ALLOW(pwritev, VMM),             /* the Sync block engine */
+	ALLOW(lseek, VMM),               /* sizes of images and drives */
+	ALLOW(fdatasync, VMM),           /* virtio-blk flush, Sync engine */
 	ALLOW(fallocate, VMM),           /* virtio-blk discard / write zeroes */
-	ALLOW(newfstatat, VMM),
-	ALLOW(fstat, VMM),
-	ALLOW(statx, VMM),
+	ALLOW(newfstatat, VMM),          /* stat/fstat of images, drives, socket paths */
 	ALLOW(unlink, VMM),              /* stale API and vsock socket files */
-	ALLOW(unlinkat, VMM),
-	ALLOW(fcntl, VMM | API),
-	ALLOW(dup, VMM),
 	ALLOW(sysinfo, VMM),             /* checking mem_size_mib against the host */
 	ALLOW(getrandom, ALL),           /* virtio-rng; libc */
 
 	/* -- event plumbing -- */
-	ALLOW(io_uring_setup, VMM),
+	ALLOW(io_uring_setup, VMM),      /* the VMM thread's event loop */
 	ALLOW(io_uring_enter, VMM),
-	ALLOW(io_uring_register, VMM),
 	ALLOW(eventfd2, VMM),            /* ioeventfds, irqfds, the API queue */
-	ALLOW(signalfd4, VMM),
-	ALLOW(poll, VMM | API),
-	ALLOW(ppoll, VMM | API),
+	ALLOW(signalfd4, VMM),           /* SIGINT/SIGTERM/SIGHUP as events */
+	ALLOW(poll, API),                /* the API server's loop */
 
 	/* -- sockets: the API (Unix), vsock's host side (Unix) -- */
-	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_UNIX),
-	ALLOW(bind, VMM),
+	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_UNIX), /* Unix sockets only: no network from ember */
+	ALLOW(bind, VMM),                /* the API and vsock listening sockets */
 	ALLOW(listen, VMM),
-	ALLOW(accept4, VMM | API),
-	ALLOW(connect, VMM),
-	ALLOW(shutdown, VMM | API),
-	ALLOW(sendto, VMM | API),
-	ALLOW(recvfrom, VMM | API),
-	ALLOW(sendmsg, VMM | API),
-	ALLOW(recvmsg, VMM | API),
-	ALLOW(getsockopt, VMM | API),
-	ALLOW(setsockopt, VMM | API),
+	ALLOW(accept4, VMM | API),       /* API clients; host-side vsock connections */
+	ALLOW(connect, VMM),             /* guest-initiated vsock to <uds_path>_<port>; live-socket probe */
+	ALLOW(shutdown, VMM),            /* vsock half-close */
+	ALLOW(sendto, VMM | API),        /* send() on API and vsock sockets */
+	ALLOW(recvfrom, VMM | API),      /* recv() on API and vsock sockets */
 
 	/* -- ioctls, by request type -- */
 	ALLOW_IF(ioctl, VMM | VCPU, 1, IOCTL_TYPE_MASK, IOCTL_TYPE(KVMIO)), /* KVM_* */
 	ALLOW_IF(ioctl, VMM, 1, IOCTL_TYPE_MASK, IOCTL_TYPE('T')), /* TUN* and the console's TCGETS/TCSETS */
 	ALLOW_IF(ioctl, VCPU, 1, ~0ULL, TUNSETOFFLOAD), /* the guest acks virtio-net offloads in an MMIO write */
 	ALLOW_IF(ioctl, VMM, 1, ~0ULL, BLKGETSIZE64),                /* a drive that is a block device */
-	ALLOW_IF(ioctl, ALL, 1, ~0ULL, FIONBIO),
 	ALLOW_IF(ioctl, ALL, 1, ~0ULL, TCGETS), /* stdio: is stdout a terminal? (first console write) */
 
 #ifdef __SANITIZE_ADDRESS__
 	/* -- SAN=1 builds only (ASan + UBSan): LeakSanitizer's exit-time check
 	 * runs a helper task (clone without CLONE_THREAD) that ptrace-stops
 	 * every thread and lists /proc/self/task; reports read /proc/self/maps. -- */
-	ALLOW(prctl, ALL),
-	ALLOW(clone, ALL),
-	ALLOW(ptrace, ALL),
-	ALLOW(wait4, ALL),
-	ALLOW(getdents, ALL),
+	ALLOW(prctl, ALL),               /* PR_GET_DUMPABLE, PR_SET_PTRACER */
+	ALLOW(clone, ALL),               /* the stop-the-world helper task */
+	ALLOW(ptrace, ALL),              /* it attaches to every thread */
+	ALLOW(wait4, ALL),               /* ... and the process waits for it */
+	ALLOW(getdents, ALL),            /* listing /proc/self/task */
 	ALLOW(getdents64, ALL),
-	ALLOW(prlimit64, ALL),
-	ALLOW(getrlimit, ALL),
-	ALLOW(open, ALL),
+	ALLOW(open, ALL),                /* the runtime's own raw file syscalls */
 	ALLOW(openat, ALL),
 	ALLOW(stat, ALL),
 	ALLOW(fstat, ALL),
@@ -176,7 +157,9 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(newfstatat, ALL),
 	ALLOW(lseek, ALL),
 	ALLOW(readlink, ALL),
-	ALLOW(getppid, ALL),
+	ALLOW(prlimit64, ALL),           /* stack and core limits in reports */
+	ALLOW(getrlimit, ALL),
+	ALLOW(getppid, ALL),             /* the helper watches its parent */
 	ALLOW(kill, ALL),
 	ALLOW(pipe2, ALL),
 #endif
@@ -220,6 +203,18 @@ static void test_hook(enum seccomp_role role)
 }
 #endif
 
+/* The API and vCPU threads are created by the VMM thread after its filter
+ * is on, and filters stack: the VMM filter must therefore also hold every
+ * API and vCPU rule. The jail's holds everything. */
+static bool rule_in_filter(const struct seccomp_rule *r, enum seccomp_role role)
+{
+	switch (role) {
+	case SECCOMP_ROLE_JAIL: return true;
+	case SECCOMP_ROLE_VMM: return r->roles != START;
+	default: return (r->roles & (1u << role)) != 0;
+	}
+}
+
 int seccomp_install(enum seccomp_role role, char *err, size_t errlen)
 {
 	if (disabled) {
@@ -238,7 +233,7 @@ int seccomp_install(enum seccomp_role role, char *err, size_t errlen)
 	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	for (size_t i = 0; rc == 0 && i < sizeof(rules) / sizeof(rules[0]); i++) {
 		const struct seccomp_rule *r = &rules[i];
-		if (role != SECCOMP_ROLE_JAIL && !(r->roles & (1u << role)))
+		if (!rule_in_filter(r, role))
 			continue;
 		uint32_t action = r->ret_errno ? SCMP_ACT_ERRNO((uint32_t)r->ret_errno) : SCMP_ACT_ALLOW;
 		if (r->arg == NO_ARG)
