@@ -203,7 +203,7 @@ test_jailer_seccomp_kills_forbidden_syscall() {
 	# In a jail the jailer's own filter holds even with --no-seccomp.
 	if [ "$(id -u)" = 0 ] && [ -x "$JAILER" ]; then
 		("$JAILER" --id sigsys-$$ --exec-file "$EMBER_TEST" --uid $JAIL_UID --gid $JAIL_GID --chroot-base-dir "$T/jails" \
-			-- --no-seccomp --test-forbidden-syscall vmm > "$T/jail.out" 2> "$T/jail.err" < /dev/null) 2> /dev/null
+			-- --no-seccomp --test-forbidden-syscall vmm > "$T/jail.out" 2> "$T/jail.err" < /dev/null; exit $?) 2> /dev/null
 		STATUS=$?
 		[ $STATUS = 159 ] || fail "jailed: exit status $STATUS, expected 159 (SIGSYS)"
 		expect_err jail "calling personality() from the vmm thread"
