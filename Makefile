@@ -3,7 +3,7 @@
 #   make            ember, the guest kernel, the test guest and the rootfs
 #   make deps       install the Debian packages ember needs (needs root)
 #   make run        boot the demo Linux microVM (installs and builds first)
-#   make test       unit and integration tests
+#   make test       unit tests, fuzz smoke runs, integration tests, each benchmark once (small)
 #   make SAN=1 test the same with ASan + UBSan
 #   make fuzz       run each fuzz target for FUZZ_RUNS inputs (default 1e6)
 #   make bench      boot, I/O, API and jailer benchmarks, ember next to QEMU microvm
@@ -42,7 +42,7 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat
 
-.PHONY: all deps kernel testvm rootfs run bench test unit integration fuzz fuzz-smoke clean
+.PHONY: all deps kernel testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke clean
 all: $(EMBER) $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
 
 deps:
@@ -147,6 +147,17 @@ bench: $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh
 	EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh
 
+# Each benchmark once, small, into build/bench-smoke (the published
+# results stay as they are): part of make test so none can rot. Timings
+# are not checked.
+SMOKE := $(BUILD)/bench-smoke
+bench-smoke: $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
+	@mkdir -p $(SMOKE)
+	OUT=$(SMOKE)/boot.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh 1 0
+	OUT=$(SMOKE)/io.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/io.sh 1
+	OUT=$(SMOKE)/api.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh 1
+	OUT=$(SMOKE)/jailer.md SIZES="1 2" EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh 1
+
 run: deps
 	$(MAKE) all $(BUILD)/demo.json
 	$(BUILD)/ember --no-api --config-file $(BUILD)/demo.json --boot-timer
@@ -174,6 +185,7 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
+	$(if $(filter 1,$(SAN)),@echo "bench-smoke: not under SAN=1 (timings of sanitized code mean nothing)",$(MAKE) bench-smoke)
 
 # ---- fuzzing (libFuzzer, clang) ------------------------------------------
 FUZZ_DIR   := $(BUILD)/fuzz

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-20}
 BUILD=${BUILD:-build}
 EMBER=${EMBER:-$BUILD/ember}
-OUT=benchmarks/results/api.md
+OUT=${OUT:-benchmarks/results/api.md}
 BENCH=$BUILD/apibench
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -32,7 +32,7 @@ row() { # label column unit divisor
 	echo "| $1 | $em / $ep $3 | $qm / $qp $3 | $ratio | $en / $qn |"
 }
 
-mkdir -p benchmarks/results
+mkdir -p "$(dirname "$OUT")"
 {
 	echo "# API benchmark"
 	echo

@@ -14,7 +14,7 @@ RUNS=${1:-20}
 LINUX_RUNS=${2:-1}
 BUILD=${BUILD:-build}
 EMBER=${EMBER:-$BUILD/ember}
-OUT=benchmarks/results/boot.md
+OUT=${OUT:-benchmarks/results/boot.md}
 BENCH=$BUILD/bootbench
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -66,7 +66,7 @@ row() { # label ember-file qemu-file column
 	echo "| $1 | $em / $ep | $qm / $qp | $ratio | $en / $qn |"
 }
 
-mkdir -p benchmarks/results
+mkdir -p "$(dirname "$OUT")"
 {
 	echo "# Boot benchmark"
 	echo

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-10}
 BUILD=${BUILD:-build}
 EMBER=${EMBER:-$BUILD/ember}
-OUT=benchmarks/results/io.md
+OUT=${OUT:-benchmarks/results/io.md}
 BENCH=$BUILD/bootbench
 tmp=$(mktemp -d)
 TAP=embench$$
@@ -71,7 +71,7 @@ row() { # label ember-file qemu-file megabytes
 	echo "| $1 | $em / $ep ms ($erate MB/s) | $qm / $qp ms ($qrate MB/s) | $ratio | $en / $qn |"
 }
 
-mkdir -p benchmarks/results
+mkdir -p "$(dirname "$OUT")"
 {
 	echo "# I/O benchmark"
 	echo
