@@ -208,11 +208,11 @@ int cgroup_setup(struct jail *j)
 			if (find_mount(s->controller, mount, sizeof(mount)))
 				return jail_report("--cgroup %s: the cgroup v1 controller '%s' is not mounted "
 						   "(see /proc/mounts)", s->file, s->controller);
-			if (!add_dir(j, mount))
-				return -1;
-		} else if (!add_dir(j, mount)) {
-			return -1;
 		}
+		struct cgroup_dir *d = add_dir(j, mount);
+		if (!d)
+			return -1;
+		s->dir = (int)(d - j->cg);
 	}
 	for (int i = 0; i < j->ncg; i++) {
 		char cpuset_mount[PATH_MAX];
@@ -229,11 +229,7 @@ int cgroup_setup(struct jail *j)
 	/* The settings, each in the hierarchy that has its file. */
 	for (int i = 0; i < j->ncgroups; i++) {
 		struct cgroup_setting *s = &j->cgroups[i];
-		struct cgroup_dir *d = &j->cg[0];
-		if (j->cgroup_version == 1) {
-			find_mount(s->controller, mount, sizeof(mount));
-			d = add_dir(j, mount);
-		}
+		struct cgroup_dir *d = &j->cg[s->dir];
 		char file[sizeof(d->rel) + 80];
 		snprintf(file, sizeof(file), "%s/%s", d->rel, s->file);
 		int err = write_file_at(d->mount_fd, file, s->value);

@@ -21,6 +21,7 @@ struct cgroup_setting {
 	char file[64];      /* e.g. memory.limit_in_bytes */
 	char controller[32]; /* e.g. memory; empty for core files like cgroup.max.depth */
 	const char *value;
+	int dir; /* index into jail.cg: the hierarchy holding the file */
 };
 
 /* One cgroup directory the jail joins: <mount>/<parent>/<id>. */

@@ -172,11 +172,6 @@ void seccomp_disable(void)
 	disabled = true;
 }
 
-bool seccomp_enabled(void)
-{
-	return !disabled;
-}
-
 const char *seccomp_role_name(enum seccomp_role role)
 {
 	static const char *const names[] = { "jail", "vmm", "api", "vcpu" };

@@ -27,7 +27,6 @@ int seccomp_install(enum seccomp_role role, char *err, size_t errlen);
 /* --no-seccomp: ember installs no filters of its own (a jailer's filter,
  * if any, stays: filters cannot be removed). */
 void seccomp_disable(void);
-bool seccomp_enabled(void);
 
 const char *seccomp_role_name(enum seccomp_role role);
 
