@@ -29,7 +29,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c api/*.c)
+VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c api/*.c)
 VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS))
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 JAILER_SRCS := $(wildcard jailer/*.c)
@@ -43,7 +43,7 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat
 
 .PHONY: all deps kernel testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke clean
-all: $(EMBER) $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
+all: $(EMBER) $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
 
 deps:
 	@missing=$$(for p in $(DEBS); do \
@@ -87,10 +87,22 @@ $(BUILD)/ember: $(BUILD)/obj/ember
 $(BUILD)/ember-jailer: $(BUILD)/obj/ember-jailer
 	@mkdir -p $(BUILD)
 	cp $< $@
+$(BUILD)/ember-uffd: $(BUILD)/obj/ember-uffd
+	@mkdir -p $(BUILD)
+	cp $< $@
+
+# ember-uffd: the page-fault handler that serves uffd snapshot restores.
+UFFD      := $(OBJ)/ember-uffd
+UFFD_OBJS := $(OBJ)/vmm/snapshot/uffd_handler/main.o $(OBJ)/vmm/snapshot/working_set.o
+$(UFFD): $(UFFD_OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson 2>/dev/null)
+-include $(UFFD_OBJS:.o=.d)
 
 ifneq ($(SAN),1)
 $(BUILD)/obj/ember: $(VMM_OBJS)
 $(BUILD)/obj/ember-jailer: $(JAILER_OBJS)
+$(BUILD)/obj/ember-uffd: $(UFFD_OBJS)
 endif
 
 -include $(VMM_OBJS:.o=.d) $(JAILER_OBJS:.o=.d) $(TEST_HOOK_OBJS:.o=.d)
@@ -178,8 +190,16 @@ $(UNIT_BIN): $(UNIT_OBJS) $(LIB_OBJS)
 unit: $(UNIT_BIN)
 	$(UNIT_BIN) --jobs 2
 
-integration: $(EMBER) $(JAILER) $(EMBER_TEST) kernel testvm rootfs
-	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) BUILD=$(BUILD) tests/integration/run.sh
+# A test program that restores memory through ember's uffd backend.
+UFFD_CLIENT := $(OBJ)/uffd-client
+UFFD_CLIENT_OBJS := $(OBJ)/tests/integration/uffd_client.o $(OBJ)/vmm/snapshot/uffd.o $(OBJ)/vmm/snapshot/working_set.o
+$(UFFD_CLIENT): $(UFFD_CLIENT_OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^
+-include $(OBJ)/tests/integration/uffd_client.d
+
+integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(UFFD) $(UFFD_CLIENT) kernel testvm rootfs
+	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) UFFD=$(UFFD) UFFD_CLIENT=$(UFFD_CLIENT) BUILD=$(BUILD) tests/integration/run.sh
 
 test: deps
 	$(MAKE) unit
@@ -192,10 +212,11 @@ FUZZ_DIR   := $(BUILD)/fuzz
 FUZZ_RUNS  ?= 1000000
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                $(shell pkg-config --cflags libcjson 2>/dev/null)
-FUZZ_LIBSRC := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c api/config_json.c api/http.c api/router.c
+FUZZ_LIBSRC := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c api/config_json.c api/http.c api/router.c \
+               vmm/snapshot/snapfile.c vmm/snapshot/decode.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard vmm/*.h vmm/virtio/*.h api/*.h)
+$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard vmm/*.h vmm/virtio/*.h vmm/snapshot/*.h api/*.h)
 	@mkdir -p $(FUZZ_DIR)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIBSRC) -lcjson -lZydis -lpthread
 
@@ -205,7 +226,8 @@ fuzz: $(FUZZ_TARGETS)
 		name=$$(basename $$t); corpus=$(FUZZ_DIR)/corpus-$$name; \
 		mkdir -p $$corpus; \
 		echo "fuzz: $$t ($(FUZZ_RUNS) runs)"; \
-		$$t -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 $$corpus tests/fuzz/corpus/$${name#fuzz_} 2>&1 | \
+		maxlen=4096; [ $$name = fuzz_snapshot ] && maxlen=32768; \
+		$$t -runs=$(FUZZ_RUNS) -max_len=$$maxlen -print_final_stats=1 $$corpus tests/fuzz/corpus/$${name#fuzz_} 2>&1 | \
 			grep -E 'stat::number_of_executed_units|ERROR|Done' || exit 1; \
 	done
 

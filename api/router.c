@@ -13,7 +13,9 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_VM_CONFIG] = "vm_config", [EP_BOOT_SOURCE] = "boot_source", [EP_DRIVES] = "drives",
 	[EP_NETWORK_INTERFACES] = "network_interfaces", [EP_VSOCK] = "vsock",
 	[EP_ENTROPY] = "entropy", [EP_SERIAL] = "serial", [EP_LOGGER] = "logger",
-	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_UNSUPPORTED] = "unsupported",
+	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_VM] = "vm",
+	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
+	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
 
@@ -44,9 +46,6 @@ static const struct {
 	{ "/mmds", false, M_GET | M_PUT | M_PATCH },
 	{ "/mmds/config", false, M_PUT },
 	{ "/hotplug/memory", false, M_GET | M_PUT | M_PATCH },
-	{ "/snapshot/create", false, M_PUT },
-	{ "/snapshot/load", false, M_PUT },
-	{ "/vm", false, M_PATCH },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -134,6 +133,162 @@ static const char *get_str(const cJSON *obj, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A string field copied into dst; missing is an error when required. */
+static bool copy_str(const cJSON *obj, const char *section, const char *key, bool required, char *dst,
+		     size_t size, struct route_result *r)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!v) {
+		if (required)
+			answer(r, 400, "%s.%s: missing", section, key);
+		return !required;
+	}
+	if (!cJSON_IsString(v) || !v->valuestring[0]) {
+		answer(r, 400, "%s.%s: must be a non-empty string", section, key);
+		return false;
+	}
+	if (strlen(v->valuestring) >= size) {
+		answer(r, 400, "%s.%s: longer than %zu bytes", section, key, size - 1);
+		return false;
+	}
+	snprintf(dst, size, "%s", v->valuestring);
+	return true;
+}
+
+static bool get_bool(const cJSON *obj, const char *section, const char *key, bool *dst,
+		     struct route_result *r)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!v)
+		return true;
+	if (!cJSON_IsBool(v)) {
+		answer(r, 400, "%s.%s: must be true or false", section, key);
+		return false;
+	}
+	*dst = cJSON_IsTrue(v);
+	return true;
+}
+
+static void route_vm(const cJSON *obj, struct action *a, struct route_result *r)
+{
+	static const char *const keys[] = { "state", NULL };
+	if (!only_keys(obj, "vm", keys, r))
+		return;
+	const char *st = get_str(obj, "state");
+	if (!st)
+		answer(r, 400, "vm.state: missing or not a string");
+	else if (strcmp(st, "Paused") == 0)
+		a->type = ACTION_PAUSE;
+	else if (strcmp(st, "Resumed") == 0)
+		a->type = ACTION_RESUME;
+	else
+		answer(r, 400, "vm.state: \"%s\" is not Paused or Resumed", st);
+}
+
+static void route_snapshot_create(const cJSON *obj, struct action *a, struct route_result *r)
+{
+	static const char *const keys[] = { "snapshot_type", "snapshot_path", "mem_file_path", NULL };
+	struct snapshot_create *s = &a->u.snap_create;
+	a->type = ACTION_SNAPSHOT_CREATE;
+	if (!only_keys(obj, "snapshot_create", keys, r) ||
+	    !copy_str(obj, "snapshot_create", "snapshot_path", true, s->snapshot_path, sizeof(s->snapshot_path), r) ||
+	    !copy_str(obj, "snapshot_create", "mem_file_path", true, s->mem_file_path, sizeof(s->mem_file_path), r))
+		return;
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "snapshot_type");
+	if (!t || (cJSON_IsString(t) && strcmp(t->valuestring, "Full") == 0))
+		s->type = SNAPSHOT_FULL;
+	else if (cJSON_IsString(t) && strcmp(t->valuestring, "Diff") == 0)
+		s->type = SNAPSHOT_DIFF;
+	else
+		answer(r, 400, "snapshot_create.snapshot_type: must be \"Full\" or \"Diff\"");
+}
+
+static void route_snapshot_load(const cJSON *obj, struct action *a, struct route_result *r)
+{
+	static const char *const keys[] = { "snapshot_path", "mem_backend", "mem_file_path",
+		"track_dirty_pages", "enable_diff_snapshots", "resume_vm", "network_overrides",
+		"vsock_override", NULL };
+	static const char *const backend_keys[] = { "backend_type", "backend_path", NULL };
+	static const char *const net_keys[] = { "iface_id", "host_dev_name", NULL };
+	static const char *const vsock_keys[] = { "uds_path", NULL };
+	struct snapshot_load *l = &a->u.snap_load;
+	a->type = ACTION_SNAPSHOT_LOAD;
+	if (!only_keys(obj, "snapshot_load", keys, r) ||
+	    !copy_str(obj, "snapshot_load", "snapshot_path", true, l->snapshot_path, sizeof(l->snapshot_path), r) ||
+	    !get_bool(obj, "snapshot_load", "resume_vm", &l->resume_vm, r))
+		return;
+	/* enable_diff_snapshots is the deprecated name of track_dirty_pages. */
+	bool old_track = false;
+	if (!get_bool(obj, "snapshot_load", "track_dirty_pages", &l->track_dirty_pages, r) ||
+	    !get_bool(obj, "snapshot_load", "enable_diff_snapshots", &old_track, r))
+		return;
+	l->track_dirty_pages |= old_track;
+
+	const cJSON *mb = cJSON_GetObjectItemCaseSensitive(obj, "mem_backend");
+	bool has_file = cJSON_GetObjectItemCaseSensitive(obj, "mem_file_path") != NULL;
+	if (!mb == !has_file) {
+		answer(r, 400, "snapshot_load: exactly one of mem_backend and mem_file_path is required");
+		return;
+	}
+	if (has_file) {
+		l->backend = MEM_BACKEND_FILE;
+		if (!copy_str(obj, "snapshot_load", "mem_file_path", true, l->backend_path, sizeof(l->backend_path), r))
+			return;
+	} else {
+		if (!cJSON_IsObject(mb)) {
+			answer(r, 400, "snapshot_load.mem_backend: must be an object");
+			return;
+		}
+		if (!only_keys(mb, "snapshot_load.mem_backend", backend_keys, r) ||
+		    !copy_str(mb, "snapshot_load.mem_backend", "backend_path", true, l->backend_path,
+			      sizeof(l->backend_path), r))
+			return;
+		const char *t = get_str(mb, "backend_type");
+		if (t && strcmp(t, "File") == 0)
+			l->backend = MEM_BACKEND_FILE;
+		else if (t && strcmp(t, "Uffd") == 0)
+			l->backend = MEM_BACKEND_UFFD;
+		else {
+			answer(r, 400, "snapshot_load.mem_backend.backend_type: must be \"File\" or \"Uffd\"");
+			return;
+		}
+	}
+
+	const cJSON *nets = cJSON_GetObjectItemCaseSensitive(obj, "network_overrides");
+	if (nets) {
+		if (!cJSON_IsArray(nets) || cJSON_GetArraySize(nets) > CONFIG_MAX_NETS) {
+			answer(r, 400, "snapshot_load.network_overrides: must be an array of at most %d", CONFIG_MAX_NETS);
+			return;
+		}
+		const cJSON *it;
+		cJSON_ArrayForEach(it, nets) {
+			struct net_override *o = &l->net_overrides[l->nnet_overrides++];
+			if (!cJSON_IsObject(it)) {
+				answer(r, 400, "snapshot_load.network_overrides: each must be an object");
+				return;
+			}
+			if (!only_keys(it, "snapshot_load.network_overrides", net_keys, r) ||
+			    !copy_str(it, "snapshot_load.network_overrides", "iface_id", true, o->iface_id,
+				      sizeof(o->iface_id), r) ||
+			    !copy_str(it, "snapshot_load.network_overrides", "host_dev_name", true,
+				      o->host_dev_name, sizeof(o->host_dev_name), r))
+				return;
+		}
+	}
+	const cJSON *vs = cJSON_GetObjectItemCaseSensitive(obj, "vsock_override");
+	if (vs) {
+		if (!cJSON_IsObject(vs)) {
+			answer(r, 400, "snapshot_load.vsock_override: must be an object");
+			return;
+		}
+		if (!only_keys(vs, "snapshot_load.vsock_override", vsock_keys, r) ||
+		    !copy_str(vs, "snapshot_load.vsock_override", "uds_path", true, l->vsock_uds_path,
+			      sizeof(l->vsock_uds_path), r))
+			return;
+		l->has_vsock_override = true;
+	}
 }
 
 static void route_body(const struct http_request *req, enum api_endpoint ep, const char *id,
@@ -256,6 +411,15 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 			answer(r, 400, "actions.action_type: \"%s\" is not InstanceStart, SendCtrlAltDel or FlushMetrics", t);
 		break;
 	}
+	case EP_VM:
+		route_vm(obj, a, r);
+		break;
+	case EP_SNAPSHOT_CREATE:
+		route_snapshot_create(obj, a, r);
+		break;
+	case EP_SNAPSHOT_LOAD:
+		route_snapshot_load(obj, a, r);
+		break;
 	default:
 		answer(r, 500, "no handler for this endpoint");
 		break;
@@ -301,6 +465,12 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_METRICS, allowed = M_PUT;
 	} else if (strcmp(path, "/actions") == 0) {
 		ep = EP_ACTIONS, allowed = M_PUT;
+	} else if (strcmp(path, "/vm") == 0) {
+		ep = EP_VM, allowed = M_PATCH;
+	} else if (strcmp(path, "/snapshot/create") == 0) {
+		ep = EP_SNAPSHOT_CREATE, allowed = M_PUT;
+	} else if (strcmp(path, "/snapshot/load") == 0) {
+		ep = EP_SNAPSHOT_LOAD, allowed = M_PUT;
 	} else {
 		ep = EP_UNKNOWN, allowed = 0;
 		for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {

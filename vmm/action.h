@@ -29,6 +29,10 @@ enum action_type {
 	ACTION_INSTANCE_START,
 	ACTION_SEND_CTRL_ALT_DEL,
 	ACTION_FLUSH_METRICS,
+	ACTION_PAUSE,
+	ACTION_RESUME,
+	ACTION_SNAPSHOT_CREATE,
+	ACTION_SNAPSHOT_LOAD,
 };
 
 /* machine-config fields present in a request */
@@ -58,6 +62,35 @@ struct net_update {
 	struct ratelimiter_config rx, tx;
 };
 
+enum snapshot_type { SNAPSHOT_FULL, SNAPSHOT_DIFF };
+
+/* PUT /snapshot/create */
+struct snapshot_create {
+	enum snapshot_type type;
+	char snapshot_path[CONFIG_PATH_MAX];
+	char mem_file_path[CONFIG_PATH_MAX];
+};
+
+enum mem_backend_type { MEM_BACKEND_FILE, MEM_BACKEND_UFFD };
+
+struct net_override {
+	char iface_id[CONFIG_ID_MAX];
+	char host_dev_name[IFNAMSIZ];
+};
+
+/* PUT /snapshot/load */
+struct snapshot_load {
+	char snapshot_path[CONFIG_PATH_MAX];
+	enum mem_backend_type backend;
+	char backend_path[CONFIG_PATH_MAX]; /* the memory file, or the handler's socket */
+	bool track_dirty_pages;
+	bool resume_vm;
+	unsigned nnet_overrides;
+	struct net_override net_overrides[CONFIG_MAX_NETS];
+	bool has_vsock_override;
+	char vsock_uds_path[CONFIG_UDS_MAX];
+};
+
 struct action {
 	enum action_type type;
 	union {
@@ -72,6 +105,8 @@ struct action {
 		struct serial_config serial;
 		struct logger_config logger;
 		struct metrics_config metrics;
+		struct snapshot_create snap_create;
+		struct snapshot_load snap_load;
 	} u;
 
 	/* The reply, set by the VMM thread. */

@@ -3,6 +3,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,8 @@
 #include "../api/config_json.h"
 #include "boot/boot.h"
 #include "log.h"
+#include "snapshot/snapfile.h"
+#include "snapshot/snapshot.h"
 #include "version.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
@@ -41,6 +44,11 @@ static void reply_json(struct action *a, cJSON *obj)
 	a->status = a->body ? 200 : 500;
 	if (!a->body)
 		snprintf(a->fault, sizeof(a->fault), "out of memory");
+}
+
+static const char *state_name(enum instance_state s)
+{
+	return s == STATE_RUNNING ? "Running" : s == STATE_PAUSED ? "Paused" : "Not started";
 }
 
 static bool pre_boot(struct controller *c, struct action *a)
@@ -79,7 +87,7 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 	}
 	struct machine_params p = {
 		.cfg = &c->cfg, .loop = c->loop, .boot_timer = c->boot_timer,
-		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu,
+		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu, .mem_fd = -1,
 	};
 	if ((ret = machine_build(&c->machine, &p, err, errlen)))
 		return ret;
@@ -93,6 +101,7 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 		return ret;
 	}
 	c->state = STATE_RUNNING;
+	c->vcpus_started = true;
 	log_info("booting %s (%u vCPU%s, %llu MiB)", c->cfg.boot.kernel_image_path,
 		 c->cfg.machine.vcpu_count, c->cfg.machine.vcpu_count == 1 ? "" : "s",
 		 (unsigned long long)c->cfg.machine.mem_size_mib);
@@ -176,7 +185,7 @@ int controller_flush_metrics(struct controller *c)
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddNumberToObject(root, "utc_timestamp_ms", (double)now.tv_sec * 1e3 + now.tv_nsec / 1e6);
 	cJSON_AddStringToObject(root, "id", c->id);
-	cJSON_AddStringToObject(root, "state", c->state == STATE_RUNNING ? "Running" : "Not started");
+	cJSON_AddStringToObject(root, "state", state_name(c->state));
 	cJSON *api = cJSON_AddObjectToObject(root, "api_server");
 	cJSON_AddNumberToObject(api, "process_startup_time_us", (double)c->startup_us);
 	cJSON_AddNumberToObject(api, "process_startup_time_cpu_us", (double)c->startup_cpu_us);
@@ -184,7 +193,7 @@ int controller_flush_metrics(struct controller *c)
 		c->api_metrics(api);
 
 	struct machine *m = &c->machine;
-	if (c->state == STATE_RUNNING) {
+	if (c->state != STATE_NOT_STARTED) {
 		if (m->has_boot_timer) {
 			cJSON *bt = cJSON_AddObjectToObject(root, "boot_timer");
 			cJSON_AddNumberToObject(bt, "guest_boot_time_us", (double)atomic_load(&m->boot_timer.boot_us));
@@ -322,6 +331,216 @@ static void patch_net(struct controller *c, struct action *a)
 	a->status = 204;
 }
 
+/* ---- pause, resume, snapshots --------------------------------------- */
+
+#define PAUSE_IO_TIMEOUT_NS (5ULL * 1000000000ULL)
+#define PAUSE_POLL_NS 1000000ULL
+
+/* The devices finish what they had in flight (a disk write, a frame
+ * going out); the pause is answered once they have. */
+static void pause_poll(struct evloop_timer *t)
+{
+	struct controller *c = container_of(t, struct controller, defer_timer);
+	struct action *a = c->deferred;
+	if (!a)
+		return;
+	if (!machine_idle(&c->machine)) {
+		if (rl_now_ns() - c->defer_start_ns < PAUSE_IO_TIMEOUT_NS) {
+			evloop_timer_arm(c->loop, &c->defer_timer, PAUSE_POLL_NS, pause_poll);
+			return;
+		}
+		/* Paused all the same; a snapshot now would refuse. */
+		reply_error(a, 500, "paused, but device I/O still in flight after 5 s");
+	}
+	controller_finish(c, a);
+}
+
+static void pause_vm(struct controller *c, struct action *a)
+{
+	if (c->state == STATE_PAUSED)
+		return;
+	if (machine_pause(&c->machine)) {
+		reply_error(a, 400, "the VM is stopping");
+		return;
+	}
+	c->state = STATE_PAUSED;
+	log_info("paused");
+	if (!machine_idle(&c->machine)) {
+		c->deferred = a;
+		c->defer_start_ns = rl_now_ns();
+		evloop_timer_arm(c->loop, &c->defer_timer, PAUSE_POLL_NS, pause_poll);
+	}
+}
+
+static void resume_vm(struct controller *c, struct action *a)
+{
+	if (c->state == STATE_RUNNING)
+		return;
+	machine_resume(&c->machine);
+	if (!c->vcpus_started) {
+		if (machine_start_vcpus(&c->machine, a->fault, sizeof(a->fault))) {
+			a->status = 500;
+			return;
+		}
+		c->vcpus_started = true;
+	}
+	c->state = STATE_RUNNING;
+	log_info("resumed");
+}
+
+static void on_uffd_hangup(struct evloop_watch *w, int res)
+{
+	struct controller *c = container_of(w, struct controller, uffd_watch);
+	(void)res;
+	evloop_unwatch(w);
+	vm_request_stop(&c->machine.vm, 1, "the page-fault handler closed its socket (it exited?)");
+}
+
+/* Only a fresh process restores: nothing but the logger and metrics may
+ * have been configured. */
+static bool fresh(const struct controller *c, struct action *a)
+{
+	struct vmm_config d;
+	config_defaults(&d);
+	const struct vmm_config *cfg = &c->cfg;
+	if (c->state != STATE_NOT_STARTED) {
+		reply_error(a, 400, "a snapshot can only be loaded before the VM has started");
+		return false;
+	}
+	if (cfg->boot.set || cfg->ndrives || cfg->nnets || cfg->vsock.set || cfg->entropy.set ||
+	    cfg->serial.set || memcmp(&cfg->machine, &d.machine, sizeof(d.machine)) != 0) {
+		reply_error(a, 400, "a snapshot can only be loaded into a fresh ember: only the logger "
+			    "and metrics may be configured before it");
+		return false;
+	}
+	return true;
+}
+
+/* The snapshot's configuration with the request's overrides, and the
+ * logger and metrics of this process. */
+static int restore_config(struct controller *c, const struct snapshot_load *l, const struct vmm_config *saved,
+			  struct vmm_config *cfg, char *err, size_t errlen)
+{
+	*cfg = *saved;
+	cfg->logger = c->cfg.logger;
+	cfg->metrics = c->cfg.metrics;
+	cfg->machine.track_dirty_pages = l->track_dirty_pages;
+	for (unsigned i = 0; i < l->nnet_overrides; i++) {
+		const struct net_override *o = &l->net_overrides[i];
+		unsigned k;
+		for (k = 0; k < cfg->nnets; k++)
+			if (strcmp(cfg->nets[k].iface_id, o->iface_id) == 0)
+				break;
+		if (k == cfg->nnets) {
+			snprintf(err, errlen, "network_overrides: the snapshot has no interface \"%s\"", o->iface_id);
+			return -EINVAL;
+		}
+		snprintf(cfg->nets[k].host_dev_name, sizeof(cfg->nets[k].host_dev_name), "%s", o->host_dev_name);
+	}
+	if (l->has_vsock_override) {
+		if (!cfg->vsock.set) {
+			snprintf(err, errlen, "vsock_override: the snapshot has no vsock device");
+			return -EINVAL;
+		}
+		snprintf(cfg->vsock.uds_path, sizeof(cfg->vsock.uds_path), "%s", l->vsock_uds_path);
+	}
+	return 0;
+}
+
+static int restore(struct controller *c, const struct snapshot_load *l, struct snapshot_image *img,
+		   uint64_t t0_ns, char *err, size_t errlen)
+{
+	struct vmm_config cfg;
+	int ret = restore_config(c, l, &img->cfg, &cfg, err, errlen);
+	if (ret)
+		return ret;
+	int mem_fd = -1;
+	if (l->backend == MEM_BACKEND_FILE) {
+		mem_fd = open(l->backend_path, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (mem_fd < 0 || fstat(mem_fd, &st) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "memory file %.300s: %s", l->backend_path, strerror(errno));
+			if (mem_fd >= 0)
+				close(mem_fd);
+			return ret;
+		}
+		if ((uint64_t)st.st_size != img->mem_size) {
+			snprintf(err, errlen, "memory file %.300s has %lld bytes; the snapshot's guest has %llu",
+				 l->backend_path, (long long)st.st_size, (unsigned long long)img->mem_size);
+			close(mem_fd);
+			return -EINVAL;
+		}
+	}
+	struct machine_params p = {
+		.cfg = &cfg, .loop = c->loop, .boot_timer = c->boot_timer,
+		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu,
+		.restoring = true, .mem_fd = mem_fd,
+	};
+	if ((ret = machine_build(&c->machine, &p, err, errlen)))
+		return ret; /* mem_fd went with the machine */
+	if (l->backend == MEM_BACKEND_UFFD &&
+	    (ret = uffd_backend_connect(&c->uffd, &c->machine.vm.mem, l->backend_path, err, errlen))) {
+		machine_destroy(&c->machine);
+		return ret;
+	}
+	c->machine.vm.restore_start_ns = t0_ns;
+	if ((ret = snapshot_apply(&c->machine, img, err, errlen))) {
+		uffd_backend_close(&c->uffd);
+		machine_destroy(&c->machine);
+		return ret;
+	}
+	/* From here on watches get armed: the only way back is to stop. */
+	if ((ret = evloop_watch(c->loop, &c->stop_watch, c->machine.vm.stop_fd, POLLIN, on_vm_stop)) ||
+	    (c->uffd.sock >= 0 &&
+	     (ret = evloop_watch(c->loop, &c->uffd_watch, c->uffd.sock, POLLIN | POLLRDHUP, on_uffd_hangup))) ||
+	    (ret = machine_start_devices(&c->machine, true, err, errlen))) {
+		if (!err[0])
+			snprintf(err, errlen, "cannot start: %s", strerror(-ret));
+		vm_request_stop(&c->machine.vm, 1, "restore failed");
+		c->state = STATE_PAUSED;
+		return ret;
+	}
+	c->cfg = cfg;
+	c->state = STATE_PAUSED;
+	if (machine_pause(&c->machine) == 0 && l->resume_vm) {
+		struct action dummy;
+		memset(&dummy, 0, sizeof(dummy));
+		resume_vm(c, &dummy);
+		if (dummy.status) {
+			snprintf(err, errlen, "%s", dummy.fault);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+static void load_snapshot(struct controller *c, struct action *a)
+{
+	const struct snapshot_load *l = &a->u.snap_load;
+	if (!fresh(c, a))
+		return;
+	uint64_t t0 = rl_now_ns();
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct snapshot_image *img = calloc(1, sizeof(*img));
+	if (!img) {
+		reply_error(a, 500, "out of memory");
+		return;
+	}
+	if (snapfile_load(l->snapshot_path, &buf, &len, a->fault, sizeof(a->fault)) ||
+	    snapshot_parse(buf, len, img, a->fault, sizeof(a->fault)) ||
+	    restore(c, l, img, t0, a->fault, sizeof(a->fault)))
+		a->status = 400;
+	else
+		log_info("snapshot %s loaded (%s memory) in %llu us%s", l->snapshot_path,
+			 l->backend == MEM_BACKEND_FILE ? "file" : "uffd",
+			 (unsigned long long)((rl_now_ns() - t0) / 1000), l->resume_vm ? ", resumed" : "");
+	snapshot_image_free(img);
+	free(img);
+	free(buf);
+}
+
 void controller_handle(struct controller *c, struct action *a)
 {
 	a->status = 204;
@@ -331,7 +550,7 @@ void controller_handle(struct controller *c, struct action *a)
 	case ACTION_GET_INSTANCE_INFO: {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "id", c->id);
-		cJSON_AddStringToObject(o, "state", c->state == STATE_RUNNING ? "Running" : "Not started");
+		cJSON_AddStringToObject(o, "state", state_name(c->state));
 		cJSON_AddStringToObject(o, "vmm_version", EMBER_VERSION);
 		cJSON_AddStringToObject(o, "app_name", "ember");
 		reply_json(a, o);
@@ -407,6 +626,23 @@ void controller_handle(struct controller *c, struct action *a)
 		if (post_boot(c, a) && i8042_send_ctrl_alt_del(&c->machine.i8042))
 			reply_error(a, 400, "the guest has not read the keys sent earlier");
 		break;
+	case ACTION_PAUSE:
+		if (post_boot(c, a))
+			pause_vm(c, a);
+		break;
+	case ACTION_RESUME:
+		if (post_boot(c, a))
+			resume_vm(c, a);
+		break;
+	case ACTION_SNAPSHOT_CREATE:
+		if (c->state != STATE_PAUSED)
+			reply_error(a, 400, "snapshots are taken of a paused VM: PATCH /vm {\"state\": \"Paused\"} first");
+		else if (snapshot_save(&c->machine, &c->cfg, &a->u.snap_create, a->fault, sizeof(a->fault)))
+			a->status = 400;
+		break;
+	case ACTION_SNAPSHOT_LOAD:
+		load_snapshot(c, a);
+		break;
 	case ACTION_FLUSH_METRICS:
 		if (c->metrics_fd < 0)
 			reply_error(a, 400, "metrics are not set up: PUT /metrics first");
@@ -434,6 +670,14 @@ static void on_wake(struct evloop_watch *w, int res)
 	if (!a)
 		return;
 	controller_handle(c, a);
+	if (c->deferred != a)
+		controller_finish(c, a);
+}
+
+void controller_finish(struct controller *c, struct action *a)
+{
+	if (c->deferred == a)
+		c->deferred = NULL;
 	pthread_mutex_lock(&c->lock);
 	c->pending = NULL;
 	pthread_cond_broadcast(&c->cond);
@@ -469,6 +713,7 @@ int controller_init(struct controller *c, struct evloop *loop, const char *id, b
 	c->start_wall = *start_wall;
 	c->start_cpu = *start_cpu;
 	c->metrics_fd = -1;
+	c->uffd.uffd = c->uffd.sock = -1;
 	config_defaults(&c->cfg);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
@@ -480,10 +725,11 @@ int controller_init(struct controller *c, struct evloop *loop, const char *id, b
 
 void controller_shutdown(struct controller *c)
 {
-	if (c->state == STATE_RUNNING)
+	if (c->state != STATE_NOT_STARTED)
 		machine_stop(&c->machine);
+	uffd_backend_close(&c->uffd);
 	if (c->metrics_fd >= 0)
 		controller_flush_metrics(c);
-	if (c->state == STATE_RUNNING)
+	if (c->state != STATE_NOT_STARTED)
 		machine_log_counters(&c->machine);
 }

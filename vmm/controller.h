@@ -14,10 +14,13 @@
 #include "config.h"
 #include "io/evloop.h"
 #include "machine.h"
+#include "snapshot/uffd.h"
 
 struct cJSON;
 
-enum instance_state { STATE_NOT_STARTED, STATE_RUNNING };
+/* NOT_STARTED until InstanceStart or a snapshot load builds the machine;
+ * then RUNNING or PAUSED (PATCH /vm). */
+enum instance_state { STATE_NOT_STARTED, STATE_RUNNING, STATE_PAUSED };
 
 struct controller {
 	struct evloop *loop;
@@ -31,6 +34,18 @@ struct controller {
 	struct machine machine;
 	struct evloop_watch stop_watch;       /* the VM asked to stop */
 	int exit_code;
+	bool vcpus_started;                   /* false after a load that did not resume */
+
+	/* A restore through a page-fault handler: its socket is watched so a
+	 * dead handler stops the VM instead of leaving its faults waiting. */
+	struct uffd_backend uffd;
+	struct evloop_watch uffd_watch;
+
+	/* An action that waits for the devices (a pause, until their
+	 * in-flight I/O is done); replied to by controller_finish(). */
+	struct action *deferred;
+	struct evloop_timer defer_timer;
+	uint64_t defer_start_ns;
 
 	/* metrics */
 	int metrics_fd;
@@ -60,6 +75,10 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen);
 
 /* Run one action (VMM thread). */
 void controller_handle(struct controller *c, struct action *a);
+
+/* Reply to an action (VMM thread): done by controller_handle itself unless
+ * it deferred the action (c->deferred). */
+void controller_finish(struct controller *c, struct action *a);
 
 /* Hand an action to the VMM thread and wait for its reply (API thread). */
 void controller_submit(struct controller *c, struct action *a);

@@ -48,6 +48,8 @@ static void destroy(struct machine *m)
 	i8042_destroy(&m->i8042);
 	if (m->serial_out_fd >= 0)
 		close(m->serial_out_fd);
+	if (m->mem_fd >= 0)
+		close(m->mem_fd);
 	if (vm->vcpus) {
 		for (unsigned i = 0; i < vm->nvcpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);
@@ -56,7 +58,7 @@ static void destroy(struct machine *m)
 	}
 	vm_destroy(vm);
 	memset(m, 0, sizeof(*m));
-	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = -1;
+	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = m->mem_fd = -1;
 }
 
 /* Announce a virtio device on the kernel command line. */
@@ -143,23 +145,25 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		snprintf(err, errlen, "no boot source: PUT /boot-source first");
 		return -EINVAL;
 	}
+	struct vm_memory src = { .fd = p->mem_fd, .track_dirty = cfg->machine.track_dirty_pages };
 	struct boot_images img = {
 		.kernel_path = cfg->boot.kernel_image_path,
 		.initrd_path = cfg->boot.initrd_path[0] ? cfg->boot.initrd_path : NULL,
 		.cmdline = m->cmdline,
 	};
-	if ((ret = boot_check_images(&img, err, errlen)))
+	if (!p->restoring && (ret = boot_check_images(&img, err, errlen)))
 		return ret;
 	char added[128];
 	const char *args = cfg->boot.has_boot_args ? cfg->boot.boot_args : DEFAULT_BOOT_ARGS;
-	if (boot_cmdline_build(args, host_is_pvm(), m->cmdline, sizeof(m->cmdline), added, sizeof(added))) {
+	if (boot_cmdline_build(args, host_is_pvm() && !p->restoring, m->cmdline, sizeof(m->cmdline), added,
+			       sizeof(added))) {
 		snprintf(err, errlen, "kernel command line longer than %zu bytes", sizeof(m->cmdline) - 1);
 		return -E2BIG;
 	}
 	if (added[0])
 		log_info("kvm_pvm host: added kernel parameters:%s", added);
 
-	if ((ret = vm_create(vm, cfg->machine.mem_size_mib << 20, cfg->machine.vcpu_count, err, errlen)))
+	if ((ret = vm_create(vm, cfg->machine.mem_size_mib << 20, cfg->machine.vcpu_count, &src, err, errlen)))
 		return ret;
 	vm->smt = cfg->machine.smt;
 
@@ -193,7 +197,7 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 	}
 
 	struct boot_entry entry;
-	if ((ret = boot_load(vm, &img, &entry, err, errlen)))
+	if (!p->restoring && (ret = boot_load(vm, &img, &entry, err, errlen)))
 		return ret;
 	log_debug("kernel command line: %s", m->cmdline);
 
@@ -203,7 +207,8 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		vm->vcpus[i].fd = -1;
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = vcpu_create(vm, &vm->vcpus[i], i)) ||
-		    (ret = boot_setup_vcpu(&vm->vcpus[i], &entry))) {
+		    (ret = p->restoring ? boot_setup_cpuid(&vm->vcpus[i])
+				       : boot_setup_vcpu(&vm->vcpus[i], &entry))) {
 			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
 			return ret;
 		}
@@ -216,15 +221,15 @@ int machine_build(struct machine *m, const struct machine_params *p, char *err, 
 	memset(m, 0, sizeof(*m));
 	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = m->vm.stop_fd = -1;
+	m->mem_fd = p->mem_fd; /* ours now, closed with the machine */
 	int ret = build(m, p, err, errlen);
 	if (ret)
 		destroy(m);
 	return ret;
 }
 
-int machine_start(struct machine *m, char *err, size_t errlen)
+unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs)
 {
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
 	unsigned n = 0;
 	for (unsigned i = 0; i < m->nblk; i++)
 		devs[n++] = &m->blk[i]->vd;
@@ -234,6 +239,13 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 		devs[n++] = &m->vsock->vd;
 	if (m->rng)
 		devs[n++] = &m->rng->vd;
+	return n;
+}
+
+int machine_start_devices(struct machine *m, bool restored, char *err, size_t errlen)
+{
+	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++) {
 		int ret = virtio_dev_start_io(devs[i]);
 		if (ret) {
@@ -241,6 +253,25 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 			return ret;
 		}
 	}
+	for (unsigned i = 0; restored && i < n; i++)
+		if (devs[i]->ops->restored)
+			devs[i]->ops->restored(devs[i]);
+	return 0;
+}
+
+void machine_destroy(struct machine *m)
+{
+	destroy(m);
+}
+
+int machine_start(struct machine *m, char *err, size_t errlen)
+{
+	int ret = machine_start_devices(m, false, err, errlen);
+	return ret ? ret : machine_start_vcpus(m, err, errlen);
+}
+
+int machine_start_vcpus(struct machine *m, char *err, size_t errlen)
+{
 	for (unsigned i = 0; i < m->vm.nvcpus; i++) {
 		int ret = vcpu_start(&m->vm.vcpus[i]);
 		if (ret) {
@@ -251,6 +282,37 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 	}
 	m->running = true;
 	return 0;
+}
+
+int machine_pause(struct machine *m)
+{
+	int ret = vm_pause_vcpus(&m->vm);
+	if (ret)
+		return ret;
+	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	unsigned n = machine_virtio_devices(m, devs);
+	for (unsigned i = 0; i < n; i++)
+		virtio_dev_pause(devs[i]);
+	return 0;
+}
+
+bool machine_idle(struct machine *m)
+{
+	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	unsigned n = machine_virtio_devices(m, devs);
+	for (unsigned i = 0; i < n; i++)
+		if (!virtio_dev_idle(devs[i]))
+			return false;
+	return true;
+}
+
+void machine_resume(struct machine *m)
+{
+	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	unsigned n = machine_virtio_devices(m, devs);
+	for (unsigned i = 0; i < n; i++)
+		virtio_dev_resume(devs[i]);
+	vm_resume_vcpus(&m->vm);
 }
 
 void machine_stop(struct machine *m)

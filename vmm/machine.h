@@ -35,6 +35,7 @@ struct machine {
 	struct virtio_vsock *vsock;
 	struct virtio_rng *rng;
 	char cmdline[4096];           /* what the guest kernel was given */
+	int mem_fd;                   /* the memory file RAM is mapped from, or -1 */
 	bool running;                 /* vCPUs started */
 };
 
@@ -43,14 +44,38 @@ struct machine_params {
 	struct evloop *loop;
 	bool boot_timer;
 	const struct timespec *start_wall, *start_cpu; /* for the boot timer */
+	/* Restoring a snapshot: no kernel is loaded and the vCPUs get no boot
+	 * registers (snapshot_apply sets everything). */
+	bool restoring;
+	int mem_fd;                   /* memory file to map (restore from File), or -1 */
 };
 
 /* Build the whole machine. Returns 0, or -errno with a one-line reason in
  * err after undoing everything. */
 int machine_build(struct machine *m, const struct machine_params *p, char *err, size_t errlen);
 
+/* Release a built machine that was never started (a restore that failed
+ * half-way). */
+void machine_destroy(struct machine *m);
+
 /* Arm the devices' watches and start the vCPUs. */
 int machine_start(struct machine *m, char *err, size_t errlen);
+/* The same in two steps, for a restore that may stay paused: the devices
+ * (then their restored hooks), and later the vCPUs. */
+int machine_start_devices(struct machine *m, bool restored, char *err, size_t errlen);
+int machine_start_vcpus(struct machine *m, char *err, size_t errlen);
+
+/* Pause: park the vCPUs and stop the devices starting work. Returns 0,
+ * or -ESHUTDOWN if the VM is stopping. machine_idle() then says when the
+ * devices' in-flight I/O has finished (a snapshot needs that). */
+int machine_pause(struct machine *m);
+bool machine_idle(struct machine *m);
+void machine_resume(struct machine *m);
+
+/* The virtio devices in their fixed order (as machine_build made them).
+ * Returns how many; devs has room for CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2. */
+struct virtio_dev;
+unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs);
 
 /* Stop the vCPUs (at exit). */
 void machine_stop(struct machine *m);

@@ -19,6 +19,7 @@
 #include "io/evloop.h"
 #include "log.h"
 #include "seccomp.h"
+#include "snapshot/snapshot.h"
 #include "version.h"
 #include "vm_id.h"
 
@@ -54,6 +55,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ember [options]\n"
+		"       ember merge-memory BASE_MEM_FILE DIFF_MEM_FILE\n"
 		"\n"
 		"  --config-file PATH   configure the VM from a Firecracker-style JSON file\n"
 		"  --no-api             do not serve the API (requires --config-file)\n"
@@ -213,7 +215,7 @@ static void on_stdin(struct evloop_watch *w, int res)
 	uint8_t buf[256];
 	ssize_t n = res < 0 ? -1 : read(STDIN_FILENO, buf, sizeof(buf));
 	if (n > 0) {
-		if (e->ctrl.state == STATE_RUNNING)
+		if (e->ctrl.state != STATE_NOT_STARTED)
 			serial_input(&e->ctrl.machine.serial, buf, (size_t)n);
 	} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 		evloop_unwatch(w); /* EOF or error: the guest gets no more input */
@@ -229,7 +231,7 @@ static void on_signal(struct evloop_watch *w, int res)
 		return;
 	char why[48];
 	snprintf(why, sizeof(why), "signal %s", strsignal((int)si.ssi_signo));
-	if (e->ctrl.state == STATE_RUNNING) {
+	if (e->ctrl.state != STATE_NOT_STARTED) {
 		vm_request_stop(&e->ctrl.machine.vm, 128 + (int)si.ssi_signo, why);
 	} else {
 		log_info("stopping: %s", why);
@@ -281,6 +283,20 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &e.start_wall);
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &e.start_cpu);
 
+	/* "ember merge-memory BASE DIFF": apply a Diff snapshot's memory file
+	 * onto the memory file of the snapshot it was taken after. */
+	if (argc >= 2 && strcmp(argv[1], "merge-memory") == 0) {
+		if (argc != 4) {
+			fprintf(stderr, "usage: ember merge-memory BASE_MEM_FILE DIFF_MEM_FILE\n");
+			return 2;
+		}
+		char why[512];
+		if (snapshot_merge_diff(argv[2], argv[3], why, sizeof(why))) {
+			fprintf(stderr, "ember: merge-memory: %s\n", why);
+			return 1;
+		}
+		return 0;
+	}
 	parse_args(argc, argv, &e.opt);
 	signals_setup(&e);
 	/* Before the first untrusted input (the config file, the API, the
@@ -335,7 +351,7 @@ int main(int argc, char **argv)
 	if (evloop_watch(&e.loop, &e.signal_watch, e.signal_fd, POLLIN, on_signal) ||
 	    evloop_watch(&e.loop, &e.stdin_watch, STDIN_FILENO, POLLIN, on_stdin))
 		die("cannot watch signals and the console");
-	if (c->state == STATE_RUNNING)
+	if (c->state != STATE_NOT_STARTED)
 		tty_setup(&e);
 
 	err = evloop_run(&e.loop);
@@ -346,5 +362,5 @@ int main(int argc, char **argv)
 	tty_restore(&e);
 	if (err)
 		return 1;
-	return c->state == STATE_RUNNING ? c->exit_code : e.exit_code;
+	return c->state != STATE_NOT_STARTED ? c->exit_code : e.exit_code;
 }

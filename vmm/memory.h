@@ -22,6 +22,10 @@ struct mem_region {
 struct guest_mem {
 	uint8_t *host;  /* the whole mapping */
 	uint64_t size;  /* bytes of guest RAM */
+	bool file_backed; /* a private (copy-on-write) mapping of a memory file */
+	/* With dirty tracking: one bit per 4 KiB page that ember itself (its
+	 * devices) wrote; KVM's dirty log has the guest's writes. */
+	uint64_t *dirty;
 	unsigned nregions;
 	struct mem_region regions[MEM_MAX_REGIONS];
 };
@@ -30,6 +34,19 @@ struct guest_mem {
  * gap and, if it does not fit there, above 4 GiB. Returns 0 or -errno. */
 int mem_init(struct guest_mem *mem, uint64_t size);
 void mem_destroy(struct guest_mem *mem);
+
+/* The same layout, backed by a private mapping of the memory file fd (at
+ * least size bytes): pages are read from the file when the guest first
+ * touches them, and writes stay in this process. */
+int mem_init_file(struct guest_mem *mem, uint64_t size, int fd);
+
+/* Start tracking ember's own writes (mem_mark_dirty). Returns 0 or -ENOMEM. */
+int mem_track_dirty(struct guest_mem *mem);
+/* Record that ember wrote [host, host+len) of guest memory. Cheap no-op
+ * without tracking; safe from any thread. */
+void mem_mark_dirty(const struct guest_mem *mem, const void *host, size_t len);
+/* OR ember's dirty bits into bitmap (size/4096 bits) and clear them. */
+void mem_take_dirty(struct guest_mem *mem, uint64_t *bitmap);
 
 /* Host pointer to [gpa, gpa+len) if that range lies entirely within one
  * RAM region, else NULL. len may be 0 (then gpa must be inside a region

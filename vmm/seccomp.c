@@ -15,6 +15,7 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/sched.h>
+#include <linux/userfaultfd.h>
 #include <seccomp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -113,6 +114,19 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(newfstatat, VMM),          /* stat/fstat of images, drives, socket paths */
 	ALLOW(unlink, VMM),              /* stale API and vsock socket files */
 	ALLOW(sysinfo, VMM),             /* checking mem_size_mib against the host */
+	/* Snapshots: the state file (written to .tmp, then renamed) and the
+	 * memory file (sized, written sparse, synced); mincore finds the
+	 * guest pages ever touched (skipped holes, the working set). */
+	ALLOW(ftruncate, VMM),
+	ALLOW(pwrite64, VMM),
+	ALLOW(fsync, VMM),
+	ALLOW(rename, VMM),
+	ALLOW(mincore, VMM),
+	/* Restoring through a page-fault handler: the userfaultfd (the
+	 * syscall, or /dev/userfaultfd's ioctl) and its UFFDIO_* ioctls; the
+	 * fd goes to the handler with sendmsg. */
+	ALLOW(userfaultfd, VMM),
+	ALLOW(sendmsg, VMM),
 	ALLOW(getrandom, ALL),           /* virtio-rng; libc */
 
 	/* -- event plumbing -- */
@@ -137,6 +151,8 @@ static const struct seccomp_rule rules[] = {
 	ALLOW_IF(ioctl, VMM, 1, IOCTL_TYPE_MASK, IOCTL_TYPE('T')), /* TUN* and the console's TCGETS/TCSETS */
 	ALLOW_IF(ioctl, VCPU, 1, ~0ULL, TUNSETOFFLOAD), /* the guest acks virtio-net offloads in an MMIO write */
 	ALLOW_IF(ioctl, VMM, 1, ~0ULL, BLKGETSIZE64),                /* a drive that is a block device */
+	ALLOW_IF(ioctl, VMM, 1, IOCTL_TYPE_MASK, IOCTL_TYPE(UFFDIO)), /* UFFDIO_API, UFFDIO_REGISTER */
+	ALLOW_IF(ioctl, VMM, 1, ~0ULL, USERFAULTFD_IOC_NEW),         /* /dev/userfaultfd */
 	ALLOW_IF(ioctl, ALL, 1, ~0ULL, TCGETS), /* stdio: is stdout a terminal? (first console write) */
 
 #ifdef __SANITIZE_ADDRESS__

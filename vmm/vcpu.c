@@ -142,6 +142,21 @@ static bool handle_exit(struct vcpu *vcpu)
 	}
 }
 
+/* Wait while the VM is paused. Called right after a KVM_RUN that returned
+ * EINTR: KVM has then completed any I/O exit the guest was in, so the
+ * registers a snapshot reads are consistent. */
+static void park(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_requested) && !atomic_load(&vm->stop_requested))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -159,10 +174,19 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	if (vcpu->id == 0 && vm->restore_start_ns) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		uint64_t ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+		log_info("vcpu 0: entering the guest %llu us after the snapshot load request",
+			 (unsigned long long)((ns - vm->restore_start_ns) / 1000));
+	}
 	while (!atomic_load(&vm->stop_requested)) {
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				vcpu->run->immediate_exit = 0;
+				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+				if (atomic_load(&vm->pause_requested))
+					park(vcpu);
 				continue;
 			}
 			char why[96];
@@ -194,13 +218,24 @@ int vcpu_start(struct vcpu *vcpu)
 	return 0;
 }
 
+void vcpu_kick(struct vcpu *vcpu)
+{
+	/* immediate_exit covers a kick that lands just before KVM_RUN; it is
+	 * set after the pause or stop request, so a thread that cleared it
+	 * without seeing the request will see this store. */
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
 void vcpu_stop(struct vcpu *vcpu)
 {
 	if (!vcpu->thread_started)
 		return;
-	/* immediate_exit covers a kick that lands just before KVM_RUN. */
-	vcpu->run->immediate_exit = 1;
-	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+	vcpu_kick(vcpu);
+	/* A parked thread waits on the pause condition. */
+	pthread_mutex_lock(&vcpu->vm->pause_lock);
+	pthread_cond_broadcast(&vcpu->vm->pause_cond);
+	pthread_mutex_unlock(&vcpu->vm->pause_lock);
 	pthread_join(vcpu->thread, NULL);
 	vcpu->thread_started = false;
 }

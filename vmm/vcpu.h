@@ -26,6 +26,9 @@ void vcpu_destroy(struct vcpu *vcpu);
 /* Start the vCPU's thread (KVM_RUN loop). Returns 0 or -errno. */
 int vcpu_start(struct vcpu *vcpu);
 
+/* Make the vCPU leave KVM_RUN soon (for a pause or a stop). */
+void vcpu_kick(struct vcpu *vcpu);
+
 /* Make the vCPU leave KVM_RUN and its thread return; joins the thread. */
 void vcpu_stop(struct vcpu *vcpu);
 

@@ -11,6 +11,7 @@
 
 #include "layout.h"
 #include "log.h"
+#include "vcpu.h"
 
 static int set_memory_slots(struct vm *vm)
 {
@@ -21,6 +22,7 @@ static int set_memory_slots(struct vm *vm)
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+			.flags = vm->track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
 			return -errno;
@@ -47,11 +49,14 @@ static int get_supported_cpuid(struct vm *vm)
 	return -E2BIG;
 }
 
-int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, char *errbuf, size_t errlen)
+int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct vm_memory *src,
+	      char *errbuf, size_t errlen)
 {
 	int err;
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	vm->nvcpus = nvcpus;
 	bus_init(&vm->pio);
 	bus_init(&vm->mmio);
@@ -125,7 +130,10 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, char *errbuf, 
 	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
 		log_debug("KVM_CAP_EXIT_ON_EMULATION_FAILURE unavailable: %s", strerror(errno));
 
-	err = mem_init(&vm->mem, mem_bytes);
+	err = src->fd >= 0 ? mem_init_file(&vm->mem, mem_bytes, src->fd) : mem_init(&vm->mem, mem_bytes);
+	if (!err && src->track_dirty)
+		err = mem_track_dirty(&vm->mem);
+	vm->track_dirty = src->track_dirty;
 	if (err) {
 		snprintf(errbuf, errlen, "cannot map %llu MiB of guest memory: %s",
 			  (unsigned long long)(mem_bytes >> 20), strerror(-err));
@@ -184,6 +192,60 @@ int vm_irqfd(struct vm *vm, unsigned gsi)
 	return fd;
 }
 
+int vm_take_dirty(struct vm *vm, uint64_t *bitmap)
+{
+	if (!vm->track_dirty)
+		return -EINVAL;
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		const struct mem_region *r = &vm->mem.regions[i];
+		uint64_t pages = r->size / 4096;
+		uint64_t *log = calloc((size_t)((pages + 63) / 64), sizeof(uint64_t));
+		if (!log)
+			return -ENOMEM;
+		struct kvm_dirty_log d = { .slot = i, .dirty_bitmap = log };
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &d) < 0) {
+			int err = -errno;
+			free(log);
+			return err;
+		}
+		uint64_t first = (uint64_t)(r->host - vm->mem.host) / 4096;
+		for (uint64_t p = 0; p < pages; p++)
+			if (log[p / 64] & (1ULL << (p % 64)))
+				bitmap[(first + p) / 64] |= 1ULL << ((first + p) % 64);
+		free(log);
+	}
+	mem_take_dirty(&vm->mem, bitmap);
+	return 0;
+}
+
+int vm_pause_vcpus(struct vm *vm)
+{
+	unsigned started = 0;
+	atomic_store(&vm->pause_requested, true);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].thread_started) {
+			vcpu_kick(&vm->vcpus[i]);
+			started++;
+		}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < started && !atomic_load(&vm->stop_requested))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (atomic_load(&vm->stop_requested)) {
+		vm_resume_vcpus(vm);
+		return -ESHUTDOWN;
+	}
+	return 0;
+}
+
+void vm_resume_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_requested, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 void vm_request_stop(struct vm *vm, int code, const char *why)
 {
 	int expected = 0;
@@ -194,4 +256,8 @@ void vm_request_stop(struct vm *vm, int code, const char *why)
 	uint64_t one = 1;
 	ssize_t r = write(vm->stop_fd, &one, sizeof(one));
 	(void)r;
+	/* Wake parked vCPUs and a waiting pause. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 }

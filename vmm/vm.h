@@ -5,6 +5,7 @@
 #define EMBER_VM_H
 
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,15 +36,42 @@ struct vm {
 	int exit_code;           /* ember's exit status once stopped */
 
 	struct emu_stats emu;    /* instructions emulated in userspace */
+	bool track_dirty;        /* KVM logs the guest's writes to RAM */
+	uint64_t restore_start_ns; /* CLOCK_MONOTONIC of the snapshot load request, 0 if booted */
+
+	/* Pausing: vCPU threads park between KVM_RUN calls (vcpu.c). */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;  /* parked count changed, or resume */
+	atomic_bool pause_requested;
+	unsigned parked;
+};
+
+/* Where guest RAM comes from. */
+struct vm_memory {
+	int fd;                  /* a memory file to map privately, or -1: anonymous */
+	bool track_dirty;        /* dirty-page tracking, for diff snapshots */
 };
 
 /* Open /dev/kvm, create the VM with mem_bytes of RAM, the irqchip and
  * the PIT. Returns 0, or -errno with the reason in err. */
-int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, char *err, size_t errlen);
+int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct vm_memory *src,
+	      char *err, size_t errlen);
+
+/* OR the pages written since the last call (the guest's, from KVM's dirty
+ * log, and ember's own) into bitmap: one bit per 4 KiB page of the RAM
+ * mapping, in memory-file order. Clears the logs. Returns 0 or -errno. */
+int vm_take_dirty(struct vm *vm, uint64_t *bitmap);
 void vm_destroy(struct vm *vm);
 
 /* An eventfd that raises GSI gsi (edge) each time it is written. */
 int vm_irqfd(struct vm *vm, unsigned gsi);
+
+/* Park every started vCPU thread outside KVM_RUN, with any I/O exit the
+ * guest was in completed, so the vCPUs' state can be read consistently.
+ * Returns 0, or -ESHUTDOWN if the VM is stopping. VMM thread only. */
+int vm_pause_vcpus(struct vm *vm);
+/* Let the parked vCPUs run again. */
+void vm_resume_vcpus(struct vm *vm);
 
 /* Ask the VM to stop; ember exits with code. The first request wins. Safe
  * from any thread. */

@@ -222,6 +222,69 @@ bool has_word(const char *word)
 	return false;
 }
 
+/* The number after "word=" on the command line, or def. */
+static uint64_t word_value(const char *word, uint64_t def)
+{
+	size_t n = 0;
+	while (word[n])
+		n++;
+	for (const char *p = cmdline; *p; p++) {
+		if ((p != cmdline && p[-1] != ' ') || memcmp(p, word, n) != 0 || p[n] != '=')
+			continue;
+		uint64_t v = 0;
+		for (p += n + 1; *p >= '0' && *p <= '9'; p++)
+			v = v * 10 + (uint64_t)(*p - '0');
+		return v;
+	}
+	return def;
+}
+
+/* ---- counter: a guest whose progress and memory can be checked ------ */
+
+#define FILL_BASE (16ULL << 20)
+#define FILL_LIMIT (3ULL << 30) /* low RAM ends at the MMIO gap */
+
+static uint64_t fill_word(uint64_t addr)
+{
+	return addr ^ 0x5a5aa5a5c3c33c3cULL;
+}
+
+/* Fill testvm.fill=MiB of RAM with a pattern, then count forever: one
+ * "testvm: count N" line per step, and each step re-checks the next 64
+ * pages of the pattern, so a restored VM whose memory came back wrong
+ * says "FAIL memory" instead of counting on. Used by the snapshot tests
+ * and the restore benchmark. */
+static void counter(uint64_t ram)
+{
+	uint64_t fill = word_value("testvm.fill", 0) << 20;
+	uint64_t spin = word_value("testvm.counter", 100000);
+	if (FILL_BASE + fill > ram || FILL_BASE + fill > FILL_LIMIT)
+		fill = 0;
+	for (uint64_t a = FILL_BASE; a < FILL_BASE + fill; a += 8)
+		*(volatile uint64_t *)a = fill_word(a);
+	puts_serial("testvm: filled ");
+	put_dec(fill >> 20);
+	puts_serial(" MiB\n");
+	uint64_t pages = fill >> 12, next = 0;
+	for (uint64_t count = 0;; count++) {
+		for (uint64_t k = 0; pages && k < 64; k++, next = (next + 1) % pages) {
+			uint64_t base = FILL_BASE + (next << 12);
+			for (uint64_t a = base; a < base + 4096; a += 8)
+				if (*(volatile uint64_t *)a != fill_word(a)) {
+					puts_serial("testvm: FAIL memory at ");
+					put_hex(a);
+					puts_serial("\n");
+					reset();
+				}
+		}
+		puts_serial("testvm: count ");
+		put_dec(count);
+		puts_serial("\n");
+		for (volatile uint64_t i = 0; i < spin; i++)
+			__asm__ volatile("pause");
+	}
+}
+
 /* ---- main ---------------------------------------------------------- */
 
 static uint64_t ram_bytes(const struct hvm_start_info *si)
@@ -260,6 +323,9 @@ void testvm_main(const struct hvm_start_info *si)
 		virtio_blk_bench();
 	if (has_word("testvm.netbench"))
 		virtio_net_bench();
+
+	if (word_value("testvm.counter", 0))
+		counter(ram_bytes(si));
 
 	if (has_word("testvm.unknown")) {
 		uint64_t out;

@@ -94,3 +94,42 @@ expect_err_lines() {
 	n=$(wc -l < "$T/$1.err")
 	[ "$n" -eq "$2" ] || fail "ember printed $n lines on stderr, expected $2"
 }
+
+# ---- the API socket, driven with curl as orchestrators drive it ----
+
+# start_api NAME [ARGS...]: ember serving $T/NAME.sock in the background.
+start_api() {
+	local name=$1
+	shift
+	API_SOCK="$T/$name.sock"
+	"$EMBER" --api-sock "$API_SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
+	API_PID=$!
+	local i
+	for i in $(seq 100); do
+		[ -S "$API_SOCK" ] && curl -s --unix-socket "$API_SOCK" http://localhost/ > /dev/null && return 0
+		sleep 0.05
+	done
+	fail "the API socket never accepted"
+	return 1
+}
+
+stop_api() {
+	kill "$API_PID" 2>/dev/null
+	wait "$API_PID" 2>/dev/null
+}
+
+# api METHOD PATH [BODY]: the status on stdout, the body in $T/resp.
+api() {
+	local args=(-s -o "$T/resp" -w "%{http_code}" --unix-socket "$API_SOCK" -X "$1" "http://localhost$2")
+	[ $# -ge 3 ] && args+=(-H "Content-Type: application/json" -d "$3")
+	curl "${args[@]}"
+}
+
+# expect_api STATUS METHOD PATH [BODY]
+expect_api() {
+	local want=$1
+	shift
+	local got
+	got=$(api "$@")
+	[ "$got" = "$want" ] || fail "$1 $2: status $got, expected $want ($(cat "$T/resp" 2>/dev/null))"
+}

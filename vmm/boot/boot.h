@@ -59,6 +59,10 @@ int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *e
  * starts at entry, the others wait for INIT/SIPI in the in-kernel LAPIC. */
 int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry);
 
+/* Only the CPUID part of it: what a vCPU restored from a snapshot needs
+ * before its saved registers go in. Returns 0 or -errno (logged). */
+int boot_setup_cpuid(struct vcpu *vcpu);
+
 /* Fill a CPUID leaf 0xb/0x1f entry (e->index is the level) for vCPU id
  * of ncpus: one package, one thread per core, or two with smt. */
 struct kvm_cpuid_entry2;

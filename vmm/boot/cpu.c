@@ -272,6 +272,14 @@ static int setup_boot_registers(struct vcpu *vcpu, const struct boot_entry *entr
 	return ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0 ? -errno : 0;
 }
 
+int boot_setup_cpuid(struct vcpu *vcpu)
+{
+	int err = setup_cpuid(vcpu);
+	if (err)
+		log_error("vcpu %u: KVM_SET_CPUID2: %s", vcpu->id, strerror(-err));
+	return err;
+}
+
 int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry)
 {
 	int err;

@@ -1,5 +1,7 @@
 #include "i8042.h"
 
+#include "../snapshot/snapfile.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -176,4 +178,33 @@ void i8042_destroy(struct i8042 *k)
 	if (k->irq_fd >= 0)
 		close(k->irq_fd);
 	k->irq_fd = -1;
+}
+
+void i8042_save(struct i8042 *k, struct snap_writer *w)
+{
+	pthread_mutex_lock(&k->lock);
+	sw_u8(w, k->cmd_byte);
+	sw_u8(w, k->pending_cmd);
+	sw_u32(w, k->buf_count);
+	for (unsigned i = 0; i < k->buf_count; i++)
+		sw_u8(w, k->buf[(k->buf_head + i) % I8042_BUF_CAP]);
+	pthread_mutex_unlock(&k->lock);
+}
+
+int i8042_restore(struct i8042 *k, struct snap_reader *r)
+{
+	uint8_t cmd = sr_u8(r), pending = sr_u8(r);
+	uint32_t n = sr_u32(r);
+	if (!r->bad && n > I8042_BUF_CAP)
+		return sr_fail(r, "i8042: %u buffered bytes, at most %d", n, I8042_BUF_CAP), -EINVAL;
+	if (r->bad)
+		return -EINVAL;
+	pthread_mutex_lock(&k->lock);
+	k->cmd_byte = cmd;
+	k->pending_cmd = pending;
+	k->buf_head = 0;
+	k->buf_count = n;
+	sr_bytes(r, k->buf, n);
+	pthread_mutex_unlock(&k->lock);
+	return r->bad ? -EINVAL : 0;
 }

@@ -31,6 +31,11 @@ void i8042_destroy(struct i8042 *k);
  * -ENOSPC if the guest has not drained earlier keys. */
 int i8042_send_ctrl_alt_del(struct i8042 *k);
 
+struct snap_writer;
+struct snap_reader;
+void i8042_save(struct i8042 *k, struct snap_writer *w);
+int i8042_restore(struct i8042 *k, struct snap_reader *r);
+
 void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
 #endif

@@ -1,5 +1,7 @@
 #include "serial.h"
 
+#include "../snapshot/snapfile.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -209,4 +211,34 @@ void serial_destroy(struct serial *s)
 	if (s->irq_fd >= 0)
 		close(s->irq_fd);
 	s->irq_fd = -1;
+}
+
+void serial_save(struct serial *s, struct snap_writer *w)
+{
+	pthread_mutex_lock(&s->lock);
+	uint8_t regs[] = { s->ier, s->lcr, s->mcr, s->scr, s->dll, s->dlm, s->fcr, s->thr_empty_pending };
+	sw_bytes(w, regs, sizeof(regs));
+	sw_u32(w, s->rx_count);
+	for (unsigned i = 0; i < s->rx_count; i++)
+		sw_u8(w, s->rx[(s->rx_head + i) % SERIAL_RX_CAP]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int serial_restore(struct serial *s, struct snap_reader *r)
+{
+	uint8_t regs[8];
+	sr_bytes(r, regs, sizeof(regs));
+	uint32_t n = sr_u32(r);
+	if (!r->bad && n > SERIAL_RX_CAP)
+		return sr_fail(r, "serial: %u buffered input bytes, at most %d", n, SERIAL_RX_CAP), -EINVAL;
+	if (r->bad)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	s->ier = regs[0], s->lcr = regs[1], s->mcr = regs[2], s->scr = regs[3];
+	s->dll = regs[4], s->dlm = regs[5], s->fcr = regs[6], s->thr_empty_pending = regs[7];
+	s->rx_head = 0;
+	s->rx_count = n;
+	sr_bytes(r, s->rx, n);
+	pthread_mutex_unlock(&s->lock);
+	return r->bad ? -EINVAL : 0;
 }

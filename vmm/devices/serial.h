@@ -37,6 +37,13 @@ void serial_destroy(struct serial *s);
  * and counted. Safe from any thread. */
 void serial_input(struct serial *s, const uint8_t *buf, size_t len);
 
+/* Snapshots: registers and unread input. restore validates and returns
+ * 0 or -EINVAL (after sr_fail). */
+struct snap_writer;
+struct snap_reader;
+void serial_save(struct serial *s, struct snap_writer *w);
+int serial_restore(struct serial *s, struct snap_reader *r);
+
 /* The register interface (bus_access_fn); exposed for unit tests. */
 void serial_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 

@@ -1,5 +1,7 @@
 #include "ratelimit.h"
 
+#include "../snapshot/snapfile.h"
+
 #include <string.h>
 #include <time.h>
 
@@ -118,4 +120,36 @@ uint64_t rl_wait_ns(struct ratelimiter *rl, uint64_t bytes, uint64_t now_ns)
 	uint64_t a = bucket_wait(&rl->ops, 1, now_ns);
 	uint64_t b = bucket_wait(&rl->bw, bytes, now_ns);
 	return a > b ? a : b;
+}
+
+static void bucket_save(const struct token_bucket *b, struct snap_writer *w)
+{
+	sw_u64(w, (uint64_t)b->budget);
+	sw_u64(w, b->burst);
+}
+
+static bool bucket_restore(struct token_bucket *b, struct snap_reader *r, uint64_t now_ns)
+{
+	int64_t budget = (int64_t)sr_u64(r);
+	uint64_t burst = sr_u64(r);
+	if (r->bad)
+		return false;
+	/* A request may drive the budget below zero, never below -size. */
+	if (budget > (int64_t)b->cfg.size || budget < -(int64_t)b->cfg.size || burst > b->cfg.one_time_burst)
+		return sr_fail(r, "rate limiter bucket out of range for its configuration");
+	b->budget = budget;
+	b->burst = burst;
+	b->last_ns = now_ns;
+	return true;
+}
+
+void rl_save(const struct ratelimiter *rl, struct snap_writer *w)
+{
+	bucket_save(&rl->bw, w);
+	bucket_save(&rl->ops, w);
+}
+
+bool rl_restore(struct ratelimiter *rl, struct snap_reader *r, uint64_t now_ns)
+{
+	return bucket_restore(&rl->bw, r, now_ns) && bucket_restore(&rl->ops, r, now_ns);
 }

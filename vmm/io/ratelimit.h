@@ -57,4 +57,12 @@ uint64_t rl_wait_ns(struct ratelimiter *rl, uint64_t bytes, uint64_t now_ns);
 
 uint64_t rl_now_ns(void);
 
+/* Snapshots keep what is left in the buckets; the refill clock restarts
+ * at the restore. rl_restore checks the values against the limiter's
+ * (same) configuration; returns false after sr_fail. */
+struct snap_writer;
+struct snap_reader;
+void rl_save(const struct ratelimiter *rl, struct snap_writer *w);
+bool rl_restore(struct ratelimiter *rl, struct snap_reader *r, uint64_t now_ns);
+
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../log.h"
+#include "../snapshot/snapfile.h"
 #include "../vm.h"
 
 #define SECTOR 512ULL
@@ -291,6 +292,8 @@ static void rl_retry(struct evloop_timer *t)
 static void blk_process(struct virtio_blk *blk)
 {
 	struct virtio_dev *vd = &blk->vd;
+	if (vd->paused)
+		return;
 	struct virtq *q = &vd->vq[0];
 	struct virtq_chain c;
 	uint16_t used_before = q->used_idx;
@@ -342,6 +345,24 @@ static void blk_destroy(struct virtio_dev *vd)
 	free(blk->reqs);
 }
 
+static bool blk_idle(struct virtio_dev *vd)
+{
+	struct virtio_blk *blk = vd->dev;
+	return blk->inflight == 0;
+}
+
+static void blk_save(struct virtio_dev *vd, struct snap_writer *w)
+{
+	struct virtio_blk *blk = vd->dev;
+	rl_save(&blk->rl, w);
+}
+
+static int blk_restore(struct virtio_dev *vd, struct snap_reader *r)
+{
+	struct virtio_blk *blk = vd->dev;
+	return rl_restore(&blk->rl, r, rl_now_ns()) ? 0 : -EINVAL;
+}
+
 static const struct virtio_ops blk_ops = {
 	.name = "block",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -351,6 +372,9 @@ static const struct virtio_ops blk_ops = {
 	.notify = blk_notify,
 	.counters = blk_counters,
 	.destroy = blk_destroy,
+	.idle = blk_idle,
+	.save = blk_save,
+	.restore = blk_restore,
 	/* No reset hook: in-flight requests finish into guest memory, which
 	 * stays mapped, and their completions see the new generation. */
 };

@@ -11,6 +11,7 @@
 
 #include "../layout.h"
 #include "../log.h"
+#include "../snapshot/snapfile.h"
 #include "../vm.h"
 #include "virtio.h"
 
@@ -221,7 +222,8 @@ static void on_notify(struct evloop_watch *w, int res)
 		return;
 	pthread_mutex_lock(&vd->lock);
 	vd->stats.notifies++;
-	if (vd->active && vd->vq[n->queue].ready && vd->ops->notify)
+	/* While paused the notification waits for virtio_dev_resume(). */
+	if (vd->active && !vd->paused && vd->vq[n->queue].ready && vd->ops->notify)
 		vd->ops->notify(vd, n->queue);
 	pthread_mutex_unlock(&vd->lock);
 }
@@ -333,4 +335,118 @@ void virtio_counters(struct virtio_dev *vd, char *buf, size_t len)
 void virtio_dev_cmdline(const struct virtio_dev *vd, char *buf, size_t len)
 {
 	snprintf(buf, len, "virtio_mmio.device=4K@0x%llx:%u", (unsigned long long)vd->base, vd->irq);
+}
+
+/* ---- pause and snapshots ---------------------------------------------- */
+
+void virtio_dev_pause(struct virtio_dev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+	vd->paused = true;
+	if (vd->ops->pause)
+		vd->ops->pause(vd);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+bool virtio_dev_idle(struct virtio_dev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+	bool idle = !vd->ops->idle || vd->ops->idle(vd);
+	pthread_mutex_unlock(&vd->lock);
+	return idle;
+}
+
+void virtio_dev_resume(struct virtio_dev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+	vd->paused = false;
+	for (unsigned i = 0; i < vd->ops->num_queues; i++)
+		if (vd->active && vd->vq[i].ready && vd->ops->notify)
+			vd->ops->notify(vd, i);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+void virtio_dev_save(struct virtio_dev *vd, struct snap_writer *w)
+{
+	pthread_mutex_lock(&vd->lock);
+	sw_u32(w, vd->ops->device_id);
+	sw_u32(w, vd->status);
+	sw_u32(w, vd->dev_features_sel);
+	sw_u32(w, vd->drv_features_sel);
+	sw_u32(w, vd->queue_sel);
+	sw_u64(w, vd->driver_features);
+	sw_u32(w, vd->interrupt_status);
+	sw_u32(w, vd->config_generation);
+	sw_u8(w, vd->active);
+	sw_u32(w, vd->ops->num_queues);
+	for (unsigned i = 0; i < vd->ops->num_queues; i++) {
+		const struct virtq *q = &vd->vq[i];
+		sw_u16(w, q->size);
+		sw_u8(w, q->ready);
+		sw_u64(w, q->desc_gpa);
+		sw_u64(w, q->avail_gpa);
+		sw_u64(w, q->used_gpa);
+		sw_u16(w, q->last_avail);
+		sw_u16(w, q->used_idx);
+		sw_u16(w, q->signalled_used);
+		sw_u8(w, q->signalled_valid);
+	}
+	if (vd->ops->save)
+		vd->ops->save(vd, w);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+int virtio_dev_restore(struct virtio_dev *vd, struct snap_reader *r)
+{
+	const char *name = vd->ops->name;
+	uint32_t id = sr_u32(r);
+	if (!r->bad && id != vd->ops->device_id)
+		return sr_fail(r, "virtio device %u: a %s device in the configuration, type %u in the state",
+			       vd->index, name, id), -EINVAL;
+	vd->status = sr_u32(r);
+	vd->dev_features_sel = sr_u32(r);
+	vd->drv_features_sel = sr_u32(r);
+	vd->queue_sel = sr_u32(r);
+	vd->driver_features = sr_u64(r);
+	vd->interrupt_status = sr_u32(r);
+	vd->config_generation = sr_u32(r);
+	bool active = sr_u8(r);
+	uint32_t nq = sr_u32(r);
+	if (!r->bad && nq != vd->ops->num_queues)
+		return sr_fail(r, "%s: %u queues in the state, %u expected", name, nq, vd->ops->num_queues), -EINVAL;
+	if (!r->bad && (vd->driver_features & ~all_features(vd)))
+		return sr_fail(r, "%s: features 0x%llx were never offered", name,
+			       (unsigned long long)vd->driver_features), -EINVAL;
+	if (!r->bad && (vd->status & ~0xffu))
+		return sr_fail(r, "%s: invalid status 0x%x", name, vd->status), -EINVAL;
+	bool event_idx = virtio_has_feature(vd, VIRTIO_RING_F_EVENT_IDX);
+	for (unsigned i = 0; i < nq && !r->bad; i++) {
+		struct virtq *q = &vd->vq[i];
+		q->size = sr_u16(r);
+		q->ready = sr_u8(r);
+		q->desc_gpa = sr_u64(r);
+		q->avail_gpa = sr_u64(r);
+		q->used_gpa = sr_u64(r);
+		uint16_t last_avail = sr_u16(r), used_idx = sr_u16(r), signalled = sr_u16(r);
+		bool signalled_valid = sr_u8(r);
+		q->event_idx = event_idx;
+		/* Rings are checked against this VM's memory exactly as when the
+		 * driver set them up. */
+		if (!r->bad && active && q->ready && virtq_activate(q, &vd->vm->mem))
+			return sr_fail(r, "%s: queue %u: bad size or rings outside guest memory", name, i), -EINVAL;
+		q->last_avail = last_avail;
+		q->used_idx = used_idx;
+		q->signalled_used = signalled;
+		q->signalled_valid = signalled_valid;
+	}
+	if (!r->bad && active && !(vd->status & VIRTIO_CONFIG_S_DRIVER_OK))
+		return sr_fail(r, "%s: active without DRIVER_OK", name), -EINVAL;
+	if (r->bad)
+		return -EINVAL;
+	if (active && vd->ops->activate && vd->ops->activate(vd))
+		return sr_fail(r, "%s: the device could not be activated on this host", name), -EINVAL;
+	vd->active = active;
+	if (vd->ops->restore && vd->ops->restore(vd, r))
+		return -EINVAL;
+	return r->bad ? -EINVAL : 0;
 }

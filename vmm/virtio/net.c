@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../log.h"
+#include "../snapshot/snapfile.h"
 #include "../vm.h"
 
 #define RXQ 0
@@ -79,6 +80,9 @@ static void rx_done(struct evloop_op *op, int res, unsigned flags)
 			net->stats.rx_bytes += (uint64_t)res;
 			rl_charge(&net->rx_rl, (uint64_t)res, rl_now_ns());
 			virtio_signal(&net->vd, RXQ);
+		} else if (res == -ECANCELED) {
+			/* Cancelled by a pause: the buffer goes back unused. */
+			virtq_undo_pop(q);
 		} else {
 			/* Tap error: the buffer goes back unused and we retry later. */
 			virtq_undo_pop(q);
@@ -99,7 +103,7 @@ static void rx_kick(struct virtio_net *net)
 {
 	struct virtio_dev *vd = &net->vd;
 	struct virtq *q = &vd->vq[RXQ];
-	if (net->rx_busy || !vd->active)
+	if (net->rx_busy || !vd->active || vd->paused)
 		return;
 	uint64_t now = rl_now_ns();
 	if (!rl_admit(&net->rx_rl, now)) {
@@ -163,6 +167,7 @@ static void tx_done(struct evloop_op *op, int res, unsigned flags)
 	}
 	t->next_free = net->tx_free;
 	net->tx_free = t;
+	net->tx_inflight--;
 	if (current)
 		tx_process(net); /* a chain may have waited for a free slot */
 	pthread_mutex_unlock(&net->vd.lock);
@@ -174,6 +179,8 @@ static void tx_process(struct virtio_net *net)
 	struct virtq *q = &vd->vq[TXQ];
 	struct virtq_chain c;
 	uint16_t used_before = q->used_idx;
+	if (vd->paused)
+		return;
 	for (;;) {
 		if (!net->tx_free)
 			break; /* a completion frees a slot and calls us again */
@@ -210,6 +217,7 @@ static void tx_process(struct virtio_net *net)
 			break;
 		}
 		net->tx_free = t->next_free;
+		net->tx_inflight++;
 		t->head = c.head;
 		t->len = c.read_len;
 		t->generation = vd->generation;
@@ -270,6 +278,45 @@ static void net_destroy(struct virtio_dev *vd)
 	free(net->tx_reqs);
 }
 
+static void rx_cancelled(struct evloop_op *op, int res, unsigned flags)
+{
+	(void)op, (void)res, (void)flags; /* rx_done reports the outcome */
+}
+
+/* The tap read waits for a frame that may never come: cancel it, so the
+ * receive buffer it holds goes back to the ring before a snapshot. */
+static void net_pause(struct virtio_dev *vd)
+{
+	struct virtio_net *net = vd->dev;
+	if (!net->rx_busy)
+		return;
+	struct io_uring_sqe *sqe = evloop_sqe(vd->loop, &net->rx_cancel_op);
+	if (!sqe)
+		return; /* idle() stays false; the pause reports it */
+	net->rx_cancel_op.complete = rx_cancelled;
+	io_uring_prep_cancel(sqe, &net->rx_op, 0);
+}
+
+static bool net_idle(struct virtio_dev *vd)
+{
+	struct virtio_net *net = vd->dev;
+	return !net->rx_busy && net->tx_inflight == 0;
+}
+
+static void net_save(struct virtio_dev *vd, struct snap_writer *w)
+{
+	struct virtio_net *net = vd->dev;
+	rl_save(&net->rx_rl, w);
+	rl_save(&net->tx_rl, w);
+}
+
+static int net_restore(struct virtio_dev *vd, struct snap_reader *r)
+{
+	struct virtio_net *net = vd->dev;
+	uint64_t now = rl_now_ns();
+	return rl_restore(&net->rx_rl, r, now) && rl_restore(&net->tx_rl, r, now) ? 0 : -EINVAL;
+}
+
 static const struct virtio_ops net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -280,6 +327,10 @@ static const struct virtio_ops net_ops = {
 	.notify = net_notify,
 	.counters = net_counters,
 	.destroy = net_destroy,
+	.pause = net_pause,
+	.idle = net_idle,
+	.save = net_save,
+	.restore = net_restore,
 };
 
 static int open_tap(const char *name, char *err, size_t errlen)

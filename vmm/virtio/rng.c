@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "../snapshot/snapfile.h"
 #include "../vm.h"
 
 /* One request fills at most this much; the rest of a huge buffer is left
@@ -26,6 +27,8 @@ static void rng_process(struct virtio_rng *rng)
 	struct virtq *q = &vd->vq[0];
 	struct virtq_chain c;
 	bool pushed = false;
+	if (vd->paused)
+		return;
 	for (;;) {
 		int r = virtq_pop(q, &vd->vm->mem, &c);
 		if (r < 0) {
@@ -86,6 +89,18 @@ static void rng_counters(struct virtio_dev *vd, char *buf, size_t len)
 		 (unsigned long long)rng->throttled);
 }
 
+static void rng_save(struct virtio_dev *vd, struct snap_writer *w)
+{
+	struct virtio_rng *rng = vd->dev;
+	rl_save(&rng->rl, w);
+}
+
+static int rng_restore(struct virtio_dev *vd, struct snap_reader *r)
+{
+	struct virtio_rng *rng = vd->dev;
+	return rl_restore(&rng->rl, r, rl_now_ns()) ? 0 : -EINVAL;
+}
+
 static const struct virtio_ops rng_ops = {
 	.name = "rng",
 	.device_id = VIRTIO_ID_RNG,
@@ -93,6 +108,8 @@ static const struct virtio_ops rng_ops = {
 	.features = rng_features,
 	.notify = rng_notify,
 	.counters = rng_counters,
+	.save = rng_save,
+	.restore = rng_restore,
 };
 
 int virtio_rng_init(struct virtio_rng *rng, struct vm *vm, struct evloop *loop, unsigned index,

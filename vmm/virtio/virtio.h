@@ -23,6 +23,8 @@
 
 struct vm;
 struct virtio_dev;
+struct snap_writer;
+struct snap_reader;
 
 #define VIRTIO_MAX_QUEUES 4
 
@@ -54,6 +56,21 @@ struct virtio_ops {
 	int (*start_io)(struct virtio_dev *vd);
 	/* Release the device's own resources; only before start_io. */
 	void (*destroy)(struct virtio_dev *vd);
+
+	/* Pausing (VMM thread, lock held). While vd->paused the device starts
+	 * no work that touches guest memory. pause() cancels what might never
+	 * finish on its own (a tap read waiting for a frame); idle() says
+	 * nothing is in flight any more. Both may be NULL. */
+	void (*pause)(struct virtio_dev *vd);
+	bool (*idle)(struct virtio_dev *vd);
+	/* Snapshots: the device's own state, after the transport's. restore()
+	 * runs before start_io, on a device built from the same configuration;
+	 * it validates what it reads (sr_fail) and returns 0 or -EINVAL. Both
+	 * may be NULL (nothing of its own to keep). */
+	void (*save)(struct virtio_dev *vd, struct snap_writer *w);
+	int (*restore)(struct virtio_dev *vd, struct snap_reader *r);
+	/* After a restore, on the VMM thread once the loop runs (may be NULL). */
+	void (*restored)(struct virtio_dev *vd);
 };
 
 struct virtio_notify {
@@ -88,6 +105,7 @@ struct virtio_dev {
 	uint32_t config_generation;
 	bool active;             /* DRIVER_OK accepted, not broken */
 	uint32_t generation;     /* bumped by every reset: stale completions check it */
+	bool paused;             /* the VM is paused: start no new work */
 
 	struct virtq vq[VIRTIO_MAX_QUEUES];
 	struct virtio_notify notify[VIRTIO_MAX_QUEUES];
@@ -107,6 +125,22 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 /* Start polling the queue notifications (and the device's own fds) on the
  * VMM thread's loop. Returns 0 or -errno. */
 int virtio_dev_start_io(struct virtio_dev *vd);
+
+/* Pause the device (VMM thread): see virtio_ops.pause. */
+void virtio_dev_pause(struct virtio_dev *vd);
+/* Nothing the device started is still in flight. */
+bool virtio_dev_idle(struct virtio_dev *vd);
+/* Carry on after a pause: look at every queue once for work that arrived
+ * meanwhile. */
+void virtio_dev_resume(struct virtio_dev *vd);
+
+/* The transport's and the device's state into a snapshot; the device must
+ * be paused and idle. */
+void virtio_dev_save(struct virtio_dev *vd, struct snap_writer *w);
+/* Back from a snapshot into a freshly built device (before start_io):
+ * registers, queues (re-validated against guest memory) and the device's
+ * own state. Returns 0 or -EINVAL with the reason in r->why. */
+int virtio_dev_restore(struct virtio_dev *vd, struct snap_reader *r);
 
 /* Undo virtio_dev_init (and the device's own setup), before start_io. */
 void virtio_dev_destroy(struct virtio_dev *vd);

@@ -21,6 +21,7 @@ int virtq_activate(struct virtq *q, const struct guest_mem *mem)
 	q->used = mem_ptr(mem, q->used_gpa, used_size(n));
 	if (!q->desc || !q->avail || !q->used)
 		return -EINVAL;
+	q->mem = mem;
 	q->last_avail = 0;
 	q->used_idx = 0;
 	q->signalled_valid = false;
@@ -81,6 +82,9 @@ int virtq_pop(struct virtq *q, const struct guest_mem *mem, struct virtq_chain *
 			return -EINVAL;
 		c->segs[c->nsegs++] = (struct virtq_seg){ p, d.len, write };
 		if (write) {
+			/* The device may write any of it: count it as written now,
+			 * for diff snapshots (no-op without dirty tracking). */
+			mem_mark_dirty(mem, p, d.len);
 			c->write_len += d.len;
 		} else {
 			c->read_len += d.len;
@@ -109,6 +113,8 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 	q->used_idx++;
 	/* The element must be visible before the index that publishes it. */
 	__atomic_store_n(&q->used->idx, q->used_idx, __ATOMIC_RELEASE);
+	mem_mark_dirty(q->mem, &q->used->idx, sizeof(q->used->idx));
+	mem_mark_dirty(q->mem, e, sizeof(*e));
 }
 
 bool virtq_should_signal(struct virtq *q)
@@ -137,8 +143,10 @@ bool virtq_arm_notify(struct virtq *q)
 	if (q->event_idx) {
 		volatile uint16_t *avail_event = (volatile uint16_t *)&q->used->ring[q->size];
 		*avail_event = q->last_avail;
+		mem_mark_dirty(q->mem, (const void *)avail_event, sizeof(uint16_t));
 	} else {
 		q->used->flags = 0;
+		mem_mark_dirty(q->mem, &q->used->flags, sizeof(q->used->flags));
 	}
 	/* Publish avail_event before checking for buffers that raced it. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

@@ -28,6 +28,7 @@ struct virtq {
 	bool event_idx;      /* VIRTIO_RING_F_EVENT_IDX negotiated */
 
 	/* Device state, valid once activated. */
+	const struct guest_mem *mem; /* for dirty-page tracking of our writes */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;

@@ -18,6 +18,7 @@
 
 #define RXQ 0
 #define TXQ 1
+#define EVQ 2
 #define HDR_LEN ((uint32_t)sizeof(struct virtio_vsock_hdr))
 #define SHUTDOWN_BOTH (VIRTIO_VSOCK_SHUTDOWN_RCV | VIRTIO_VSOCK_SHUTDOWN_SEND)
 
@@ -201,7 +202,7 @@ static void rx_pump(struct virtio_vsock *vs)
 	struct virtq *q = &vd->vq[RXQ];
 	struct virtq_chain ch;
 	uint16_t used_before = q->used_idx;
-	bool progress = true;
+	bool progress = !vd->paused;
 	while (progress && vd->active) {
 		progress = false;
 		int r = virtq_pop(q, &vd->vm->mem, &ch);
@@ -501,6 +502,8 @@ static void tx_process(struct virtio_vsock *vs)
 	struct virtq *q = &vd->vq[TXQ];
 	struct virtq_chain ch;
 	uint16_t used_before = q->used_idx;
+	if (vd->paused)
+		return;
 	for (;;) {
 		int r = virtq_pop(q, &vd->vm->mem, &ch);
 		if (r == 0) {
@@ -533,8 +536,8 @@ static void vsock_notify(struct virtio_dev *vd, unsigned q)
 		tx_process(vs);
 	else if (q == RXQ)
 		rx_pump(vs);
-	/* The event queue carries only transport resets, which ember does
-	 * not send: its buffers stay with the device. */
+	/* The event queue carries only transport resets (after a snapshot
+	 * restore): its buffers wait with the device until then. */
 }
 
 /* Guest connections do not survive a driver reset; close the host ends. */
@@ -553,12 +556,14 @@ static void vsock_counters(struct virtio_dev *vd, char *buf, size_t len)
 	const struct vsock_stats *st = &((struct virtio_vsock *)vd->dev)->stats;
 	snprintf(buf, len,
 		 "conns_host=%llu conns_guest=%llu conns_refused=%llu rst_sent=%llu rx_packets=%llu "
-		 "rx_bytes=%llu tx_packets=%llu tx_bytes=%llu dropped_ctrl=%llu bad_packets=%llu",
+		 "rx_bytes=%llu tx_packets=%llu tx_bytes=%llu dropped_ctrl=%llu bad_packets=%llu "
+		 "transport_resets=%llu",
 		 (unsigned long long)st->conns_host, (unsigned long long)st->conns_guest,
 		 (unsigned long long)st->conns_refused, (unsigned long long)st->rst_sent,
 		 (unsigned long long)st->rx_packets, (unsigned long long)st->rx_bytes,
 		 (unsigned long long)st->tx_packets, (unsigned long long)st->tx_bytes,
-		 (unsigned long long)st->dropped_ctrl, (unsigned long long)st->bad_packets);
+		 (unsigned long long)st->dropped_ctrl, (unsigned long long)st->bad_packets,
+		 (unsigned long long)st->transport_resets);
 }
 
 static int vsock_start_io(struct virtio_dev *vd)
@@ -574,6 +579,32 @@ static void vsock_destroy(struct virtio_dev *vd)
 	unlink(vs->cfg.uds_path);
 }
 
+/* Restored from a snapshot: the host ends of the guest's connections
+ * stayed with the old process, so tell the driver to drop them all (a
+ * transport reset, as Firecracker does). The listening socket is new. */
+static void vsock_restored(struct virtio_dev *vd)
+{
+	struct virtio_vsock *vs = vd->dev;
+	pthread_mutex_lock(&vd->lock);
+	vs->ctrl_head = vs->ctrl_count = 0;
+	struct virtq *q = &vd->vq[EVQ];
+	struct virtq_chain ch;
+	if (vd->active && q->ready) {
+		int r = virtq_pop(q, &vd->vm->mem, &ch);
+		struct virtio_vsock_event ev = { .id = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET };
+		if (r == 1 && virtq_chain_write(&ch, 0, &ev, sizeof(ev)) == sizeof(ev)) {
+			virtq_push(q, ch.head, sizeof(ev));
+			virtio_signal(vd, EVQ);
+			vs->stats.transport_resets++;
+		} else if (r < 0) {
+			virtio_fail(vd, "malformed event buffer");
+		} else {
+			log_warn("vsock: no event buffer for the transport reset after restore");
+		}
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
 static const struct virtio_ops vsock_ops = {
 	.name = "vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -585,6 +616,7 @@ static const struct virtio_ops vsock_ops = {
 	.counters = vsock_counters,
 	.start_io = vsock_start_io,
 	.destroy = vsock_destroy,
+	.restored = vsock_restored,
 };
 
 int virtio_vsock_init(struct virtio_vsock *vs, struct vm *vm, struct evloop *loop, unsigned index,

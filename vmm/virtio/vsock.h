@@ -64,6 +64,7 @@ struct vsock_conn {
 struct vsock_stats {
 	uint64_t conns_host, conns_guest, conns_refused, rst_sent;
 	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets, dropped_ctrl, bad_packets;
+	uint64_t transport_resets;
 };
 
 struct virtio_vsock {

@@ -1,0 +1,271 @@
+# Snapshots: pause, Full and Diff snapshots, restore in a new ember from
+# the memory file (File) or through the page-fault handler (Uffd), clones,
+# and snapshot files that must be refused.
+
+UFFD=${UFFD:-$(dirname "$EMBER")/ember-uffd}
+
+# wait_out NAME PATTERN SECONDS: until the guest output has a line
+# matching PATTERN (grep -E).
+wait_out() {
+	local i
+	for i in $(seq $(($3 * 10))); do
+		grep -qE -- "$2" "$T/$1.out" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$1: no output matching '$2' within $3 s"
+	return 1
+}
+
+# The number in the last (first) "testvm: count N" line of NAME's output.
+last_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | tail -1 | awk '{print $3}'; }
+first_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | head -1 | awk '{print $3}'; }
+
+# A test guest that fills 4 MiB with a pattern and counts, booted through
+# the API with dirty-page tracking and a vsock device, then paused and
+# snapshotted to $T/state + $T/mem. Leaves COUNT = its last count.
+testvm_snapshot() {
+	start_api src || return 1
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.counter=1000 testvm.fill=4\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64, "track_dirty_pages": true}'
+	expect_api 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/v.sock\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out src 'testvm: count 3' 60 || return 1
+	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\"}"
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 200 GET /
+	grep -q '"state":"Paused"' "$T/resp" || fail "GET / does not say Paused: $(cat "$T/resp")"
+	COUNT=$(last_count src)
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\"}"
+	sleep 0.5
+	[ "$(last_count src)" = "$COUNT" ] || fail "the paused guest kept counting"
+	kill -9 "$API_PID"
+	wait "$API_PID" 2>/dev/null
+	[ -f "$T/state" ] && [ -f "$T/mem" ] || { fail "snapshot files missing"; return 1; }
+	[ "$(stat -c %s "$T/mem")" -eq $((64 << 20)) ] || fail "memory file is not 64 MiB"
+	# Sparse: about the 4 MiB the guest filled, not all 64.
+	[ "$(du -k "$T/mem" | cut -f1)" -lt 16384 ] || fail "memory file is not sparse ($(du -k "$T/mem"))"
+}
+
+# restore_testvm NAME STATE MEM_BACKEND_JSON EXPECTED_FIRST_COUNT [EXTRA_JSON]
+restore_testvm() {
+	start_api "$1" || return 1
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$2\", \"mem_backend\": $3, \"resume_vm\": true${5:+, $5}}"
+	wait_out "$1" "testvm: count $(($4 + 1))" 60 || return 1
+	[ "$(first_count "$1")" = "$4" ] || fail "$1: counting resumed at $(first_count "$1"), expected $4"
+	! grep -q 'FAIL memory' "$T/$1.out" || fail "$1: guest memory came back wrong"
+}
+
+test_snapshot_testvm_file_diff_uffd() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	need_file "$UFFD" || return
+	testvm_snapshot || return
+	local n=$COUNT
+
+	# File: the memory file mapped copy-on-write; counting goes on from n+1.
+	restore_testvm file "$T/state" "{\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}" $((n + 1)) \
+		'"track_dirty_pages": true' || return
+	[ -S "$T/v.sock" ] || fail "the restored vsock device does not listen on $T/v.sock"
+	# Diff: more work, then only the pages written since the restore.
+	wait_out file "testvm: count $((n + 6))" 60 || return
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	local m
+	m=$(last_count file)
+	expect_api 204 PUT /snapshot/create "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"$T/state2\", \"mem_file_path\": \"$T/diff\"}"
+	kill -9 "$API_PID"
+	wait "$API_PID" 2>/dev/null
+	[ "$(du -k "$T/diff" | cut -f1)" -lt "$(du -k "$T/mem" | cut -f1)" ] ||
+		fail "the diff ($(du -k "$T/diff" | cut -f1) KiB) is not smaller than the full memory file"
+	cp --sparse=always "$T/mem" "$T/merged"
+	"$EMBER" merge-memory "$T/merged" "$T/diff" || fail "merge-memory failed"
+	restore_testvm diff "$T/state2" "{\"backend_type\": \"File\", \"backend_path\": \"$T/merged\"}" $((m + 1)) || return
+	stop_api
+	# The diff alone is not a memory image: the guest's pattern is gone.
+	start_api diffonly || return
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state2\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/diff\"}, \"resume_vm\": true}"
+	sleep 3
+	grep -q 'testvm: count' "$T/diffonly.out" && ! grep -q 'FAIL memory' "$T/diffonly.out" &&
+		fail "a diff restored without its base ran as if whole: the diff check is blind"
+	stop_api
+
+	# Uffd: ember-uffd serves the pages, the working set first.
+	"$UFFD" --socket "$T/handler.sock" --mem-file "$T/mem" --working-set "$T/mem.ws" 2> "$T/handler.err" &
+	local handler=$!
+	local i
+	for i in $(seq 50); do [ -S "$T/handler.sock" ] && break; sleep 0.1; done
+	restore_testvm uffd "$T/state" "{\"backend_type\": \"Uffd\", \"backend_path\": \"$T/handler.sock\"}" $((n + 1)) || {
+		kill "$handler"; return; }
+	# A dead handler is reported, not a guest hung forever on its faults.
+	kill -9 "$handler"
+	wait "$handler" 2>/dev/null
+	for i in $(seq 100); do kill -0 "$API_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$API_PID" 2>/dev/null; then
+		fail "ember kept running after its page-fault handler died"
+		stop_api
+	else
+		wait "$API_PID"
+		[ $? -eq 1 ] || fail "ember's exit status after the handler died is not 1"
+		expect_err uffd "page-fault handler"
+	fi
+}
+
+test_snapshot_three_clones_at_once() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	testvm_snapshot || return
+	local n=$COUNT k pids=()
+	for k in 1 2 3; do
+		"$EMBER" --api-sock "$T/c$k.sock" > "$T/c$k.out" 2> "$T/c$k.err" < /dev/null &
+		pids+=($!)
+	done
+	for k in 1 2 3; do
+		local i
+		for i in $(seq 100); do [ -S "$T/c$k.sock" ] && break; sleep 0.05; done
+	done
+	# All three loads in flight together, each with its own vsock socket.
+	for k in 1 2 3; do
+		API_SOCK="$T/c$k.sock" api PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": true, \"vsock_override\": {\"uds_path\": \"$T/c$k-v.sock\"}}" > "$T/c$k.status" &
+	done
+	wait "${pids[@]/#/-n }" 2>/dev/null &
+	sleep 0.1
+	for k in 1 2 3; do
+		wait_out "c$k" "testvm: count $((n + 2))" 60
+		[ "$(first_count "c$k")" = "$((n + 1))" ] || fail "clone $k resumed at $(first_count "c$k")"
+		[ -S "$T/c$k-v.sock" ] || fail "clone $k: no vsock socket at its override"
+		[ "$(cat "$T/c$k.status")" = 204 ] || fail "clone $k: load answered $(cat "$T/c$k.status")"
+	done
+	kill "${pids[@]}" 2>/dev/null
+	wait "${pids[@]}" 2>/dev/null
+}
+
+# Each bad snapshot is refused with a clear message; the same ember then
+# still loads a good one.
+test_snapshot_bad_files_refused() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	testvm_snapshot || return
+	local n=$COUNT mem="{\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}"
+	cp "$T/state" "$T/corrupt"
+	printf '\xff' | dd of="$T/corrupt" bs=1 seek=200 conv=notrunc 2>/dev/null
+	head -c 1000 "$T/state" > "$T/truncated"
+	cp "$T/state" "$T/version"
+	printf '\x63' | dd of="$T/version" bs=1 seek=8 conv=notrunc 2>/dev/null
+	head -c $((32 << 20)) "$T/mem" > "$T/halfmem"
+	head -c 4096 /dev/urandom > "$T/garbage"
+	start_api bad || return
+	local cases=(
+		"$T/corrupt|$mem|checksum mismatch"
+		"$T/truncated|$mem|size mismatch"
+		"$T/version|$mem|format version 99"
+		"$T/garbage|$mem|not an ember snapshot"
+		"$T/missing|$mem|No such file"
+		"$T/state|{\"backend_type\": \"File\", \"backend_path\": \"$T/halfmem\"}|has 33554432 bytes"
+		"$T/state|{\"backend_type\": \"Uffd\", \"backend_path\": \"$T/no-handler.sock\"}|no-handler.sock"
+	)
+	local c
+	for c in "${cases[@]}"; do
+		IFS='|' read -r state backend want <<< "$c"
+		expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$state\", \"mem_backend\": $backend}"
+		grep -qF -- "$want" "$T/resp" || fail "$(basename "$state"): fault lacks '$want': $(cat "$T/resp")"
+		expect_api 200 GET /
+		grep -q '"state":"Not started"' "$T/resp" || fail "after $(basename "$state"): $(cat "$T/resp")"
+	done
+	# Requests that break the rules.
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\", \"mem_backend\": $mem}"
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"Disk\", \"backend_path\": \"$T/mem\"}}"
+	expect_api 400 PATCH /vm '{"state": "Paused"}'
+	expect_api 400 PATCH /vm '{"state": "Sleeping"}'
+	# The same process still restores a good snapshot.
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\", \"resume_vm\": true}"
+	wait_out bad "testvm: count $((n + 1))" 60
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\"}"
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 400 PUT /snapshot/create "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"$T/s3\", \"mem_file_path\": \"$T/m3\"}"
+	grep -q 'track_dirty_pages' "$T/resp" || fail "Diff without tracking: $(cat "$T/resp")"
+	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$T/s3\", \"mem_file_path\": \"$T/mem\"}"
+	grep -q 'mapped from' "$T/resp" || fail "overwriting the mapped memory file: $(cat "$T/resp")"
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	stop_api
+	# Configured first: not a fresh ember.
+	start_api used || return
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": $mem}"
+	stop_api
+}
+
+# Linux with a counter that prints to the console and appends to a file on
+# its root drive: snapshotted, killed, restored in a new ember (File, then
+# a Diff after more work, then Uffd); the count and the file go on from
+# where they were.
+linux_counts() { grep -oE 'count-[0-9]+ lines-[0-9]+' "$T/$1.out"; }
+
+# check_linux NAME FIRST: counting resumed at FIRST and every line's file
+# length matches its count (the file on the root drive is intact).
+check_linux() {
+	local first
+	first=$(linux_counts "$1" | head -1 | sed -E 's/count-([0-9]+).*/\1/')
+	[ "$first" = "$2" ] || fail "$1: counting resumed at '$first', expected $2"
+	linux_counts "$1" | awk '{split($1, c, "-"); split($2, l, "-"); if (c[2] != l[2]) bad = 1} END {exit bad}' ||
+		fail "$1: the counter file on the root drive does not match the count"
+}
+
+linux_last() { linux_counts "$1" | tail -1 | sed -E 's/count-([0-9]+).*/\1/'; }
+
+test_snapshot_linux_counter() {
+	need_kvm || return
+	need_file "$BUILD/vmlinux" || return
+	need_file "$BUILD/rootfs.ext4" || return
+	need_file "$UFFD" || return
+	cp --sparse=always "$BUILD/rootfs.ext4" "$T/rootfs.ext4"
+	start_api lsrc || return
+	cat > "$T/boot.json" <<JSON
+{"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
+ "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"rm -f /root/counter; i=0; while true; do i=\$((i+1)); echo \$i >> /root/counter; echo count-\$i lines-\$(wc -l < /root/counter); sleep 0.2; done\""}
+JSON
+	expect_api 204 PUT /boot-source "$(cat "$T/boot.json")"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128, "track_dirty_pages": true}'
+	expect_api 204 PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/rootfs.ext4\", \"is_root_device\": true, \"is_read_only\": false}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out lsrc 'count-5 ' "$LINUX_TIMEOUT" || { stop_api; return; }
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	local n
+	n=$(linux_last lsrc)
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/lstate\", \"mem_file_path\": \"$T/lmem\"}"
+	kill -9 "$API_PID"
+	wait "$API_PID" 2>/dev/null
+
+	start_api lfile || return
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/lstate\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/lmem\"}, \"track_dirty_pages\": true, \"resume_vm\": true}"
+	wait_out lfile "count-$((n + 5)) " 120 || { stop_api; return; }
+	check_linux lfile $((n + 1))
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	local m
+	m=$(linux_last lfile)
+	expect_api 204 PUT /snapshot/create "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"$T/lstate2\", \"mem_file_path\": \"$T/ldiff\"}"
+	kill -9 "$API_PID"
+	wait "$API_PID" 2>/dev/null
+	# The drive as the Diff snapshot saw it, for the second restore below.
+	cp --sparse=always "$T/rootfs.ext4" "$T/rootfs.at-diff"
+	cp --sparse=always "$T/lmem" "$T/lmerged"
+	"$EMBER" merge-memory "$T/lmerged" "$T/ldiff" || fail "merge-memory failed"
+
+	start_api ldiff || return
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/lstate2\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/lmerged\"}, \"resume_vm\": true}"
+	wait_out ldiff "count-$((m + 3)) " 120
+	check_linux ldiff $((m + 1))
+	stop_api
+
+	# Again from the Diff snapshot, through ember-uffd, with the drive put
+	# back as it was when the snapshot was taken.
+	cp --sparse=always "$T/rootfs.at-diff" "$T/rootfs.ext4"
+	"$UFFD" --socket "$T/lhandler.sock" --mem-file "$T/lmerged" 2> "$T/lhandler.err" &
+	local handler=$! i
+	for i in $(seq 50); do [ -S "$T/lhandler.sock" ] && break; sleep 0.1; done
+	start_api luffd || { kill "$handler"; return; }
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/lstate2\", \"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": \"$T/lhandler.sock\"}, \"resume_vm\": true}"
+	wait_out luffd "count-$((m + 3)) " 120
+	check_linux luffd $((m + 1))
+	stop_api
+	kill "$handler"
+	wait "$handler" 2>/dev/null
+}

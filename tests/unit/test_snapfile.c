@@ -1,0 +1,111 @@
+/* The snapshot state container: checksum, field writer and reader, and
+ * the header checks every load goes through. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "../../vmm/snapshot/snapfile.h"
+
+Test(snapfile, crc64_check_value)
+{
+	/* The CRC-64/XZ catalogue check value. */
+	cr_assert_eq(snap_crc64(0, "123456789", 9), 0x995dc9bbdf1939faULL);
+}
+
+Test(snapfile, sections_round_trip)
+{
+	struct snap_writer w;
+	sw_init(&w);
+	sw_begin(&w, 7);
+	sw_u8(&w, 0xab);
+	sw_u16(&w, 0x1234);
+	sw_u32(&w, 0xdeadbeef);
+	sw_u64(&w, 0x0102030405060708ULL);
+	sw_end(&w);
+	sw_begin(&w, 9);
+	sw_bytes(&w, "hello", 5);
+	sw_end(&w);
+	cr_assert(!w.oom);
+
+	struct snap_reader r, s;
+	uint32_t tag;
+	sr_init(&r, w.buf, w.len);
+	cr_assert(sr_section(&r, &tag, &s));
+	cr_assert_eq(tag, 7);
+	cr_assert_eq(sr_u8(&s), 0xab);
+	cr_assert_eq(sr_u16(&s), 0x1234);
+	cr_assert_eq(sr_u32(&s), 0xdeadbeef);
+	cr_assert_eq(sr_u64(&s), 0x0102030405060708ULL);
+	cr_assert(sr_done(&s, "first"));
+	cr_assert(sr_section(&r, &tag, &s));
+	cr_assert_eq(tag, 9);
+	char buf[6] = { 0 };
+	sr_bytes(&s, buf, 5);
+	cr_assert_str_eq(buf, "hello");
+	cr_assert(!sr_section(&r, &tag, &s));
+	cr_assert(!r.bad);
+	sw_free(&w);
+}
+
+Test(snapfile, reads_past_the_end_fail_with_a_reason)
+{
+	uint8_t two[2] = { 1, 2 };
+	struct snap_reader r;
+	sr_init(&r, two, sizeof(two));
+	cr_assert_eq(sr_u32(&r), 0);
+	cr_assert(r.bad);
+	cr_assert(strstr(r.why, "truncated"));
+	/* A section whose length overruns the payload. */
+	uint8_t sec[10] = { 1, 0, 0, 0, 100, 0, 0, 0, 0, 0 };
+	struct snap_reader s;
+	uint32_t tag;
+	sr_init(&r, sec, sizeof(sec));
+	cr_assert(!sr_section(&r, &tag, &s));
+	cr_assert(r.bad);
+	/* Left-over bytes in a section are an error too. */
+	sr_init(&r, two, sizeof(two));
+	sr_u8(&r);
+	cr_assert(!sr_done(&r, "x"));
+}
+
+/* A file image of payload p, as snapfile_write lays it out. */
+static size_t image(uint8_t *out, const uint8_t *p, size_t n)
+{
+	uint64_t crc = snap_crc64(0, p, n);
+	memcpy(out, SNAPFILE_MAGIC, 8);
+	uint32_t v = SNAPFILE_VERSION, h = SNAPFILE_HEADER_SIZE;
+	uint64_t len = n;
+	memcpy(out + 8, &v, 4);
+	memcpy(out + 12, &h, 4);
+	memcpy(out + 16, &len, 8);
+	memcpy(out + 24, &crc, 8);
+	memcpy(out + 32, p, n);
+	return 32 + n;
+}
+
+Test(snapfile, decode_checks_the_header)
+{
+	uint8_t file[64], payload[16] = "ember payload";
+	const uint8_t *p;
+	size_t plen, n = image(file, payload, sizeof(payload));
+	char err[200];
+	cr_assert_eq(snapfile_decode(file, n, &p, &plen, err, sizeof(err)), 0);
+	cr_assert_eq(plen, sizeof(payload));
+
+	uint8_t bad[64];
+	memcpy(bad, file, n);
+	bad[0] = 'X';
+	cr_assert_eq(snapfile_decode(bad, n, &p, &plen, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "magic"));
+	memcpy(bad, file, n);
+	bad[8] = 2;
+	cr_assert_eq(snapfile_decode(bad, n, &p, &plen, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "version 2"));
+	cr_assert_eq(snapfile_decode(file, n - 1, &p, &plen, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "size mismatch"));
+	memcpy(bad, file, n);
+	bad[40] ^= 1;
+	cr_assert_eq(snapfile_decode(bad, n, &p, &plen, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "checksum"));
+	cr_assert_eq(snapfile_decode(file, 10, &p, &plen, err, sizeof(err)), -EINVAL);
+}

@@ -1,0 +1,158 @@
+/* Decoding a state file into a struct snapshot_image: everything that
+ * reads untrusted snapshot bytes before a machine exists (the fuzz
+ * target's entry point). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../api/config_json.h"
+#include "snapfile.h"
+#include "snapshot.h"
+#include "tags.h"
+
+/* ---- parse ------------------------------------------------------------ */
+
+static bool get_vcpu(struct snap_reader *r, struct snap_vcpu *s)
+{
+	sr_bytes(r, &s->regs, sizeof(s->regs));
+	sr_bytes(r, &s->sregs, sizeof(s->sregs));
+	s->has_xsave = sr_u8(r);
+	if (s->has_xsave)
+		sr_bytes(r, s->xsave, sizeof(s->xsave));
+	else
+		sr_bytes(r, &s->fpu, sizeof(s->fpu));
+	s->has_xcrs = sr_u8(r);
+	if (s->has_xcrs) {
+		sr_bytes(r, &s->xcrs, sizeof(s->xcrs));
+		if (!r->bad && s->xcrs.nr_xcrs > KVM_MAX_XCRS)
+			return sr_fail(r, "vcpu: %u XCRs, at most %d", s->xcrs.nr_xcrs, KVM_MAX_XCRS);
+	}
+	sr_bytes(r, &s->debugregs, sizeof(s->debugregs));
+	sr_bytes(r, &s->lapic, sizeof(s->lapic));
+	sr_bytes(r, &s->events, sizeof(s->events));
+	sr_bytes(r, &s->mp_state, sizeof(s->mp_state));
+	s->nmsrs = sr_u32(r);
+	if (!r->bad && s->nmsrs > SNAP_MAX_MSRS)
+		return sr_fail(r, "vcpu: %u MSRs, at most %d", s->nmsrs, SNAP_MAX_MSRS);
+	for (uint32_t i = 0; i < s->nmsrs && !r->bad; i++) {
+		s->msrs[i].index = sr_u32(r);
+		s->msrs[i].data = sr_u64(r);
+	}
+	if (!r->bad && s->mp_state.mp_state > KVM_MP_STATE_AP_RESET_HOLD)
+		return sr_fail(r, "vcpu: unknown MP state %u", s->mp_state.mp_state);
+	return sr_done(r, "vcpu section");
+}
+
+static bool get_vm(struct snap_reader *r, struct snapshot_image *img)
+{
+	sr_bytes(r, &img->pic_master, sizeof(img->pic_master));
+	sr_bytes(r, &img->pic_slave, sizeof(img->pic_slave));
+	sr_bytes(r, &img->ioapic, sizeof(img->ioapic));
+	sr_bytes(r, &img->pit, sizeof(img->pit));
+	memset(&img->clock, 0, sizeof(img->clock));
+	img->clock.clock = sr_u64(r);
+	if (!r->bad && (img->pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER ||
+			img->pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
+			img->ioapic.chip_id != KVM_IRQCHIP_IOAPIC))
+		return sr_fail(r, "interrupt controller state out of order");
+	return sr_done(r, "VM section");
+}
+
+void snapshot_image_free(struct snapshot_image *img)
+{
+	free(img->vcpus);
+	img->vcpus = NULL;
+}
+
+int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, char *err, size_t errlen)
+{
+	memset(img, 0, sizeof(*img));
+	const uint8_t *payload;
+	size_t plen;
+	int ret = snapfile_decode(file, len, &payload, &plen, err, errlen);
+	if (ret)
+		return ret;
+	struct snap_reader r, sec;
+	sr_init(&r, payload, plen);
+	bool have_config = false, have_mem = false, have_vm = false, have_serial = false, have_i8042 = false;
+	uint32_t tag;
+	while (sr_section(&r, &tag, &sec)) {
+		switch (tag) {
+		case TAG_CONFIG:
+			if (have_config) {
+				sr_fail(&r, "two configuration sections");
+				break;
+			}
+			have_config = true;
+			config_defaults(&img->cfg);
+			char msg[512];
+			if (config_json_file((const char *)sec.p, sec.len, &img->cfg, msg, sizeof(msg)))
+				sr_fail(&r, "configuration: %s", msg);
+			else if (config_check_devices(&img->cfg, msg, sizeof(msg)))
+				sr_fail(&r, "configuration: %s", msg);
+			break;
+		case TAG_MEMORY:
+			have_mem = true;
+			img->mem_size = sr_u64(&sec);
+			if (sr_done(&sec, "memory section") && (img->mem_size == 0 || img->mem_size % SNAP_PAGE))
+				sr_fail(&r, "memory size %llu is not a positive multiple of 4 KiB",
+					(unsigned long long)img->mem_size);
+			break;
+		case TAG_VM:
+			have_vm = true;
+			if (!get_vm(&sec, img))
+				sr_fail(&r, "%s", sec.why);
+			break;
+		case TAG_VCPU:
+			if (img->nvcpus == VM_MAX_VCPUS) {
+				sr_fail(&r, "more than %d vCPUs", VM_MAX_VCPUS);
+				break;
+			}
+			if (!img->vcpus && !(img->vcpus = calloc(VM_MAX_VCPUS, sizeof(*img->vcpus)))) {
+				sr_fail(&r, "out of memory");
+				break;
+			}
+			if (!get_vcpu(&sec, &img->vcpus[img->nvcpus++]))
+				sr_fail(&r, "vcpu %u: %s", img->nvcpus - 1, sec.why);
+			break;
+		case TAG_SERIAL:
+			have_serial = true;
+			img->serial = (struct snap_blob){ sec.p, sec.len };
+			break;
+		case TAG_I8042:
+			have_i8042 = true;
+			img->i8042 = (struct snap_blob){ sec.p, sec.len };
+			break;
+		case TAG_VIRTIO:
+			if (img->ndevices == SNAP_MAX_DEVICES) {
+				sr_fail(&r, "more than %d virtio devices", SNAP_MAX_DEVICES);
+				break;
+			}
+			img->devices[img->ndevices++] = (struct snap_blob){ sec.p, sec.len };
+			break;
+		default:
+			sr_fail(&r, "unknown section 0x%08x", tag);
+			break;
+		}
+	}
+	if (!r.bad && !(have_config && have_mem && have_vm && have_serial && have_i8042))
+		sr_fail(&r, "a required section is missing");
+	if (!r.bad && img->mem_size != img->cfg.machine.mem_size_mib << 20)
+		sr_fail(&r, "memory section says %llu bytes, the configuration %llu MiB",
+			(unsigned long long)img->mem_size, (unsigned long long)img->cfg.machine.mem_size_mib);
+	if (!r.bad && img->nvcpus != img->cfg.machine.vcpu_count)
+		sr_fail(&r, "%u vCPU sections for %u configured vCPUs", img->nvcpus, img->cfg.machine.vcpu_count);
+	if (!r.bad) {
+		unsigned want = img->cfg.ndrives + img->cfg.nnets + img->cfg.vsock.set + img->cfg.entropy.set;
+		if (img->ndevices != want)
+			sr_fail(&r, "%u device sections for %u configured devices", img->ndevices, want);
+	}
+	if (r.bad) {
+		snprintf(err, errlen, "invalid snapshot state: %s", r.why);
+		snapshot_image_free(img);
+		return -EINVAL;
+	}
+	return 0;
+}
+

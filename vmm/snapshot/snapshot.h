@@ -1,0 +1,88 @@
+/* Snapshots of a paused machine, and machines restored from them.
+ *
+ * A snapshot is two files: the state (snapfile.h: the configuration as
+ * JSON, the VM's interrupt controllers and clocks, every vCPU's registers,
+ * every device) and the guest memory, laid out as the guest's RAM regions
+ * one after the other. A Full memory file holds all of RAM and is sparse
+ * where RAM is zero; a Diff memory file holds only the pages written since
+ * the previous snapshot (KVM's dirty log plus the pages ember's devices
+ * wrote), at their offsets, and is applied onto its base with
+ * snapshot_merge_diff(). */
+#ifndef EMBER_SNAPSHOT_H
+#define EMBER_SNAPSHOT_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../action.h"
+#include "../config.h"
+#include "../vm.h"
+
+struct machine;
+
+#define SNAP_MAX_MSRS 256
+#define SNAP_MAX_DEVICES (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2)
+
+struct snap_vcpu {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	bool has_xsave;
+	/* struct kvm_xsave's 4 KiB region (the struct ends in a flexible
+	 * array, so it cannot sit in the middle of this one), if has_xsave;
+	 * else fpu. */
+	uint8_t xsave[4096] __attribute__((aligned(8)));
+	struct kvm_fpu fpu;
+	bool has_xcrs;
+	struct kvm_xcrs xcrs;
+	struct kvm_debugregs debugregs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp_state;
+	uint32_t nmsrs;
+	struct kvm_msr_entry msrs[SNAP_MAX_MSRS];
+};
+
+struct snap_blob {
+	const uint8_t *p;
+	size_t len;
+};
+
+/* A decoded, validated state file. Device sections stay as bytes (they
+ * point into the file image) until a machine exists to take them. */
+struct snapshot_image {
+	struct vmm_config cfg;      /* as it was at snapshot time */
+	uint64_t mem_size;
+	struct kvm_irqchip pic_master, pic_slave, ioapic;
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+	unsigned nvcpus;
+	struct snap_vcpu *vcpus;    /* nvcpus, malloc'd */
+	struct snap_blob serial, i8042;
+	unsigned ndevices;
+	struct snap_blob devices[SNAP_MAX_DEVICES];
+};
+
+/* Write the paused machine's state and memory. Diff needs dirty page
+ * tracking. Returns 0, or -errno with the reason in err; a failure leaves
+ * no half-written state file behind. */
+int snapshot_save(struct machine *m, const struct vmm_config *cfg, const struct snapshot_create *req,
+		  char *err, size_t errlen);
+
+/* Decode and validate a state file image (header, checksum, every section,
+ * the configuration). Returns 0, or -EINVAL with the reason in err. On
+ * success release img with snapshot_image_free(). */
+int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, char *err, size_t errlen);
+void snapshot_image_free(struct snapshot_image *img);
+
+/* Put the saved state into a machine built from img->cfg (vCPUs created,
+ * devices built, nothing started). Returns 0, or -errno with the reason
+ * in err. */
+int snapshot_apply(struct machine *m, const struct snapshot_image *img, char *err, size_t errlen);
+
+/* Write the pages of a Diff memory file onto its base (both the same
+ * size). Returns 0, or -errno with the reason in err. */
+int snapshot_merge_diff(const char *base_path, const char *diff_path, char *err, size_t errlen);
+
+#endif
