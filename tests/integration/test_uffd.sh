@@ -3,8 +3,8 @@
 # hands it over with ember's own uffd_backend_connect() and checks every
 # page it gets back. No VM involved, so no /dev/kvm needed.
 
-UFFD=${UFFD:-build/obj/ember-uffd}
-UFFD_CLIENT=${UFFD_CLIENT:-build/obj/uffd-client}
+UFFD=${UFFD:-$(dirname "$EMBER")/ember-uffd}
+UFFD_CLIENT=${UFFD_CLIENT:-$(dirname "$EMBER")/uffd-client}
 UFFD_MIB=8
 UFFD_PAGES=2048     # UFFD_MIB in pages
 UFFD_WS_PAGES=99    # the working set uffd-client make writes
@@ -37,7 +37,7 @@ start_uffd() {
 	shift
 	"$UFFD" --socket "$T/uffd.sock" --mem-file "$T/mem" "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
 	UFFD_PID=$!
-	uffd_until "grep -q listening '$T/$name.err'" 5 || { fail "ember-uffd did not start"; return 1; }
+	uffd_until "grep -qs listening '$T/$name.err'" 5 || { fail "ember-uffd did not start"; return 1; }
 }
 
 # stop_uffd: SIGTERM, which must end it with status 0 and no socket left.
@@ -152,7 +152,7 @@ test_uffd_handler_killed_client_sees_hup() {
 	start_uffd uffd || return
 	timeout 30 "$UFFD_CLIENT" hup "$T/uffd.sock" $UFFD_MIB > "$T/hup.out" 2> "$T/hup.err" < /dev/null &
 	local cpid=$!
-	uffd_until "grep -q connected '$T/hup.out'" 5 || { fail "the client did not connect"; kill "$cpid"; return; }
+	uffd_until "grep -qs connected '$T/hup.out'" 5 || { fail "the client did not connect"; kill "$cpid"; return; }
 	kill -KILL "$UFFD_PID"
 	wait "$UFFD_PID" 2>/dev/null
 	# What ember relies on to report a dead handler: EOF within a second.
