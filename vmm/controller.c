@@ -372,20 +372,22 @@ static void pause_vm(struct controller *c, struct action *a)
 	}
 }
 
-static void resume_vm(struct controller *c, struct action *a)
+/* Returns 0, or -errno with the reason in err. */
+static int resume_vm(struct controller *c, char *err, size_t errlen)
 {
 	if (c->state == STATE_RUNNING)
-		return;
+		return 0;
 	machine_resume(&c->machine);
 	if (!c->vcpus_started) {
-		if (machine_start_vcpus(&c->machine, a->fault, sizeof(a->fault))) {
-			a->status = 500;
-			return;
-		}
+		/* A load without resume_vm: the vCPU threads start now. */
+		int ret = machine_start_vcpus(&c->machine, err, errlen);
+		if (ret)
+			return ret;
 		c->vcpus_started = true;
 	}
 	c->state = STATE_RUNNING;
 	log_info("resumed");
+	return 0;
 }
 
 static void on_uffd_hangup(struct evloop_watch *w, int res)
@@ -503,16 +505,12 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 	}
 	c->cfg = cfg;
 	c->state = STATE_PAUSED;
-	if (machine_pause(&c->machine) == 0 && l->resume_vm) {
-		struct action dummy;
-		memset(&dummy, 0, sizeof(dummy));
-		resume_vm(c, &dummy);
-		if (dummy.status) {
-			snprintf(err, errlen, "%s", dummy.fault);
-			return -EIO;
-		}
+	/* Devices paused like the vCPUs (not started yet) until Resumed. */
+	if ((ret = machine_pause(&c->machine))) {
+		snprintf(err, errlen, "the VM is stopping");
+		return ret;
 	}
-	return 0;
+	return l->resume_vm ? resume_vm(c, err, errlen) : 0;
 }
 
 static void load_snapshot(struct controller *c, struct action *a)
@@ -631,8 +629,8 @@ void controller_handle(struct controller *c, struct action *a)
 			pause_vm(c, a);
 		break;
 	case ACTION_RESUME:
-		if (post_boot(c, a))
-			resume_vm(c, a);
+		if (post_boot(c, a) && resume_vm(c, a->fault, sizeof(a->fault)))
+			a->status = 500;
 		break;
 	case ACTION_SNAPSHOT_CREATE:
 		if (c->state != STATE_PAUSED)

@@ -21,10 +21,12 @@ last_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | tail -1 | awk '{pri
 first_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | head -1 | awk '{print $3}'; }
 
 # A test guest that fills 4 MiB with a pattern and counts, booted through
-# the API with dirty-page tracking and a vsock device, then paused and
-# snapshotted to $T/state + $T/mem. Leaves COUNT = its last count.
+# the API with dirty-page tracking, a vsock device and, given a tap name, a
+# network interface on it; then paused and snapshotted to $T/state +
+# $T/mem. Leaves COUNT = its last count.
 testvm_snapshot() {
 	start_api src || return 1
+	[ -n "${1:-}" ] && expect_api 204 PUT /network-interfaces/eth0 "{\"iface_id\": \"eth0\", \"host_dev_name\": \"$1\"}"
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.counter=1000 testvm.fill=4\"}"
 	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64, "track_dirty_pages": true}'
 	expect_api 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/v.sock\"}"
@@ -109,11 +111,20 @@ test_snapshot_testvm_file_diff_uffd() {
 	fi
 }
 
+# The tap ember holds open for clone k, from its fds' tun info.
+holds_tap() { grep -qs "iff:[[:space:]]*$2\$" /proc/"$1"/fdinfo/*; }
+
 test_snapshot_three_clones_at_once() {
 	need_kvm || return
+	need_netns || return
 	need_file "$BUILD/testvm.elf" || return
-	testvm_snapshot || return
-	local n=$COUNT k pids=()
+	# A tap takes one owner at a time: clones need their own (overrides).
+	local tap=embs$$ k
+	for k in 0 1 2 3; do
+		ip tuntap add dev "$tap-$k" mode tap || { fail "cannot create tap $tap-$k"; return; }
+	done
+	testvm_snapshot "$tap-0"
+	local n=$COUNT pids=()
 	for k in 1 2 3; do
 		"$EMBER" --api-sock "$T/c$k.sock" > "$T/c$k.out" 2> "$T/c$k.err" < /dev/null &
 		pids+=($!)
@@ -122,20 +133,33 @@ test_snapshot_three_clones_at_once() {
 		local i
 		for i in $(seq 100); do [ -S "$T/c$k.sock" ] && break; sleep 0.05; done
 	done
-	# All three loads in flight together, each with its own vsock socket.
+	# All three loads in flight together, each with its own tap and vsock
+	# socket; the third stays paused until it is resumed.
+	local loads=()
 	for k in 1 2 3; do
-		API_SOCK="$T/c$k.sock" api PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": true, \"vsock_override\": {\"uds_path\": \"$T/c$k-v.sock\"}}" > "$T/c$k.status" &
+		local resume=true
+		[ $k = 3 ] && resume=false
+		API_SOCK="$T/c$k.sock" api PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": $resume, \"network_overrides\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"$tap-$k\"}], \"vsock_override\": {\"uds_path\": \"$T/c$k-v.sock\"}}" > "$T/c$k.status" &
+		loads+=($!)
 	done
-	wait "${pids[@]/#/-n }" 2>/dev/null &
-	sleep 0.1
+	wait "${loads[@]}"
+	for k in 1 2 3; do
+		[ "$(cat "$T/c$k.status")" = 204 ] || fail "clone $k: load answered $(cat "$T/c$k.status")"
+		[ -S "$T/c$k-v.sock" ] || fail "clone $k: no vsock socket at its override"
+		holds_tap "${pids[$((k - 1))]}" "$tap-$k" || fail "clone $k does not hold its tap $tap-$k"
+	done
+	sleep 1
+	! grep -q 'testvm: count' "$T/c3.out" || fail "clone 3 ran before it was resumed"
+	API_SOCK="$T/c3.sock" expect_api 204 PATCH /vm '{"state": "Resumed"}'
 	for k in 1 2 3; do
 		wait_out "c$k" "testvm: count $((n + 2))" 60
 		[ "$(first_count "c$k")" = "$((n + 1))" ] || fail "clone $k resumed at $(first_count "c$k")"
-		[ -S "$T/c$k-v.sock" ] || fail "clone $k: no vsock socket at its override"
-		[ "$(cat "$T/c$k.status")" = 204 ] || fail "clone $k: load answered $(cat "$T/c$k.status")"
 	done
 	kill "${pids[@]}" 2>/dev/null
 	wait "${pids[@]}" 2>/dev/null
+	for k in 0 1 2 3; do
+		ip link del "$tap-$k" 2>/dev/null
+	done
 }
 
 # Each bad snapshot is refused with a clear message; the same ember then
