@@ -6,7 +6,7 @@
 #   make test       unit tests, fuzz smoke runs, integration tests, each benchmark once (small)
 #   make SAN=1 test the same with ASan + UBSan
 #   make fuzz       run each fuzz target for FUZZ_RUNS inputs (default 1e6)
-#   make bench      boot, I/O, API and jailer benchmarks, ember next to QEMU microvm
+#   make bench      boot, I/O, API, jailer and restore benchmarks, ember next to QEMU microvm
 
 CC      ?= gcc
 SAN     ?= 0
@@ -153,22 +153,24 @@ $(BUILD)/demo.json: Makefile
 	  '  "machine-config": { "vcpu_count": 2, "mem_size_mib": 128 }' \
 	  '}' > $@
 
-bench: $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
+bench: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/io.sh
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh
 	EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh
+	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/snapshot.sh
 
 # Each benchmark once, small, into build/bench-smoke (the published
 # results stay as they are): part of make test so none can rot. Timings
 # are not checked.
 SMOKE := $(BUILD)/bench-smoke
-bench-smoke: $(BUILD)/ember $(BUILD)/ember-jailer kernel testvm rootfs
+bench-smoke: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
 	@mkdir -p $(SMOKE)
 	OUT=$(SMOKE)/boot.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh 1 0
 	OUT=$(SMOKE)/io.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/io.sh 1
 	OUT=$(SMOKE)/api.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh 1
 	OUT=$(SMOKE)/jailer.md SIZES="1 2" EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh 1
+	OUT=$(SMOKE)/snapshot.md SIZES=128 FILL=1 EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/snapshot.sh 1
 
 run: deps
 	$(MAKE) all $(BUILD)/demo.json

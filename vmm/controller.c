@@ -526,14 +526,17 @@ static void load_snapshot(struct controller *c, struct action *a)
 		reply_error(a, 500, "out of memory");
 		return;
 	}
+	uint64_t t_parsed = 0;
 	if (snapfile_load(l->snapshot_path, &buf, &len, a->fault, sizeof(a->fault)) ||
 	    snapshot_parse(buf, len, img, a->fault, sizeof(a->fault)) ||
+	    !(t_parsed = rl_now_ns()) ||
 	    restore(c, l, img, t0, a->fault, sizeof(a->fault)))
 		a->status = 400;
 	else
-		log_info("snapshot %s loaded (%s memory) in %llu us%s", l->snapshot_path,
-			 l->backend == MEM_BACKEND_FILE ? "file" : "uffd",
-			 (unsigned long long)((rl_now_ns() - t0) / 1000), l->resume_vm ? ", resumed" : "");
+		log_info("snapshot %s loaded (%s memory) in %llu us (state file read and checked in %llu us)%s",
+			 l->snapshot_path, l->backend == MEM_BACKEND_FILE ? "file" : "uffd",
+			 (unsigned long long)((rl_now_ns() - t0) / 1000),
+			 (unsigned long long)((t_parsed - t0) / 1000), l->resume_vm ? ", resumed" : "");
 	snapshot_image_free(img);
 	free(img);
 	free(buf);

@@ -48,8 +48,10 @@ Test(router, unknown_paths_methods_and_unsupported_endpoints)
 	route("PUT", "/balloon", "{\"amount_mib\": 1, \"deflate_on_oom\": false}");
 	cr_assert_eq(r.status, 400);
 	cr_assert_not_null(strstr(r.fault, "not supported"));
-	route("GET", "/snapshot/create", NULL);
-	cr_assert_eq(r.status, 405, "a real endpoint ember lacks still has its methods");
+	route("GET", "/hotplug/memory", NULL);
+	cr_assert_eq(r.status, 400, "an endpoint ember lacks answers for its own methods");
+	route("DELETE", "/mmds", NULL);
+	cr_assert_eq(r.status, 405, "an endpoint ember lacks still has its methods");
 	route("PUT", "/pmem/p0", "{}");
 	cr_assert_eq(r.status, 400);
 }
@@ -111,4 +113,73 @@ Test(router, bad_bodies_are_400_with_the_field)
 	route("PUT", "/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"extra\": 1}");
 	cr_assert_eq(r.status, 400);
 	cr_assert_not_null(strstr(r.fault, "extra"));
+}
+
+Test(router, vm_state_and_snapshots)
+{
+	route("PATCH", "/vm", "{\"state\": \"Paused\"}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.type, ACTION_PAUSE);
+	route("PATCH", "/vm", "{\"state\": \"Resumed\"}");
+	cr_assert_eq(a.type, ACTION_RESUME);
+	route("PATCH", "/vm", "{\"state\": \"Running\"}");
+	cr_assert_eq(r.status, 400);
+	route("PUT", "/vm", "{\"state\": \"Paused\"}");
+	cr_assert_eq(r.status, 405);
+
+	route("PUT", "/snapshot/create", "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.type, ACTION_SNAPSHOT_CREATE);
+	cr_assert_eq(a.u.snap_create.type, SNAPSHOT_FULL, "Full is the default");
+	cr_assert_str_eq(a.u.snap_create.mem_file_path, "/m");
+	route("PUT", "/snapshot/create", "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}");
+	cr_assert_eq(a.u.snap_create.type, SNAPSHOT_DIFF);
+	route("PUT", "/snapshot/create", "{\"snapshot_type\": \"Half\", \"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}");
+	cr_assert_eq(r.status, 400);
+	route("PUT", "/snapshot/create", "{\"snapshot_path\": \"/s\"}");
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.fault, "mem_file_path"));
+}
+
+Test(router, snapshot_load_fields)
+{
+	route("PUT", "/snapshot/load",
+	      "{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": \"/u\"},"
+	      " \"resume_vm\": true, \"enable_diff_snapshots\": true,"
+	      " \"network_overrides\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap7\"}],"
+	      " \"vsock_override\": {\"uds_path\": \"/v\"}}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.type, ACTION_SNAPSHOT_LOAD);
+	const struct snapshot_load *l = &a.u.snap_load;
+	cr_assert_eq(l->backend, MEM_BACKEND_UFFD);
+	cr_assert_str_eq(l->backend_path, "/u");
+	cr_assert(l->resume_vm);
+	cr_assert(l->track_dirty_pages, "the deprecated name still turns tracking on");
+	cr_assert_eq(l->nnet_overrides, 1);
+	cr_assert_str_eq(l->net_overrides[0].host_dev_name, "tap7");
+	cr_assert(l->has_vsock_override);
+	cr_assert_str_eq(l->vsock_uds_path, "/v");
+
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.u.snap_load.backend, MEM_BACKEND_FILE, "deprecated mem_file_path is a File backend");
+	cr_assert(!a.u.snap_load.resume_vm);
+
+	static const char *const bad[] = {
+		"{\"mem_file_path\": \"/m\"}",
+		"{\"snapshot_path\": \"/s\"}",
+		"{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"/m\"}}",
+		"{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"Disk\", \"backend_path\": \"/m\"}}",
+		"{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"File\"}}",
+		"{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"resume_vm\": 1}",
+		"{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"network_overrides\": {}}",
+		"{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"network_overrides\": [{\"iface_id\": \"eth0\"}]}",
+		"{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"vsock_override\": {\"path\": \"/v\"}}",
+		"{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"surprise\": true}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		route("PUT", "/snapshot/load", bad[i]);
+		cr_assert_eq(r.status, 400, "accepted: %s", bad[i]);
+		cr_assert(r.fault[0]);
+	}
 }
