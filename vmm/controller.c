@@ -79,6 +79,7 @@ static void on_vm_stop(struct evloop_watch *w, int res)
 
 int controller_start_instance(struct controller *c, char *err, size_t errlen)
 {
+	uint64_t t0 = rl_now_ns();
 	char msg[512];
 	int ret = config_check_devices(&c->cfg, msg, sizeof(msg));
 	if (ret) {
@@ -91,6 +92,7 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 	};
 	if ((ret = machine_build(&c->machine, &p, err, errlen)))
 		return ret;
+	c->machine.vm.start_request_ns = t0;
 	if ((ret = evloop_watch(c->loop, &c->stop_watch, c->machine.vm.stop_fd, POLLIN, on_vm_stop)) ||
 	    (ret = machine_start(&c->machine, err, errlen))) {
 		if (!err[0])
@@ -486,7 +488,8 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 		machine_destroy(&c->machine);
 		return ret;
 	}
-	c->machine.vm.restore_start_ns = t0_ns;
+	c->machine.vm.start_request_ns = t0_ns;
+	c->machine.vm.restored = true;
 	if ((ret = snapshot_apply(&c->machine, img, err, errlen))) {
 		uffd_backend_close(&c->uffd);
 		machine_destroy(&c->machine);

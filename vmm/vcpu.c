@@ -174,12 +174,13 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	if (vcpu->id == 0 && vm->restore_start_ns) {
+	if (vcpu->id == 0 && vm->start_request_ns) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		uint64_t ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
-		log_info("vcpu 0: entering the guest %llu us after the snapshot load request",
-			 (unsigned long long)((ns - vm->restore_start_ns) / 1000));
+		log_info("vcpu 0: entering the guest %llu us after the %s request",
+			 (unsigned long long)((ns - vm->start_request_ns) / 1000),
+			 vm->restored ? "snapshot load" : "InstanceStart");
 	}
 	while (!atomic_load(&vm->stop_requested)) {
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {

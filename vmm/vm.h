@@ -37,7 +37,11 @@ struct vm {
 
 	struct emu_stats emu;    /* instructions emulated in userspace */
 	bool track_dirty;        /* KVM logs the guest's writes to RAM */
-	uint64_t restore_start_ns; /* CLOCK_MONOTONIC of the snapshot load request, 0 if booted */
+	/* The request that started the VM (InstanceStart, or a snapshot load
+	 * when restored), CLOCK_MONOTONIC: vCPU 0 logs how long after it the
+	 * guest ran, the VMM's own share of a start. */
+	uint64_t start_request_ns;
+	bool restored;
 
 	/* Pausing: vCPU threads park between KVM_RUN calls (vcpu.c). */
 	pthread_mutex_t pause_lock;

@@ -218,9 +218,10 @@ test_snapshot_bad_files_refused() {
 }
 
 # Linux with a counter that prints to the console and appends to a file on
-# its root drive: snapshotted, killed, restored in a new ember (File, then
-# a Diff after more work, then Uffd); the count and the file go on from
-# where they were.
+# its root drive, and a vsock echo server: snapshotted (with a host
+# connection open), killed, restored in a new ember (File, then a Diff
+# after more work, then Uffd); the count and the file go on from where
+# they were, and the vsock device works again at its overridden socket.
 linux_counts() { grep -oE 'count-[0-9]+ lines-[0-9]+' "$T/$1.out"; }
 
 # check_linux NAME FIRST: counting resumed at FIRST and every line's file
@@ -244,32 +245,50 @@ test_snapshot_linux_counter() {
 	start_api lsrc || return
 	cat > "$T/boot.json" <<JSON
 {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
- "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"rm -f /root/counter; i=0; while true; do i=\$((i+1)); echo \$i >> /root/counter; echo count-\$i lines-\$(wc -l < /root/counter); sleep 0.2; done\""}
+ "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"(while true; do ember-vsock listen 5000; done) & rm -f /root/counter; i=0; while true; do i=\$((i+1)); echo \$i >> /root/counter; echo count-\$i lines-\$(wc -l < /root/counter); sleep 0.2; done\""}
 JSON
 	expect_api 204 PUT /boot-source "$(cat "$T/boot.json")"
 	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128, "track_dirty_pages": true}'
 	expect_api 204 PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/rootfs.ext4\", \"is_root_device\": true, \"is_read_only\": false}"
+	expect_api 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/lv.sock\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	wait_out lsrc 'count-5 ' "$LINUX_TIMEOUT" || { stop_api; return; }
+	# A guest connection open across the snapshot: it cannot survive.
+	(printf 'CONNECT 5000\nbefore-snapshot\n'; sleep 60) | socat - UNIX-CONNECT:"$T/lv.sock" > "$T/lbefore.out" 2>&1 &
+	local held=$! i
+	for i in $(seq 100); do grep -q before-snapshot "$T/lbefore.out" && break; sleep 0.1; done
+	grep -q before-snapshot "$T/lbefore.out" || fail "no vsock echo before the snapshot"
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	local n
 	n=$(linux_last lsrc)
 	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/lstate\", \"mem_file_path\": \"$T/lmem\"}"
 	kill -9 "$API_PID"
 	wait "$API_PID" 2>/dev/null
+	kill "$held" 2>/dev/null
 
-	start_api lfile || return
-	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/lstate\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/lmem\"}, \"track_dirty_pages\": true, \"resume_vm\": true}"
+	start_api lfile --level Debug || return
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/lstate\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/lmem\"}, \"track_dirty_pages\": true, \"resume_vm\": true, \"vsock_override\": {\"uds_path\": \"$T/lv2.sock\"}}"
 	wait_out lfile "count-$((n + 5)) " 120 || { stop_api; return; }
 	check_linux lfile $((n + 1))
+	# The transport reset dropped the old connection, so the guest's echo
+	# server listens again, reached through the new socket.
+	for i in $(seq 10); do
+		(printf 'CONNECT 5000\nafter-restore\n'; sleep 1) | socat -t 3 - UNIX-CONNECT:"$T/lv2.sock" > "$T/lafter.out" 2>&1
+		grep -q '^after-restore$' "$T/lafter.out" && break
+		sleep 0.5
+	done
+	grep -q '^after-restore$' "$T/lafter.out" || fail "no vsock echo after the restore: $(cat "$T/lafter.out")"
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	local m
 	m=$(linux_last lfile)
 	expect_api 204 PUT /snapshot/create "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"$T/lstate2\", \"mem_file_path\": \"$T/ldiff\"}"
-	kill -9 "$API_PID"
-	wait "$API_PID" 2>/dev/null
-	# The drive as the Diff snapshot saw it, for the second restore below.
+	# The drive as the Diff snapshot saw it (the VM is paused), for the
+	# restores below; then a clean exit, for the device counters.
 	cp --sparse=always "$T/rootfs.ext4" "$T/rootfs.at-diff"
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	stop_api
+	grep -q 'transport_resets=1' "$T/lfile.err" || fail "the restored vsock device sent no transport reset"
+	cp --sparse=always "$T/rootfs.at-diff" "$T/rootfs.ext4"
 	cp --sparse=always "$T/lmem" "$T/lmerged"
 	"$EMBER" merge-memory "$T/lmerged" "$T/ldiff" || fail "merge-memory failed"
 
