@@ -24,16 +24,21 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing \
            -Wimplicit-fallthrough -Wformat=2 -Wno-format-nonliteral \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lZydis -lpthread
+# Only the libraries a binary uses (ember needs no libseccomp at run time).
+LDFLAGS += -Wl,--as-needed
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 
 VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c api/*.c)
-VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS))
+# The seccomp filters, compiled from vmm/seccomp/rules.c at build time.
+SECCOMP_GEN := $(OBJ)/seccomp-gen
+SECCOMP_FILTERS := $(OBJ)/gen/seccomp_filters.o
+VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS)) $(SECCOMP_FILTERS)
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 JAILER_SRCS := $(wildcard jailer/*.c)
-JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o
+JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o $(SECCOMP_FILTERS)
 TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o
 
 # ---- Debian packages -------------------------------------------------
@@ -61,6 +66,19 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(SECCOMP_GEN): $(OBJ)/vmm/seccomp/gen.o $(OBJ)/vmm/seccomp/rules.o
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libseccomp 2>/dev/null)
+
+$(OBJ)/gen/seccomp_filters.c: $(SECCOMP_GEN)
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	@$< > $@.tmp && mv $@.tmp $@
+
+$(SECCOMP_FILTERS): $(OBJ)/gen/seccomp_filters.c
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -I. -c $< -o $@
 
 $(EMBER): $(VMM_OBJS)
 	@echo "  LD      $@"
