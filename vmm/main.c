@@ -19,6 +19,7 @@
 #include "io/evloop.h"
 #include "log.h"
 #include "seccomp.h"
+#include "vm.h"
 #include "snapshot/snapshot.h"
 #include "version.h"
 #include "vm_id.h"
@@ -304,6 +305,9 @@ int main(int argc, char **argv)
 	char msg[512];
 	if (seccomp_install(SECCOMP_ROLE_VMM, msg, sizeof(msg)))
 		die("%s", msg);
+	/* Every ember process builds a VM: let KVM start on it now, on a
+	 * thread of its own, while the API comes up and the client configures. */
+	vm_prepare();
 	int err = evloop_init(&e.loop, 256);
 	if (err)
 		die("io_uring: %s", strerror(-err));

@@ -49,18 +49,13 @@ static int get_supported_cpuid(struct vm *vm)
 	return -E2BIG;
 }
 
-int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct vm_memory *src,
-	      char *errbuf, size_t errlen)
+/* The part of a VM that no configuration decides: /dev/kvm and its
+ * capabilities, the VM with its interrupt controllers and PIT, and the
+ * CPUID KVM supports. Sets kvm_fd, vm_fd, run_size and cpuid; on failure
+ * the caller closes what was opened. */
+static int create_kvm_vm(struct vm *vm, char *errbuf, size_t errlen)
 {
-	int err;
-	memset(vm, 0, sizeof(*vm));
-	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
-	pthread_mutex_init(&vm->pause_lock, NULL);
-	pthread_cond_init(&vm->pause_cond, NULL);
-	vm->nvcpus = nvcpus;
-	bus_init(&vm->pio);
-	bus_init(&vm->mmio);
-
+	int err = 0;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		err = -errno;
@@ -129,6 +124,74 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE, .args = { 1 } };
 	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
 		log_debug("KVM_CAP_EXIT_ON_EMULATION_FAILURE unavailable: %s", strerror(errno));
+	err = get_supported_cpuid(vm);
+	if (err)
+		snprintf(errbuf, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-err));
+fail:
+	return err;
+}
+
+/* A VM made ahead of time on its own thread (vm_prepare), so a start or
+ * restore need not wait for KVM to build one. */
+static struct {
+	pthread_t thread;
+	bool started, taken;
+	int err;
+	struct vm vm;           /* kvm_fd, vm_fd, run_size, cpuid only */
+} prepared;
+
+static void *prepare_thread(void *arg)
+{
+	char errbuf[160];
+	(void)arg;
+	prepared.err = create_kvm_vm(&prepared.vm, errbuf, sizeof(errbuf));
+	return NULL;
+}
+
+void vm_prepare(void)
+{
+	prepared.vm.kvm_fd = prepared.vm.vm_fd = -1;
+	if (pthread_create(&prepared.thread, NULL, prepare_thread, NULL) == 0)
+		prepared.started = true;
+}
+
+/* Move the prepared VM into vm; false if there is none (never prepared,
+ * already used, or its creation failed: then the caller creates one and
+ * reports the error itself). */
+static bool take_prepared(struct vm *vm)
+{
+	if (!prepared.started || prepared.taken)
+		return false;
+	pthread_join(prepared.thread, NULL);
+	prepared.taken = true;
+	if (prepared.err) {
+		free(prepared.vm.cpuid);
+		if (prepared.vm.vm_fd >= 0)
+			close(prepared.vm.vm_fd);
+		if (prepared.vm.kvm_fd >= 0)
+			close(prepared.vm.kvm_fd);
+		return false;
+	}
+	vm->kvm_fd = prepared.vm.kvm_fd;
+	vm->vm_fd = prepared.vm.vm_fd;
+	vm->run_size = prepared.vm.run_size;
+	vm->cpuid = prepared.vm.cpuid;
+	return true;
+}
+
+int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct vm_memory *src,
+	      char *errbuf, size_t errlen)
+{
+	int err;
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
+	vm->nvcpus = nvcpus;
+	bus_init(&vm->pio);
+	bus_init(&vm->mmio);
+	if (!take_prepared(vm) && (err = create_kvm_vm(vm, errbuf, errlen)))
+		goto fail;
 
 	err = src->fd >= 0 ? mem_init_file(&vm->mem, mem_bytes, src->fd) : mem_init(&vm->mem, mem_bytes);
 	if (!err && src->track_dirty)
@@ -142,11 +205,6 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 	err = set_memory_slots(vm);
 	if (err) {
 		snprintf(errbuf, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-err));
-		goto fail;
-	}
-	err = get_supported_cpuid(vm);
-	if (err) {
-		snprintf(errbuf, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-err));
 		goto fail;
 	}
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -56,8 +56,14 @@ struct vm_memory {
 	bool track_dirty;        /* dirty-page tracking, for diff snapshots */
 };
 
+/* Start creating the configuration-independent part of the VM (the VM
+ * with its irqchip and PIT) on a thread of its own, at process start:
+ * vm_create() then takes it instead of waiting for KVM. Optional. */
+void vm_prepare(void);
+
 /* Open /dev/kvm, create the VM with mem_bytes of RAM, the irqchip and
- * the PIT. Returns 0, or -errno with the reason in err. */
+ * the PIT (or take the prepared one). Returns 0, or -errno with the
+ * reason in err. */
 int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct vm_memory *src,
 	      char *err, size_t errlen);
 
