@@ -6,7 +6,8 @@
 #   make test       unit tests, fuzz smoke runs, integration tests, each benchmark once (small)
 #   make SAN=1 test the same with ASan + UBSan
 #   make fuzz       run each fuzz target for FUZZ_RUNS inputs (default 1e6)
-#   make bench      boot, I/O, API, jailer, restore and memory benchmarks, ember next to QEMU microvm
+#   make bench      boot, I/O, API, jailer, restore, memory and start-span benchmarks,
+#                   ember next to QEMU microvm
 
 CC      ?= gcc
 SAN     ?= 0
@@ -178,6 +179,7 @@ bench: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm ro
 	EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/snapshot.sh
 	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/memory.sh
+	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/span.sh
 
 # Each benchmark once, small, into build/bench-smoke (the published
 # results stay as they are): part of make test so none can rot. Timings
@@ -191,6 +193,7 @@ bench-smoke: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel tes
 	OUT=$(SMOKE)/jailer.md SIZES="1 2" EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh 1
 	OUT=$(SMOKE)/snapshot.md SIZES=128 FILL=1 EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/snapshot.sh 1
 	OUT=$(SMOKE)/memory.md LOG=$(SMOKE)/memory.log CONFIGS=1x128 EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/memory.sh 1
+	OUT=$(SMOKE)/span.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/span.sh 1
 
 run: deps
 	$(MAKE) all $(BUILD)/demo.json
