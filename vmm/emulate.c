@@ -163,6 +163,10 @@ static void *linear_ptr(struct emu_machine *m, uint64_t gva, size_t len, bool wr
 	void *p = mem_ptr(m->mem, gpa, len);
 	if (!p)
 		raise_exception(m, EMU_VEC_GP, true, 0); /* MMIO or a hole: not handled here */
+	else if (write)
+		/* The guest's write, made by ember: KVM's dirty log never sees it,
+		 * so a Diff snapshot must learn of it here. */
+		mem_mark_dirty(m->mem, p, len);
 	return p;
 }
 

@@ -300,6 +300,9 @@ int main(int argc, char **argv)
 	}
 	parse_args(argc, argv, &e.opt);
 	signals_setup(&e);
+	/* The log's strftime() loads the time zone on first use, reading
+	 * /etc/localtime: done now, before any thread's filter forbids open. */
+	tzset();
 	/* Before the first untrusted input (the config file, the API, the
 	 * guest); the API and vCPU threads narrow it further. */
 	char msg[512];
