@@ -312,3 +312,51 @@ JSON
 	kill "$handler"
 	wait "$handler" 2>/dev/null
 }
+
+# A snapshot restored inside ember-jailer's jail, by an unprivileged ember:
+# from the memory file (copied into the jail) and through ember-uffd, whose
+# socket the host puts inside the jail's /run; the vsock socket moves into
+# the jail with vsock_override. Uses test_jailer.sh's helpers (need_jailer,
+# wait_for, expect_jail_api).
+test_snapshot_restored_in_a_jail() {
+	need_kvm || return
+	need_jailer || return
+	need_file "$BUILD/testvm.elf" || return
+	need_file "$UFFD" || return
+	testvm_snapshot || return
+	local n=$COUNT base=$T/jails backend k
+	for backend in File Uffd; do
+		local id=snap-$backend-$$ root
+		root=$base/$(basename "$EMBER")/$id/root
+		"$JAILER" --id "$id" --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID --chroot-base-dir "$base" \
+			-- --api-sock /run/api.sock > "$T/j$backend.out" 2> "$T/j$backend.err" < /dev/null &
+		local pid=$! handler=
+		wait_for "[ -S '$root/run/api.sock' ]" 10 || { fail "$backend: the jailed API never came up"; kill $pid; return; }
+		cp "$T/state" "$root/state"
+		chown $JAIL_UID:$JAIL_GID "$root/state"
+		if [ $backend = File ]; then
+			cp --sparse=always "$T/mem" "$root/mem"
+			chown $JAIL_UID:$JAIL_GID "$root/mem"
+			local path=/mem
+		else
+			"$UFFD" --socket "$root/run/handler.sock" --mem-file "$T/mem" 2> "$T/jhandler.err" &
+			handler=$!
+			wait_for "[ -S '$root/run/handler.sock' ]" 10 || fail "ember-uffd did not listen"
+			chown $JAIL_UID:$JAIL_GID "$root/run/handler.sock"
+			local path=/run/handler.sock
+		fi
+		expect_jail_api 204 "$root/run/api.sock" PUT /snapshot/load "{\"snapshot_path\": \"/state\", \"mem_backend\": {\"backend_type\": \"$backend\", \"backend_path\": \"$path\"}, \"resume_vm\": true, \"vsock_override\": {\"uds_path\": \"/run/v.sock\"}}"
+		wait_out "j$backend" "testvm: count $((n + 2))" 60
+		[ "$(first_count "j$backend")" = "$((n + 1))" ] || fail "$backend: the jailed restore resumed at $(first_count "j$backend")"
+		! grep -q 'FAIL memory' "$T/j$backend.out" || fail "$backend: guest memory came back wrong in the jail"
+		# And the jailed VM snapshots itself again, inside its jail.
+		expect_jail_api 204 "$root/run/api.sock" PATCH /vm '{"state": "Paused"}'
+		expect_jail_api 204 "$root/run/api.sock" PUT /snapshot/create '{"snapshot_path": "/again", "mem_file_path": "/again.mem"}'
+		[ -s "$root/again" ] && [ -f "$root/again.mem" ] || fail "$backend: no snapshot written inside the jail"
+		kill $pid
+		wait $pid 2>/dev/null
+		[ -n "$handler" ] && { kill $handler; wait $handler 2>/dev/null; }
+		"$JAILER" --cleanup --id "$id" --exec-file "$EMBER" --chroot-base-dir "$base" > /dev/null 2>&1 ||
+			fail "$backend: --cleanup failed"
+	done
+}
