@@ -103,7 +103,6 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 		return ret;
 	}
 	c->state = STATE_RUNNING;
-	c->vcpus_started = true;
 	log_info("booting %s (%u vCPU%s, %llu MiB)", c->cfg.boot.kernel_image_path,
 		 c->cfg.machine.vcpu_count, c->cfg.machine.vcpu_count == 1 ? "" : "s",
 		 (unsigned long long)c->cfg.machine.mem_size_mib);
@@ -380,12 +379,11 @@ static int resume_vm(struct controller *c, char *err, size_t errlen)
 	if (c->state == STATE_RUNNING)
 		return 0;
 	machine_resume(&c->machine);
-	if (!c->vcpus_started) {
+	if (!c->machine.running) {
 		/* A load without resume_vm: the vCPU threads start now. */
 		int ret = machine_start_vcpus(&c->machine, err, errlen);
 		if (ret)
 			return ret;
-		c->vcpus_started = true;
 	}
 	c->state = STATE_RUNNING;
 	log_info("resumed");

@@ -34,7 +34,6 @@ struct controller {
 	struct machine machine;
 	struct evloop_watch stop_watch;       /* the VM asked to stop */
 	int exit_code;
-	bool vcpus_started;                   /* false after a load that did not resume */
 
 	/* A restore through a page-fault handler: its socket is watched so a
 	 * dead handler stops the VM instead of leaving its faults waiting. */
