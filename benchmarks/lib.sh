@@ -21,3 +21,25 @@ machine_line() {
 	     "/dev/kvm: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm )," \
 	     "QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')."
 }
+
+# scratch_dir PREFIX: a fresh directory in $tmp (under /tmp, so socket
+# paths in it stay short), removed when the script ends, however it ends,
+# together with every process whose pid is in a NAME.pid file in it.
+scratch_dir() {
+	tmp=$(mktemp -d "/tmp/$1.XXXX")
+	trap scratch_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+scratch_cleanup() {
+	local f pid
+	for f in $(find "$tmp" -name '*.pid' 2> /dev/null); do
+		pid=$(cat "$f" 2> /dev/null) || continue
+		# Only a process that is still ours (its command line names $tmp).
+		if [ -n "$pid" ] && tr "\0" " " 2> /dev/null < "/proc/$pid/cmdline" | grep -qF "$tmp"; then
+			kill -9 "$pid" 2> /dev/null || true
+		fi
+	done
+	rm -rf "$tmp"
+}

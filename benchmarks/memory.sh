@@ -48,22 +48,7 @@ done
 [ -x "$EMBER" ] || { echo "memory.sh: $EMBER missing (make $EMBER)" >&2; exit 1; }
 KERNEL=$(realpath "$BUILD/testvm.elf")
 
-tmp=$(mktemp -d /tmp/membench.XXXX)
-# Any NAME.pid file under $tmp names a process to end when the script ends.
-cleanup() {
-	local f pid
-	for f in $(find "$tmp" -name '*.pid' 2> /dev/null); do
-		pid=$(cat "$f" 2> /dev/null) || continue
-		# Only a process that is still ours (its command line names $tmp).
-		if [ -n "$pid" ] && tr "\0" " " 2> /dev/null < "/proc/$pid/cmdline" | grep -qF "$tmp"; then
-			kill -9 "$pid" 2> /dev/null || true
-		fi
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+scratch_dir membench # $tmp, short: socket paths must fit a sun_path
 
 # Each VMM runs from a copy of its binary made here, so that no page of it
 # is shared with another ember or QEMU on the host (other VMs, tests
@@ -205,7 +190,7 @@ run_once() { # VMM VCPUS MEM_MIB RESULTS RUN
 		"$EMBER" --no-api --config-file "$dir/vm.json" < /dev/null > "$dir/console" 2> "$dir/stderr" &
 		;;
 	qemu)
-		# -pidfile only so that the command line names $tmp (see cleanup)
+		# -pidfile only so that the command line names $tmp (see scratch_cleanup in lib.sh)
 		# when the binary is not the copy there.
 		"${QEMU[@]}" -m "$mem" -smp "$vcpus" -kernel "$KERNEL" -append "$GUEST_ARGS" \
 			-serial stdio -pidfile "$dir/qemu.pidfile" < /dev/null > "$dir/console" 2> "$dir/stderr" &

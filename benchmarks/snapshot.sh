@@ -39,28 +39,13 @@ TIMEOUT=${TIMEOUT:-120}         # seconds, per save and per restore
 # QMP: QEMU 7.2 has no file: URI) or "exec" (exec:cat FILE).
 QEMU_LOAD=${QEMU_LOAD:-fd}
 
-tmp=$(mktemp -d /tmp/snapbench.XXXX) # short: socket paths must fit a sun_path
-# Any NAME.pid file under $tmp names a process to end when the script ends.
-cleanup() {
-	local f pid
-	for f in $(find "$tmp" -name '*.pid' 2> /dev/null); do
-		pid=$(cat "$f" 2> /dev/null) || continue
-		# Only a process that is still ours (its command line names $tmp).
-		if [ -n "$pid" ] && tr "\0" " " 2> /dev/null < "/proc/$pid/cmdline" | grep -qF "$tmp"; then
-			kill -9 "$pid" 2> /dev/null || true
-		fi
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+scratch_dir snapbench # $tmp, short: socket paths must fit a sun_path
 
 gcc -O2 -Wall -o "$BENCH" benchmarks/restorebench.c
 [ -f "$BUILD/testvm.elf" ] || { echo "snapshot.sh: $BUILD/testvm.elf missing (make $BUILD/testvm.elf)" >&2; exit 1; }
 
 # Run a command in the background and wait for it: a signal to the script
-# then ends the run at once, and cleanup ends the command (PIDFILE).
+# then ends the run at once, and scratch_cleanup ends the command (PIDFILE).
 waited() { # PIDFILE COMMAND...
 	local pidfile=$1
 	shift
