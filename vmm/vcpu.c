@@ -28,6 +28,13 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned id)
 	memset(vcpu, 0, sizeof(*vcpu));
 	vcpu->vm = vm;
 	vcpu->id = id;
+	if (id == 0 && vm->vcpu0_fd >= 0) { /* made with the prepared VM */
+		vcpu->fd = vm->vcpu0_fd;
+		vcpu->run = vm->vcpu0_run;
+		vm->vcpu0_fd = -1;
+		vm->vcpu0_run = NULL;
+		return 0;
+	}
 	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
 	if (vcpu->fd < 0) {
 		int err = -errno;

@@ -30,6 +30,10 @@ struct vm {
 	bool smt;                /* two threads per core in the guest's topology */
 	struct vcpu *vcpus;
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, before per-vCPU edits */
+	/* vCPU 0, created with a prepared VM (vm_prepare) until vcpu_create()
+	 * takes it; -1 / NULL otherwise. */
+	int vcpu0_fd;
+	struct kvm_run *vcpu0_run;
 
 	int stop_fd;             /* eventfd: written once when the VM must stop */
 	atomic_int stop_requested;
@@ -57,8 +61,9 @@ struct vm_memory {
 };
 
 /* Start creating the configuration-independent part of the VM (the VM
- * with its irqchip and PIT) on a thread of its own, at process start:
- * vm_create() then takes it instead of waiting for KVM. Optional. */
+ * with its irqchip and PIT, and vCPU 0, which every VM has) on a thread of
+ * its own, at process start: vm_create() then takes it instead of waiting
+ * for KVM. Optional. */
 void vm_prepare(void);
 
 /* Open /dev/kvm, create the VM with mem_bytes of RAM, the irqchip and
