@@ -19,6 +19,7 @@
 #include "io/evloop.h"
 #include "log.h"
 #include "seccomp.h"
+#include "vcpu.h"
 #include "vm.h"
 #include "snapshot/snapshot.h"
 #include "version.h"
@@ -311,6 +312,7 @@ int main(int argc, char **argv)
 	/* Every ember process builds a VM: let KVM start on it now, on a
 	 * thread of its own, while the API comes up and the client configures. */
 	vm_prepare();
+	vcpu_prepare();
 	int err = evloop_init(&e.loop, 256);
 	if (err)
 		die("io_uring: %s", strerror(-err));

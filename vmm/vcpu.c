@@ -164,23 +164,26 @@ static void park(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
-static void *vcpu_thread(void *arg)
+/* What a vCPU thread does before it may run a guest: its name, its
+ * seccomp filter (from here on the guest drives this thread), and the
+ * kick signal let through. */
+static void vcpu_thread_setup(unsigned id)
 {
-	struct vcpu *vcpu = arg;
-	struct vm *vm = vcpu->vm;
 	char name[16];
-	snprintf(name, sizeof(name), "ember-vcpu%u", vcpu->id);
+	snprintf(name, sizeof(name), "ember-vcpu%u", id);
 	pthread_setname_np(pthread_self(), name);
-	/* Before the first KVM_RUN: from here on the guest drives this thread. */
 	char err[160];
 	if (seccomp_install(SECCOMP_ROLE_VCPU, err, sizeof(err)))
-		die("vcpu %u: %s", vcpu->id, err);
-
+		die("vcpu %u: %s", id, err);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
 
+static void run_vcpu(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
 	if (vcpu->id == 0 && vm->start_request_ns) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -205,20 +208,68 @@ static void *vcpu_thread(void *arg)
 		if (!handle_exit(vcpu))
 			break;
 	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	vcpu_thread_setup(vcpu->id);
+	run_vcpu(vcpu);
 	return NULL;
+}
+
+static int install_kick_handler(void)
+{
+	static atomic_int installed;
+	if (atomic_exchange(&installed, 1))
+		return 0;
+	struct sigaction sa = { .sa_handler = kick_handler };
+	sigemptyset(&sa.sa_mask);
+	return sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0 ? -errno : 0;
+}
+
+/* vCPU 0's thread, started at process start by vcpu_prepare() with its
+ * setup done: it waits for vcpu_start() to hand it vCPU 0. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t handed;
+	pthread_t thread;
+	bool started, taken;
+	struct vcpu *vcpu;
+} prepared = { .lock = PTHREAD_MUTEX_INITIALIZER, .handed = PTHREAD_COND_INITIALIZER };
+
+static void *prepared_thread(void *arg)
+{
+	(void)arg;
+	vcpu_thread_setup(0);
+	pthread_mutex_lock(&prepared.lock);
+	while (!prepared.vcpu)
+		pthread_cond_wait(&prepared.handed, &prepared.lock);
+	struct vcpu *vcpu = prepared.vcpu;
+	pthread_mutex_unlock(&prepared.lock);
+	run_vcpu(vcpu);
+	return NULL;
+}
+
+void vcpu_prepare(void)
+{
+	if (install_kick_handler() == 0 && pthread_create(&prepared.thread, NULL, prepared_thread, NULL) == 0)
+		prepared.started = true;
 }
 
 int vcpu_start(struct vcpu *vcpu)
 {
-	static atomic_int handler_installed;
-	if (!atomic_exchange(&handler_installed, 1)) {
-		struct sigaction sa = { .sa_handler = kick_handler };
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
-			return -errno;
-	}
-	int err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
-	if (err) {
+	int err = install_kick_handler();
+	if (err)
+		return err;
+	if (vcpu->id == 0 && prepared.started && !prepared.taken) {
+		prepared.taken = true;
+		vcpu->thread = prepared.thread;
+		pthread_mutex_lock(&prepared.lock);
+		prepared.vcpu = vcpu;
+		pthread_cond_signal(&prepared.handed);
+		pthread_mutex_unlock(&prepared.lock);
+	} else if ((err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu))) {
 		log_error("cannot start vcpu %u thread: %s", vcpu->id, strerror(err));
 		return -err;
 	}

@@ -23,6 +23,11 @@ struct vcpu {
 int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned id);
 void vcpu_destroy(struct vcpu *vcpu);
 
+/* Start vCPU 0's thread now, at process start, its seccomp filter
+ * installed: vcpu_start() then hands it vCPU 0 instead of creating a
+ * thread. Optional. */
+void vcpu_prepare(void);
+
 /* Start the vCPU's thread (KVM_RUN loop). Returns 0 or -errno. */
 int vcpu_start(struct vcpu *vcpu);
 
