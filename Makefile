@@ -6,8 +6,8 @@
 #   make test       unit tests, fuzz smoke runs, integration tests, each benchmark once (small)
 #   make SAN=1 test the same with ASan + UBSan
 #   make fuzz       run each fuzz target for FUZZ_RUNS inputs (default 1e6)
-#   make bench      boot, I/O, API, jailer, restore, memory and start-span benchmarks,
-#                   ember next to QEMU microvm
+#   make bench      every benchmark, ember next to QEMU microvm, then the table of
+#                   headline numbers and the plots (benchmarks/results/latest.md, *.png)
 
 CC      ?= gcc
 SAN     ?= 0
@@ -46,7 +46,7 @@ TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
-        musl-tools qemu-system-x86 clang curl iproute2 kmod socat
+        musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox
 
 .PHONY: all deps kernel testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke clean
 all: $(EMBER) $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
@@ -172,28 +172,35 @@ $(BUILD)/demo.json: Makefile
 	  '  "machine-config": { "vcpu_count": 2, "mem_size_mib": 128 }' \
 	  '}' > $@
 
+BENCH_ENV := EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD)
 bench: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
-	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh
-	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/io.sh
-	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh
-	EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh
-	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/snapshot.sh
-	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/memory.sh
-	EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/span.sh
+	$(BENCH_ENV) benchmarks/span.sh 20
+	$(BENCH_ENV) benchmarks/api.sh 20
+	$(BENCH_ENV) benchmarks/boot.sh 20 3
+	$(BENCH_ENV) benchmarks/density.sh 5
+	$(BENCH_ENV) benchmarks/snapshot.sh 10
+	$(BENCH_ENV) benchmarks/memory.sh 5
+	$(BENCH_ENV) benchmarks/io.sh 10
+	$(BENCH_ENV) benchmarks/jailer.sh 5
+	benchmarks/report.sh benchmarks/results
 
 # Each benchmark once, small, into build/bench-smoke (the published
 # results stay as they are): part of make test so none can rot. Timings
 # are not checked.
 SMOKE := $(BUILD)/bench-smoke
 bench-smoke: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
-	@mkdir -p $(SMOKE)
-	OUT=$(SMOKE)/boot.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/boot.sh 1 0
-	OUT=$(SMOKE)/io.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/io.sh 1
-	OUT=$(SMOKE)/api.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/api.sh 1
-	OUT=$(SMOKE)/jailer.md SIZES="1 2" EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD) benchmarks/jailer.sh 1
-	OUT=$(SMOKE)/snapshot.md SIZES=128 FILL=1 EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/snapshot.sh 1
-	OUT=$(SMOKE)/memory.md LOG=$(SMOKE)/memory.log CONFIGS=1x128 EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/memory.sh 1
-	OUT=$(SMOKE)/span.md EMBER=$(BUILD)/ember BUILD=$(BUILD) benchmarks/span.sh 1
+	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
+	OUT=$(SMOKE)/span.md $(BENCH_ENV) benchmarks/span.sh 1
+	OUT=$(SMOKE)/api.md $(BENCH_ENV) benchmarks/api.sh 1
+	OUT=$(SMOKE)/boot.md $(BENCH_ENV) benchmarks/boot.sh 1 0
+	OUT=$(SMOKE)/density.md CONCURRENCY="1 2" $(BENCH_ENV) benchmarks/density.sh 1
+	OUT=$(SMOKE)/snapshot.md SIZES=128 FILL=1 CONCURRENCY="1 2" CONC_RUNS=1 $(BENCH_ENV) benchmarks/snapshot.sh 1
+	OUT=$(SMOKE)/memory.md LOG=$(SMOKE)/memory.log CONFIGS=1x128 $(BENCH_ENV) benchmarks/memory.sh 1
+	OUT=$(SMOKE)/io.md $(BENCH_ENV) benchmarks/io.sh 1
+	OUT=$(SMOKE)/jailer.md SIZES="1 2" $(BENCH_ENV) benchmarks/jailer.sh 1
+	benchmarks/report.sh $(SMOKE)
+	@for p in latest.md boot-distribution.png restore-vs-memory.png memory-overhead.png concurrent-starts.png; do \
+	  test -s $(SMOKE)/$$p || { echo "bench-smoke: $(SMOKE)/$$p was not made"; exit 1; }; done
 
 run: deps
 	$(MAKE) all $(BUILD)/demo.json

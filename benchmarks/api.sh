@@ -32,7 +32,13 @@ row() { # label column unit divisor
 	echo "| $1 | $em / $ep $3 | $qm / $qp $3 | $ratio | $en / $qn |"
 }
 
-mkdir -p "$(dirname "$OUT")"
+# The headlines in ms, the round trip in µs.
+awk '{ print $1 / 1000, $2 / 1000, $3 }' "$tmp/ember" > "$tmp/ember.ms"
+awk '{ print $1 / 1000, $2 / 1000, $3 }' "$tmp/qemu" > "$tmp/qemu.ms"
+headline_init api
+headline "exec → API socket answers (QEMU: QMP)" ms "$tmp/ember.ms" 1 "$tmp/qemu.ms" 1
+headline "exec → API socket answers: CPU time, all threads" ms "$tmp/ember.ms" 2 "$tmp/qemu.ms" 2
+headline "one API request round trip (QEMU: QMP query-status)" µs "$tmp/ember.ms" 3 "$tmp/qemu.ms" 3
 {
 	echo "# API benchmark"
 	echo

@@ -53,9 +53,12 @@ if [ -f "$tmp/qemu-linux.log" ]; then
 fi
 qemu_linux_code=$(grep -m1 -o "^Code=.*" "$tmp/qemu-linux.log" 2>/dev/null | cut -c1-80 || true)
 
-# The instructions ember emulated during one Linux boot.
-"$EMBER" --no-api --config-file "$tmp/linux.json" --level Debug > /dev/null 2> "$tmp/ember-linux.err" < /dev/null || true
-emulated=$(grep -o "emulated instructions: .*" "$tmp/ember-linux.err" | tail -1)
+# The instructions ember emulated during one Linux boot (when Linux runs).
+emulated=""
+if [ "$LINUX_RUNS" -gt 0 ]; then
+	"$EMBER" --no-api --config-file "$tmp/linux.json" --level Debug > /dev/null 2> "$tmp/ember-linux.err" < /dev/null || true
+	emulated=$(grep -o "emulated instructions: .*" "$tmp/ember-linux.err" | tail -1)
+fi
 
 row() { # label ember-file qemu-file column
 	read -r em ep en <<< "$(stats "$2" "$4")"
@@ -66,7 +69,13 @@ row() { # label ember-file qemu-file column
 	echo "| $1 | $em / $ep | $qm / $qp | $ratio | $en / $qn |"
 }
 
-mkdir -p "$(dirname "$OUT")"
+headline_init boot
+headline "testvm boot: start → console marker" ms "$tmp/ember-testvm" 1 "$tmp/qemu-testvm" 1
+headline "testvm boot: start → VMM exited" ms "$tmp/ember-testvm" 2 "$tmp/qemu-testvm" 2
+headline "Linux boot: start → init marker (QEMU: does not boot here)" ms "$tmp/ember-linux" 1 "$tmp/qemu-linux" 1
+keep_samples boot-testvm-ember "$tmp/ember-testvm"
+keep_samples boot-testvm-qemu "$tmp/qemu-testvm"
+keep_samples boot-linux-ember "$tmp/ember-linux"
 {
 	echo "# Boot benchmark"
 	echo

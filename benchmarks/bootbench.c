@@ -11,6 +11,9 @@
  * With BOOTBENCH_LOG=path in the environment, the output is also saved.
  * With BOOTBENCH_FROM=text, marker_ms counts from when that text appeared
  * (for timing a span inside the guest's run).
+ * With BENCH_ABSOLUTE=1, two more columns: the fork and the marker as
+ * CLOCK_MONOTONIC milliseconds (-1 if not seen), to time VMs started
+ * together from the first fork to the last marker.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,7 +104,9 @@ int main(int argc, char **argv)
 	double exit_ms = now_ms() - start;
 	if (from)
 		marker_ms = (marker_ms >= 0 && from_ms >= 0) ? marker_ms - from_ms : -1;
-	printf("%.2f %.2f %d\n", marker_ms, exit_ms,
-	       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	printf("%.2f %.2f %d", marker_ms, exit_ms, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	if (getenv("BENCH_ABSOLUTE"))
+		printf(" %.3f %.3f", start, marker_ms >= 0 && !from ? start + marker_ms : -1);
+	printf("\n");
 	return 0;
 }

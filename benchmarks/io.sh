@@ -4,10 +4,11 @@
 # (A/B/A/B) in one run, timed from outside between the guest's markers.
 #
 #   block: read a 64 MiB raw image sequentially, 64 KiB requests, one at a time
+#   IOPS:  10,000 4 KiB reads of the same image at pseudo-random offsets, one at a time
 #   net:   transmit 20,000 full-size frames (1514 bytes) into a tap, queue kept full
 #
 # usage: benchmarks/io.sh [RUNS]   (default 10; the net part needs root for a tap)
-# Writes benchmarks/results/io.md and prints it.
+# Writes benchmarks/results/io.md (and the headline rows, io.tsv) and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/lib.sh
@@ -16,10 +17,12 @@ BUILD=${BUILD:-build}
 EMBER=${EMBER:-$BUILD/ember}
 OUT=${OUT:-benchmarks/results/io.md}
 BENCH=$BUILD/bootbench
-tmp=$(mktemp -d)
+IOPS_REQUESTS=10000 # BLKIOPS_REQUESTS in firmware/testvm/virtio.c
+headline_init io
+scratch_dir iobench
 TAP=embench$$
-cleanup() { ip link del "$TAP" 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
+cleanup() { ip link del "$TAP" 2>/dev/null || true; scratch_cleanup; }
+trap cleanup EXIT # replaces scratch_dir's trap, and still calls its cleanup
 
 gcc -O2 -Wall -o "$BENCH" benchmarks/bootbench.c
 QEMU=("${QEMU_MICROVM[@]}" -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4 -m 64
@@ -39,6 +42,17 @@ for i in $(seq "$RUNS"); do
 		"${QEMU[@]}" -append "testvm.blkbench" \
 		-drive id=d0,file="$tmp/disk.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
 		>> "$tmp/qemu-blk"
+done
+
+sed 's/testvm.blkbench/testvm.blkiops/' "$tmp/blk.json" > "$tmp/iops.json"
+: > "$tmp/ember-iops"; : > "$tmp/qemu-iops"
+for i in $(seq "$RUNS"); do
+	BOOTBENCH_FROM="blkiops start" "$BENCH" "blkiops done" "" 60 -- \
+		"$EMBER" --no-api --config-file "$tmp/iops.json" >> "$tmp/ember-iops"
+	BOOTBENCH_FROM="blkiops start" "$BENCH" "blkiops done" "KVM internal error" 60 -- \
+		"${QEMU[@]}" -append "testvm.blkiops" \
+		-drive id=d0,file="$tmp/disk.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
+		>> "$tmp/qemu-iops"
 done
 
 : > "$tmp/ember-net"; : > "$tmp/qemu-net"
@@ -62,13 +76,23 @@ else
 fi
 
 row() { # label ember-file qemu-file megabytes
-	read -r em ep en <<< "$(stats "$2")"
-	read -r qm qp qn <<< "$(stats "$3")"
+	read -r em ep en <<< "$(stats "$2" 1)"
+	read -r qm qp qn <<< "$(stats "$3" 1)"
 	[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] || { echo "| $1 | - | - | - | - | $en / $qn |"; return; }
 	local ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')
 	local erate=$(awk -v t="$em" -v mb="$4" 'BEGIN { printf "%.0f", mb / (t / 1000) }')
 	local qrate=$(awk -v t="$qm" -v mb="$4" 'BEGIN { printf "%.0f", mb / (t / 1000) }')
 	echo "| $1 | $em / $ep ms ($erate MB/s) | $qm / $qp ms ($qrate MB/s) | $ratio | $en / $qn |"
+}
+
+iops_row() { # label ember-file qemu-file requests
+	read -r em ep en <<< "$(stats "$2" 1)"
+	read -r qm qp qn <<< "$(stats "$3" 1)"
+	[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] || { echo "| $1 | - | - | - | - | $en / $qn |"; return; }
+	local ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')
+	local eiops=$(awk -v t="$em" -v n="$4" 'BEGIN { printf "%.0f", n / (t / 1000) }')
+	local qiops=$(awk -v t="$qm" -v n="$4" 'BEGIN { printf "%.0f", n / (t / 1000) }')
+	echo "| $1 | $em / $ep ms ($eiops IOPS) | $qm / $qp ms ($qiops IOPS) | $ratio | $en / $qn |"
 }
 
 mkdir -p "$(dirname "$OUT")"
@@ -81,8 +105,14 @@ mkdir -p "$(dirname "$OUT")"
 	echo "| transfer | ember median / p90 | QEMU microvm median / p90 | ratio ember/QEMU | runs ember / QEMU |"
 	echo "|---|---|---|---|---|"
 	row "virtio-blk: read 64 MiB, 64 KiB requests, QD1" "$tmp/ember-blk" "$tmp/qemu-blk" 67.1
+	iops_row "virtio-blk: 10,000 random 4 KiB reads, QD1" "$tmp/ember-iops" "$tmp/qemu-iops" "$IOPS_REQUESTS"
 	row "virtio-net: transmit 20,000 × 1514 B into a tap" "$tmp/ember-net" "$tmp/qemu-net" 30.3
 	[ -n "$net_note" ] && echo && echo "$net_note"
 	true
 } > "$OUT"
+headline "block sequential read 64 MiB" ms "$tmp/ember-blk" 1 "$tmp/qemu-blk" 1
+headline "block 4 KiB random read x10000" ms "$tmp/ember-iops" 1 "$tmp/qemu-iops" 1
+if [ -z "$net_note" ]; then
+	headline "net transmit 20000 frames" ms "$tmp/ember-net" 1 "$tmp/qemu-net" 1
+fi
 cat "$OUT"

@@ -82,7 +82,11 @@ col() { # n mode column -> median p90 count, in ms
 	awk -v n="$1" -v m="$2" -v c="$3" '$1 == n && $2 == m { print $c / 1000 }' "$tmp/results" > "$tmp/col"
 	stats "$tmp/col" 1
 }
-mkdir -p "$(dirname "$OUT")"
+headline_init jailer
+for n in $SIZES; do
+	awk -v n="$n" '$1 == n && $2 == "link" { print $4 / 1000 }' "$tmp/results" > "$tmp/booted-$n"
+	headline "$n jailed VMs launched together → last booted (ember only)" ms "$tmp/booted-$n" 1
+done
 {
 	echo "# Jailer benchmark"
 	echo

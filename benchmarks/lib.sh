@@ -4,15 +4,48 @@
 QEMU_MICROVM=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,acpi=off -enable-kvm
               -cpu host,-arch-capabilities -nodefaults -no-user-config -nographic -no-reboot)
 
-# stats FILE COLUMN -> "median p90 n" over that column's values >= 0
-# (-1 marks a run that never got there).
+# stats FILE COLUMN [PRECISION] -> "median p90 n" over that column's
+# values >= 0 (-1 marks a run that never got there). PRECISION: "fixed"
+# (one decimal, the default) or "auto" (three significant digits or so).
 stats() {
-	awk -v c="$2" '$c >= 0 {print $c}' "$1" | sort -n | awk '
+	awk -v c="$2" '$c >= 0 {print $c}' "$1" | sort -n | awk -v prec="${3:-fixed}" '
+		function f(x) {
+			if (prec == "fixed" || x >= 100) return sprintf(prec == "fixed" ? "%.1f" : "%.0f", x)
+			return sprintf(x >= 10 ? "%.1f" : x >= 1 ? "%.2f" : "%.3f", x)
+		}
 		{ v[NR] = $1 }
 		END { if (NR == 0) { print "- - 0"; exit }
 		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 		      p = v[int(NR * 0.9 + 0.999)]; if (p == "") p = v[NR]
-		      printf "%.1f %.1f %d\n", m, p, NR }'
+		      printf "%s %s %d\n", f(m), f(p), NR }'
+}
+
+# Headline results, gathered by benchmarks/report.sh into latest.md: each
+# benchmark writes NAME.tsv next to its OUT, one row per metric with the
+# columns metric, unit, ember median, ember p90, peer median, peer p90,
+# ratio ember/peer, runs ember, runs peer ("-" where there is no peer).
+headline_init() {
+	HEADLINES=$(dirname "$OUT")/$1.tsv
+	mkdir -p "$(dirname "$OUT")"
+	: > "$HEADLINES"
+}
+
+# headline METRIC UNIT EMBER_SAMPLES COLUMN [PEER_SAMPLES COLUMN]
+headline() {
+	local em ep en qm=- qp=- qn=0 ratio=-
+	read -r em ep en <<< "$(stats "$3" "$4" auto)"
+	if [ $# -ge 6 ] && [ -f "$5" ]; then
+		read -r qm qp qn <<< "$(stats "$5" "$6" auto)"
+	fi
+	[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] && ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { r = b > 0 ? a / b : 0; printf(r < 0.1 ? "%.3f" : "%.2f", r) }')
+	printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$1" "$2" "$em" "$ep" "$qm" "$qp" "$ratio" "$en" "$qn" >> "$HEADLINES"
+}
+
+# keep_samples NAME FILE: keep a run's raw samples, for the plots, as
+# data/NAME.dat next to OUT.
+keep_samples() {
+	mkdir -p "$(dirname "$OUT")/data"
+	cp "$2" "$(dirname "$OUT")/data/$1.dat"
 }
 
 # One line describing where the numbers come from.

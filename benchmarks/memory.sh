@@ -22,8 +22,8 @@
 #   TIMEOUT=60  seconds a run may take to reach the first count line
 # A smoke run: CONFIGS=1x128 FILL=1 benchmarks/memory.sh 1 (a few seconds).
 # Writes benchmarks/results/memory.md (OUT) and prints it, the medians as
-# plain data to ${OUT%.md}.tsv, and every run's mappings to build/memory.log
-# (LOG). Exits 1 if any run failed (said so on stderr).
+# plain data to data/memory.dat next to it (for the plot), the headline rows
+# to memory.tsv, and every run's mappings to build/memory.log (LOG). Exits 1 if any run failed (said so on stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/lib.sh
@@ -33,7 +33,7 @@ CONFIGS=${CONFIGS:-$DEFAULT_CONFIGS}
 BUILD=${BUILD:-build}
 EMBER=${EMBER:-$BUILD/ember}
 OUT=${OUT:-benchmarks/results/memory.md}
-TSV=${OUT%.md}.tsv
+DAT=$(dirname "$OUT")/data/memory.dat
 LOG=${LOG:-$BUILD/memory.log}
 # Every first touch of a guest page is slow under kvm_pvm (~1-5 ms a
 # page), so the pattern stays small; it does not change the overhead.
@@ -289,15 +289,18 @@ breakdown() { # config
 		sort -t"$(printf '\t')" -k1,1nr -k2,2nr | cut -f3-
 }
 
-tsv_rows() {
-	local c v m mp rp mr pr n
+# One line per configuration: overhead PSS and RSS medians, ember then QEMU.
+dat_rows() {
+	local c v m mp mr rp n line
 	for c in $CONFIGS; do
+		line=$c
 		for v in ember qemu; do
 			read -r m mp n <<< "$(stats "$tmp/$v-$c" 1)"
-			read -r mr pr n <<< "$(stats "$tmp/$v-$c" 2)"
-			[ "$n" -gt 0 ] || { m=-1; mp=-1; mr=-1; pr=-1; }
-			printf "%s\t%s\t%s\t%s\t%s\t%s\n" "$c" "$v" "$(kib "$m")" "$(kib "$mp")" "$(kib "$mr")" "$(kib "$pr")"
+			read -r mr rp n <<< "$(stats "$tmp/$v-$c" 2)"
+			[ "$n" -gt 0 ] || { m=-1; mr=-1; }
+			line+=" $(kib "$m") $(kib "$mr")"
 		done
+		echo "$line"
 	done
 }
 
@@ -306,7 +309,11 @@ cmd="benchmarks/memory.sh $RUNS"
 [ "$FILL" = 1 ] || cmd="FILL=$FILL $cmd"
 [ "$COPY" = 1 ] || cmd="COPY=$COPY $cmd"
 first=${CONFIGS%% *}
-mkdir -p "$(dirname "$OUT")"
+headline_init memory
+for c in $CONFIGS; do
+	headline "VMM memory overhead PSS, ${c%x*} vCPU × ${c#*x} MiB" KiB "$tmp/ember-$c" 1 "$tmp/qemu-$c" 1
+done
+headline "VMM memory overhead RSS, ${first%x*} vCPU × ${first#*x} MiB" KiB "$tmp/ember-$first" 2 "$tmp/qemu-$first" 2
 {
 	echo "# Memory benchmark"
 	echo
@@ -363,9 +370,10 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "The whole run took ${SECONDS} s."
 } > "$OUT"
+mkdir -p "$(dirname "$DAT")"
 {
-	echo "# config	vmm	median_pss_kib	p90_pss_kib	median_rss_kib	p90_rss_kib"
-	tsv_rows
-} > "$TSV"
+	echo "# config ember_pss_kib ember_rss_kib qemu_pss_kib qemu_rss_kib (overhead medians)"
+	dat_rows
+} > "$DAT"
 cat "$OUT"
 [ ! -s "$tmp/failures" ]

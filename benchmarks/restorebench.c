@@ -33,6 +33,10 @@
  * ember-restore). It then waits for LINES
  * more count lines (each checks 64 more pages) before killing QEMU.
  *
+ * With BENCH_ABSOLUTE=1 in the environment, a restore prints two more
+ * columns: the VMM's fork and "running" as CLOCK_MONOTONIC milliseconds
+ * (-1 if not reached), to time restores run together.
+ *
  * ember-save: EMBER_COMMAND serves its API on API_SOCK. SETUP_JSON is a
  * file of "METHOD PATH BODY" lines sent in order (boot source, machine
  * config, InstanceStart); after a few count lines the VM is paused
@@ -209,6 +213,14 @@ static void pump(struct run *r, double ms)
 static double from_exec(const struct run *r)
 {
 	return r->resumed < 0 ? -1 : r->resumed + (r->t0 - r->forked);
+}
+
+/* The end of a restore's line of times. */
+static void print_absolute(const struct run *r)
+{
+	if (getenv("BENCH_ABSOLUTE"))
+		printf(" %.3f %.3f", r->forked, r->resumed < 0 ? -1 : r->t0 + r->resumed);
+	printf("\n");
 }
 
 static bool broken(struct run *r)
@@ -429,7 +441,8 @@ static int restore(struct run *r, const char *sock, const char *uri, long lines,
 out:
 	if (step)
 		why(r, step);
-	printf("%.2f %.2f -1 %.2f\n", r->resumed, r->progress, from_exec(r));
+	printf("%.2f %.2f -1 %.2f", r->resumed, r->progress, from_exec(r));
+	print_absolute(r);
 	finish(r, true);
 	return r->failed ? r->failed : step ? 1 : 0;
 }
@@ -593,7 +606,8 @@ out:
 	if (step && !r->failed)
 		fprintf(stderr, "restorebench: %s: %s\n", step,
 			r->error[0] ? r->error : r->out_eof ? "ember exited" : "timed out");
-	printf("%.2f %.2f %.2f %.2f\n", r->resumed, r->progress, r->entry, from_exec(r));
+	printf("%.2f %.2f %.2f %.2f", r->resumed, r->progress, r->entry, from_exec(r));
+	print_absolute(r);
 	finish(r, true);
 	return r->failed ? r->failed : step ? 1 : 0;
 }

@@ -15,9 +15,14 @@
 # The first restore of each size waits until every page of the pattern
 # was checked once; the others for CHECK_LINES more lines.
 #
+# At the first size, restores run together: N VMMs launched at once, each
+# restoring the same snapshot (ember: File), timed from the first launch
+# to the last "running" (CONCURRENCY="1 2 4 8 16", CONC_RUNS=3 batches).
+#
 # usage: benchmarks/snapshot.sh [RUNS]   (default 20; SIZES="128 1024 4096" MiB)
-# Writes benchmarks/results/snapshot.md and prints it. Exits 1 if any
-# restore failed (said so on stderr).
+# Writes benchmarks/results/snapshot.md (and snapshot.tsv, data/restore.dat,
+# data/density-restore.dat) and prints it. Exits 1 if any restore failed
+# (said so on stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/lib.sh
@@ -35,6 +40,8 @@ GUEST_ARGS="testvm.counter=$SPIN testvm.fill=$FILL"
 CHECK_LINES=${CHECK_LINES:-2}
 FULL_CHECK=${FULL_CHECK:-$((FILL * 256 / 64))} # lines until every page was checked once
 TIMEOUT=${TIMEOUT:-120}         # seconds, per save and per restore
+CONCURRENCY=${CONCURRENCY:-1 2 4 8 16}
+CONC_RUNS=${CONC_RUNS:-3}
 # How QEMU reads the state: "fd" (the file opened here and passed over
 # QMP: QEMU 7.2 has no file: URI) or "exec" (exec:cat FILE).
 QEMU_LOAD=${QEMU_LOAD:-fd}
@@ -170,6 +177,35 @@ ember_restore_once() { # MEM_MIB BACKEND DIR
 	esac
 }
 
+# N restores of the snapshot in DIR at once, by VMM (ember: File; or
+# qemu), each in a directory of its own linking to the snapshot; prints the
+# milliseconds from the first VMM's launch to the last one running, or -1
+# if any did not get there.
+restores_together() { # MEM_MIB DIR VMM N
+	local mem=$1 dir=$2 vmm=$3 n=$4 i sub pids=()
+	local CHECK_LINES=0 # no more than the first new line: the time is "running"
+	for i in $(seq "$n"); do
+		sub=$dir/together.$i
+		mkdir -p "$sub"
+		ln -sf "$dir/vm.state" "$sub/vm.state"
+		[ -f "$dir/vm.mem" ] && ln -sf "$dir/vm.mem" "$sub/vm.mem"
+		cp "$dir/count" "$sub/count"
+		touch "$sub/checked" "$sub/checked-File" # a full check was done once already
+		if [ "$vmm" = ember ]; then
+			BENCH_ABSOLUTE=1 ember_restore_once "$mem" File "$sub" > "$sub/times.all" &
+		else
+			BENCH_ABSOLUTE=1 qemu_restore_once "$mem" "$sub" > "$sub/times.all" &
+		fi
+		pids+=($!)
+	done
+	wait "${pids[@]}" # not a bare wait: ember-uffd runs in the background too
+	cat "$dir"/together.*/times.all | awk -v n="$n" '
+		NF < 6 || $6 < 0 { bad = 1 }
+		{ if (first == "" || $5 < first) first = $5; if ($6 > last) last = $6 }
+		END { if (bad || NR != n) print -1; else printf "%.2f\n", last - first }'
+	rm -rf "$dir"/together.*
+}
+
 # ---- runs ---------------------------------------------------------------
 declare -A state_size ember_state ember_mem
 for mem in $SIZES; do
@@ -185,6 +221,15 @@ for mem in $SIZES; do
 		ember_restore_once "$mem" Uffd "$d/ember" >> "$tmp/ember-uffd-$mem"
 		qemu_restore_once "$mem" "$d/qemu" >> "$tmp/qemu-$mem"
 	done
+	if [ "$mem" = "${SIZES%% *}" ]; then
+		for n in $CONCURRENCY; do
+			: > "$tmp/together-ember-$n"; : > "$tmp/together-qemu-$n"
+			for i in $(seq "$CONC_RUNS"); do
+				restores_together "$mem" "$d/ember" ember "$n" >> "$tmp/together-ember-$n"
+				restores_together "$mem" "$d/qemu" qemu "$n" >> "$tmp/together-qemu-$n"
+			done
+		done
+	fi
 	[ -f "$d/ember/uffd.pid" ] && kill "$(cat "$d/ember/uffd.pid")" 2> /dev/null
 	rm -rf "$d" # the state files of the larger sizes are large
 done
@@ -195,6 +240,10 @@ cell() { # median p90 n
 ratio() { # ember-median ember-n qemu-median qemu-n
 	[ "$2" -gt 0 ] && [ "$4" -gt 0 ] && awk -v a="$1" -v b="$3" 'BEGIN { printf "%.2f", a / b }' || echo "-"
 }
+per_second() { # N median_ms runs
+	[ "$3" -gt 0 ] && awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / (t / 1000) }' || echo -
+}
+first_mem=${SIZES%% *}
 row() { # mem label column
 	read -r fm fp fn <<< "$(stats "$tmp/ember-file-$1" "$3")"
 	read -r um up un <<< "$(stats "$tmp/ember-uffd-$1" "$3")"
@@ -203,7 +252,31 @@ row() { # mem label column
 	     "$(ratio "$fm" "$fn" "$qm" "$qn") | $(ratio "$um" "$un" "$qm" "$qn") | $fn / $un / $qn |"
 }
 
-mkdir -p "$(dirname "$OUT")"
+headline_init snapshot
+mkdir -p "$(dirname "$OUT")/data"
+echo "# MiB file_median file_p90 uffd_median uffd_p90 qemu_median qemu_p90 (ms, request -> running)" \
+	> "$(dirname "$OUT")/data/restore.dat"
+for mem in $SIZES; do
+	headline "restore → running, $mem MiB, ember File" ms "$tmp/ember-file-$mem" 1 "$tmp/qemu-$mem" 1
+	headline "restore → running, $mem MiB, ember Uffd" ms "$tmp/ember-uffd-$mem" 1 "$tmp/qemu-$mem" 1
+	headline "restore: exec → running, $mem MiB, ember File" ms "$tmp/ember-file-$mem" 4 "$tmp/qemu-$mem" 4
+	line=$mem
+	for f in ember-file ember-uffd qemu; do
+		read -r m p n <<< "$(stats "$tmp/$f-$mem" 1)"
+		[ "$n" -gt 0 ] && line+=" $m $p" || line+=" ? ?"
+	done
+	echo "$line" >> "$(dirname "$OUT")/data/restore.dat"
+done
+echo "# N ember_median_ms qemu_median_ms ember_per_s qemu_per_s" > "$(dirname "$OUT")/data/density-restore.dat"
+for n in $CONCURRENCY; do
+	[ -f "$tmp/together-ember-$n" ] || continue
+	headline "$n restores together ($first_mem MiB): first exec → last running" ms \
+		"$tmp/together-ember-$n" 1 "$tmp/together-qemu-$n" 1
+	read -r em ep en <<< "$(stats "$tmp/together-ember-$n" 1)"
+	read -r qm qp qn <<< "$(stats "$tmp/together-qemu-$n" 1)"
+	echo "$n $em $qm $(per_second "$n" "$em" "$en") $(per_second "$n" "$qm" "$qn")" \
+		>> "$(dirname "$OUT")/data/density-restore.dat"
+done
 {
 	echo "# Restore benchmark"
 	echo
@@ -229,6 +302,21 @@ mkdir -p "$(dirname "$OUT")"
 		row "$mem" "vCPU entry" 3
 		row "$mem" "exec → running" 4
 	done
+	if [ -f "$tmp/together-ember-${CONCURRENCY%% *}" ]; then
+		echo
+		echo "Restores run together at $first_mem MiB: N VMMs launched at once, each restoring the same" \
+		     "snapshot (ember: File, the memory file mapped by all), milliseconds from the first launch to" \
+		     "the last VM running, median / p90 over $CONC_RUNS batches; per second is N over the median."
+		echo
+		echo "| N | ember File median / p90 | QEMU median / p90 | ember restores/s | QEMU restores/s | ratio ember/QEMU (time) | batches ember / QEMU |"
+		echo "|---|---|---|---|---|---|---|"
+		for n in $CONCURRENCY; do
+			read -r em ep en <<< "$(stats "$tmp/together-ember-$n" 1)"
+			read -r qm qp qn <<< "$(stats "$tmp/together-qemu-$n" 1)"
+			echo "| $n | $(cell "$em" "$ep" "$en") | $(cell "$qm" "$qp" "$qn") | $(per_second "$n" "$em" "$en") |" \
+			     "$(per_second "$n" "$qm" "$qn") | $(ratio "$em" "$en" "$qm" "$qn") | $en / $qn |"
+		done
+	fi
 	echo
 	echo -n "QEMU state file:"
 	for mem in $SIZES; do echo -n " $((state_size[$mem] / 1024 / 1024)) MiB at $mem MiB;"; done

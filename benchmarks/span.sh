@@ -40,7 +40,8 @@ for i in $(seq "$RUNS"); do
 	grep -o 'entering the guest [0-9]* us' "$tmp/err" | awk '{print $4}' >> "$tmp/us" || echo -1 >> "$tmp/us"
 done
 read -r med p90 n <<< "$(stats "$tmp/us" 1)"
-mkdir -p "$(dirname "$OUT")"
+headline_init span
+headline "VMM span: InstanceStart → first guest instruction (ember only)" µs "$tmp/us" 1
 {
 	echo "# The VMM's span of a start"
 	echo

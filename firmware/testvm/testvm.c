@@ -11,6 +11,8 @@
  *                    and with malformed descriptor chains (virtio.c)
  *   testvm.blkbench  read the first block device sequentially and print
  *                    markers around it, for benchmarks
+ *   testvm.blkiops   4 KiB reads of the first block device at pseudo-random
+ *                    offsets, one at a time, between markers
  *   testvm.netbench  transmit full-size frames through the first network
  *                    device, between markers
  *   testvm.unknown   an instruction (andn) that such hosts cannot emulate and
@@ -321,6 +323,8 @@ void testvm_main(const struct hvm_start_info *si)
 		virtio_checks();
 	if (has_word("testvm.blkbench"))
 		virtio_blk_bench();
+	if (has_word("testvm.blkiops"))
+		virtio_blk_iops();
 	if (has_word("testvm.netbench"))
 		virtio_net_bench();
 

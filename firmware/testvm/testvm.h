@@ -33,6 +33,7 @@ int memcmp(const void *a, const void *b, size_t n);
 void emulate_checks(void);
 void virtio_checks(void);
 void virtio_blk_bench(void);
+void virtio_blk_iops(void);
 void virtio_net_bench(void);
 
 #endif
