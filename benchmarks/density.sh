@@ -73,7 +73,7 @@ failed=0
 		read -r em ep en <<< "$(stats "$tmp/ember-$n" 1)"
 		read -r qm qp qn <<< "$(stats "$tmp/qemu-$n" 1)"
 		failed=$((failed + 2 * RUNS - en - qn))
-		headline "$n VMs started together: first exec → last booted" ms "$tmp/ember-$n" 1 "$tmp/qemu-$n" 1
+		headline "starts, N=$n launched together: first exec → last booted" ms "$tmp/ember-$n" 1 "$tmp/qemu-$n" 1
 		rate() { [ "$2" -gt 0 ] && awk -v n="$n" -v t="$1" 'BEGIN { printf "%.0f", n / (t / 1000) }' || echo -; }
 		ratio=-
 		[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] && ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')

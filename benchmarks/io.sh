@@ -34,26 +34,22 @@ cat > "$tmp/blk.json" <<JSON
  "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
  "drives": [{"drive_id": "bench", "path_on_host": "$tmp/disk.img", "is_root_device": false}]}
 JSON
-: > "$tmp/ember-blk"; : > "$tmp/qemu-blk"
-for i in $(seq "$RUNS"); do
-	BOOTBENCH_FROM="blkbench start" "$BENCH" "blkbench done" "" 60 -- \
-		"$EMBER" --no-api --config-file "$tmp/blk.json" >> "$tmp/ember-blk"
-	BOOTBENCH_FROM="blkbench start" "$BENCH" "blkbench done" "KVM internal error" 60 -- \
-		"${QEMU[@]}" -append "testvm.blkbench" \
-		-drive id=d0,file="$tmp/disk.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
-		>> "$tmp/qemu-blk"
-done
-
-sed 's/testvm.blkbench/testvm.blkiops/' "$tmp/blk.json" > "$tmp/iops.json"
-: > "$tmp/ember-iops"; : > "$tmp/qemu-iops"
-for i in $(seq "$RUNS"); do
-	BOOTBENCH_FROM="blkiops start" "$BENCH" "blkiops done" "" 60 -- \
-		"$EMBER" --no-api --config-file "$tmp/iops.json" >> "$tmp/ember-iops"
-	BOOTBENCH_FROM="blkiops start" "$BENCH" "blkiops done" "KVM internal error" 60 -- \
-		"${QEMU[@]}" -append "testvm.blkiops" \
-		-drive id=d0,file="$tmp/disk.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
-		>> "$tmp/qemu-iops"
-done
+# One block benchmark (a test guest mode), RUNS times under each VMM,
+# alternately, into $tmp/ember-NAME and $tmp/qemu-NAME.
+block_runs() { # NAME (blkbench or blkiops)
+	sed "s/testvm.blkbench/testvm.$1/" "$tmp/blk.json" > "$tmp/$1.json"
+	: > "$tmp/ember-$1"; : > "$tmp/qemu-$1"
+	for i in $(seq "$RUNS"); do
+		BOOTBENCH_FROM="$1 start" "$BENCH" "$1 done" "" 60 -- \
+			"$EMBER" --no-api --config-file "$tmp/$1.json" >> "$tmp/ember-$1"
+		BOOTBENCH_FROM="$1 start" "$BENCH" "$1 done" "KVM internal error" 60 -- \
+			"${QEMU[@]}" -append "testvm.$1" \
+			-drive id=d0,file="$tmp/disk.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
+			>> "$tmp/qemu-$1"
+	done
+}
+block_runs blkbench
+block_runs blkiops
 
 : > "$tmp/ember-net"; : > "$tmp/qemu-net"
 net_note=""
@@ -75,24 +71,14 @@ else
 	net_note="(net skipped: creating a tap needs root)"
 fi
 
-row() { # label ember-file qemu-file megabytes
+row() { # label ember-file qemu-file amount unit: the rate is amount per median second
 	read -r em ep en <<< "$(stats "$2" 1)"
 	read -r qm qp qn <<< "$(stats "$3" 1)"
 	[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] || { echo "| $1 | - | - | - | - | $en / $qn |"; return; }
 	local ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')
-	local erate=$(awk -v t="$em" -v mb="$4" 'BEGIN { printf "%.0f", mb / (t / 1000) }')
-	local qrate=$(awk -v t="$qm" -v mb="$4" 'BEGIN { printf "%.0f", mb / (t / 1000) }')
-	echo "| $1 | $em / $ep ms ($erate MB/s) | $qm / $qp ms ($qrate MB/s) | $ratio | $en / $qn |"
-}
-
-iops_row() { # label ember-file qemu-file requests
-	read -r em ep en <<< "$(stats "$2" 1)"
-	read -r qm qp qn <<< "$(stats "$3" 1)"
-	[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] || { echo "| $1 | - | - | - | - | $en / $qn |"; return; }
-	local ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')
-	local eiops=$(awk -v t="$em" -v n="$4" 'BEGIN { printf "%.0f", n / (t / 1000) }')
-	local qiops=$(awk -v t="$qm" -v n="$4" 'BEGIN { printf "%.0f", n / (t / 1000) }')
-	echo "| $1 | $em / $ep ms ($eiops IOPS) | $qm / $qp ms ($qiops IOPS) | $ratio | $en / $qn |"
+	local erate=$(awk -v t="$em" -v n="$4" 'BEGIN { printf "%.0f", n / (t / 1000) }')
+	local qrate=$(awk -v t="$qm" -v n="$4" 'BEGIN { printf "%.0f", n / (t / 1000) }')
+	echo "| $1 | $em / $ep ms ($erate $5) | $qm / $qp ms ($qrate $5) | $ratio | $en / $qn |"
 }
 
 mkdir -p "$(dirname "$OUT")"
@@ -104,15 +90,15 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "| transfer | ember median / p90 | QEMU microvm median / p90 | ratio ember/QEMU | runs ember / QEMU |"
 	echo "|---|---|---|---|---|"
-	row "virtio-blk: read 64 MiB, 64 KiB requests, QD1" "$tmp/ember-blk" "$tmp/qemu-blk" 67.1
-	iops_row "virtio-blk: 10,000 random 4 KiB reads, QD1" "$tmp/ember-iops" "$tmp/qemu-iops" "$IOPS_REQUESTS"
-	row "virtio-net: transmit 20,000 × 1514 B into a tap" "$tmp/ember-net" "$tmp/qemu-net" 30.3
+	row "virtio-blk: read 64 MiB, 64 KiB requests, QD1" "$tmp/ember-blkbench" "$tmp/qemu-blkbench" 67.1 MB/s
+	row "virtio-blk: 10,000 random 4 KiB reads, QD1" "$tmp/ember-blkiops" "$tmp/qemu-blkiops" "$IOPS_REQUESTS" IOPS
+	row "virtio-net: transmit 20,000 × 1514 B into a tap" "$tmp/ember-net" "$tmp/qemu-net" 30.3 MB/s
 	[ -n "$net_note" ] && echo && echo "$net_note"
 	true
 } > "$OUT"
-headline "block sequential read 64 MiB" ms "$tmp/ember-blk" 1 "$tmp/qemu-blk" 1
-headline "block 4 KiB random read x10000" ms "$tmp/ember-iops" 1 "$tmp/qemu-iops" 1
+headline "block: sequential read of 64 MiB, 64 KiB requests" ms "$tmp/ember-blkbench" 1 "$tmp/qemu-blkbench" 1
+headline "block: 10,000 random 4 KiB reads, QD1 (IOPS = 10,000 / time)" ms "$tmp/ember-blkiops" 1 "$tmp/qemu-blkiops" 1
 if [ -z "$net_note" ]; then
-	headline "net transmit 20000 frames" ms "$tmp/ember-net" 1 "$tmp/qemu-net" 1
+	headline "net: transmit 20,000 frames of 1514 B into a tap" ms "$tmp/ember-net" 1 "$tmp/qemu-net" 1
 fi
 cat "$OUT"

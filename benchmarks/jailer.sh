@@ -85,7 +85,7 @@ col() { # n mode column -> median p90 count, in ms
 headline_init jailer
 for n in $SIZES; do
 	awk -v n="$n" '$1 == n && $2 == "link" { print $4 / 1000 }' "$tmp/results" > "$tmp/booted-$n"
-	headline "$n jailed VMs launched together → last booted (ember only)" ms "$tmp/booted-$n" 1
+	headline "jailed starts, N=$n launched together → last booted (ember only)" ms "$tmp/booted-$n" 1
 done
 {
 	echo "# Jailer benchmark"

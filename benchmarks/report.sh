@@ -69,7 +69,7 @@ set output out
 set multiplot layout 1,2 title "Boot: start → init marker, every run (sorted)"
 set xlabel "fraction of runs"
 set ylabel "ms"
-set key top left
+set key bottom right
 set grid
 set title "test guest (console marker)"
 plot "< awk '$1 >= 0 {print $1}' ".data."boot-testvm-ember.dat | sort -n | awk '{v[NR]=$1} END {for (i = 1; i <= NR; i++) print i / NR, v[i]}'" \
@@ -99,9 +99,12 @@ set ylabel "ms"
 set logscale x 2
 set key top left
 set grid
-plot data."restore.dat" using 1:2:3 with yerrorbars notitle lc 1, "" using 1:2 with lines lw 2 lc 1 title "ember (File)", \
-     "" using 1:4:5 with yerrorbars notitle lc 2, "" using 1:4 with lines lw 2 lc 2 title "ember (Uffd)", \
-     "" using 1:6:7 with yerrorbars notitle lc 3, "" using 1:6 with lines lw 2 lc 3 title "QEMU microvm"
+set logscale y
+set yrange [1:*]
+set xrange [96:5500]
+plot data."restore.dat" using 1:2:2:3 with yerrorbars notitle lc 1, "" using 1:2 with lines lw 2 lc 1 title "ember (File)", \
+     "" using 1:4:4:5 with yerrorbars notitle lc 2, "" using 1:4 with lines lw 2 lc 2 title "ember (Uffd)", \
+     "" using 1:6:6:7 with yerrorbars notitle lc 3, "" using 1:6 with lines lw 2 lc 3 title "QEMU microvm"
 GP
 
 plot memory-overhead memory.dat <<'GP'
@@ -111,10 +114,11 @@ set title "VMM memory overhead (all but guest RAM), median"
 set xlabel "vCPUs x guest MiB"
 set ylabel "KiB"
 set logscale y
+set yrange [100:100000]
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set key top left
+set key outside top center horizontal
 set grid y
 plot data."memory.dat" using 2:xtic(1) title "ember PSS", "" using 3 title "ember RSS", \
      "" using 4 title "QEMU PSS", "" using 5 title "QEMU RSS"

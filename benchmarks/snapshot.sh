@@ -40,7 +40,7 @@ GUEST_ARGS="testvm.counter=$SPIN testvm.fill=$FILL"
 CHECK_LINES=${CHECK_LINES:-2}
 FULL_CHECK=${FULL_CHECK:-$((FILL * 256 / 64))} # lines until every page was checked once
 TIMEOUT=${TIMEOUT:-120}         # seconds, per save and per restore
-CONCURRENCY=${CONCURRENCY:-1 2 4 8 16}
+CONCURRENCY=${CONCURRENCY-1 2 4 8 16} # empty: none
 CONC_RUNS=${CONC_RUNS:-3}
 # How QEMU reads the state: "fd" (the file opened here and passed over
 # QMP: QEMU 7.2 has no file: URI) or "exec" (exec:cat FILE).
@@ -270,7 +270,7 @@ done
 echo "# N ember_median_ms qemu_median_ms ember_per_s qemu_per_s" > "$(dirname "$OUT")/data/density-restore.dat"
 for n in $CONCURRENCY; do
 	[ -f "$tmp/together-ember-$n" ] || continue
-	headline "$n restores together ($first_mem MiB): first exec → last running" ms \
+	headline "restores ($first_mem MiB), N=$n launched together: first exec → last running" ms \
 		"$tmp/together-ember-$n" 1 "$tmp/together-qemu-$n" 1
 	read -r em ep en <<< "$(stats "$tmp/together-ember-$n" 1)"
 	read -r qm qp qn <<< "$(stats "$tmp/together-qemu-$n" 1)"
