@@ -187,8 +187,8 @@ test_jailer_seccomp_kills_forbidden_syscall() {
 			write_config "$T/vm.json" "$BUILD/testvm.elf" "" "console=ttyS0" 1 64
 			args=(--no-api --config-file "$T/vm.json")
 		fi
-		# (a subshell, so bash's "Bad system call" notice stays out of the log)
-		(timeout 20 "$EMBER_TEST" "${args[@]}" --test-forbidden-syscall $role > "$T/$role.out" 2> "$T/$role.err" < /dev/null) 2> /dev/null
+		# (bash reports the killed subshell on the stderr of the group around it)
+		{ (timeout 20 "$EMBER_TEST" "${args[@]}" --test-forbidden-syscall $role > "$T/$role.out" 2> "$T/$role.err" < /dev/null); } 2> /dev/null
 		STATUS=$?
 		[ $STATUS = 159 ] || fail "$role: exit status $STATUS, expected 159 (SIGSYS)"
 		expect_err $role "calling personality() from the $role thread"
