@@ -17,6 +17,7 @@
 #include "log.h"
 #include "snapshot/snapfile.h"
 #include "snapshot/snapshot.h"
+#include "vcpu.h"
 #include "version.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
@@ -674,6 +675,8 @@ static void on_wake(struct evloop_watch *w, int res)
 	controller_handle(c, a);
 	if (c->deferred != a)
 		controller_finish(c, a);
+	/* vCPU 0, if this action started it: after the answer (vcpu.h). */
+	vcpu_release_prepared();
 }
 
 void controller_finish(struct controller *c, struct action *a)

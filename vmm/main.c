@@ -356,6 +356,7 @@ int main(int argc, char **argv)
 		api_server_stop(&e.api);
 		die("%s", msg);
 	}
+	vcpu_release_prepared(); /* no request to answer first */
 
 	if (evloop_watch(&e.loop, &e.signal_watch, e.signal_fd, POLLIN, on_signal) ||
 	    evloop_watch(&e.loop, &e.stdin_watch, STDIN_FILENO, POLLIN, on_stdin))

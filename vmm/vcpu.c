@@ -229,12 +229,14 @@ static int install_kick_handler(void)
 }
 
 /* vCPU 0's thread, started at process start by vcpu_prepare() with its
- * setup done: it waits for vcpu_start() to hand it vCPU 0. */
+ * setup done: vcpu_start() assigns it vCPU 0 (assigned), and
+ * vcpu_release_prepared() hands it over (vcpu), which wakes it. */
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t handed;
 	pthread_t thread;
 	bool started, taken;
+	struct vcpu *assigned; /* VMM thread only */
 	struct vcpu *vcpu;
 } prepared = { .lock = PTHREAD_MUTEX_INITIALIZER, .handed = PTHREAD_COND_INITIALIZER };
 
@@ -264,17 +266,25 @@ int vcpu_start(struct vcpu *vcpu)
 		return err;
 	if (vcpu->id == 0 && prepared.started && !prepared.taken) {
 		prepared.taken = true;
+		prepared.assigned = vcpu;
 		vcpu->thread = prepared.thread;
-		pthread_mutex_lock(&prepared.lock);
-		prepared.vcpu = vcpu;
-		pthread_cond_signal(&prepared.handed);
-		pthread_mutex_unlock(&prepared.lock);
 	} else if ((err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu))) {
 		log_error("cannot start vcpu %u thread: %s", vcpu->id, strerror(err));
 		return -err;
 	}
 	vcpu->thread_started = true;
 	return 0;
+}
+
+void vcpu_release_prepared(void)
+{
+	if (!prepared.assigned)
+		return;
+	pthread_mutex_lock(&prepared.lock);
+	prepared.vcpu = prepared.assigned;
+	pthread_cond_signal(&prepared.handed);
+	pthread_mutex_unlock(&prepared.lock);
+	prepared.assigned = NULL;
 }
 
 void vcpu_kick(struct vcpu *vcpu)
@@ -290,6 +300,7 @@ void vcpu_stop(struct vcpu *vcpu)
 {
 	if (!vcpu->thread_started)
 		return;
+	vcpu_release_prepared(); /* a thread never handed its vCPU could not return */
 	vcpu_kick(vcpu);
 	/* A parked thread waits on the pause condition. */
 	pthread_mutex_lock(&vcpu->vm->pause_lock);

@@ -28,8 +28,13 @@ void vcpu_destroy(struct vcpu *vcpu);
  * thread. Optional. */
 void vcpu_prepare(void);
 
-/* Start the vCPU's thread (KVM_RUN loop). Returns 0 or -errno. */
+/* Start the vCPU's thread (KVM_RUN loop). Returns 0 or -errno. vCPU 0
+ * goes to the thread vcpu_prepare() made, which runs it only from
+ * vcpu_release_prepared(): the VMM thread calls that once it has answered
+ * the request that started the VM, because the woken thread can take the
+ * VMM thread's CPU (for milliseconds here) and delay the answer. */
 int vcpu_start(struct vcpu *vcpu);
+void vcpu_release_prepared(void);
 
 /* Make the vCPU leave KVM_RUN soon (for a pause or a stop). */
 void vcpu_kick(struct vcpu *vcpu);
