@@ -39,10 +39,7 @@ batch() { # N COMMAND...
 		pids+=($!)
 	done
 	wait "${pids[@]}"
-	cat "$tmp"/vm.* | awk '
-		$5 < 0 { bad = 1 }
-		{ if (first == "" || $4 < first) first = $4; if ($5 > last) last = $5 }
-		END { if (bad || NR == 0) print -1; else printf "%.2f\n", last - first }'
+	cat "$tmp"/vm.* | batch_span "$n" 4
 	rm -f "$tmp"/vm.*
 }
 
@@ -74,11 +71,10 @@ failed=0
 		read -r qm qp qn <<< "$(stats "$tmp/qemu-$n" 1)"
 		failed=$((failed + 2 * RUNS - en - qn))
 		headline "starts, N=$n launched together: first exec → last booted" ms "$tmp/ember-$n" 1 "$tmp/qemu-$n" 1
-		rate() { [ "$2" -gt 0 ] && awk -v n="$n" -v t="$1" 'BEGIN { printf "%.0f", n / (t / 1000) }' || echo -; }
 		ratio=-
 		[ "$en" -gt 0 ] && [ "$qn" -gt 0 ] && ratio=$(awk -v a="$em" -v b="$qm" 'BEGIN { printf "%.2f", a / b }')
-		echo "| $n | $em / $ep | $qm / $qp | $(rate "$em" "$en") | $(rate "$qm" "$qn") | $ratio | $en / $qn |"
-		echo "$n $em $qm $(rate "$em" "$en") $(rate "$qm" "$qn")" >> "$dat"
+		echo "| $n | $em / $ep | $qm / $qp | $(per_second "$n" "$em" "$en") | $(per_second "$n" "$qm" "$qn") | $ratio | $en / $qn |"
+		echo "$n $em $qm $(per_second "$n" "$em" "$en") $(per_second "$n" "$qm" "$qn")" >> "$dat"
 	done
 	echo
 	[ "$failed" -eq 0 ] && echo "Every VM of every batch booted." || echo "**$failed batches had a VM that did not boot.**"

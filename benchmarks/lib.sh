@@ -48,6 +48,42 @@ keep_samples() {
 	cp "$2" "$(dirname "$OUT")/data/$1.dat"
 }
 
+# batch_span N COLUMN < lines: for N VMs launched together, each line
+# (bootbench or restorebench with BENCH_ABSOLUTE) having its fork time in
+# COLUMN and its completion time in the next one, print the milliseconds
+# from the first fork to the last completion; -1 if any line is missing or
+# did not complete.
+batch_span() {
+	awk -v n="$1" -v c="$2" '
+		NF < c + 1 || $(c + 1) < 0 { bad = 1 }
+		{ if (first == "" || $c < first) first = $c; if ($(c + 1) > last) last = $(c + 1) }
+		END { if (bad || NR != n) print -1; else printf "%.2f\n", last - first }'
+}
+
+# per_second N MEDIAN_MS RUNS: N over the median in seconds, or "-" without runs.
+per_second() {
+	[ "$3" -gt 0 ] && awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / (t / 1000) }' || echo -
+}
+
+# A failed run: said on stderr (with the tail of its log) and counted in
+# $tmp/failures for failures_line.
+run_failed() { # SCRIPT WHAT LOG-FILE
+	echo "$1: FAILED: $2" >&2
+	[ -f "$3" ] && tail -n 15 "$3" | sed 's/^/    /' >&2
+	echo "$2" >> "$tmp/failures"
+}
+
+# The report's line on failures: each distinct one with its count, or
+# NONE_TEXT if there were none.
+failures_line() { # NONE_TEXT
+	if [ -s "$tmp/failures" ]; then
+		echo "**Failed: $(wc -l < "$tmp/failures")**: $(sort "$tmp/failures" | uniq -c |
+			sed 's/^ *\([0-9]*\) /\1× /' | paste -sd ';' | sed 's/;/; /g')."
+	else
+		echo "$1"
+	fi
+}
+
 # One line describing where the numbers come from.
 machine_line() {
 	echo "on $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -r)," \

@@ -70,9 +70,7 @@ if [ "$COPY" = 1 ]; then
 fi
 
 failed() { # what log-file
-	echo "memory.sh: FAILED: $1" >&2
-	[ -f "$2" ] && tail -n 15 "$2" | sed 's/^/    /' >&2
-	echo "$1" >> "$tmp/failures"
+	run_failed memory.sh "$1" "$2"
 	echo "FAILED: $1" >> "$LOG"
 }
 
@@ -362,11 +360,7 @@ headline "VMM memory overhead RSS, ${first%x*} vCPU × ${first#*x} MiB" KiB "$tm
 			awk '{ split($0, a, " \\| "); printf "| %d | %d | %d | %s |\n", $1, $2, $3, a[2] }'
 		echo
 	fi
-	if [ -s "$tmp/failures" ]; then
-		echo "**Failed: $(wc -l < "$tmp/failures")**: $(sort "$tmp/failures" | uniq -c | sed 's/^ *\([0-9]*\) /\1× /' | paste -sd ';' | sed 's/;/; /g')."
-	else
-		echo "No run failed."
-	fi
+	failures_line "No run failed."
 	echo
 	echo "The whole run took ${SECONDS} s."
 } > "$OUT"

@@ -62,9 +62,7 @@ waited() { # PIDFILE COMMAND...
 }
 
 failed() { # what log-file
-	echo "snapshot.sh: FAILED: $1" >&2
-	[ -f "$2" ] && tail -n 15 "$2" | sed 's/^/    /' >&2
-	echo "$1" >> "$tmp/failures"
+	run_failed snapshot.sh "$1" "$2"
 }
 
 # ---- QEMU ---------------------------------------------------------------
@@ -199,10 +197,7 @@ restores_together() { # MEM_MIB DIR VMM N
 		pids+=($!)
 	done
 	wait "${pids[@]}" # not a bare wait: ember-uffd runs in the background too
-	cat "$dir"/together.*/times.all | awk -v n="$n" '
-		NF < 6 || $6 < 0 { bad = 1 }
-		{ if (first == "" || $5 < first) first = $5; if ($6 > last) last = $6 }
-		END { if (bad || NR != n) print -1; else printf "%.2f\n", last - first }'
+	cat "$dir"/together.*/times.all | batch_span "$n" 5
 	rm -rf "$dir"/together.*
 }
 
@@ -239,9 +234,6 @@ cell() { # median p90 n
 }
 ratio() { # ember-median ember-n qemu-median qemu-n
 	[ "$2" -gt 0 ] && [ "$4" -gt 0 ] && awk -v a="$1" -v b="$3" 'BEGIN { printf "%.2f", a / b }' || echo "-"
-}
-per_second() { # N median_ms runs
-	[ "$3" -gt 0 ] && awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / (t / 1000) }' || echo -
 }
 first_mem=${SIZES%% *}
 row() { # mem label column
@@ -325,11 +317,7 @@ done
 	for mem in $SIZES; do echo -n " $((ember_state[$mem] / 1024)) KiB / $((ember_mem[$mem] / 1024)) MiB at $mem MiB;"; done
 	echo
 	echo
-	if [ -s "$tmp/failures" ]; then
-		echo "**Failed: $(wc -l < "$tmp/failures")**: $(sort "$tmp/failures" | uniq -c | sed 's/^ *\([0-9]*\) /\1× /' | paste -sd ';' | sed 's/;/; /g')."
-	else
-		echo "No restore failed; no guest reported a memory check failure."
-	fi
+	failures_line "No restore failed; no guest reported a memory check failure."
 	echo
 	echo "The whole run took ${SECONDS} s."
 } > "$OUT"

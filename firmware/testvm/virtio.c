@@ -441,17 +441,28 @@ void virtio_checks(void)
 
 /* ---- benchmark ------------------------------------------------------- */
 
-/* Read the first block device from start to end (up to 256 MiB) in
- * 64 KiB requests, one at a time; the host times the markers. */
-void virtio_blk_bench(void)
+/* The first block device, set up for a benchmark, and its capacity in
+ * sectors; NULL (the failure reported under name) if there is none. */
+static struct vdev *bench_blk(const char *name, uint64_t *sectors)
 {
 	discover();
 	struct vdev *d = find(ID_BLOCK, 0);
 	if (!d || !setup(d, 1)) {
-		result("blkbench", false, "no usable block device");
-		return;
+		result(name, false, "no usable block device");
+		return NULL;
 	}
-	uint64_t sectors = (uint64_t)rd(d, 0x100) | ((uint64_t)rd(d, 0x104) << 32);
+	*sectors = (uint64_t)rd(d, 0x100) | ((uint64_t)rd(d, 0x104) << 32);
+	return d;
+}
+
+/* Read the first block device from start to end (up to 256 MiB) in
+ * 64 KiB requests, one at a time; the host times the markers. */
+void virtio_blk_bench(void)
+{
+	uint64_t sectors;
+	struct vdev *d = bench_blk("blkbench", &sectors);
+	if (!d)
+		return;
 	uint64_t total = sectors * 512;
 	if (total > (256ULL << 20))
 		total = 256ULL << 20;
@@ -476,13 +487,10 @@ void virtio_blk_bench(void)
 
 void virtio_blk_iops(void)
 {
-	discover();
-	struct vdev *d = find(ID_BLOCK, 0);
-	if (!d || !setup(d, 1)) {
-		result("blkiops", false, "no usable block device");
+	uint64_t sectors;
+	struct vdev *d = bench_blk("blkiops", &sectors);
+	if (!d)
 		return;
-	}
-	uint64_t sectors = (uint64_t)rd(d, 0x100) | ((uint64_t)rd(d, 0x104) << 32);
 	uint64_t blocks = sectors / 8;
 	if (blocks == 0) {
 		result("blkiops", false, "device smaller than 4 KiB");
