@@ -19,10 +19,10 @@
 #include "io/evloop.h"
 #include "log.h"
 #include "seccomp.h"
-#include "vcpu.h"
-#include "vm.h"
 #include "snapshot/snapshot.h"
+#include "vcpu.h"
 #include "version.h"
+#include "vm.h"
 #include "vm_id.h"
 
 #define DEFAULT_API_SOCK "/run/ember.socket"

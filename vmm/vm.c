@@ -155,7 +155,7 @@ static struct {
 	pthread_t thread;
 	bool started, taken;
 	int err;
-	struct vm vm;           /* kvm_fd, vm_fd, run_size, cpuid only */
+	struct vm vm;           /* kvm_fd, vm_fd, run_size, cpuid, vcpu0_* only */
 } prepared;
 
 static void *prepare_thread(void *arg)
