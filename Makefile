@@ -39,7 +39,7 @@ SECCOMP_FILTERS := $(OBJ)/gen/seccomp_filters.o
 VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS)) $(SECCOMP_FILTERS)
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 JAILER_SRCS := $(wildcard jailer/*.c)
-JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o $(SECCOMP_FILTERS)
+JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o $(OBJ)/vmm/hostfile.o $(SECCOMP_FILTERS)
 TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o
 
 # ---- Debian packages -------------------------------------------------

@@ -15,6 +15,7 @@
 #include "rules.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
@@ -115,6 +116,9 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(fdatasync, VMM),           /* virtio-blk flush, Sync engine */
 	ALLOW(fallocate, VMM),           /* virtio-blk discard / write zeroes */
 	ALLOW(newfstatat, VMM),          /* stat/fstat of images, drives, socket paths */
+	/* hostfile_open() opens a client's path with O_NONBLOCK, then clears it. */
+	ALLOW_IF(fcntl, VMM, 1, ~0ULL, F_GETFL),
+	ALLOW_IF(fcntl, VMM, 1, ~0ULL, F_SETFL),
 	ALLOW(unlink, VMM),              /* stale API and vsock socket files */
 	ALLOW(sysinfo, VMM),             /* checking mem_size_mib against the host */
 	/* Snapshots: the state file (written to .tmp, then renamed) and the
