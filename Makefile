@@ -16,6 +16,7 @@ BUILD   := build
 OBJ     := $(if $(filter 1,$(SAN)),$(BUILD)/san,$(BUILD)/obj)
 EMBER   := $(OBJ)/ember
 JAILER  := $(OBJ)/ember-jailer
+UFFD    := $(OBJ)/ember-uffd
 # ember with test-only hooks (--test-forbidden-syscall); never installed.
 EMBER_TEST := $(OBJ)/ember-test
 
@@ -36,6 +37,8 @@ VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virti
 # The seccomp filters, compiled from vmm/seccomp/rules.c at build time.
 SECCOMP_GEN := $(OBJ)/seccomp-gen
 SECCOMP_FILTERS := $(OBJ)/gen/seccomp_filters.o
+# ... and with the trace variants, for ember-test.
+SECCOMP_FILTERS_TEST := $(OBJ)/gen/seccomp_filters-test.o
 VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS)) $(SECCOMP_FILTERS)
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 JAILER_SRCS := $(wildcard jailer/*.c)
@@ -49,7 +52,10 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox
 
 .PHONY: all deps kernel testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke clean
-all: $(EMBER) $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
+# build/ember, build/ember-jailer and build/ember-uffd, the binaries users
+# run, are never sanitized: make SAN=1 builds only the ones in build/san.
+USER_BINS := $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd
+all: $(EMBER) $(JAILER) $(UFFD) $(if $(filter 1,$(SAN)),,$(USER_BINS)) kernel testvm rootfs
 
 deps:
 	@missing=$$(for p in $(DEBS); do \
@@ -81,6 +87,10 @@ $(SECCOMP_FILTERS): $(OBJ)/gen/seccomp_filters.c
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -I. -c $< -o $@
 
+$(SECCOMP_FILTERS_TEST): $(OBJ)/gen/seccomp_filters.c
+	@echo "  CC      $< (test hooks)"
+	@$(CC) $(CFLAGS) -DEMBER_TEST_HOOKS -I. -c $< -o $@
+
 $(EMBER): $(VMM_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -94,7 +104,7 @@ $(OBJ)/%-test.o: %.c
 	@echo "  CC      $< (test hooks)"
 	@$(CC) $(CFLAGS) -DEMBER_TEST_HOOKS -MMD -MP -c $< -o $@
 
-$(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o,$(LIB_OBJS)) $(TEST_HOOK_OBJS)
+$(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o $(SECCOMP_FILTERS),$(LIB_OBJS)) $(TEST_HOOK_OBJS) $(SECCOMP_FILTERS_TEST)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -111,7 +121,6 @@ $(BUILD)/ember-uffd: $(BUILD)/obj/ember-uffd
 	cp $< $@
 
 # ember-uffd: the page-fault handler that serves uffd snapshot restores.
-UFFD      := $(OBJ)/ember-uffd
 UFFD_OBJS := $(OBJ)/vmm/snapshot/uffd_handler/main.o $(OBJ)/vmm/snapshot/working_set.o
 $(UFFD): $(UFFD_OBJS)
 	@echo "  LD      $@"
@@ -173,7 +182,7 @@ $(BUILD)/demo.json: Makefile
 	  '}' > $@
 
 BENCH_ENV := EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD)
-bench: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
+bench: $(USER_BINS) kernel testvm rootfs
 	$(BENCH_ENV) benchmarks/span.sh 20
 	$(BENCH_ENV) benchmarks/api.sh 20
 	$(BENCH_ENV) benchmarks/boot.sh 20 3
@@ -188,7 +197,7 @@ bench: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm ro
 # results stay as they are): part of make test so none can rot. Timings
 # are not checked.
 SMOKE := $(BUILD)/bench-smoke
-bench-smoke: $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd kernel testvm rootfs
+bench-smoke: $(USER_BINS) kernel testvm rootfs
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	OUT=$(SMOKE)/span.md $(BENCH_ENV) benchmarks/span.sh 1
 	OUT=$(SMOKE)/api.md $(BENCH_ENV) benchmarks/api.sh 1
@@ -230,8 +239,23 @@ $(UFFD_CLIENT): $(UFFD_CLIENT_OBJS)
 	@$(CC) $(LDFLAGS) -o $@ $^
 -include $(OBJ)/tests/integration/uffd_client.d
 
-integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(UFFD) $(UFFD_CLIENT) kernel testvm rootfs
-	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) UFFD=$(UFFD) UFFD_CLIENT=$(UFFD_CLIENT) BUILD=$(BUILD) tests/integration/run.sh
+# Runs ember-test --test-seccomp-trace and records what its filters refuse.
+SECCOMP_TRACER := $(OBJ)/seccomp-tracer
+$(SECCOMP_TRACER): $(OBJ)/tests/integration/seccomp_tracer.o
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libseccomp 2>/dev/null)
+-include $(OBJ)/tests/integration/seccomp_tracer.d
+
+# Many clients at once on an API socket, every kind of connection.
+API_STRESS := $(OBJ)/api-stress
+$(API_STRESS): $(OBJ)/tests/integration/api_stress.o
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+-include $(OBJ)/tests/integration/api_stress.d
+
+integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) kernel testvm rootfs
+	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) UFFD=$(UFFD) UFFD_CLIENT=$(UFFD_CLIENT) \
+		SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) tests/integration/run.sh
 
 test: deps
 	$(MAKE) unit

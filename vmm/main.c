@@ -3,6 +3,7 @@
  * the VM, the API server thread, signals and the terminal. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -81,7 +82,7 @@ static void usage(FILE *f)
 enum { OPT_CONFIG = 256, OPT_NO_API, OPT_API_SOCK, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
        OPT_LOG_PATH, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_METRICS_PATH, OPT_MAX_PAYLOAD,
        OPT_VERSION, OPT_HELP, OPT_NO_SECCOMP, OPT_START_US, OPT_START_CPU_US, OPT_PARENT_CPU_US,
-       OPT_TEST_FORBIDDEN_SYSCALL };
+       OPT_TEST_FORBIDDEN_SYSCALL, OPT_TEST_SECCOMP_TRACE };
 
 static unsigned long long parse_us(const char *flag, const char *arg)
 {
@@ -115,6 +116,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		{ "parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_US },
 #ifdef EMBER_TEST_HOOKS
 		{ "test-forbidden-syscall", required_argument, NULL, OPT_TEST_FORBIDDEN_SYSCALL },
+		{ "test-seccomp-trace", no_argument, NULL, OPT_TEST_SECCOMP_TRACE },
 #endif
 		{ NULL, 0, NULL, 0 },
 	};
@@ -171,6 +173,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 			if (seccomp_test_forbidden_role < 0)
 				die("--test-forbidden-syscall: vmm, api or vcpu");
 			break;
+		case OPT_TEST_SECCOMP_TRACE: seccomp_test_trace = true; break;
 #endif
 		case OPT_VERSION: printf("ember v%s\n", EMBER_VERSION); exit(0);
 		case OPT_HELP: usage(stdout); exit(0);
@@ -282,6 +285,12 @@ static uint64_t us_since(const struct timespec *from, clockid_t clock)
 int main(int argc, char **argv)
 {
 	static struct ember e;
+	/* One malloc arena for every thread. glibc otherwise gives threads
+	 * heaps of their own, and the first time it trims one it opens
+	 * /proc/sys/vm/overcommit_memory: on the API or a vCPU thread, whose
+	 * filters allow no open, that killed ember. ember's threads allocate
+	 * little, so one arena costs nothing and saves each thread's heap. */
+	mallopt(M_ARENA_MAX, 1);
 	clock_gettime(CLOCK_MONOTONIC, &e.start_wall);
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &e.start_cpu);
 

@@ -15,6 +15,9 @@
 
 /* Generated: the compiled program of each role. */
 extern const struct sock_fprog seccomp_filters[];
+#ifdef EMBER_TEST_HOOKS
+extern const struct sock_fprog seccomp_filters_trace[];
+#endif
 
 static bool disabled;
 
@@ -31,6 +34,7 @@ const char *seccomp_role_name(enum seccomp_role role)
 
 #ifdef EMBER_TEST_HOOKS
 int seccomp_test_forbidden_role = -1;
+bool seccomp_test_trace;
 
 static void test_hook(enum seccomp_role role)
 {
@@ -63,7 +67,12 @@ int seccomp_install(enum seccomp_role role, char *err, size_t errlen)
 		snprintf(err, errlen, "seccomp: no_new_privs: %s", strerror(errno));
 		return -1;
 	}
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &seccomp_filters[role]) < 0) {
+	const struct sock_fprog *prog = &seccomp_filters[role];
+#ifdef EMBER_TEST_HOOKS
+	if (seccomp_test_trace)
+		prog = &seccomp_filters_trace[role];
+#endif
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog) < 0) {
 		snprintf(err, errlen, "seccomp: cannot install the %s filter: %s", seccomp_role_name(role),
 			 strerror(errno));
 		return -1;

@@ -34,6 +34,11 @@ const char *seccomp_role_name(enum seccomp_role role);
 /* Test builds only: after installing the filter for this role, the thread
  * makes a syscall no filter allows, to show that it is killed. */
 extern int seccomp_test_forbidden_role;
+/* Test builds only: install the trace variants of the filters, which stop
+ * a refused system call for a ptrace tracer (tests/integration/
+ * seccomp_tracer.c) instead of killing ember. Without a tracer such calls
+ * fail with ENOSYS. */
+extern bool seccomp_test_trace;
 #endif
 
 #endif

@@ -39,8 +39,10 @@ static void check_fwait(void)
 
 static void check_cmpxchg16b(void)
 {
-	static volatile uint64_t mem[2] __attribute__((aligned(16))) = { 1, 2 };
+	static volatile uint64_t mem[2] __attribute__((aligned(16)));
 	uint64_t lo = 1, hi = 2, flags;
+	mem[0] = 1; /* set each time: testvm.rounds repeats the checks */
+	mem[1] = 2;
 	/* Equal: store RCX:RBX, ZF=1. */
 	__asm__ volatile("cli; lock cmpxchg16b %2; pushfq; pop %3"
 			 : "+a"(lo), "+d"(hi), "+m"(*(volatile unsigned __int128 *)mem), "=r"(flags)
@@ -58,9 +60,10 @@ static void check_cmpxchg16b(void)
 
 static void check_cmpxchg8b(void)
 {
-	static volatile uint64_t mem = 0x0000000200000001ULL;
+	static volatile uint64_t mem;
 	uint32_t lo = 1, hi = 2;
 	uint64_t flags;
+	mem = 0x0000000200000001ULL;
 	__asm__ volatile("cli; lock cmpxchg8b %2; pushfq; pop %3"
 			 : "+a"(lo), "+d"(hi), "+m"(mem), "=r"(flags)
 			 : "b"(5u), "c"(6u) : "cc", "memory");

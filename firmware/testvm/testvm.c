@@ -19,6 +19,9 @@
  *                    ember does not either: ember must stop with an error
  *   testvm.triplefault  end with a triple fault instead of an i8042 reset
  *   testvm.hang      do not reset at the end (for timeout tests)
+ *   testvm.rounds=N  run the checks and benchmarks above N times, printing
+ *                    "testvm: round R" before each (0: until stopped), to
+ *                    keep every device and the emulation fallback busy
  *
  * It must itself avoid instructions those hosts cannot emulate (no SSE,
  * no x87: built with -mgeneral-regs-only), so QEMU can run it too. */
@@ -317,16 +320,24 @@ void testvm_main(const struct hvm_start_info *si)
 	put_dec(ram_bytes(si) >> 20);
 	puts_serial(" MiB\n");
 
-	if (has_word("testvm.emulate"))
-		emulate_checks();
-	if (has_word("testvm.virtio"))
-		virtio_checks();
-	if (has_word("testvm.blkbench"))
-		virtio_blk_bench();
-	if (has_word("testvm.blkiops"))
-		virtio_blk_iops();
-	if (has_word("testvm.netbench"))
-		virtio_net_bench();
+	uint64_t rounds = word_value("testvm.rounds", 1);
+	for (uint64_t r = 0; rounds == 0 || r < rounds; r++) {
+		if (rounds != 1) {
+			puts_serial("testvm: round ");
+			put_dec(r);
+			puts_serial("\n");
+		}
+		if (has_word("testvm.emulate"))
+			emulate_checks();
+		if (has_word("testvm.virtio"))
+			virtio_checks();
+		if (has_word("testvm.blkbench"))
+			virtio_blk_bench();
+		if (has_word("testvm.blkiops"))
+			virtio_blk_iops();
+		if (has_word("testvm.netbench"))
+			virtio_net_bench();
+	}
 
 	if (word_value("testvm.counter", 0))
 		counter(ram_bytes(si));

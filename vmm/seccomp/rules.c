@@ -200,9 +200,10 @@ static bool rule_in_filter(const struct seccomp_rule *r, enum seccomp_role role)
 	}
 }
 
-int seccomp_compile(enum seccomp_role role, int fd, char *err, size_t errlen)
+int seccomp_compile(enum seccomp_role role, bool trace, int fd, char *err, size_t errlen)
 {
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+	/* The trace variant hands the role to the tracer as the action's data. */
+	scmp_filter_ctx ctx = seccomp_init(trace ? SCMP_ACT_TRACE((uint16_t)role) : SCMP_ACT_KILL_PROCESS);
 	if (!ctx) {
 		snprintf(err, errlen, "seccomp: cannot create a filter");
 		return -1;
