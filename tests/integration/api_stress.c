@@ -169,6 +169,8 @@ static void *client(void *arg)
 				       "GET /vm/config HTTP/1.1\r\nHost: localhost\r\n\r\n",
 				       "GET /no/such/path HTTP/1.1\r\nHost: localhost\r\n\r\n",
 				       "DELETE / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+				       "GET /mmds HTTP/1.1\r\nHost: localhost\r\n\r\n",
+				       "GET /balloon/statistics HTTP/1.1\r\nHost: localhost\r\n\r\n",
 				       bad_json, flush, logger, cont };
 		exchange(keep, sizeof(keep) / sizeof(keep[0]), "keep-alive requests");
 

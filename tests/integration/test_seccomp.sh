@@ -168,6 +168,8 @@ seccomp_stress_in() {
 	expect_api 204 PUT /network-interfaces/eth0 "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"tx_rate_limiter\": $limiter}"
 	expect_api 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/v.sock\"}"
 	expect_api 204 PUT /entropy "{\"rate_limiter\": $limiter}"
+	expect_api 204 PUT /serial '{"rate_limiter": {"size": 100000000, "refill_time": 100}}'
+	expect_api 204 PATCH /machine-config '{"smt": false}'
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	wait_console run 'testvm: round 3' 60 || { stop_traced run; return; }
 
