@@ -12,8 +12,9 @@ static ssize_t refuse(struct http_request *req, int status, const char *why)
 
 static bool is_tchar(char c)
 {
+	/* strchr() finds a NUL too: the terminator. */
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* The end of the line starting at p (the CR of its CRLF), or NULL if the
@@ -135,7 +136,7 @@ ssize_t http_parse_request(const char *buf, size_t len, size_t max_body, struct 
 		while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
 			vend--;
 		for (const char *q = v; q < vend; q++)
-			if ((unsigned char)*q < 0x20 && *q != '\t')
+			if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
 				return refuse(req, 400, "control character in a header");
 		size_t vl = (size_t)(vend - v);
 

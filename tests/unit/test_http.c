@@ -84,6 +84,7 @@ static const struct bad bad_requests[] = {
 	{ "GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400 },
 	{ "GET / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n", 400 },
 	{ "\x01\x02\x03\r\n\r\n", 400 },
+	{ "GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", 400 },                  /* DEL in a value */
 };
 
 #include <criterion/parameterized.h>
@@ -98,6 +99,30 @@ ParameterizedTest(const struct bad *b, http, malformed_requests_are_refused)
 	struct http_request req;
 	cr_assert_eq(parse(b->text, &req), -b->status, "%s", b->text);
 	cr_assert_not_null(req.error);
+}
+
+/* A NUL byte anywhere in the head (the strings above cannot hold one). */
+Test(http, a_nul_in_the_head_is_refused)
+{
+	static const struct {
+		const char *text;
+		size_t len;
+	} cases[] = {
+#define C(s) { s, sizeof(s) - 1 }
+		C("GET / HTTP/1.1\r\nX\0Y: z\r\n\r\n"),       /* header name */
+		C("GET / HTTP/1.1\r\n\0: z\r\n\r\n"),
+		C("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"),       /* header value */
+		C("GE\0T / HTTP/1.1\r\n\r\n"),                 /* method */
+		C("GET /a\0b HTTP/1.1\r\n\r\n"),               /* path */
+		C("GET /?a\0 HTTP/1.1\r\n\r\n"),               /* query */
+		C("GET / HTTP/1.1\0\r\n\r\n"),                 /* version */
+#undef C
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_request req;
+		cr_assert_eq(http_parse_request(cases[i].text, cases[i].len, 1024, &req), -400, "case %zu", i);
+		cr_assert_not_null(req.error);
+	}
 }
 
 Test(http, an_endless_head_is_refused_not_buffered)
