@@ -560,12 +560,10 @@ static const char *const unsupported_sections[] = {
 	"balloon", "mmds-config", "cpu-config", "pmem", "memory-hotplug", NULL,
 };
 
-static int parse_array(const cJSON *arr, const char *section, int max, char *err, size_t errlen)
+static int parse_array(const cJSON *arr, const char *section, char *err, size_t errlen)
 {
 	if (!cJSON_IsArray(arr))
 		return fail(err, errlen, "%s: expected a JSON array", section);
-	if (cJSON_GetArraySize(arr) > max)
-		return fail(err, errlen, "%s: at most %d entries", section, max);
 	return 0;
 }
 
@@ -593,13 +591,23 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 			if (!ret)
 				ret = config_machine_apply(&cfg->machine, &m, fields, false, err, errlen);
 		} else if (strcmp(it->string, "drives") == 0) {
-			ret = parse_array(it, "drives", CONFIG_MAX_DRIVES, err, errlen);
-			for (const cJSON *d = it->child; d && !ret; d = d->next)
-				ret = config_json_drive(d, &cfg->drives[cfg->ndrives++], err, errlen);
+			/* Bounded by the array's capacity, whatever cfg holds already. */
+			ret = parse_array(it, "drives", err, errlen);
+			for (const cJSON *d = it->child; d && !ret; d = d->next) {
+				if (cfg->ndrives >= CONFIG_MAX_DRIVES)
+					ret = fail(err, errlen, "drives: at most %d drives", CONFIG_MAX_DRIVES);
+				else if (!(ret = config_json_drive(d, &cfg->drives[cfg->ndrives], err, errlen)))
+					cfg->ndrives++;
+			}
 		} else if (strcmp(it->string, "network-interfaces") == 0) {
-			ret = parse_array(it, "network-interfaces", CONFIG_MAX_NETS, err, errlen);
-			for (const cJSON *n = it->child; n && !ret; n = n->next)
-				ret = config_json_net(n, &cfg->nets[cfg->nnets++], err, errlen);
+			ret = parse_array(it, "network-interfaces", err, errlen);
+			for (const cJSON *n = it->child; n && !ret; n = n->next) {
+				if (cfg->nnets >= CONFIG_MAX_NETS)
+					ret = fail(err, errlen, "network-interfaces: at most %d network interfaces",
+						   CONFIG_MAX_NETS);
+				else if (!(ret = config_json_net(n, &cfg->nets[cfg->nnets], err, errlen)))
+					cfg->nnets++;
+			}
 		} else if (strcmp(it->string, "vsock") == 0) {
 			if (!cJSON_IsNull(it))
 				ret = config_json_vsock(it, &cfg->vsock, err, errlen);

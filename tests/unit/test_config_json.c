@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -206,4 +207,63 @@ ParameterizedTest(const struct bad_case *c, config_json, bad_devices_name_the_fi
 	char err[256] = "";
 	cr_assert_neq(parse(json, &cfg, err), 0, "accepted: %s", json);
 	cr_assert_not_null(strstr(err, c->field), "error '%s' does not name '%s'", err, c->field);
+}
+
+/* n drives ("d<first>".."), or n network interfaces, as a JSON array. */
+static void drive_array(char *out, size_t cap, int first, int n)
+{
+	size_t off = (size_t)snprintf(out, cap, "[");
+	for (int i = first; i < first + n; i++)
+		off += (size_t)snprintf(out + off, cap - off,
+					"%s{\"drive_id\": \"d%d\", \"path_on_host\": \"/d%d\", \"is_root_device\": false}",
+					i > first ? ", " : "", i, i);
+	snprintf(out + off, cap - off, "]");
+}
+
+static void net_array(char *out, size_t cap, int first, int n)
+{
+	size_t off = (size_t)snprintf(out, cap, "[");
+	for (int i = first; i < first + n; i++)
+		off += (size_t)snprintf(out + off, cap - off,
+					"%s{\"iface_id\": \"e%d\", \"host_dev_name\": \"tap%d\"}",
+					i > first ? ", " : "", i, i);
+	snprintf(out + off, cap - off, "]");
+}
+
+/* Each fill of drives[] and nets[] is bounded by its capacity, whatever
+ * the config already holds, not only by the JSON array's own length. */
+Test(config_json, device_fills_stop_at_capacity)
+{
+	struct vmm_config *cfg = malloc(sizeof(*cfg));
+	cr_assert_not_null(cfg);
+	static char a[2048], json[4096];
+	char err[256] = "";
+	drive_array(a, sizeof(a), 0, 9);
+	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": %s}", a);
+	cr_assert_neq(parse(json, cfg, err), 0);
+	cr_assert_not_null(strstr(err, "drives: at most 8 drives"), "%s", err);
+
+	drive_array(a, sizeof(a), 0, 8);
+	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": %s}", a);
+	cr_assert_eq(parse(json, cfg, err), 0, "%s", err);
+	cr_assert_eq(cfg->ndrives, 8);
+	drive_array(a, sizeof(a), 8, 1);
+	snprintf(json, sizeof(json), "{\"drives\": %s}", a);
+	cr_assert_neq(config_json_file(json, strlen(json), cfg, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "drives: at most 8 drives"), "%s", err);
+	cr_assert_eq(cfg->ndrives, 8);
+
+	net_array(a, sizeof(a), 0, 9);
+	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"network-interfaces\": %s}", a);
+	cr_assert_neq(parse(json, cfg, err), 0);
+	cr_assert_not_null(strstr(err, "network-interfaces: at most 8 network interfaces"), "%s", err);
+	net_array(a, sizeof(a), 0, 8);
+	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"network-interfaces\": %s}", a);
+	cr_assert_eq(parse(json, cfg, err), 0, "%s", err);
+	net_array(a, sizeof(a), 8, 1);
+	snprintf(json, sizeof(json), "{\"network-interfaces\": %s}", a);
+	cr_assert_neq(config_json_file(json, strlen(json), cfg, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "network-interfaces: at most 8 network interfaces"), "%s", err);
+	cr_assert_eq(cfg->nnets, 8);
+	free(cfg);
 }
