@@ -29,6 +29,90 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* ---- JSON text -> tree ----------------------------------------------- */
+
+/* What cJSON lets through and RFC 8259 does not: cJSON takes every byte
+ * below 0x21 as whitespace and copies raw control bytes into strings, and
+ * its strings end at the first NUL, so "a.img\u0000.qcow2" would read as
+ * "a.img". cJSON accepted the text, so a '"' outside a string opens one
+ * and a '\' inside a string starts a two-byte escape (or \uXXXX). */
+static int check_text(const char *s, size_t len, char *err, size_t errlen)
+{
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (in_string && c == '\\') {
+			if (i + 5 < len && memcmp(s + i + 1, "u0000", 5) == 0)
+				return fail(err, errlen, "a string holds \\u0000 (NUL) at byte %zu", i);
+			i++;
+		} else if (c == '"') {
+			in_string = !in_string;
+		} else if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r'))) {
+			return fail(err, errlen, "control byte 0x%02x at byte %zu", c, i);
+		}
+	}
+	return 0;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* No object anywhere in the tree names a key twice: cJSON keeps both, its
+ * lookups find the first and a loop over the members sees both, so which
+ * one counts would depend on the reader. section: the key the node is
+ * under, for the message (NULL at the top). */
+static int check_unique_keys(const cJSON *node, const char *section, char *err, size_t errlen)
+{
+	size_t n = 0;
+	for (const cJSON *c = node->child; c; c = c->next, n++)
+		if (check_unique_keys(c, cJSON_IsObject(node) ? c->string : section, err, errlen))
+			return -EINVAL;
+	if (!cJSON_IsObject(node) || n < 2)
+		return 0;
+	const cJSON **keys = malloc(n * sizeof(*keys));
+	if (!keys)
+		return fail(err, errlen, "out of memory");
+	n = 0;
+	for (const cJSON *c = node->child; c; c = c->next)
+		keys[n++] = c;
+	qsort(keys, n, sizeof(*keys), cmp_key);
+	int ret = 0;
+	for (size_t i = 1; i < n && !ret; i++)
+		if (strcmp(keys[i - 1]->string, keys[i]->string) == 0)
+			ret = fail(err, errlen, "%s%sduplicate key \"%s\"", section ? section : "",
+				   section ? ": " : "", keys[i]->string);
+	free(keys);
+	return ret;
+}
+
+cJSON *config_json_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (!root) {
+		long off = end && end >= text && end <= text + len ? (long)(end - text) : -1;
+		fail(err, errlen, "invalid JSON (near byte %ld)", off);
+		return NULL;
+	}
+	/* cJSON stops right after the first value. */
+	while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+		end++;
+	if (end != text + len) {
+		fail(err, errlen, "text after the JSON value (at byte %ld)", (long)(end - text));
+		goto bad;
+	}
+	if (check_text(text, len, err, errlen) || check_unique_keys(root, NULL, err, errlen))
+		goto bad;
+	return root;
+bad:
+	cJSON_Delete(root);
+	return NULL;
+}
+
+/* ---- tree -> typed configuration ---------------------------------- */
+
 /* Refuse keys outside the allowed list, naming the first stray one. */
 static int check_keys(const cJSON *obj, const char *section, const char *const *allowed,
 		      char *err, size_t errlen)
@@ -570,12 +654,10 @@ static int parse_array(const cJSON *arr, const char *section, char *err, size_t 
 int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char *err,
 		     size_t errlen)
 {
-	cJSON *root = cJSON_ParseWithLength(text, len);
-	if (!root) {
-		const char *where = cJSON_GetErrorPtr();
-		long off = where && where >= text && where <= text + len ? (long)(where - text) : -1;
-		return fail(err, errlen, "config file: invalid JSON (near byte %ld)", off);
-	}
+	char why[256];
+	cJSON *root = config_json_parse(text, len, why, sizeof(why));
+	if (!root)
+		return fail(err, errlen, "config file: %s", why);
 	int ret = 0;
 	if (!cJSON_IsObject(root)) {
 		ret = fail(err, errlen, "config file: expected a JSON object at the top level");

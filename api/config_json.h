@@ -13,6 +13,15 @@
 
 struct cJSON;
 
+/* Parse JSON text from a client (len bytes, no terminator needed), more
+ * strictly than cJSON alone: one value and only whitespace after it, no
+ * control byte outside JSON's whitespace, no NUL in any string or key
+ * (cJSON would cut "a.img\u0000.qcow2" to "a.img"), and no object that
+ * names a key twice. Returns the tree (free with cJSON_Delete) or NULL
+ * with the reason in err. Every JSON ember reads from outside (API
+ * bodies, config files, a snapshot's configuration) comes through here. */
+struct cJSON *config_json_parse(const char *text, size_t len, char *err, size_t errlen);
+
 int config_json_boot_source(const struct cJSON *obj, struct boot_source_config *out,
 			    char *err, size_t errlen);
 /* The machine-config keys present in obj, type- and range-checked, into

@@ -76,9 +76,10 @@ static cJSON *parse_body(const struct http_request *req, struct route_result *r)
 		answer(r, 400, "this request needs a JSON body");
 		return NULL;
 	}
-	cJSON *obj = cJSON_ParseWithLength(req->body, req->body_len);
+	char why[256];
+	cJSON *obj = config_json_parse(req->body, req->body_len, why, sizeof(why));
 	if (!obj)
-		answer(r, 400, "invalid JSON body");
+		answer(r, 400, "request body: %s", why);
 	else if (!cJSON_IsObject(obj)) {
 		answer(r, 400, "the body must be a JSON object");
 		cJSON_Delete(obj);

@@ -8,6 +8,9 @@
 
 #include "../../api/config_json.h"
 #include "../../vmm/action.h"
+#include "../../vmm/snapshot/snapfile.h"
+#include "../../vmm/snapshot/snapshot.h"
+#include "../../vmm/snapshot/tags.h"
 
 static int parse(const char *text, struct vmm_config *cfg, char *err)
 {
@@ -230,6 +233,38 @@ static void net_array(char *out, size_t cap, int first, int n)
 	snprintf(out + off, cap - off, "]");
 }
 
+/* A section named twice in one object: cJSON keeps both, and 8 + 8
+ * drives once filled drives[] past its end. The config is on the heap so
+ * that ASan (make SAN=1) sees any write beyond it. */
+Test(config_json, a_repeated_key_is_refused_before_anything_is_filled)
+{
+	struct vmm_config *cfg = malloc(sizeof(*cfg));
+	cr_assert_not_null(cfg);
+	static char a[2048], b[2048], json[8192];
+	char err[256] = "";
+	drive_array(a, sizeof(a), 0, 8);
+	drive_array(b, sizeof(b), 8, 8);
+	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": %s, \"drives\": %s}", a, b);
+	cr_assert_neq(parse(json, cfg, err), 0, "8 + 8 drives accepted");
+	cr_assert_not_null(strstr(err, "duplicate key \"drives\""), "%s", err);
+	cr_assert_eq(cfg->ndrives, 0);
+
+	net_array(a, sizeof(a), 0, 8);
+	net_array(b, sizeof(b), 8, 8);
+	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"network-interfaces\": %s, \"network-interfaces\": %s}", a, b);
+	cr_assert_neq(parse(json, cfg, err), 0, "8 + 8 network interfaces accepted");
+	cr_assert_not_null(strstr(err, "duplicate key \"network-interfaces\""), "%s", err);
+	cr_assert_eq(cfg->nnets, 0);
+
+	/* Inside a section too, where the first of the two would win. */
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": [{\"drive_id\": \"r\","
+			    " \"path_on_host\": \"/a\", \"path_on_host\": \"/b\", \"is_root_device\": true}]}", cfg, err), 0);
+	cr_assert_not_null(strstr(err, "drives: duplicate key \"path_on_host\""), "%s", err);
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\", \"kernel_image_path\": \"/j\"}}", cfg, err), 0);
+	cr_assert_not_null(strstr(err, "boot-source: duplicate key \"kernel_image_path\""), "%s", err);
+	free(cfg);
+}
+
 /* Each fill of drives[] and nets[] is bounded by its capacity, whatever
  * the config already holds, not only by the JSON array's own length. */
 Test(config_json, device_fills_stop_at_capacity)
@@ -266,4 +301,80 @@ Test(config_json, device_fills_stop_at_capacity)
 	cr_assert_not_null(strstr(err, "network-interfaces: at most 8 network interfaces"), "%s", err);
 	cr_assert_eq(cfg->nnets, 8);
 	free(cfg);
+}
+
+/* cJSON's strings end at the first NUL: "real.img\u0000.qcow2" would be
+ * "real.img", and a key "kernel_image_path\u0000x" the real key. */
+Test(config_json, a_nul_in_a_string_or_key_is_refused)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/real.img\\u0000.qcow2\"}}", &cfg, err), 0);
+	cr_assert_not_null(strstr(err, "\\u0000"), "%s", err);
+	cr_assert_null(strchr(err, '\n'));
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\\u0000x\": \"/k\"}}", &cfg, err), 0);
+	cr_assert_not_null(strstr(err, "\\u0000"), "%s", err);
+	/* A raw NUL byte, or any raw control byte inside a string. */
+	static const char raw[] = "{\"boot-source\": {\"kernel_image_path\": \"/k\0x\"}}";
+	config_defaults(&cfg);
+	cr_assert_neq(config_json_file(raw, sizeof(raw) - 1, &cfg, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "control byte 0x00"), "%s", err);
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\", \"boot_args\": \"a\tb\"}}", &cfg, err), 0);
+	cr_assert_not_null(strstr(err, "control byte 0x09"), "%s", err);
+	/* An escaped backslash before "u0000" is no NUL. */
+	cr_assert_eq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\\\\u0000\"}}", &cfg, err), 0, "%s", err);
+	cr_assert_str_eq(cfg.boot.kernel_image_path, "/k\\u0000");
+}
+
+Test(config_json, text_after_the_value_is_refused)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}} xyz", &cfg, err), 0);
+	cr_assert_not_null(strstr(err, "config file: text after the JSON value"), "%s", err);
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}}{}", &cfg, err), 0);
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}}\x01", &cfg, err), 0);
+	cr_assert_eq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}} \r\n\t\n", &cfg, err), 0, "%s", err);
+}
+
+/* A state file's configuration goes through the same parser: one that
+ * repeats "drives" is refused, not filled past drives[8] (which once
+ * ended in "free(): invalid pointer"). The image is built here with a
+ * valid header and CRC, so only the configuration is wrong. */
+Test(config_json, a_snapshot_configuration_with_repeated_drives_is_refused)
+{
+	static char a[2048], b[2048], json[8192];
+	drive_array(a, sizeof(a), 0, 8);
+	drive_array(b, sizeof(b), 8, 8);
+	int n = snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			 " \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128},"
+			 " \"drives\": %s, \"drives\": %s}", a, b);
+	struct snap_writer w;
+	sw_init(&w);
+	sw_begin(&w, TAG_CONFIG);
+	sw_bytes(&w, json, (size_t)n);
+	sw_end(&w);
+	cr_assert_not(w.oom);
+
+	size_t len = SNAPFILE_HEADER_SIZE + w.len;
+	uint8_t *file = malloc(len);
+	cr_assert_not_null(file);
+	uint32_t version = SNAPFILE_VERSION, hsize = SNAPFILE_HEADER_SIZE;
+	uint64_t plen = w.len, crc = snap_crc64(0, w.buf, w.len);
+	memcpy(file, SNAPFILE_MAGIC, 8);
+	memcpy(file + 8, &version, 4);
+	memcpy(file + 12, &hsize, 4);
+	memcpy(file + 16, &plen, 8);
+	memcpy(file + 24, &crc, 8);
+	memcpy(file + SNAPFILE_HEADER_SIZE, w.buf, w.len);
+
+	struct snapshot_image *img = malloc(sizeof(*img));
+	cr_assert_not_null(img);
+	char err[512] = "";
+	cr_assert_neq(snapshot_parse(file, len, img, err, sizeof(err)), 0);
+	cr_assert_not_null(strstr(err, "duplicate key \"drives\""), "%s", err);
+	cr_assert_leq(img->cfg.ndrives, CONFIG_MAX_DRIVES);
+	free(img);
+	free(file);
+	sw_free(&w);
 }

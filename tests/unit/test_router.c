@@ -183,3 +183,26 @@ Test(router, snapshot_load_fields)
 		cr_assert(r.fault[0]);
 	}
 }
+
+/* Bodies are parsed as strictly as the config file: a NUL in a string
+ * (cJSON would cut "real.img\u0000.qcow2" to "real.img"), a key given
+ * twice (cJSON's lookups would take the first) and text after the JSON
+ * value are each a 400 naming the problem. */
+Test(router, bodies_are_parsed_strictly)
+{
+	route("PUT", "/drives/root", "{\"drive_id\": \"root\", \"path_on_host\": \"/real.img\\u0000.qcow2\", \"is_root_device\": true}");
+	cr_assert_eq(r.status, 400, "a NUL-escaped path was accepted as %s", a.u.drive.path_on_host);
+	cr_assert_not_null(strstr(r.fault, "\\u0000"), "%s", r.fault);
+	route("PUT", "/drives/root", "{\"drive_id\": \"root\", \"path_on_host\": \"/a\", \"path_on_host\": \"/b\", \"is_root_device\": true}");
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.fault, "duplicate key \"path_on_host\""), "%s", r.fault);
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\","
+	      " \"network_overrides\": [], \"network_overrides\": []}");
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.fault, "duplicate key \"network_overrides\""), "%s", r.fault);
+	route("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"} xyz");
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.fault, "text after the JSON value"), "%s", r.fault);
+	route("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}\r\n");
+	cr_assert_eq(r.status, 0, "trailing whitespace is fine: %s", r.fault);
+}
