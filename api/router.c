@@ -328,9 +328,9 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 				answer(r, 400, "drives.drive_id: missing or not a string");
 				goto out;
 			}
-			if (!same_id("drives", "drive_id", bid, id, r))
+			if (!same_id("drives", "drive_id", bid, id, r) ||
+			    !copy_str(obj, "drives", "drive_id", true, u->drive_id, sizeof(u->drive_id), r))
 				goto out;
-			snprintf(u->drive_id, sizeof(u->drive_id), "%s", bid);
 			const cJSON *p = cJSON_GetObjectItemCaseSensitive(obj, "path_on_host");
 			if (p) {
 				if (!cJSON_IsString(p) || !p->valuestring[0] ||
@@ -367,9 +367,10 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 				answer(r, 400, "network-interfaces.iface_id: missing or not a string");
 				goto out;
 			}
-			if (!same_id("network-interfaces", "iface_id", bid, id, r))
+			if (!same_id("network-interfaces", "iface_id", bid, id, r) ||
+			    !copy_str(obj, "network-interfaces", "iface_id", true, u->iface_id,
+				      sizeof(u->iface_id), r))
 				goto out;
-			snprintf(u->iface_id, sizeof(u->iface_id), "%s", bid);
 			if (get_rate_limiter(obj, "rx_rate_limiter", "network-interfaces", &u->has_rx, &u->rx, r) ||
 			    get_rate_limiter(obj, "tx_rate_limiter", "network-interfaces", &u->has_tx, &u->tx, r))
 				goto out;

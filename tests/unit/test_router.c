@@ -206,3 +206,22 @@ Test(router, bodies_are_parsed_strictly)
 	route("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}\r\n");
 	cr_assert_eq(r.status, 0, "trailing whitespace is fine: %s", r.fault);
 }
+
+/* A PATCH names its device by an id that must fit the action's field:
+ * cut short, it could name another device. */
+Test(router, patch_ids_too_long_are_refused_not_cut)
+{
+	char path[128], body[256], id[CONFIG_ID_MAX + 1];
+	memset(id, 'a', CONFIG_ID_MAX);
+	id[CONFIG_ID_MAX] = '\0';
+	snprintf(path, sizeof(path), "/drives/%s", id);
+	snprintf(body, sizeof(body), "{\"drive_id\": \"%s\", \"path_on_host\": \"/new\"}", id);
+	route("PATCH", path, body);
+	cr_assert_eq(r.status, 400, "a %d-byte drive_id became \"%s\"", CONFIG_ID_MAX, a.u.drive_update.drive_id);
+	cr_assert_not_null(strstr(r.fault, "drives.drive_id: longer than"), "%s", r.fault);
+	snprintf(path, sizeof(path), "/network-interfaces/%s", id);
+	snprintf(body, sizeof(body), "{\"iface_id\": \"%s\"}", id);
+	route("PATCH", path, body);
+	cr_assert_eq(r.status, 400, "a %d-byte iface_id became \"%s\"", CONFIG_ID_MAX, a.u.net_update.iface_id);
+	cr_assert_not_null(strstr(r.fault, "network-interfaces.iface_id: longer than"), "%s", r.fault);
+}
