@@ -213,6 +213,30 @@ test_api_malformed_requests() {
 	stop_api
 }
 
+# Bodies and heads that cJSON or the HTTP parser once read as something
+# else: a drive path with an escaped NUL opened the file named by its
+# first half, a key given twice and text after the body were ignored, a
+# NUL in a header name passed. Each is a 400 now, and ember serves on.
+test_api_nul_duplicate_key_and_trailing_text() {
+	need_kvm || return
+	command -v socat >/dev/null || { fail "socat is missing (make deps)"; return; }
+	start_api strict || return
+	truncate -s 1M "$T/real.img"
+	expect_api 400 PUT /drives/d1 "{\"drive_id\": \"d1\", \"path_on_host\": \"$T/real.img\\u0000.qcow2\", \"is_root_device\": false}"
+	grep -qF 'a string holds \\u0000 (NUL)' "$T/resp" || fail "the NUL fault does not say so: $(cat "$T/resp")"
+	expect_api 400 PUT /drives/d1 "{\"drive_id\": \"d1\", \"path_on_host\": \"$T/real.img\", \"path_on_host\": \"/x\", \"is_root_device\": false}"
+	grep -qF 'duplicate key \"path_on_host\"' "$T/resp" || fail "the duplicate-key fault does not say so: $(cat "$T/resp")"
+	expect_api 400 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64} xyz'
+	grep -qF 'text after the JSON value' "$T/resp" || fail "the trailing-text fault does not say so: $(cat "$T/resp")"
+	local reply
+	reply=$(raw 'GET / HTTP/1.1\r\nX\0Y: z\r\n\r\n')
+	[[ $reply == "HTTP/1.1 400 "* ]] || fail "a NUL in a header name: $reply"
+	expect_api 200 GET /
+	expect_api 204 PUT /drives/d1 "{\"drive_id\": \"d1\", \"path_on_host\": \"$T/real.img\", \"is_root_device\": false}"
+	kill -0 $API_PID 2>/dev/null || fail "ember died"
+	stop_api
+}
+
 # The socket path: a live server's is refused, a stale file replaced.
 test_api_socket_in_use_and_stale() {
 	need_kvm || return

@@ -107,6 +107,33 @@ test_config_wrong_types() {
 		"boot-source.kernel_image_path: expected a string"
 }
 
+# drives_json FIRST N: N drives d<FIRST>.. as a JSON array.
+drives_json() {
+	local i sep=""
+	printf '['
+	for ((i = $1; i < $1 + $2; i++)); do
+		printf '%s{"drive_id": "d%d", "path_on_host": "/d%d", "is_root_device": false}' "$sep" $i $i
+		sep=", "
+	done
+	printf ']'
+}
+
+# "drives" twice (8 + 8) once wrote past ember's eight drive slots and
+# segfaulted; more than eight in one array are refused as well.
+test_config_repeated_drives() {
+	bad_config repeated "{$(kernel_json), \"drives\": $(drives_json 0 8), \"drives\": $(drives_json 8 8)}" \
+		'config file: duplicate key "drives"'
+	bad_config ninedrives "{$(kernel_json), \"drives\": $(drives_json 0 9)}" "drives: at most 8 drives"
+}
+
+# A NUL inside a string once cut it short: this path booted testvm.elf.
+# Text after the JSON value was ignored.
+test_config_nul_and_trailing_text() {
+	bad_config nulpath "{\"boot-source\": {\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\\u0000.qcow2\"}}" \
+		'config file: a string holds \u0000 (NUL)'
+	bad_config trailing "{$(kernel_json)} xyz" "config file: text after the JSON value"
+}
+
 test_config_kernel_not_a_kernel() {
 	need_kvm || return
 	printf '{"boot-source": {"kernel_image_path": "%s"}}\n' "$(realpath "$BUILD/initramfs.cpio")" > "$T/notkernel.json"
