@@ -44,6 +44,10 @@ LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 JAILER_SRCS := $(wildcard jailer/*.c)
 JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o $(OBJ)/vmm/hostfile.o $(SECCOMP_FILTERS)
 TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o
+# ember-jailer with test-only hooks (--test-after-root); never installed.
+JAILER_TEST := $(OBJ)/ember-jailer-test
+JAILER_TEST_OBJS := $(filter-out $(OBJ)/jailer/main.o $(OBJ)/jailer/fs.o,$(JAILER_OBJS)) \
+                    $(OBJ)/jailer/main-test.o $(OBJ)/jailer/fs-test.o
 
 # ---- Debian packages -------------------------------------------------
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
@@ -108,6 +112,10 @@ $(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o $(SECCOMP_FILTERS),$(LIB_OBJS))
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(JAILER_TEST): $(JAILER_TEST_OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # build/ember and build/ember-jailer are the binaries users run; the
 # sanitized ones stay in build/san.
 $(BUILD)/ember: $(BUILD)/obj/ember
@@ -133,7 +141,7 @@ $(BUILD)/obj/ember-jailer: $(JAILER_OBJS)
 $(BUILD)/obj/ember-uffd: $(UFFD_OBJS)
 endif
 
--include $(VMM_OBJS:.o=.d) $(JAILER_OBJS:.o=.d) $(TEST_HOOK_OBJS:.o=.d)
+-include $(VMM_OBJS:.o=.d) $(JAILER_OBJS:.o=.d) $(TEST_HOOK_OBJS:.o=.d) $(JAILER_TEST_OBJS:.o=.d)
 
 # ---- guest kernel (cached outside the tree, see firmware/kernel/build.sh)
 KERNEL_INPUTS := firmware/kernel/build.sh firmware/kernel/ember.config $(wildcard firmware/kernel/patches/*.patch)
@@ -253,9 +261,11 @@ $(API_STRESS): $(OBJ)/tests/integration/api_stress.o
 	@$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 -include $(OBJ)/tests/integration/api_stress.d
 
-integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) kernel testvm rootfs
-	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) UFFD=$(UFFD) UFFD_CLIENT=$(UFFD_CLIENT) \
-		SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) tests/integration/run.sh
+integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) \
+	     kernel testvm rootfs
+	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) JAILER_TEST=$(JAILER_TEST) UFFD=$(UFFD) \
+		UFFD_CLIENT=$(UFFD_CLIENT) SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) \
+		tests/integration/run.sh
 
 test: deps
 	$(MAKE) unit

@@ -37,6 +37,30 @@ static int mkdir_p(const char *path, mode_t mode)
 	}
 }
 
+#ifdef EMBER_TEST_HOOKS
+const char *jail_test_after_root;
+
+static void test_hook(const char *jail_dir)
+{
+	if (!jail_test_after_root)
+		return;
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *argv[] = { "sh", "-c", (char *)jail_test_after_root, "sh", (char *)jail_dir, NULL };
+		char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+		execve("/bin/sh", argv, envp);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+#else
+static void test_hook(const char *jail_dir)
+{
+	(void)jail_dir;
+}
+#endif
+
 int jail_make_root(struct jail *j)
 {
 	snprintf(j->exec_dir, sizeof(j->exec_dir), "%s/%s", j->base_dir, j->exec_name);
@@ -58,6 +82,7 @@ int jail_make_root(struct jail *j)
 	j->jail_created = true;
 	if (mkdir(j->root_dir, 0755) < 0)
 		return jail_report("cannot create %s: %s", j->root_dir, strerror(errno));
+	test_hook(j->jail_dir);
 	return 0;
 }
 

@@ -73,6 +73,13 @@ int jail_pivot_root(struct jail *j);
 void jail_remove_dir(struct jail *j);
 int jail_open_existing(struct jail *j);
 
+#ifdef EMBER_TEST_HOOKS
+/* Test builds only (--test-after-root CMD): right after <id>/root is made,
+ * run "sh -c CMD sh <jail dir>" and wait for it, so that a test can change
+ * the tree at exactly that point. */
+extern const char *jail_test_after_root;
+#endif
+
 /* jailer/cgroup.c */
 int cgroup_setup(struct jail *j);
 int cgroup_join(struct jail *j, pid_t pid);

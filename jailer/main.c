@@ -171,7 +171,7 @@ static int parse_rlimit(struct jail *j, const char *arg)
 }
 
 enum { OPT_ID = 256, OPT_EXEC, OPT_UID, OPT_GID, OPT_BASE, OPT_NETNS, OPT_DAEMON, OPT_PIDNS, OPT_CGROUP,
-       OPT_CGVER, OPT_PARENT_CG, OPT_RLIMIT, OPT_CLEANUP, OPT_VERSION, OPT_HELP };
+       OPT_CGVER, OPT_PARENT_CG, OPT_RLIMIT, OPT_CLEANUP, OPT_VERSION, OPT_HELP, OPT_TEST_AFTER_ROOT };
 
 static int parse_args(int argc, char **argv, struct jail *j)
 {
@@ -191,6 +191,9 @@ static int parse_args(int argc, char **argv, struct jail *j)
 		{ "cleanup", no_argument, NULL, OPT_CLEANUP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "help", no_argument, NULL, OPT_HELP },
+#ifdef EMBER_TEST_HOOKS
+		{ "test-after-root", required_argument, NULL, OPT_TEST_AFTER_ROOT },
+#endif
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *uid = NULL, *gid = NULL;
@@ -231,6 +234,9 @@ static int parse_args(int argc, char **argv, struct jail *j)
 				return -1;
 			break;
 		case OPT_CLEANUP: j->cleanup = true; break;
+#ifdef EMBER_TEST_HOOKS
+		case OPT_TEST_AFTER_ROOT: jail_test_after_root = optarg; break;
+#endif
 		case OPT_VERSION: printf("ember-jailer v%s\n", EMBER_VERSION); exit(0);
 		case OPT_HELP: usage(stdout); exit(0);
 		default:

@@ -10,6 +10,7 @@ export EMBER=${EMBER:-build/obj/ember}
 export BUILD=${BUILD:-build}
 export JAILER=${JAILER:-build/obj/ember-jailer}
 export EMBER_TEST=${EMBER_TEST:-build/obj/ember-test}
+export JAILER_TEST=${JAILER_TEST:-build/obj/ember-jailer-test}
 filter=${1:-}
 
 . tests/integration/lib.sh
