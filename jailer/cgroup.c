@@ -52,9 +52,11 @@ static int find_mount(const char *controller, char *out, size_t len)
 	return ret;
 }
 
+/* Files in a cgroup hierarchy (whose mount point /proc/mounts names) are
+ * opened without blocking and without following a symlink all the same. */
 static int write_file_at(int dirfd, const char *path, const char *value)
 {
-	int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
+	int fd = openat(dirfd, path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	size_t n = strlen(value);
@@ -66,7 +68,7 @@ static int write_file_at(int dirfd, const char *path, const char *value)
 
 static int read_file_at(int dirfd, const char *path, char *buf, size_t len)
 {
-	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	ssize_t n = read(fd, buf, len - 1);

@@ -1,6 +1,8 @@
 /* ember-jailer: the jail's file system — its directory, the binary and the
  * shared libraries it needs, the device nodes, pivot_root — and removing
- * it again. */
+ * it again. Below the base, everything is done through directory fds held
+ * from the moment each directory is made or opened (see jailer.h): no path
+ * under the base is looked up twice, and none through a symlink. */
 #include <dirent.h>
 #include <elf.h>
 #include <errno.h>
@@ -17,25 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../vmm/hostfile.h"
 #include "jailer.h"
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1;; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-			*p = '\0';
-			if (mkdir(buf, mode) < 0 && errno != EEXIST)
-				return -errno;
-			if (c == '\0')
-				return 0;
-			*p = c;
-		}
-	}
-}
 
 #ifdef EMBER_TEST_HOOKS
 const char *jail_test_after_root;
@@ -61,18 +46,142 @@ static void test_hook(const char *jail_dir)
 }
 #endif
 
-int jail_make_root(struct jail *j)
+/* ---- directories held by fds ------------------------------------------- */
+
+/* dirfd/name as a directory fd, never following a symlink; -errno if it is
+ * missing, a symlink (ELOOP or ENOTDIR) or not a directory. */
+static int open_dir_at(int dirfd, const char *name)
 {
-	snprintf(j->exec_dir, sizeof(j->exec_dir), "%s/%s", j->base_dir, j->exec_name);
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Report a failed open_dir_at(), naming what is there instead. */
+static int report_dir(int dirfd, const char *name, const char *shown, int err)
+{
+	struct stat st;
+	if ((err == -ELOOP || err == -ENOTDIR) && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    !S_ISDIR(st.st_mode))
+		return jail_report("%s: is %s, not a directory%s", shown, hostfile_kind_name(st.st_mode),
+				   S_ISLNK(st.st_mode) ? " (ember-jailer follows no symbolic link below the base)" : "");
+	return jail_report("cannot open %s: %s", shown, strerror(-err));
+}
+
+/* mkdir dirfd/name unless it exists, then open it as above; *made says
+ * whether this call made it. */
+static int make_dir_at(int dirfd, const char *name, mode_t mode, bool *made)
+{
+	*made = mkdirat(dirfd, name, mode) == 0;
+	if (!*made && errno != EEXIST)
+		return -errno;
+	return open_dir_at(dirfd, name);
+}
+
+/* Is dirfd/name (not followed) the directory that fd holds? */
+static bool same_dir_at(int dirfd, const char *name, int fd)
+{
+	struct stat a, b;
+	return fstatat(dirfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+/* The directories of rel ("lib/x86_64-linux-gnu"; "" for dirfd itself)
+ * under dirfd, made one component at a time where missing. Returns an fd
+ * of the last one, or -errno; "." and ".." (which would leave the jail's
+ * root) are -EINVAL. */
+static int make_dirs_at(int dirfd, const char *rel)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", rel) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	char *save = NULL;
+	for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		bool made;
+		int sub = strcmp(c, ".") && strcmp(c, "..") ? make_dir_at(fd, c, 0755, &made) : -EINVAL;
+		close(fd);
+		if (sub < 0)
+			return sub;
+		fd = sub;
+	}
+	return fd;
+}
+
+/* ---- the jail directory -------------------------------------------------- */
+
+static void set_paths(struct jail *j)
+{
+	const char *base = strcmp(j->base_dir, "/") ? j->base_dir : "";
+	snprintf(j->exec_dir, sizeof(j->exec_dir), "%s/%s", base, j->exec_name);
 	snprintf(j->jail_dir, sizeof(j->jail_dir), "%s/%s", j->exec_dir, j->id);
 	snprintf(j->root_dir, sizeof(j->root_dir), "%s/root", j->jail_dir);
-	int err = mkdir_p(j->exec_dir, 0755);
+}
+
+/* mkdir -p of the base (the administrator's path: symlinks in it are
+ * followed), counting the components it made: a suffix of the path, which
+ * the undo removes again. */
+static int make_base(struct jail *j)
+{
+	char buf[PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", j->base_dir);
+	int made = 0, err = 0;
+	for (char *p = buf + 1; strcmp(buf, "/"); p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(buf, 0755) == 0) {
+			made++;
+		} else if (errno != EEXIST) {
+			err = -errno;
+			break;
+		}
+		if (c == '\0')
+			break;
+		*p = c;
+	}
+	if (made > j->base_made) /* two suffixes: the longer one holds both */
+		j->base_made = made;
+	return err;
+}
+
+static int open_base(struct jail *j)
+{
+	int fd = open(j->base_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		j->base_fd = fd;
+		return 0;
+	}
+	int err = -errno;
+	struct stat st;
+	if (err == -ENOTDIR && stat(j->base_dir, &st) == 0)
+		jail_report("--chroot-base-dir %s: is %s, not a directory", j->base_dir, hostfile_kind_name(st.st_mode));
+	else if (err != -ENOENT)
+		jail_report("--chroot-base-dir %s: %s", j->base_dir, strerror(-err));
+	return err;
+}
+
+/* One attempt of jail_make_root(): 0, -1 after reporting, or 1 if a
+ * directory it holds was removed before <id> was made in it. */
+static int make_tree(struct jail *j)
+{
+	int err = make_base(j);
 	if (err)
-		return jail_report("cannot create %s: %s", j->exec_dir, strerror(-err));
-	j->exec_dir_fd = open(j->exec_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (j->exec_dir_fd < 0)
-		return jail_report("cannot open %s: %s", j->exec_dir, strerror(errno));
+		return jail_report("--chroot-base-dir %s: cannot create it: %s", j->base_dir, strerror(-err));
+	err = open_base(j);
+	if (err)
+		return err == -ENOENT ? 1 : -1;
+	int fd = make_dir_at(j->base_fd, j->exec_name, 0755, &j->exec_dir_made);
+	if (fd == -ENOENT)
+		return 1;
+	if (fd < 0)
+		return report_dir(j->base_fd, j->exec_name, j->exec_dir, fd);
+	j->exec_dir_fd = fd;
 	if (mkdirat(j->exec_dir_fd, j->id, 0755) < 0) {
+		if (errno == ENOENT)
+			return 1;
 		if (errno == EEXIST)
 			return jail_report("jail %s already exists (a VM is using it, or it was not cleaned up: "
 					   "ember-jailer --cleanup --id %s --exec-file %s)",
@@ -80,42 +189,64 @@ int jail_make_root(struct jail *j)
 		return jail_report("cannot create %s: %s", j->jail_dir, strerror(errno));
 	}
 	j->jail_created = true;
-	if (mkdir(j->root_dir, 0755) < 0)
+	if ((fd = open_dir_at(j->exec_dir_fd, j->id)) < 0)
+		return report_dir(j->exec_dir_fd, j->id, j->jail_dir, fd);
+	j->jail_fd = fd;
+	if (mkdirat(j->jail_fd, "root", 0755) < 0)
 		return jail_report("cannot create %s: %s", j->root_dir, strerror(errno));
-	test_hook(j->jail_dir);
+	if ((fd = open_dir_at(j->jail_fd, "root")) < 0)
+		return report_dir(j->jail_fd, "root", j->root_dir, fd);
+	j->root_fd = fd;
 	return 0;
+}
+
+int jail_make_root(struct jail *j)
+{
+	set_paths(j);
+	/* Another jailer failing at the same time removes the <exec-name>
+	 * (or base) it made, empty then, perhaps just after this one opened
+	 * it: this one goes again. */
+	for (int tries = 0;; tries++) {
+		int ret = make_tree(j);
+		if (ret <= 0) {
+			if (ret == 0)
+				test_hook(j->jail_dir);
+			return ret;
+		}
+		if (j->base_fd >= 0)
+			close(j->base_fd);
+		if (j->exec_dir_fd >= 0)
+			close(j->exec_dir_fd);
+		j->base_fd = j->exec_dir_fd = -1;
+		j->exec_dir_made = false;
+		if (tries == 3)
+			return jail_report("%s: removed again and again while the jail was being made", j->exec_dir);
+	}
 }
 
 /* ---- the binary and its libraries ------------------------------------ */
 
-/* Hard link src to dst, or copy it when they are on different file
- * systems. Returns 1 for a link, 2 for a copy, or -errno. */
-static int place_file(const char *src, const char *dst)
+/* Hard link the open file src into dirfd as name, or copy it when they are
+ * on different file systems. Returns 1 for a link, 2 for a copy, or -errno. */
+static int place_file(int src, int dirfd, const char *name)
 {
-	if (linkat(AT_FDCWD, src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) == 0)
+	if (linkat(src, "", dirfd, name, AT_EMPTY_PATH) == 0)
 		return 1;
-	if (errno != EXDEV && errno != EPERM)
-		return -errno;
-	int in = open(src, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
+	if (errno != EXDEV && errno != EPERM && errno != ENOENT)
 		return -errno;
 	struct stat st;
-	if (fstat(in, &st) < 0) {
-		int err = -errno;
-		close(in);
-		return err;
-	}
-	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0755);
-	if (out < 0) {
-		int err = -errno;
-		close(in);
-		return err;
-	}
+	if (fstat(src, &st) < 0)
+		return -errno;
+	int out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 0755);
+	if (out < 0)
+		return -errno;
 	int err = 0;
 	bool plain = false; /* copy_file_range across file systems needs Linux 5.19 */
 	char buf[65536];
-	for (off_t left = st.st_size; left > 0;) {
-		ssize_t n = plain ? read(in, buf, sizeof(buf)) : copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+	for (off_t pos = 0; pos < st.st_size;) {
+		off_t in = pos;
+		ssize_t n = plain ? pread(src, buf, sizeof(buf), pos)
+				  : copy_file_range(src, &in, out, NULL, (size_t)(st.st_size - pos), 0);
 		if (n < 0 && !plain && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
 			plain = true;
 			continue;
@@ -129,9 +260,8 @@ static int place_file(const char *src, const char *dst)
 			err = w < 0 ? -errno : -EIO;
 			break;
 		}
-		left -= n;
+		pos += n;
 	}
-	close(in);
 	if (close(out) < 0 && !err)
 		err = -errno;
 	return err ? err : 2;
@@ -139,45 +269,57 @@ static int place_file(const char *src, const char *dst)
 
 /* The ELF interpreter (dynamic loader) the exec file names, or "" for a
  * static binary. Also checks that the file is a 64-bit ELF executable. */
-static int elf_interpreter(const char *path, char *interp, size_t len)
+static int elf_interpreter(struct jail *j)
 {
+	const char *path = j->exec_file;
+	int fd = j->exec_fd;
+	char *interp = j->interp;
+	size_t len = sizeof(j->interp);
 	interp[0] = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return jail_report("--exec-file %s: %s", path, strerror(errno));
 	Elf64_Ehdr eh;
-	int ret = -1;
 	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 64) {
-		jail_report("--exec-file %s: not a 64-bit ELF executable", path);
-		goto out;
-	}
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 64)
+		return jail_report("--exec-file %s: not a 64-bit ELF executable", path);
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
 		Elf64_Phdr ph;
-		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph)) {
-			jail_report("--exec-file %s: truncated program headers", path);
-			goto out;
-		}
+		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph))
+			return jail_report("--exec-file %s: truncated program headers", path);
 		if (ph.p_type != PT_INTERP)
 			continue;
 		if (ph.p_filesz == 0 || ph.p_filesz >= len ||
 		    pread(fd, interp, ph.p_filesz, (off_t)ph.p_offset) != (ssize_t)ph.p_filesz ||
 		    interp[ph.p_filesz - 1] != '\0' || interp[0] != '/') {
-			jail_report("--exec-file %s: bad PT_INTERP", path);
-			goto out;
+			interp[0] = '\0';
+			return jail_report("--exec-file %s: bad PT_INTERP", path);
 		}
 	}
-	ret = 0;
-out:
-	close(fd);
-	return ret;
+	return 0;
+}
+
+int jail_open_binary(struct jail *j)
+{
+	char err[PATH_MAX + 64];
+	int fd = hostfile_open("--exec-file", j->exec_file, O_RDONLY, 0, HOSTFILE_REG, err, sizeof(err));
+	if (fd < 0)
+		return jail_report("%s", err);
+	j->exec_fd = fd;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return jail_report("--exec-file %s: %s", j->exec_file, strerror(errno));
+	if (!(st.st_mode & S_IXOTH))
+		return jail_report("--exec-file %s: not an executable file (it must be executable by everyone, "
+				   "as it runs as uid %u)", j->exec_file, (unsigned)j->uid);
+	return elf_interpreter(j);
 }
 
 /* Ask the dynamic loader which libraries the binary loads ("ld.so --list"),
  * with an empty environment so nothing like LD_LIBRARY_PATH steers it.
- * Calls place() with each absolute path. */
-static int list_libraries(struct jail *j, const char *interp, int (*place)(struct jail *, const char *))
+ * The loader reads the file the jailer opened and checked, not its path
+ * again. Calls place() with each absolute path. */
+static int list_libraries(struct jail *j, int (*place)(struct jail *, const char *))
 {
+	char self[32];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", j->exec_fd);
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return jail_report("pipe: %s", strerror(errno));
@@ -186,9 +328,10 @@ static int list_libraries(struct jail *j, const char *interp, int (*place)(struc
 		return jail_report("fork: %s", strerror(errno));
 	if (pid == 0) {
 		dup2(pfd[1], STDOUT_FILENO);
-		char *argv[] = { (char *)interp, "--list", (char *)j->exec_file, NULL };
+		fcntl(j->exec_fd, F_SETFD, 0);
+		char *argv[] = { j->interp, "--list", self, NULL };
 		char *envp[] = { NULL };
-		execve(interp, argv, envp);
+		execve(j->interp, argv, envp);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -203,7 +346,7 @@ static int list_libraries(struct jail *j, const char *interp, int (*place)(struc
 		p += 3;
 		char *end = strstr(p, " (");
 		if (*p != '/' || !end) {
-			ret = jail_report("%s --list %s: cannot resolve '%s'", interp, j->exec_file, line);
+			ret = jail_report("%s --list %s: cannot resolve '%s'", j->interp, j->exec_file, line);
 			continue;
 		}
 		*end = '\0';
@@ -214,51 +357,54 @@ static int list_libraries(struct jail *j, const char *interp, int (*place)(struc
 		fclose(f);
 	int status;
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return ret ? ret : jail_report("%s --list %s failed", interp, j->exec_file);
+		return ret ? ret : jail_report("%s --list %s failed", j->interp, j->exec_file);
 	return ret;
 }
 
 static int links, copies;
 
-/* Place a host file at the same path inside the jail. */
-static int place_at_same_path(struct jail *j, const char *path)
+static void count_placed(int how)
 {
-	char dst[PATH_MAX];
-	if (snprintf(dst, sizeof(dst), "%s%s", j->root_dir, path) >= (int)sizeof(dst))
-		return jail_report("%s: path too long", path);
-	char *slash = strrchr(dst, '/');
-	*slash = '\0';
-	int err = mkdir_p(dst, 0755);
-	*slash = '/';
-	if (err)
-		return jail_report("cannot create the directory for %s: %s", dst, strerror(-err));
-	int how = place_file(path, dst);
-	if (how < 0)
-		return jail_report("cannot place %s at %s: %s", path, dst, strerror(-how));
 	if (how == 1)
 		links++;
 	else
 		copies++;
+}
+
+/* Place a host file (the loader, a library) at the same path inside the
+ * jail. The host's own paths may go through symlinks; the jail's may not. */
+static int place_at_same_path(struct jail *j, const char *path)
+{
+	char dir[PATH_MAX], shown[PATH_MAX + 700], err[PATH_MAX + 64];
+	snprintf(shown, sizeof(shown), "%s%s", j->root_dir, path);
+	const char *slash = strrchr(path, '/');
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	int src = hostfile_open("library", path, O_RDONLY, 0, HOSTFILE_REG, err, sizeof(err));
+	if (src < 0)
+		return jail_report("%s", err);
+	int at = make_dirs_at(j->root_fd, dir);
+	int how = at < 0 ? at : place_file(src, at, slash + 1);
+	close(src);
+	if (at < 0)
+		return jail_report("cannot create the directory for %s: %s", shown, strerror(-at));
+	close(at);
+	if (how < 0)
+		return jail_report("cannot place %s at %s: %s", path, shown, strerror(-how));
+	count_placed(how);
 	return 0;
 }
 
 int jail_place_binary(struct jail *j)
 {
-	char interp[PATH_MAX], dst[PATH_MAX];
-	if (elf_interpreter(j->exec_file, interp, sizeof(interp)))
-		return -1;
-	snprintf(dst, sizeof(dst), "%s/%s", j->root_dir, j->exec_name);
-	int how = place_file(j->exec_file, dst);
+	int how = place_file(j->exec_fd, j->root_fd, j->exec_name);
 	if (how < 0)
-		return jail_report("cannot place %s at %s: %s", j->exec_file, dst, strerror(-how));
-	if (how == 1)
-		links++;
-	else
-		copies++;
+		return jail_report("cannot place %s at %s/%s: %s", j->exec_file, j->root_dir, j->exec_name,
+				   strerror(-how));
+	count_placed(how);
 	/* A dynamically linked binary needs its loader and libraries inside
 	 * the jail, at the paths the loader searches; nothing else of the
 	 * host's /lib is visible. */
-	if (interp[0] && (place_at_same_path(j, interp) || list_libraries(j, interp, place_at_same_path)))
+	if (j->interp[0] && (place_at_same_path(j, j->interp) || list_libraries(j, place_at_same_path)))
 		return -1;
 	jail_log("placed %s and %d shared libraries in %s by %s", j->exec_name, links + copies - 1, j->root_dir,
 		 copies == 0 ? "hard link" : links == 0 ? "copy (the jail is on another file system)"
@@ -271,63 +417,90 @@ int jail_place_binary(struct jail *j)
 /* The only device nodes a jail has, made like the host's and owned by the
  * jail's uid:gid. */
 static const struct {
+	const char *dir; /* under /dev */
 	const char *name;
-	bool optional; /* not every host has it */
+	bool optional;   /* not every host has it */
 } jail_devices[] = {
-	{ "kvm", false },
-	{ "net/tun", false },
-	{ "urandom", false },
-	{ "userfaultfd", true },
+	{ "", "kvm", false },
+	{ "net", "tun", false },
+	{ "", "urandom", false },
+	{ "", "userfaultfd", true },
 };
 
 int jail_make_devices(struct jail *j)
 {
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/dev/net", j->root_dir);
-	int err = mkdir_p(path, 0755);
-	if (err)
-		return jail_report("cannot create %s: %s", path, strerror(-err));
 	for (size_t i = 0; i < sizeof(jail_devices) / sizeof(jail_devices[0]); i++) {
-		char host[64];
+		char rel[64], host[80];
 		struct stat st;
-		snprintf(host, sizeof(host), "/dev/%s", jail_devices[i].name);
+		snprintf(rel, sizeof(rel), "dev%s%s", *jail_devices[i].dir ? "/" : "", jail_devices[i].dir);
+		snprintf(host, sizeof(host), "/%s/%s", rel, jail_devices[i].name);
 		errno = 0;
 		if (stat(host, &st) < 0 || !S_ISCHR(st.st_mode)) {
 			if (jail_devices[i].optional)
 				continue;
 			return jail_report("%s: %s", host, errno ? strerror(errno) : "not a character device");
 		}
-		snprintf(path, sizeof(path), "%s/dev/%s", j->root_dir, jail_devices[i].name);
-		if (mknod(path, S_IFCHR | 0600, st.st_rdev) < 0)
-			return jail_report("mknod %s (%u:%u): %s", path, major(st.st_rdev), minor(st.st_rdev),
-					   strerror(errno));
-		if (chown(path, j->uid, j->gid) < 0)
-			return jail_report("chown %s: %s", path, strerror(errno));
+		int at = make_dirs_at(j->root_fd, rel);
+		if (at < 0)
+			return jail_report("cannot create %s/%s: %s", j->root_dir, rel, strerror(-at));
+		const char *name = jail_devices[i].name;
+		int err = mknodat(at, name, S_IFCHR | 0600, st.st_rdev) < 0 ? -errno
+			  : fchownat(at, name, j->uid, j->gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+		close(at);
+		if (err)
+			return jail_report("cannot make %s%s (%u:%u) owned by %u:%u: %s", j->root_dir, host,
+					   major(st.st_rdev), minor(st.st_rdev), (unsigned)j->uid, (unsigned)j->gid,
+					   strerror(-err));
 	}
 	/* The VMM creates its API socket in /run (default /run/ember.socket),
 	 * and the orchestrator places drives and sockets in the root. */
-	snprintf(path, sizeof(path), "%s/run", j->root_dir);
-	if (mkdir(path, 0700) < 0 || chown(path, j->uid, j->gid) < 0)
-		return jail_report("cannot create %s: %s", path, strerror(errno));
-	if (chown(j->root_dir, j->uid, j->gid) < 0)
+	if (mkdirat(j->root_fd, "run", 0700) < 0 || fchownat(j->root_fd, "run", j->uid, j->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return jail_report("cannot create %s/run: %s", j->root_dir, strerror(errno));
+	if (fchown(j->root_fd, j->uid, j->gid) < 0)
 		return jail_report("chown %s: %s", j->root_dir, strerror(errno));
 	return 0;
 }
 
 /* ---- pivot_root --------------------------------------------------------- */
 
+/* The jail is still where it was made: <exec-name>, <id> and root are the
+ * directories held since then. One renamed or replaced meanwhile is
+ * refused: the VM would run in a directory that the jail's path, where the
+ * orchestrator puts its files, does not name. */
+static int check_in_place(struct jail *j)
+{
+	const char *moved = !same_dir_at(j->base_fd, j->exec_name, j->exec_dir_fd) ? j->exec_dir
+			    : !same_dir_at(j->exec_dir_fd, j->id, j->jail_fd)      ? j->jail_dir
+			    : !same_dir_at(j->jail_fd, "root", j->root_fd)         ? j->root_dir
+										   : NULL;
+	if (moved)
+		return jail_report("%s was moved or replaced while the jail was being made; not starting the VM",
+				   moved);
+	return 0;
+}
+
 int jail_pivot_root(struct jail *j)
 {
+	if (check_in_place(j))
+		return -1;
+	/* unshare() carries the cwd over into the new mount namespace; fds
+	 * opened before it name mounts of the old one, which cannot be bound. */
+	if (fchdir(j->root_fd) < 0)
+		return jail_report("chdir %s: %s", j->root_dir, strerror(errno));
 	if (unshare(CLONE_NEWNS) < 0)
 		return jail_report("unshare(CLONE_NEWNS): %s", strerror(errno));
 	/* Nothing done to mounts from here on may propagate to the host. */
 	if (mount(NULL, "/", NULL, MS_PRIVATE | MS_REC, NULL) < 0)
 		return jail_report("making / private: %s", strerror(errno));
-	/* pivot_root needs the new root to be a mount point. */
-	if (mount(j->root_dir, j->root_dir, NULL, MS_BIND | MS_REC, NULL) < 0)
-		return jail_report("bind-mounting %s onto itself: %s", j->root_dir, strerror(errno));
-	if (chdir(j->root_dir) < 0)
-		return jail_report("chdir %s: %s", j->root_dir, strerror(errno));
+	/* pivot_root needs the new root to be a mount point: bind the jail's
+	 * root onto itself, then enter that mount through its own fd. */
+	int tree = open_tree(AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (tree < 0)
+		return jail_report("bind-mounting %s onto itself: open_tree: %s", j->root_dir, strerror(errno));
+	int ret = move_mount(tree, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0 || fchdir(tree) < 0 ? -errno : 0;
+	close(tree);
+	if (ret)
+		return jail_report("bind-mounting %s onto itself: %s", j->root_dir, strerror(-ret));
 	/* pivot_root(".", ".") stacks the old root on top of the new one;
 	 * detaching it leaves only the jail. No old_root directory needed. */
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
@@ -341,10 +514,10 @@ int jail_pivot_root(struct jail *j)
 
 /* ---- removal -------------------------------------------------------------- */
 
-static int mount_id(int dirfd, const char *name, unsigned long long *id)
+static int mount_id(int fd, unsigned long long *id)
 {
 	struct statx stx;
-	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0)
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) < 0)
 		return -errno;
 	if (!(stx.stx_mask & STATX_MNT_ID))
 		return -ENOTSUP;
@@ -352,67 +525,136 @@ static int mount_id(int dirfd, const char *name, unsigned long long *id)
 	return 0;
 }
 
-/* rm -r of dirfd/name that never leaves the mount it starts on: an
- * orchestrator may have bind-mounted host files or directories into the
- * jail, and those must survive. Returns 0 or -1 after reporting. */
-static int remove_tree(int parent, const char *name, unsigned long long mnt, const char *shown)
+/* rm -r below a directory, never following a symlink and never leaving the
+ * mount it starts on: an orchestrator may have bind-mounted host files or
+ * directories into the jail, and those must survive. The jail's uid owns
+ * root/ and may have put anything there. */
+struct walk {
+	unsigned long long mnt;
+	char path[PATH_MAX]; /* for messages: the directory being emptied */
+};
+
+static int remove_contents(struct walk *w, int fd);
+
+/* Remove dirfd/name (w->path names dirfd). Returns 0 or -1 after reporting. */
+static int remove_entry(struct walk *w, int dirfd, const char *name)
 {
+	size_t len = strlen(w->path);
+	snprintf(w->path + len, sizeof(w->path) - len, "/%s", name);
 	struct stat st;
-	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : jail_report("%s/%s: %s", shown, name, strerror(errno));
-	if (!S_ISDIR(st.st_mode)) {
-		if (unlinkat(parent, name, 0) < 0)
-			return jail_report("cannot remove %s/%s: %s", shown, name, strerror(errno));
-		return 0;
+	int ret = 0;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT)
+			ret = jail_report("%s: %s", w->path, strerror(errno));
+	} else if (!S_ISDIR(st.st_mode)) {
+		if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+			ret = jail_report("cannot remove %s: %s", w->path, strerror(errno));
+	} else {
+		unsigned long long here;
+		int fd = open_dir_at(dirfd, name);
+		if (fd < 0)
+			ret = jail_report("cannot open %s: %s", w->path, strerror(-fd));
+		else if (mount_id(fd, &here) < 0 || here != w->mnt)
+			ret = jail_report("left %s: it is a mount point (unmount it first)", w->path);
+		else
+			ret = remove_contents(w, fd);
+		if (fd >= 0)
+			close(fd);
+		if (!ret && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
+			ret = jail_report("cannot remove %s: %s", w->path, strerror(errno));
 	}
-	unsigned long long here = 0;
-	if (mount_id(parent, name, &here) < 0 || here != mnt)
-		return jail_report("left %s/%s: it is a mount point (unmount it first)", shown, name);
-	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return jail_report("cannot open %s/%s: %s", shown, name, strerror(errno));
-	DIR *d = fdopendir(fd);
+	w->path[len] = '\0';
+	return ret;
+}
+
+static int remove_contents(struct walk *w, int fd)
+{
+	int own = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own read position */
+	DIR *d = own < 0 ? NULL : fdopendir(own);
 	if (!d) {
-		close(fd);
-		return jail_report("cannot read %s/%s: %s", shown, name, strerror(errno));
+		int err = errno;
+		if (own >= 0)
+			close(own);
+		return jail_report("cannot read %s: %s", w->path, strerror(err));
 	}
-	char sub[PATH_MAX];
-	snprintf(sub, sizeof(sub), "%s/%s", shown, name);
 	int ret = 0;
 	struct dirent *e;
 	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && remove_tree(dirfd(d), e->d_name, mnt, sub))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && remove_entry(w, dirfd(d), e->d_name))
 			ret = -1;
 	closedir(d);
-	if (!ret && unlinkat(parent, name, AT_REMOVEDIR) < 0)
-		ret = jail_report("cannot remove %s: %s", sub, strerror(errno));
 	return ret;
+}
+
+/* Remove the held <id> and everything in it; its name only while it still
+ * names the held directory (one renamed away is emptied, not unlinked). */
+static int remove_jail(struct jail *j)
+{
+	static struct walk w;
+	unsigned long long parent;
+	int err = mount_id(j->jail_fd, &w.mnt);
+	if (!err)
+		err = mount_id(j->exec_dir_fd, &parent);
+	if (err)
+		return jail_report("cannot inspect %s: %s", j->jail_dir, strerror(-err));
+	if (w.mnt != parent)
+		return jail_report("left %s: it is a mount point (unmount it first)", j->jail_dir);
+	snprintf(w.path, sizeof(w.path), "%s", j->jail_dir);
+	if (remove_contents(&w, j->jail_fd))
+		return -1;
+	if (same_dir_at(j->exec_dir_fd, j->id, j->jail_fd) && unlinkat(j->exec_dir_fd, j->id, AT_REMOVEDIR) < 0)
+		return jail_report("cannot remove %s: %s", j->jail_dir, strerror(errno));
+	return 0;
+}
+
+/* rmdir that stays quiet when the directory is not empty (another jail is
+ * in it) or already gone. Returns true if it is gone. */
+static bool remove_if_empty(int dirfd, const char *name, const char *shown)
+{
+	if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		return true;
+	if (errno != ENOTEMPTY && errno != EEXIST && errno != EBUSY)
+		jail_report("cannot remove %s: %s", shown, strerror(errno));
+	return false;
 }
 
 void jail_remove_dir(struct jail *j)
 {
-	if (!j->jail_created || j->exec_dir_fd < 0)
-		return;
-	unsigned long long mnt;
-	int err = mount_id(j->exec_dir_fd, j->id, &mnt);
-	if (err == -ENOENT)
-		return;
-	if (err) {
-		jail_report("cannot inspect %s: %s", j->jail_dir, strerror(-err));
-		return;
-	}
-	if (remove_tree(j->exec_dir_fd, j->id, mnt, j->exec_dir) == 0)
+	if (j->jail_created && j->jail_fd >= 0 && remove_jail(j) == 0)
 		j->jail_created = false;
+	if (j->jail_created)
+		return; /* what holds it stays too */
+	if (j->exec_dir_made && same_dir_at(j->base_fd, j->exec_name, j->exec_dir_fd) &&
+	    remove_if_empty(j->base_fd, j->exec_name, j->exec_dir))
+		j->exec_dir_made = false;
+	if (j->exec_dir_made)
+		return;
+	/* The base components this run made, deepest first. */
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s", j->base_dir);
+	for (; j->base_made > 0 && remove_if_empty(AT_FDCWD, path, path); j->base_made--)
+		*strrchr(path, '/') = '\0';
 }
 
-/* --cleanup: find the jail directory of a finished VM. */
+/* --cleanup: hold the directories of a finished VM's jail. Missing ones
+ * mean there is nothing to clean up; a symlink is refused. */
 int jail_open_existing(struct jail *j)
 {
-	snprintf(j->exec_dir, sizeof(j->exec_dir), "%s/%s", j->base_dir, j->exec_name);
-	snprintf(j->jail_dir, sizeof(j->jail_dir), "%s/%s", j->exec_dir, j->id);
-	j->exec_dir_fd = open(j->exec_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (j->exec_dir_fd < 0 && errno != ENOENT)
-		return jail_report("cannot open %s: %s", j->exec_dir, strerror(errno));
-	j->jail_created = j->exec_dir_fd >= 0 && faccessat(j->exec_dir_fd, j->id, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+	set_paths(j);
+	int err = open_base(j);
+	if (err)
+		return err == -ENOENT ? 0 : -1;
+	int fd = open_dir_at(j->base_fd, j->exec_name);
+	if (fd < 0)
+		return fd == -ENOENT ? 0 : report_dir(j->base_fd, j->exec_name, j->exec_dir, fd);
+	j->exec_dir_fd = fd;
+	if ((fd = open_dir_at(j->exec_dir_fd, j->id)) < 0)
+		return fd == -ENOENT ? 0 : report_dir(j->exec_dir_fd, j->id, j->jail_dir, fd);
+	j->jail_fd = fd;
+	j->jail_created = true;
+	/* For the check that no VM still runs in it; without a root directory
+	 * none can. */
+	if ((fd = open_dir_at(j->jail_fd, "root")) >= 0)
+		j->root_fd = fd;
 	return 0;
 }

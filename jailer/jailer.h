@@ -3,12 +3,20 @@
  * Every resource the jailer creates on the host is recorded here as it is
  * made, with a directory fd opened beforehand, so that a failure at any
  * step (even after pivot_root, when host paths are out of reach) and the
- * --cleanup mode can undo exactly what exists: the jail directory and the
- * cgroup directories. Mounts need no undo: they live in the jail's own
- * mount namespace and die with it. */
+ * --cleanup mode can undo exactly what exists: the jail directory (and
+ * <base>/<exec-name> and the base if this run made them) and the cgroup
+ * directories. Mounts need no undo: they live in the jail's own mount
+ * namespace and die with it.
+ *
+ * The jail's directories are held by fds, each opened from the one above
+ * it without following a symbolic link: the base as the administrator
+ * names it (symlinks in that path are followed, once), then <exec-name>,
+ * <id> and root. Everything in the jail is made through these fds, so a
+ * symlink or a rename below the base cannot send the jailer outside it. */
 #ifndef EMBER_JAILER_H
 #define EMBER_JAILER_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -37,10 +45,13 @@ struct jail {
 	const char *id;
 	const char *exec_file;
 	char exec_name[256];
+	int exec_fd;            /* the exec file, opened and checked before anything is made */
+	char interp[PATH_MAX];  /* its ELF interpreter, "" if static */
 	uid_t uid;
 	gid_t gid;
 	const char *base_dir;
 	const char *netns;
+	int netns_fd; /* opened and checked with the flags */
 	const char *parent_cgroup; /* default: exec_name */
 	int cgroup_version;
 	bool daemonize, new_pid_ns, cleanup;
@@ -50,12 +61,17 @@ struct jail {
 	char **exec_args; /* after "--" */
 	int nexec_args;
 
-	/* What exists, for undo. */
+	/* What exists, for undo. The paths are for messages only. */
 	char exec_dir[512];  /* <base>/<exec_name> */
 	char jail_dir[600];  /* <base>/<exec_name>/<id> */
 	char root_dir[640];  /* <jail_dir>/root */
-	int exec_dir_fd;     /* holds <base>/<exec_name> while the jail exists */
-	bool jail_created;
+	int base_made;       /* trailing components of base_dir this run made */
+	int base_fd;
+	bool exec_dir_made;  /* this run made <base>/<exec_name> */
+	int exec_dir_fd;
+	bool jail_created;   /* <id> is this run's (or, for --cleanup, was found) */
+	int jail_fd;
+	int root_fd;
 	struct cgroup_dir cg[JAIL_MAX_CGROUP_DIRS];
 	int ncg;
 	bool cgroup_joined; /* this process is in them: leave before removing */
@@ -66,11 +82,23 @@ int jail_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void jail_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* jailer/fs.c */
+/* Open --exec-file (without blocking: it may name a FIFO) and check that it
+ * is a regular file everyone may execute and a 64-bit ELF; fills exec_fd and
+ * interp. Done before anything is made. */
+int jail_open_binary(struct jail *j);
+/* Make (or open) the base and <exec-name>, make <id> and <id>/root (an
+ * existing <id> is refused), all held by fds. */
 int jail_make_root(struct jail *j);
 int jail_place_binary(struct jail *j);
 int jail_make_devices(struct jail *j);
+/* Check the jail is still where it was made, then enter it. */
 int jail_pivot_root(struct jail *j);
+/* Undo: remove <id> with everything in it (never following a symlink,
+ * never leaving its mount), then <exec-name> and the base components if
+ * this run made them and they are empty. */
 void jail_remove_dir(struct jail *j);
+/* --cleanup: hold the directories of an existing jail; a symlink or a
+ * mount point where a directory should be is refused. */
 int jail_open_existing(struct jail *j);
 
 #ifdef EMBER_TEST_HOOKS

@@ -1,13 +1,16 @@
 /* ember-jailer: start a VMM inside a jail, with Firecracker's jailer flags.
  *
  * The sequence, each step checked and reported on failure:
- *   close inherited fds, clear the environment, validate the flags;
- *   create <base>/<exec-name>/<id>/root and place the binary (and, if it is
- *   dynamically linked, its loader and libraries) there by hard link, or by
- *   copy across file systems; make the device nodes;
+ *   close inherited fds, clear the environment, validate the flags and
+ *   open (without blocking) and check the files they name;
+ *   create <base>/<exec-name>/<id>/root, each directory held by an fd (see
+ *   jailer.h), and place the binary (and, if it is dynamically linked, its
+ *   loader and libraries) there by hard link, or by copy across file
+ *   systems; make the device nodes;
  *   join the network namespace; set rlimits; create and join the cgroups;
  *   optionally fork into a new PID namespace and/or daemonize;
- *   unshare the mount namespace and pivot_root into the jail;
+ *   check the jail is still where it was made, unshare the mount namespace
+ *   and pivot_root into the jail;
  *   drop every capability and switch uid/gid (libcap-ng); no_new_privs;
  *   install the seccomp allow-list for the VMM (libseccomp); exec.
  * Any failure removes what was made (jail directory, cgroups) and exits 1.
@@ -23,7 +26,9 @@
 #include <stdlib.h>
 #include <stdnoreturn.h>
 #include <string.h>
+#include <linux/nsfs.h>
 #include <sys/fsuid.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -31,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../vmm/hostfile.h"
 #include "../vmm/seccomp.h"
 #include "../vmm/version.h"
 #include "../vmm/vm_id.h"
@@ -124,6 +130,22 @@ static bool valid_cgroup_path(const char *p)
 		if (*c == '/')
 			c++;
 		if ((c[0] == '.' && (c[1] == '/' || !c[1])) || (c[0] == '.' && c[1] == '.' && (c[2] == '/' || !c[2])))
+			return false;
+	}
+	return true;
+}
+
+/* An absolute path whose components are plain names (no "", "." or ".."),
+ * so that the ones the jailer makes can be found again to remove them. */
+static bool valid_base_dir(const char *p)
+{
+	if (p[0] != '/')
+		return false;
+	if (!strcmp(p, "/"))
+		return true;
+	for (const char *c = p; *c; c += strcspn(c, "/")) {
+		size_t n = strcspn(++c, "/");
+		if (n == 0 || (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.'))))
 			return false;
 	}
 	return true;
@@ -265,8 +287,18 @@ static int parse_args(int argc, char **argv, struct jail *j)
 	snprintf(j->exec_name, sizeof(j->exec_name), "%s", name);
 	if (!j->parent_cgroup)
 		j->parent_cgroup = j->exec_name;
-	if (j->base_dir[0] != '/' || strlen(j->base_dir) > 200)
-		return jail_report("--chroot-base-dir '%s': must be an absolute path (at most 200 bytes)", j->base_dir);
+	/* Trailing slashes go; symlinks in the base are the administrator's
+	 * and are followed, once, when it is opened (see jailer.h). */
+	static char base[201];
+	size_t blen = strlen(j->base_dir);
+	while (blen > 1 && j->base_dir[blen - 1] == '/')
+		blen--;
+	if (blen < sizeof(base))
+		snprintf(base, sizeof(base), "%.*s", (int)blen, j->base_dir);
+	if (blen >= sizeof(base) || !valid_base_dir(base))
+		return jail_report("--chroot-base-dir '%s': must be an absolute path (at most 200 bytes) without "
+				   "empty, '.' or '..' components", j->base_dir);
+	j->base_dir = base;
 	if (j->cleanup)
 		return 0;
 
@@ -276,14 +308,19 @@ static int parse_args(int argc, char **argv, struct jail *j)
 	if (!gid || !parse_number(gid, 0xfffffffeULL, &v))
 		return jail_report("--gid '%s': must be a number", gid ? gid : "");
 	j->gid = (gid_t)v;
-	struct stat st;
-	if (stat(j->exec_file, &st) < 0)
-		return jail_report("--exec-file %s: %s", j->exec_file, strerror(errno));
-	if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXOTH) || access(j->exec_file, X_OK) < 0)
-		return jail_report("--exec-file %s: not an executable file (it must be executable by everyone, "
-				   "as it runs as uid %u)", j->exec_file, (unsigned)j->uid);
-	if (j->netns && (stat(j->netns, &st) < 0))
-		return jail_report("--netns %s: %s", j->netns, strerror(errno));
+	/* Every file named by a flag is opened and checked now, before
+	 * anything is made, and without blocking (any of them may be a FIFO). */
+	if (jail_open_binary(j))
+		return -1;
+	if (j->netns) {
+		char err[PATH_MAX + 64];
+		int fd = hostfile_open("--netns", j->netns, O_RDONLY, 0, HOSTFILE_REG, err, sizeof(err));
+		if (fd < 0)
+			return jail_report("%s", err);
+		j->netns_fd = fd;
+		if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET)
+			return jail_report("--netns %s: not a network namespace (such as /var/run/netns/NAME)", j->netns);
+	}
 	return 0;
 }
 
@@ -291,14 +328,12 @@ static int parse_args(int argc, char **argv, struct jail *j)
 
 static int join_netns(struct jail *j)
 {
-	if (!j->netns)
+	if (j->netns_fd < 0)
 		return 0;
-	int fd = open(j->netns, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return jail_report("--netns %s: %s", j->netns, strerror(errno));
-	int ret = setns(fd, CLONE_NEWNET);
+	int ret = setns(j->netns_fd, CLONE_NEWNET);
 	int err = errno;
-	close(fd);
+	close(j->netns_fd);
+	j->netns_fd = -1;
 	return ret < 0 ? jail_report("--netns %s: cannot join: %s", j->netns, strerror(err)) : 0;
 }
 
@@ -380,10 +415,14 @@ static int exec_vmm(struct jail *j, unsigned long long start_us, unsigned long l
 	return jail_report("exec %s in the jail: %s", path, strerror(errno));
 }
 
+/* A forked child leaves the undo to its parent, which is still root and
+ * waits for it to exit (see fork_and_wait). */
 static noreturn void undo_and_exit(struct jail *j)
 {
-	jail_remove_dir(j);
-	cgroup_remove(j);
+	if (report_fd < 0) {
+		jail_remove_dir(j);
+		cgroup_remove(j);
+	}
 	exit(1);
 }
 
@@ -409,13 +448,13 @@ static void fork_and_wait(struct jail *j)
 		return;
 	}
 	close(pfd[1]);
-	char path[PATH_MAX], msg[1024];
-	snprintf(path, sizeof(path), "%s/%s.pid", j->root_dir, j->exec_name);
-	FILE *f = fopen(path, "we");
-	if (f) {
-		fprintf(f, "%d\n", (int)pid);
-		fclose(f);
-	}
+	char name[300], msg[1024];
+	snprintf(name, sizeof(name), "%s.pid", j->exec_name);
+	int fd = openat(j->root_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+	if (fd < 0 || dprintf(fd, "%d\n", (int)pid) < 0)
+		jail_log("warning: cannot write %s/%s: %s", j->root_dir, name, strerror(errno));
+	if (fd >= 0)
+		close(fd);
 	ssize_t n;
 	do
 		n = read(pfd[0], msg, sizeof(msg));
@@ -425,8 +464,8 @@ static void fork_and_wait(struct jail *j)
 	 * sanitizer's leak check) must not run here. */
 	fflush(NULL);
 	if (n > 0) {
-		/* The child has dropped root by then and may not have been
-		 * able to remove everything; the parent still can. */
+		/* The child may have dropped root by then; the parent still
+		 * is, and the cgroups can go once the child has left them. */
 		waitpid(pid, NULL, 0);
 		jail_remove_dir(j);
 		cgroup_remove(j);
@@ -435,29 +474,41 @@ static void fork_and_wait(struct jail *j)
 	_exit(0);
 }
 
+/* The pid in <root>/<exec-name>.pid, or 0. The jail's uid owns root/ and
+ * may have put anything there: no symlink is followed, and only a regular
+ * file is read (a FIFO would block). */
+static int read_pid_file(struct jail *j)
+{
+	char name[300], buf[24];
+	snprintf(name, sizeof(name), "%s.pid", j->exec_name);
+	int fd = j->root_fd < 0 ? -1 : openat(j->root_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, buf, sizeof(buf) - 1) : -1;
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	long pid = strtol(buf, NULL, 10);
+	return pid > 0 && pid <= INT_MAX ? (int)pid : 0;
+}
+
 static int cleanup(struct jail *j)
 {
 	if (jail_open_existing(j) || cgroup_open_existing(j))
 		return 1;
 	if (!j->jail_created && j->ncg == 0) {
-		jail_log("nothing to clean up for %s/%s/%s", j->base_dir, j->exec_name, j->id);
+		jail_log("nothing to clean up for %s", j->jail_dir);
 		return 0;
 	}
 	/* A VM still running in the jail keeps it. */
-	char pidfile[PATH_MAX];
-	snprintf(pidfile, sizeof(pidfile), "%s/root/%s.pid", j->jail_dir, j->exec_name);
-	FILE *f = fopen(pidfile, "re");
-	int pid = 0;
-	if (f) {
-		if (fscanf(f, "%d", &pid) != 1)
-			pid = 0;
-		fclose(f);
-	}
-	char proc_root[64], root[PATH_MAX];
+	int pid = read_pid_file(j);
+	char proc_root[64];
 	struct stat a, b;
 	snprintf(proc_root, sizeof(proc_root), "/proc/%d/root", pid);
-	snprintf(root, sizeof(root), "%s/root", j->jail_dir);
-	if (pid > 0 && stat(proc_root, &a) == 0 && stat(root, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+	if (pid > 0 && stat(proc_root, &a) == 0 && fstat(j->root_fd, &b) == 0 && a.st_dev == b.st_dev &&
+	    a.st_ino == b.st_ino) {
 		jail_report("%s is still in use by pid %d; stop the VM first", j->jail_dir, pid);
 		return 1;
 	}
@@ -481,7 +532,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	static struct jail j = { .base_dir = DEFAULT_BASE_DIR, .cgroup_version = 1, .rlimit_fsize = -1,
-				 .rlimit_nofile = -1, .exec_dir_fd = -1 };
+				 .rlimit_nofile = -1, .exec_fd = -1, .netns_fd = -1, .base_fd = -1,
+				 .exec_dir_fd = -1, .jail_fd = -1, .root_fd = -1 };
 	if (parse_args(argc, argv, &j))
 		return 1;
 	clearenv();

@@ -60,6 +60,27 @@ expect_jailed_process() { # pid root
 	esac
 }
 
+# jailer_run NAME BINARY ARGS...: one run, stdout and stderr in
+# $T/NAME.out and $T/NAME.err, its exit status in STATUS (124: it hung).
+jailer_run() {
+	local name=$1
+	shift
+	timeout 20 "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null
+	STATUS=$?
+}
+
+# expect_jailer NAME STATUS MESSAGE
+expect_jailer() {
+	[ "$STATUS" = "$2" ] || fail "$1: ember-jailer exited with $STATUS, expected $2"
+	grep -qF -- "$3" "$T/$1.err" || fail "$1: stderr lacks '$3': $(cat "$T/$1.err")"
+}
+
+# expect_untouched DIR: DIR is still root's, mode 755, and empty.
+expect_untouched() {
+	[ "$(stat -c %u:%g:%a "$1")" = 0:0:755 ] || fail "$1 outside the base was changed: $(stat -c %u:%g:%a "$1")"
+	[ -z "$(ls -A "$1")" ] || fail "the jailer made files outside the base, in $1: $(ls -A "$1" | tr '\n' ' ')"
+}
+
 test_jailer_linux_guest_v1_cgroups_netns_pidns() {
 	need_kvm || return
 	need_jailer || return
@@ -218,11 +239,13 @@ test_jailer_bad_input_leaves_nothing() {
 	local base=$T/jails parent=ember-it-$$ name
 	name=$(basename "$EMBER")
 	cp "$EMBER" "$T/not-executable" && chmod 644 "$T/not-executable"
+	printf '#!/bin/sh\nexit 0\n' > "$T/script" && chmod 755 "$T/script"
+	mkdir "$T/dir-exec"
 	local long
 	long=$(printf 'a%.0s' $(seq 65))
 	local n=0
 	bad() { # expected-message jailer-args...
-		local want=$1 id
+		local want=$1
 		shift
 		n=$((n + 1))
 		"$JAILER" --chroot-base-dir "$base" --parent-cgroup $parent "$@" > "$T/bad$n.out" 2> "$T/bad$n.err" < /dev/null
@@ -230,9 +253,8 @@ test_jailer_bad_input_leaves_nothing() {
 		[ $STATUS = 1 ] || fail "case $n ($*): exit status $STATUS, expected 1"
 		grep -qF -- "$want" "$T/bad$n.err" || fail "case $n ($*): stderr lacks '$want': $(cat "$T/bad$n.err")"
 		[ "$(grep -c 'error:' "$T/bad$n.err")" = 1 ] || fail "case $n: not exactly one error line"
-		for id in bad-$$ "$long"; do
-			[ ! -e "$base/$name/$id" ] || fail "case $n ($*): left the jail $base/$name/$id"
-		done
+		# Not even the base: this run made it, and removes it again.
+		[ ! -e "$base" ] || fail "case $n ($*): left $(find "$base" | head -4 | tr '\n' ' ')"
 		ls -d /sys/fs/cgroup/*/$parent/bad-$$ /sys/fs/cgroup/*/$parent/*/bad-$$ 2>/dev/null && fail "case $n ($*): left a cgroup"
 		grep -q "$base" /proc/mounts && fail "case $n ($*): left a mount"
 	}
@@ -242,6 +264,8 @@ test_jailer_bad_input_leaves_nothing() {
 	bad "--id is required" "${ok[@]}"
 	bad "--exec-file $T/missing: No such file or directory" --id bad-$$ --exec-file "$T/missing" --uid 1 --gid 1
 	bad "not an executable file" --id bad-$$ --exec-file "$T/not-executable" --uid 1 --gid 1
+	bad "--exec-file $T/script: not a 64-bit ELF executable" --id bad-$$ --exec-file "$T/script" --uid 1 --gid 1
+	bad "--exec-file $T/dir-exec: is a directory, not a regular file" --id bad-$$ --exec-file "$T/dir-exec" --uid 1 --gid 1
 	bad "--uid 'abc': must be a number" --id bad-$$ --exec-file "$EMBER" --uid abc --gid 1
 	bad "--gid '-1': must be a number" --id bad-$$ --exec-file "$EMBER" --uid 1 --gid -1
 	bad "--cgroup 'memory': expected FILE=VALUE" --id bad-$$ "${ok[@]}" --cgroup memory
@@ -264,8 +288,11 @@ test_jailer_bad_input_leaves_nothing() {
 		STATUS=$?
 		[ $STATUS = 1 ] || fail "no cgroup2 mounted: exit status $STATUS"
 		grep -q "no cgroup2 hierarchy is mounted" "$T/bad$n.err" || fail "no cgroup2 mounted: $(cat "$T/bad$n.err")"
-		[ ! -e "$base/$name/bad-$$" ] || fail "no cgroup2 mounted: left the jail"
+		[ ! -e "$base" ] || fail "no cgroup2 mounted: left $(find "$base" | head -4 | tr '\n' ' ')"
 	fi
+	# (the old jailer made this jail, at $base, and ran the VMM in it)
+	bad "--chroot-base-dir '$T/x/../jails': must be an absolute path" --chroot-base-dir "$T/x/../jails" --id bad-$$ \
+		"${ok[@]}" -- --version
 	# An existing jail is refused and kept as it was.
 	mkdir -p "$base/$name/taken-$$/root" && touch "$base/$name/taken-$$/root/keep"
 	n=$((n + 1))
@@ -276,4 +303,108 @@ test_jailer_bad_input_leaves_nothing() {
 	[ -e "$base/$name/taken-$$/root/keep" ] || fail "the existing jail was touched"
 	rmdir /sys/fs/cgroup/*/$parent 2>/dev/null
 	true
+}
+
+# <base>/<exec-name> a symlink to a directory outside the base: the jailer
+# refuses to make the jail there, --cleanup refuses to remove through it
+# (or through <id> a symlink), and nothing outside is made or removed. A
+# base given through a symlink is the administrator's and is followed.
+test_jailer_symlink_below_base_refused() {
+	need_jailer || return
+	local base=$T/jails outside=$T/outside id=sym-$$ name
+	name=$(basename "$EMBER")
+	mkdir -p "$base" "$outside" && chmod 755 "$outside" && ln -s "$outside" "$base/$name"
+	local ok=(--exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID --chroot-base-dir "$base")
+	jailer_run make "$JAILER" --id $id "${ok[@]}" -- --version
+	expect_jailer make 1 "$base/$name: is a symbolic link, not a directory"
+	expect_untouched "$outside"
+
+	mkdir -p "$outside/$id/root" && touch "$outside/$id/root/keep"
+	jailer_run cleanup "$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base"
+	expect_jailer cleanup 1 "$base/$name: is a symbolic link"
+	[ -e "$outside/$id/root/keep" ] || fail "--cleanup removed $outside/$id, outside the base"
+
+	rm "$base/$name" && mkdir "$base/$name" && ln -s "$outside/$id" "$base/$name/$id"
+	jailer_run cleanup-id "$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base"
+	expect_jailer cleanup-id 1 "$base/$name/$id: is a symbolic link"
+	[ -e "$outside/$id/root/keep" ] || fail "--cleanup removed $outside/$id through the symlink <id>"
+	[ -L "$base/$name/$id" ] || fail "--cleanup removed the symlink, which it did not make"
+
+	# The base itself through a symlink: the jail is made in its target.
+	mkdir "$T/real-base" && ln -s "$T/real-base" "$T/base-link"
+	jailer_run link "$JAILER" --id $id --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID \
+		--chroot-base-dir "$T/base-link" -- --version
+	# (then it runs ember --version, whose exit status is not the jailer's:
+	# the SAN build's leak check fails in a jail)
+	grep -qF "placed $name" "$T/link.err" && ! grep -q "ember-jailer: error:" "$T/link.err" ||
+		fail "link: the jailer failed: $(cat "$T/link.err")"
+	[ -d "$T/real-base/$name/$id/root/dev" ] || fail "no jail in the base's target"
+	# What the jail's uid may leave in root/: symlinks out of it go, their targets stay.
+	mkdir -p "$outside/kept/sub" "$T/real-base/$name/$id/root/d"
+	ln -s "$outside/kept" "$T/real-base/$name/$id/root/escape"
+	ln -s "$outside/kept" "$T/real-base/$name/$id/root/d/escape"
+	jailer_run link-cleanup "$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$T/base-link"
+	expect_jailer link-cleanup 0 "removed the jail"
+	[ ! -e "$T/real-base/$name/$id" ] || fail "--cleanup through the base's symlink left the jail"
+	[ -d "$outside/kept/sub" ] || fail "--cleanup followed a symlink in the jail out of it"
+}
+
+# The race of <id> (or <id>/root) swapped for a symlink to a root-owned
+# directory outside the base, just after <id>/root was made: nothing
+# outside is chowned or made, the jailer fails, and it removes what it
+# made (not the symlink). The test build pauses at exactly that point.
+test_jailer_race_on_jail_dirs_stays_in_base() {
+	need_jailer || return
+	need_file "$JAILER_TEST" || return
+	local base=$T/jails outside=$T/outside id=race-$$ name what swap fork
+	name=$(basename "$EMBER")
+	local jail=$base/$name/$id
+	# root-fork: the check fails in the forked child; the parent undoes.
+	for what in id root root-fork; do
+		rm -rf "$base" "$outside"
+		mkdir -p "$outside/root" && chmod 755 "$outside" "$outside/root"
+		case $what in
+		id) swap="mv \"\$1\" \"\$1.moved\" && ln -s '$outside' \"\$1\"" ;;
+		root*) swap="mv \"\$1/root\" \"\$1/root.moved\" && ln -s '$outside/root' \"\$1/root\"" ;;
+		esac
+		fork=()
+		[ $what = root-fork ] && fork=(--daemonize)
+		jailer_run race-$what "$JAILER_TEST" --id $id --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID \
+			--chroot-base-dir "$base" "${fork[@]}" --test-after-root "$swap" -- --version
+		expect_jailer race-$what 1 "was moved or replaced while the jail was being made"
+		[ "$(grep -c 'error:' "$T/race-$what.err")" = 1 ] || fail "race-$what: not exactly one error line"
+		expect_untouched "$outside/root"
+		[ "$(ls -A "$outside")" = root ] || fail "race-$what: made $(ls -A "$outside" | tr '\n' ' ') outside the base"
+		grep -q "$base" /proc/mounts && fail "race-$what: left a mount"
+		case $what in
+		id)
+			[ -L "$jail" ] || fail "race-id: removed the symlink it did not make"
+			[ -d "$jail.moved" ] && [ -z "$(ls -A "$jail.moved")" ] ||
+				fail "race-id: left what it made in the renamed jail: $(ls -A "$jail.moved" 2>&1 | tr '\n' ' ')"
+			;;
+		root*)
+			[ ! -e "$jail" ] && [ ! -L "$jail" ] || fail "race-$what: left the jail $jail: $(ls -A "$jail" | tr '\n' ' ')"
+			[ ! -e "$base" ] || fail "race-$what: left the base it made"
+			;;
+		esac
+	done
+}
+
+# Paths that name a FIFO: each refused at once with a clear error (open()
+# of a FIFO waits for a writer), and nothing is made.
+test_jailer_fifo_paths_refused_without_blocking() {
+	need_jailer || return
+	local base=$T/jails
+	mkfifo "$T/fifo" && echo "not a namespace" > "$T/file"
+	local ok=(--uid $JAIL_UID --gid $JAIL_GID)
+	jailer_run netns "$JAILER" --id fifo1-$$ "${ok[@]}" --exec-file "$EMBER" --chroot-base-dir "$base" --netns "$T/fifo" -- --version
+	expect_jailer netns 1 "--netns $T/fifo: is a FIFO, not a regular file"
+	jailer_run netns-file "$JAILER" --id fifo2-$$ "${ok[@]}" --exec-file "$EMBER" --chroot-base-dir "$base" --netns "$T/file" -- --version
+	expect_jailer netns-file 1 "--netns $T/file: not a network namespace"
+	jailer_run exec "$JAILER" --id fifo3-$$ "${ok[@]}" --exec-file "$T/fifo" --chroot-base-dir "$base" -- --version
+	expect_jailer exec 1 "--exec-file $T/fifo: is a FIFO, not a regular file"
+	jailer_run base "$JAILER" --id fifo4-$$ "${ok[@]}" --exec-file "$EMBER" --chroot-base-dir "$T/fifo" -- --version
+	expect_jailer base 1 "--chroot-base-dir $T/fifo: is a FIFO, not a directory"
+	[ -p "$T/fifo" ] || fail "the FIFO is gone"
+	[ ! -e "$base" ] || fail "a refused run left $base: $(find "$base" | head -4 | tr '\n' ' ')"
 }
