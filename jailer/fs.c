@@ -64,7 +64,7 @@ static int report_dir(int dirfd, const char *name, const char *shown, int err)
 	    !S_ISDIR(st.st_mode))
 		return jail_report("%s: is %s, not a directory%s", shown, hostfile_kind_name(st.st_mode),
 				   S_ISLNK(st.st_mode) ? " (ember-jailer follows no symbolic link below the base)" : "");
-	return jail_report("cannot open %s: %s", shown, strerror(-err));
+	return jail_report("%s: %s", shown, strerror(-err));
 }
 
 /* mkdir dirfd/name unless it exists, then open it as above; *made says
@@ -124,10 +124,12 @@ static void set_paths(struct jail *j)
  * the undo removes again. */
 static int make_base(struct jail *j)
 {
+	if (!strcmp(j->base_dir, "/"))
+		return 0;
 	char buf[PATH_MAX];
 	snprintf(buf, sizeof(buf), "%s", j->base_dir);
 	int made = 0, err = 0;
-	for (char *p = buf + 1; strcmp(buf, "/"); p++) {
+	for (char *p = buf + 1;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;
 		char c = *p;

@@ -450,7 +450,10 @@ static void fork_and_wait(struct jail *j)
 	close(pfd[1]);
 	char name[300], msg[1024];
 	snprintf(name, sizeof(name), "%s.pid", j->exec_name);
-	int fd = openat(j->root_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+	/* A new file, never one that exists (the jail's uid owns root/ and
+	 * could have linked something there). */
+	unlinkat(j->root_fd, name, 0);
+	int fd = openat(j->root_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0 || dprintf(fd, "%d\n", (int)pid) < 0)
 		jail_log("warning: cannot write %s/%s: %s", j->root_dir, name, strerror(errno));
 	if (fd >= 0)

@@ -397,9 +397,11 @@ test_jailer_fifo_paths_refused_without_blocking() {
 	local base=$T/jails
 	mkfifo "$T/fifo" && echo "not a namespace" > "$T/file"
 	local ok=(--uid $JAIL_UID --gid $JAIL_GID)
-	jailer_run netns "$JAILER" --id fifo1-$$ "${ok[@]}" --exec-file "$EMBER" --chroot-base-dir "$base" --netns "$T/fifo" -- --version
+	jailer_run netns "$JAILER" --id fifo1-$$ "${ok[@]}" --exec-file "$EMBER" --chroot-base-dir "$base" \
+		--netns "$T/fifo" -- --version
 	expect_jailer netns 1 "--netns $T/fifo: is a FIFO, not a regular file"
-	jailer_run netns-file "$JAILER" --id fifo2-$$ "${ok[@]}" --exec-file "$EMBER" --chroot-base-dir "$base" --netns "$T/file" -- --version
+	jailer_run netns-file "$JAILER" --id fifo2-$$ "${ok[@]}" --exec-file "$EMBER" --chroot-base-dir "$base" \
+		--netns "$T/file" -- --version
 	expect_jailer netns-file 1 "--netns $T/file: not a network namespace"
 	jailer_run exec "$JAILER" --id fifo3-$$ "${ok[@]}" --exec-file "$T/fifo" --chroot-base-dir "$base" -- --version
 	expect_jailer exec 1 "--exec-file $T/fifo: is a FIFO, not a regular file"
