@@ -25,6 +25,15 @@ static bool host_is_pvm(void)
 	return access("/sys/module/kvm_pvm", F_OK) == 0;
 }
 
+/* An empty machine: every fd -1, so destroy() closes nothing it did not
+ * open (a 0 left in vm.vcpu0_fd would close whatever holds fd 0). */
+static void clear(struct machine *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = m->mem_fd = -1;
+	m->vm.kvm_fd = m->vm.vm_fd = m->vm.stop_fd = m->vm.vcpu0_fd = -1;
+}
+
 static void destroy(struct machine *m)
 {
 	struct vm *vm = &m->vm;
@@ -57,8 +66,7 @@ static void destroy(struct machine *m)
 		vm->vcpus = NULL;
 	}
 	vm_destroy(vm);
-	memset(m, 0, sizeof(*m));
-	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = m->mem_fd = -1;
+	clear(m);
 }
 
 /* Announce a virtio device on the kernel command line. */
@@ -218,9 +226,7 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 
 int machine_build(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
 {
-	memset(m, 0, sizeof(*m));
-	m->serial_out_fd = m->serial.irq_fd = m->i8042.irq_fd = -1;
-	m->vm.kvm_fd = m->vm.vm_fd = m->vm.stop_fd = -1;
+	clear(m);
 	m->mem_fd = p->mem_fd; /* ours now, closed with the machine */
 	int ret = build(m, p, err, errlen);
 	if (ret)
