@@ -278,7 +278,7 @@ FUZZ_DIR   := $(BUILD)/fuzz
 FUZZ_RUNS  ?= 1000000
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                $(shell pkg-config --cflags libcjson 2>/dev/null)
-FUZZ_LIBSRC := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c api/config_json.c api/http.c api/router.c \
+FUZZ_LIBSRC := vmm/log.c vmm/hostfile.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c api/config_json.c api/http.c api/router.c \
                vmm/snapshot/snapfile.c vmm/snapshot/decode.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 

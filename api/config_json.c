@@ -1,6 +1,7 @@
 #include "config_json.h"
 
 #include "../vmm/action.h"
+#include "../vmm/hostfile.h"
 #include "../vmm/log.h"
 
 #include <cJSON.h>
@@ -728,14 +729,14 @@ out:
 
 int config_load_file(const char *path, struct vmm_config *cfg, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = hostfile_open("config file", path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
 	if (fd < 0)
-		return fail(err, errlen, "config file %s: %s", path, strerror(errno));
+		return fd;
 	struct stat st;
 	int ret;
 	char *buf = NULL;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ret = fail(err, errlen, "config file %s: not a regular file", path);
+	if (fstat(fd, &st) < 0) {
+		ret = fail(err, errlen, "config file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (st.st_size > CONFIG_FILE_MAX) {

@@ -55,7 +55,8 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char *err,
 		     size_t errlen);
 
-/* Read and parse the config file at path. */
+/* Read and parse the config file at path (a regular file; opening it never
+ * waits, see vmm/hostfile.h). */
 int config_load_file(const char *path, struct vmm_config *cfg, char *err, size_t errlen);
 
 #endif

@@ -115,11 +115,9 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 int controller_apply_logger(struct controller *c, const struct logger_config *l, char *err, size_t errlen)
 {
 	if (l->has_path) {
-		int ret = log_set_path(l->log_path);
-		if (ret) {
-			snprintf(err, errlen, "logger.log_path %s: %s", l->log_path, strerror(-ret));
+		int ret = log_set_path("logger.log_path", l->log_path, err, errlen);
+		if (ret)
 			return ret;
-		}
 	}
 	if (l->level >= 0)
 		log_set_level((enum log_level)l->level);
@@ -144,11 +142,9 @@ int controller_apply_metrics(struct controller *c, const struct metrics_config *
 		snprintf(err, errlen, "metrics are already set up (to %s)", c->cfg.metrics.metrics_path);
 		return -EEXIST;
 	}
-	int fd = log_open_sink(m->metrics_path);
-	if (fd < 0) {
-		snprintf(err, errlen, "metrics.metrics_path %s: %s", m->metrics_path, strerror(-fd));
+	int fd = log_open_sink("metrics.metrics_path", m->metrics_path, err, errlen);
+	if (fd < 0)
 		return fd;
-	}
 	c->metrics_fd = fd;
 	c->cfg.metrics = *m;
 	evloop_timer_arm(c->loop, &c->metrics_timer, METRICS_PERIOD_NS, metrics_tick);
@@ -250,9 +246,10 @@ static void put_drive(struct controller *c, struct action *a)
 {
 	const struct drive_config *d = &a->u.drive;
 	/* Open it now so a bad path is this request's error, not InstanceStart's. */
-	int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	uint64_t sectors;
+	int fd = virtio_blk_open(d, d->path_on_host, &sectors, a->fault, sizeof(a->fault));
 	if (fd < 0) {
-		reply_error(a, 400, "drive %s: %s: %s", d->drive_id, d->path_on_host, strerror(errno));
+		a->status = 400;
 		return;
 	}
 	close(fd);
@@ -273,6 +270,22 @@ static void put_drive(struct controller *c, struct action *a)
 		return;
 	}
 	c->cfg = next;
+	a->status = 204;
+}
+
+static void put_serial(struct controller *c, struct action *a)
+{
+	const struct serial_config *s = &a->u.serial;
+	/* As for drives: a bad path is this request's error. */
+	if (s->serial_out_path[0]) {
+		int fd = machine_open_serial_out(s->serial_out_path, a->fault, sizeof(a->fault));
+		if (fd < 0) {
+			a->status = 400;
+			return;
+		}
+		close(fd);
+	}
+	c->cfg.serial = *s;
 	a->status = 204;
 }
 
@@ -611,7 +624,7 @@ void controller_handle(struct controller *c, struct action *a)
 		break;
 	case ACTION_PUT_SERIAL:
 		if (pre_boot(c, a))
-			c->cfg.serial = a->u.serial;
+			put_serial(c, a);
 		break;
 	case ACTION_PUT_LOGGER:
 		if (controller_apply_logger(c, &a->u.logger, a->fault, sizeof(a->fault)))

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hostfile.h"
+
 static _Atomic enum log_level cur_level = LOG_INFO;
 static atomic_bool show_level;
 static atomic_bool show_origin;
@@ -47,24 +49,24 @@ void log_set_show_level(bool show) { show_level = show; }
 void log_set_show_origin(bool show) { show_origin = show; }
 bool log_enabled(enum log_level level) { return level != LOG_OFF && level <= cur_level; }
 
-int log_open_sink(const char *path)
+int log_open_sink(const char *what, const char *path, char *err, size_t errlen)
 {
 	/* A FIFO is opened read-write, so opening never waits for a reader and
 	 * writing never fails for want of one; O_NONBLOCK, so a FIFO nobody
-	 * drains loses lines instead of stalling ember. */
+	 * drains loses lines instead of stalling ember. The stat() only picks
+	 * the flags: hostfile_open() checks what was really opened. */
 	struct stat st;
-	int flags = O_NONBLOCK | O_CLOEXEC;
+	int flags = O_NONBLOCK;
 	if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
 		flags |= O_RDWR;
 	else
 		flags |= O_WRONLY | O_APPEND | O_CREAT;
-	int fd = open(path, flags, 0600);
-	return fd < 0 ? -errno : fd;
+	return hostfile_open(what, path, flags, 0600, HOSTFILE_REG | HOSTFILE_FIFO, err, errlen);
 }
 
-int log_set_path(const char *path)
+int log_set_path(const char *what, const char *path, char *err, size_t errlen)
 {
-	int fd = log_open_sink(path);
+	int fd = log_open_sink(what, path, err, errlen);
 	if (fd < 0)
 		return fd;
 	pthread_mutex_lock(&fd_lock);

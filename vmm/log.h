@@ -7,6 +7,7 @@
 #define EMBER_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdnoreturn.h>
 
 enum log_level { LOG_OFF = 0, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRACE };
@@ -21,12 +22,14 @@ enum log_level log_get_level(void);
 void log_set_show_level(bool show);
 void log_set_show_origin(bool show);
 /* Redirect logs to the file or FIFO at path (opened non-blocking, append).
- * Returns 0 or -errno; on failure logging stays where it was. */
-int log_set_path(const char *path);
+ * Returns 0, or -errno with "WHAT PATH: reason" in err; on failure logging
+ * stays where it was. */
+int log_set_path(const char *what, const char *path, char *err, size_t errlen);
 
-/* Open a file or FIFO for lines of output (logs, metrics) the way
- * log_set_path does. Returns the fd or -errno. */
-int log_open_sink(const char *path);
+/* Open a regular file or FIFO for lines of output (logs, metrics) the way
+ * log_set_path does; never waits, and refuses any other kind of file.
+ * Returns the fd, or -errno with "WHAT PATH: reason" in err. */
+int log_open_sink(const char *what, const char *path, char *err, size_t errlen);
 
 /* Lines that could not be written whole (a full FIFO, a full disk). */
 unsigned long long log_missed_count(void);

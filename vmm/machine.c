@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "boot/boot.h"
+#include "hostfile.h"
 #include "log.h"
 #include "vcpu.h"
 #include "virtio/blk.h"
@@ -67,6 +68,12 @@ static void destroy(struct machine *m)
 	}
 	vm_destroy(vm);
 	clear(m);
+}
+
+int machine_open_serial_out(const char *path, char *err, size_t errlen)
+{
+	return hostfile_open("serial_out_path", path, O_WRONLY | O_CREAT | O_APPEND, 0600, HOSTFILE_REG, err,
+			     errlen);
 }
 
 /* Announce a virtio device on the kernel command line. */
@@ -177,13 +184,9 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 
 	int out = STDOUT_FILENO;
 	if (cfg->serial.set && cfg->serial.serial_out_path[0]) {
-		m->serial_out_fd = open(cfg->serial.serial_out_path,
-					O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0600);
-		if (m->serial_out_fd < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "serial_out_path %s: %s", cfg->serial.serial_out_path, strerror(errno));
-			return ret;
-		}
+		m->serial_out_fd = machine_open_serial_out(cfg->serial.serial_out_path, err, errlen);
+		if (m->serial_out_fd < 0)
+			return m->serial_out_fd;
 		out = m->serial_out_fd;
 	}
 	if ((ret = serial_init(&m->serial, vm, out, cfg->serial.set ? &cfg->serial.rate_limiter : NULL)) ||

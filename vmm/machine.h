@@ -54,6 +54,11 @@ struct machine_params {
  * err after undoing everything. */
 int machine_build(struct machine *m, const struct machine_params *p, char *err, size_t errlen);
 
+/* Open the file the guest console goes to (serial_out_path): a regular
+ * file, created if missing, appended to; never waits (see hostfile.h).
+ * Returns the fd, or -errno with a one-line reason in err. */
+int machine_open_serial_out(const char *path, char *err, size_t errlen);
+
 /* Release a built machine that was never started (a restore that failed
  * half-way). */
 void machine_destroy(struct machine *m);

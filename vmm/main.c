@@ -154,9 +154,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 			log_set_level((enum log_level)level);
 			break;
 		case OPT_LOG_PATH: {
-			int err = log_set_path(optarg);
-			if (err)
-				die("--log-path %s: %s", optarg, strerror(-err));
+			char msg[512];
+			if (log_set_path("--log-path", optarg, msg, sizeof(msg)))
+				die("%s", msg);
 			break;
 		}
 		case OPT_SHOW_LEVEL: log_set_show_level(true); break;

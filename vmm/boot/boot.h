@@ -46,8 +46,9 @@ int boot_cmdline_append(char *cmdline, size_t len, const char *param);
 /* Does cmdline set the parameter named by param ("key" or "key=value")? */
 bool boot_cmdline_has(const char *cmdline, const char *param);
 
-/* Check that the kernel (and initrd) can be opened as regular files, so a
- * bad path is reported before any VM exists. */
+/* Check that the kernel (and initrd) open as regular files (without
+ * waiting: see hostfile.h), so a bad path is reported before any VM
+ * exists. boot_load() opens them the same way again. */
 int boot_check_images(const struct boot_images *img, char *err, size_t errlen);
 
 /* Load everything the guest needs into vm's memory. On error returns

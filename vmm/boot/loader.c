@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../hostfile.h"
 #include "../layout.h"
 #include "../log.h"
 #include "../vm.h"
@@ -75,6 +76,13 @@ static int fail(struct load_ctx *c, int err, const char *fmt, ...)
 	vsnprintf(c->err, c->errlen, fmt, ap);
 	va_end(ap);
 	return err;
+}
+
+/* The kernel and the initrd come from a client: regular files only,
+ * opened without waiting (a FIFO would stop the VMM thread). */
+static int open_image(const char *what, const char *path, char *err, size_t errlen)
+{
+	return hostfile_open(what, path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
 }
 
 /* Read len bytes at file offset off into guest memory at gpa. */
@@ -253,13 +261,13 @@ static int load_bzimage(struct load_ctx *c, int fd, uint64_t file_size,
 
 static int load_initrd(struct load_ctx *c, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_image("initrd", path, c->err, c->errlen);
 	if (fd < 0)
-		return fail(c, -errno, "initrd %s: %s", path, strerror(errno));
+		return fd;
 	struct stat st;
 	int err = 0;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		err = fail(c, -EINVAL, "initrd %s: not a regular file", path);
+	if (fstat(fd, &st) < 0) {
+		err = fail(c, -errno, "initrd %s: %s", path, strerror(errno));
 		goto out;
 	}
 	uint64_t size = (uint64_t)st.st_size;
@@ -364,19 +372,11 @@ static void write_zero_page(struct load_ctx *c, struct boot_params *bp, uint64_t
 
 static int check_file(const char *what, const char *path, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	int ret = 0;
-	if (fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
-	} else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ret = -EINVAL;
-		snprintf(err, errlen, "%s %s: not a regular file", what, path);
-	}
-	if (fd >= 0)
-		close(fd);
-	return ret;
+	int fd = open_image(what, path, err, errlen);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
 }
 
 int boot_check_images(const struct boot_images *img, char *err, size_t errlen)
@@ -399,14 +399,14 @@ int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *e
 	memset(&bp, 0, sizeof(bp));
 	memset(entry, 0, sizeof(*entry));
 
-	int fd = open(img->kernel_path, O_RDONLY | O_CLOEXEC);
+	int fd = open_image("kernel", img->kernel_path, err, errlen);
 	if (fd < 0)
-		return fail(&c, -errno, "kernel %s: %s", img->kernel_path, strerror(errno));
+		return fd;
 	struct stat st;
 	uint8_t magic[4] = { 0 };
 	int ret;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ret = fail(&c, -EINVAL, "kernel %s: not a regular file", img->kernel_path);
+	if (fstat(fd, &st) < 0) {
+		ret = fail(&c, -errno, "kernel %s: %s", img->kernel_path, strerror(errno));
 	} else if (read_exact(fd, magic, sizeof(magic), 0)) {
 		ret = fail(&c, -ENOEXEC, "kernel %s: too small", img->kernel_path);
 	} else if (memcmp(magic, ELFMAG, SELFMAG) == 0) {

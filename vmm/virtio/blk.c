@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../hostfile.h"
 #include "../log.h"
 #include "../snapshot/snapfile.h"
 #include "../vm.h"
@@ -379,28 +380,27 @@ static const struct virtio_ops blk_ops = {
 	 * stays mapped, and their completions see the new generation. */
 };
 
-/* Open a drive's backing file and learn its size in sectors. */
-static int open_backing(const struct drive_config *cfg, const char *path, uint64_t *sectors,
-			char *err, size_t errlen)
+int virtio_blk_open(const struct drive_config *cfg, const char *path, uint64_t *sectors, char *err,
+		    size_t errlen)
 {
-	int fd = open(path, (cfg->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "drive %s: %s: %s", cfg->drive_id, path, strerror(e));
-		return -e;
-	}
+	char what[sizeof(cfg->drive_id) + 8];
+	snprintf(what, sizeof(what), "drive %s:", cfg->drive_id);
+	int fd = hostfile_open(what, path, cfg->is_read_only ? O_RDONLY : O_RDWR, 0,
+			       HOSTFILE_REG | HOSTFILE_BLK, err, errlen);
+	if (fd < 0)
+		return fd;
 	struct stat st;
 	uint64_t bytes = 0;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-		bytes = (uint64_t)st.st_size;
-	} else if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
-			bytes = 0;
-	} else {
-		snprintf(err, errlen, "drive %s: %s: not a regular file or block device", cfg->drive_id, path);
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
 		close(fd);
-		return -EINVAL;
+		return -e;
 	}
+	if (S_ISREG(st.st_mode))
+		bytes = (uint64_t)st.st_size;
+	else if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+		bytes = 0;
 	if (bytes % SECTOR)
 		log_warn("drive %s: size %llu is not a multiple of 512; the tail is not visible",
 			 cfg->drive_id, (unsigned long long)bytes);
@@ -413,7 +413,7 @@ int virtio_blk_init(struct virtio_blk *blk, struct vm *vm, struct evloop *loop, 
 {
 	memset(blk, 0, sizeof(*blk));
 	blk->cfg = *cfg;
-	blk->fd = open_backing(cfg, cfg->path_on_host, &blk->capacity, err, errlen);
+	blk->fd = virtio_blk_open(cfg, cfg->path_on_host, &blk->capacity, err, errlen);
 	if (blk->fd < 0)
 		return blk->fd;
 	blk->reqs = calloc(BLK_NUM_REQS, sizeof(*blk->reqs));
@@ -435,7 +435,7 @@ int virtio_blk_update(struct virtio_blk *blk, const char *path, const struct rat
 {
 	uint64_t sectors = 0;
 	int fd = -1;
-	if (path && (fd = open_backing(&blk->cfg, path, &sectors, err, errlen)) < 0)
+	if (path && (fd = virtio_blk_open(&blk->cfg, path, &sectors, err, errlen)) < 0)
 		return fd;
 	pthread_mutex_lock(&blk->vd.lock);
 	if (path) {

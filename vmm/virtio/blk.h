@@ -51,6 +51,13 @@ struct virtio_blk {
 	struct blk_stats stats;
 };
 
+/* Open path as the backing file of drive cfg (read-only if the drive is)
+ * and learn its size in sectors. Only a regular file or a block device
+ * opens, and opening never waits (see hostfile.h). Returns the fd, or
+ * -errno with "drive ID: PATH: reason" in err. */
+int virtio_blk_open(const struct drive_config *cfg, const char *path, uint64_t *sectors, char *err,
+		    size_t errlen);
+
 /* Open cfg->path_on_host and add the device. Returns 0 or -errno with a
  * message in err. */
 int virtio_blk_init(struct virtio_blk *blk, struct vm *vm, struct evloop *loop, unsigned index,
