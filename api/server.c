@@ -278,8 +278,11 @@ int api_server_start(struct api_server *s, const char *path, size_t max_body,
 			snprintf(err, errlen, "--api-sock %s: exists and is not a socket", path);
 			return -EEXIST;
 		}
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+		/* Non-blocking: a listener whose backlog is full (EAGAIN) is live, and
+		 * a blocking connect() would wait for it to accept. */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 &&
+			    (connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0 || errno == EAGAIN);
 		if (probe >= 0)
 			close(probe);
 		if (live) {

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../hostfile.h"
 #include "../log.h"
 #include "../vm.h"
 
@@ -634,9 +635,18 @@ int virtio_vsock_init(struct virtio_vsock *vs, struct vm *vm, struct evloop *loo
 	}
 	/* A socket file left by an earlier run is stale once nobody accepts on it. */
 	struct stat st;
-	if (lstat(cfg->uds_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+	if (lstat(cfg->uds_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "vsock: %s: is %s, not a socket", cfg->uds_path,
+				 hostfile_kind_name(st.st_mode));
+			close(vs->listen_fd);
+			return -EADDRINUSE;
+		}
+		/* Non-blocking: a listener whose backlog is full (EAGAIN) is live, and
+		 * a blocking connect() would wait for it to accept. */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 &&
+			    (connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0 || errno == EAGAIN);
 		if (probe >= 0)
 			close(probe);
 		if (live) {
