@@ -59,155 +59,23 @@
  * times in ms since t0 (since the fork for qemu-save). QEMU is killed
  * when restorebench ends, however it ends.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "vmmrun.h"
+
 #define SAVE_AFTER_LINES 3
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-struct run {
-	pid_t pid;
-	int out, qmp;
-	bool out_eof, qmp_eof;
-	char obuf[8192], qbuf[65536];
-	size_t olen, qlen;
-	FILE *log;
-	double t0;
-	/* QMP */
-	bool greeted;
-	int returns;
-	char error[512];
-	char migration[32]; /* status of the last MIGRATION event */
-	double resumed;     /* RESUME event, -1 before */
-	/* guest */
-	bool restoring;
-	long after;         /* counts above this are new */
-	long last_count;
-	long new_counts;
-	double progress;    /* first new count line, -1 before */
-	double entry;       /* ember: vCPU 0 entered the guest, -1 before */
-	double forked;      /* when the VMM was started, before t0 */
-	int failed;         /* 3: the guest said FAIL or started over */
-};
-
-static void logf_(struct run *r, const char *what, const char *line)
-{
-	if (r->log)
-		fprintf(r->log, "%10.3f %s %s\n", now_ms() - r->t0, what, line);
-}
-
-static void serial_line(struct run *r, char *line)
-{
-	logf_(r, "out", line);
-	if (strstr(line, "FAIL memory") || (r->restoring && strstr(line, "testvm: booted"))) {
-		fprintf(stderr, "restorebench: the restored guest %s: %s\n",
-			strstr(line, "FAIL") ? "lost memory" : "started over", line);
-		r->failed = 3;
-		return;
-	}
-	char *e = strstr(line, "entering the guest ");
-	if (e && r->entry < 0) {
-		/* ember's clock started when it took the request: close to t0. */
-		r->entry = atof(e + 19) / 1000.0;
-		return;
-	}
-	char *c = strstr(line, "testvm: count ");
-	if (!c)
-		return;
-	long n = strtol(c + 14, NULL, 10);
-	if (n > r->last_count)
-		r->last_count = n;
-	if (r->restoring && n > r->after) {
-		if (r->new_counts++ == 0)
-			r->progress = now_ms() - r->t0;
-	}
-}
-
-static void qmp_line(struct run *r, char *line)
-{
-	logf_(r, "qmp<", line);
-	if (strstr(line, "\"QMP\""))
-		r->greeted = true;
-	else if (strstr(line, "\"return\""))
-		r->returns++;
-	else if (strstr(line, "\"error\""))
-		snprintf(r->error, sizeof(r->error), "%s", line);
-	else if (strstr(line, "\"RESUME\"")) {
-		if (r->resumed < 0)
-			r->resumed = now_ms() - r->t0;
-	} else if (strstr(line, "\"MIGRATION\"")) {
-		char *s = strstr(line, "\"status\"");
-		s = s ? strchr(s + 8, '"') : NULL;
-		if (s) {
-			size_t n = strcspn(s + 1, "\"");
-			if (n >= sizeof(r->migration))
-				n = sizeof(r->migration) - 1;
-			memcpy(r->migration, s + 1, n);
-			r->migration[n] = 0;
-		}
-	}
-}
-
-/* Split what arrived into lines; returns false at EOF. */
-static bool take(int fd, char *buf, size_t cap, size_t *len, struct run *r,
-		 void (*line)(struct run *, char *))
-{
-	ssize_t n = read(fd, buf + *len, cap - 1 - *len);
-	if (n <= 0)
-		return n < 0 && errno == EINTR;
-	*len += (size_t)n;
-	buf[*len] = 0;
-	char *start = buf, *nl;
-	while ((nl = memchr(start, '\n', (size_t)(buf + *len - start)))) {
-		for (char *p = start; p < nl; p++)
-			if (!*p)
-				*p = ' ';
-		*nl = 0;
-		if (nl > start && nl[-1] == '\r')
-			nl[-1] = 0;
-		line(r, start);
-		start = nl + 1;
-	}
-	*len = (size_t)(buf + *len - start);
-	memmove(buf, start, *len);
-	if (*len == cap - 1) /* a line longer than the buffer: take it as is */
-		line(r, buf), *len = 0;
-	return true;
-}
-
-/* Wait up to ms for output from QEMU or QMP and handle it. */
-static void pump(struct run *r, double ms)
-{
-	struct pollfd p[2] = { { .fd = r->out_eof ? -1 : r->out, .events = POLLIN },
-			       { .fd = (r->qmp < 0 || r->qmp_eof) ? -1 : r->qmp, .events = POLLIN } };
-	if (ms < 0)
-		ms = 0;
-	if (poll(p, 2, (int)ms + 1) <= 0)
-		return;
-	if (p[0].revents && !take(r->out, r->obuf, sizeof(r->obuf), &r->olen, r, serial_line))
-		r->out_eof = true;
-	if (p[1].revents && !take(r->qmp, r->qbuf, sizeof(r->qbuf), &r->qlen, r, qmp_line))
-		r->qmp_eof = true;
-}
 
 /* Running, counted from the VMM's exec instead of t0 (-1 if it never ran). */
 static double from_exec(const struct run *r)
@@ -223,20 +91,9 @@ static void print_absolute(const struct run *r)
 	printf("\n");
 }
 
-static bool broken(struct run *r)
-{
-	return r->failed || r->error[0] || r->out_eof || r->qmp_eof ||
-	       strcmp(r->migration, "failed") == 0 || strcmp(r->migration, "cancelled") == 0;
-}
-
-/* Pump until cond holds, QEMU broke, or deadline (absolute ms). */
-#define WAIT_FOR(r, cond, deadline) \
-	while (!(cond) && !broken(r) && now_ms() < (deadline)) \
-		pump((r), (deadline) - now_ms())
-
 static void qmp_send(struct run *r, const char *cmd)
 {
-	logf_(r, "qmp>", cmd);
+	run_log(r, "qmp>", cmd);
 	size_t len = strlen(cmd), off = 0;
 	while (off < len) {
 		ssize_t n = write(r->qmp, cmd + off, len - off);
@@ -287,7 +144,7 @@ static bool qmp_uri(struct run *r, const char *uri, bool save, char *out, size_t
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	int want = r->returns + 1;
-	logf_(r, "qmp>", cmd);
+	run_log(r, "qmp>", cmd);
 	ssize_t n = sendmsg(r->qmp, &msg, 0);
 	close(fd);
 	if (n != (ssize_t)sizeof(cmd) - 1) {
@@ -297,34 +154,6 @@ static bool qmp_uri(struct run *r, const char *uri, bool save, char *out, size_t
 	WAIT_FOR(r, r->returns >= want, deadline);
 	snprintf(out, cap, "fd:snapshot");
 	return r->returns >= want;
-}
-
-static void start(struct run *r, const char *sock, char **argv)
-{
-	r->forked = now_ms();
-	int out[2];
-	if (pipe2(out, O_CLOEXEC) < 0) {
-		perror("restorebench: pipe");
-		exit(1);
-	}
-	unlink(sock);
-	pid_t parent = getpid();
-	r->pid = fork();
-	if (r->pid == 0) {
-		/* QEMU must not outlive this stopwatch, however it ends. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		int null = open("/dev/null", O_RDONLY);
-		dup2(null, 0);
-		dup2(out[1], 1);
-		dup2(out[1], 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(out[1]);
-	r->out = out[0];
-	r->qmp = -1;
 }
 
 /* Connect to QMP and leave it in command mode; false on failure. */
@@ -339,7 +168,7 @@ static bool qmp_open(struct run *r, const char *sock, double deadline)
 			break;
 		}
 		close(fd);
-		pump(r, 0.2); /* keep QEMU's output flowing meanwhile */
+		run_pump(r, 0.2); /* keep QEMU's output flowing meanwhile */
 	}
 	if (r->qmp < 0)
 		return false;
@@ -360,22 +189,11 @@ static void why(struct run *r, const char *step)
 		r->out_eof ? "QEMU exited" : r->qmp_eof ? "QMP closed" : "timed out");
 }
 
-static int finish(struct run *r, bool kill_it)
-{
-	if (kill_it)
-		kill(r->pid, SIGKILL);
-	int status;
-	waitpid(r->pid, &status, 0);
-	if (r->log)
-		fclose(r->log);
-	return r->failed;
-}
-
 static int save(struct run *r, const char *sock, const char *uri, double timeout_ms, char **argv)
 {
 	double deadline = now_ms() + timeout_ms;
 	r->t0 = now_ms();
-	start(r, sock, argv);
+	run_start(r, sock, argv);
 	char cmd[4096], to[2048];
 	const char *step = "QMP";
 	if (!qmp_open(r, sock, deadline))
@@ -396,16 +214,16 @@ static int save(struct run *r, const char *sock, const char *uri, double timeout
 	WAIT_FOR(r, strcmp(r->migration, "completed") == 0, deadline);
 	if (strcmp(r->migration, "completed") != 0)
 		goto fail;
-	logf_(r, "---", "saved");
+	run_log(r, "---", "saved");
 	qmp_send(r, "{\"execute\":\"quit\"}\n");
 	/* Take what is left of the console until QEMU is gone. */
 	while (!r->out_eof && now_ms() < deadline)
-		pump(r, deadline - now_ms());
+		run_pump(r, deadline - now_ms());
 	printf("%ld\n", r->last_count);
-	return finish(r, true);
+	return run_finish(r, true);
 fail:
 	why(r, step);
-	finish(r, true);
+	run_finish(r, true);
 	return r->failed ? r->failed : 1;
 }
 
@@ -414,12 +232,12 @@ static int restore(struct run *r, const char *sock, const char *uri, long lines,
 {
 	r->restoring = true;
 	r->t0 = now_ms();
-	start(r, sock, argv);
+	run_start(r, sock, argv);
 	char cmd[4096], from[2048];
 	const char *step = "QMP";
 	if (!qmp_open(r, sock, now_ms() + timeout_ms))
 		goto out;
-	logf_(r, "---", "QMP ready; t0 follows");
+	run_log(r, "---", "QMP ready; t0 follows");
 	r->t0 = now_ms();
 	double deadline = r->t0 + timeout_ms;
 	step = "restore";
@@ -428,10 +246,10 @@ static int restore(struct run *r, const char *sock, const char *uri, long lines,
 	snprintf(cmd, sizeof(cmd), "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}\n", from);
 	qmp_send(r, cmd);
 	bool cont_sent = false;
-	while (!broken(r) && now_ms() < deadline && (r->resumed < 0 || r->new_counts <= lines)) {
-		pump(r, deadline - now_ms());
+	while (!run_broken(r) && now_ms() < deadline && (r->resumed < 0 || r->new_counts <= lines)) {
+		run_pump(r, deadline - now_ms());
 		if (!cont_sent && r->resumed < 0 && strcmp(r->migration, "completed") == 0) {
-			logf_(r, "---", "migration completed, VM paused: cont");
+			run_log(r, "---", "migration completed, VM paused: cont");
 			qmp_send(r, "{\"execute\":\"cont\"}\n");
 			cont_sent = true;
 		}
@@ -443,122 +261,25 @@ out:
 		why(r, step);
 	printf("%.2f %.2f -1 %.2f", r->resumed, r->progress, from_exec(r));
 	print_absolute(r);
-	finish(r, true);
+	run_finish(r, true);
 	return r->failed ? r->failed : step ? 1 : 0;
 }
 
-/* ---- ember: its API over HTTP --------------------------------------- */
-
-static int api_connect(const char *sock)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
-		return fd;
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-/* Send one request and return its status (-1: no answer). The console is
- * pumped while waiting so no output is lost or delayed. */
-static int api_do(struct run *r, const char *sock, const char *method, const char *path,
-		  const char *body, double deadline)
-{
-	int fd = api_connect(sock);
-	if (fd < 0) {
-		snprintf(r->error, sizeof(r->error), "API socket %s: %s", sock, strerror(errno));
-		return -1;
-	}
-	char req[8192];
-	int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-			 method, path, body ? strlen(body) : 0, body ? body : "");
-	logf_(r, "api>", req);
-	if (n <= 0 || n >= (int)sizeof(req) || write(fd, req, (size_t)n) != n) {
-		snprintf(r->error, sizeof(r->error), "API request too long or write failed");
-		close(fd);
-		return -1;
-	}
-	char resp[4096];
-	size_t len = 0;
-	int status = -1;
-	while (now_ms() < deadline && len < sizeof(resp) - 1) {
-		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
-				       { .fd = r->out_eof ? -1 : r->out, .events = POLLIN } };
-		if (poll(p, 2, (int)(deadline - now_ms()) + 1) <= 0)
-			continue;
-		if (p[1].revents && !take(r->out, r->obuf, sizeof(r->obuf), &r->olen, r, serial_line))
-			r->out_eof = true;
-		if (!p[0].revents)
-			continue;
-		ssize_t got = read(fd, resp + len, sizeof(resp) - 1 - len);
-		if (got <= 0)
-			break;
-		len += (size_t)got;
-		resp[len] = 0;
-		if (status < 0 && strchr(resp, '\n'))
-			status = atoi(resp + 9); /* "HTTP/1.1 204 ..." */
-		char *end = strstr(resp, "\r\n\r\n");
-		char *cl = strcasestr(resp, "Content-Length:");
-		if (end && (!cl || strlen(end + 4) >= (size_t)atol(cl + 15)))
-			break;
-	}
-	close(fd);
-	logf_(r, "api<", resp);
-	if (status < 0)
-		snprintf(r->error, sizeof(r->error), "%s %s: no answer", method, path);
-	else if (status >= 300)
-		snprintf(r->error, sizeof(r->error), "%s %s: %.400s", method, path, resp);
-	return status;
-}
-
-/* Until the API answers GET /. */
-static bool api_ready(struct run *r, const char *sock, double deadline)
-{
-	while (now_ms() < deadline && !r->out_eof) {
-		int fd = api_connect(sock);
-		if (fd >= 0) {
-			close(fd);
-			return api_do(r, sock, "GET", "/", NULL, deadline) == 200;
-		}
-		pump(r, 5);
-	}
-	return false;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	static char buf[65536];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	return buf;
-}
+/* ---- ember ------------------------------------------------------------ */
 
 static int ember_save(struct run *r, const char *sock, const char *setup, const char *state,
 		      const char *mem, double timeout_ms, char **argv)
 {
 	double deadline = now_ms() + timeout_ms;
 	r->t0 = now_ms();
-	start(r, sock, argv);
+	run_start(r, sock, argv);
 	const char *step = "API";
-	char *lines = slurp(setup), *save = NULL;
+	char *lines = slurp(setup);
 	if (!lines || !api_ready(r, sock, deadline))
 		goto fail;
 	step = "setup";
-	for (char *l = strtok_r(lines, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		char method[16], path[256];
-		int off = 0;
-		if (sscanf(l, "%15s %255s %n", method, path, &off) < 2)
-			continue;
-		if (api_do(r, sock, method, path, l + off, deadline) >= 300)
-			goto fail;
-	}
+	if (!api_script(r, sock, lines, deadline))
+		goto fail;
 	step = "waiting for count lines";
 	WAIT_FOR(r, r->last_count >= SAVE_AFTER_LINES, deadline);
 	if (r->last_count < SAVE_AFTER_LINES)
@@ -571,13 +292,13 @@ static int ember_save(struct run *r, const char *sock, const char *setup, const 
 	snprintf(body, sizeof(body), "{\"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}", state, mem);
 	if (api_do(r, sock, "PUT", "/snapshot/create", body, deadline) != 204)
 		goto fail;
-	pump(r, 50); /* the console's last bytes */
+	run_pump(r, 50); /* the console's last bytes */
 	printf("%ld\n", r->last_count);
-	return finish(r, true);
+	return run_finish(r, true);
 fail:
 	if (!r->failed)
 		fprintf(stderr, "restorebench: %s: %s\n", step, r->error[0] ? r->error : "timed out");
-	finish(r, true);
+	run_finish(r, true);
 	return r->failed ? r->failed : 1;
 }
 
@@ -586,12 +307,12 @@ static int ember_restore(struct run *r, const char *sock, const char *load, long
 {
 	r->restoring = true;
 	r->t0 = now_ms();
-	start(r, sock, argv);
+	run_start(r, sock, argv);
 	const char *step = "API";
 	char *body = slurp(load);
 	if (!body || !api_ready(r, sock, now_ms() + timeout_ms))
 		goto out;
-	logf_(r, "---", "API ready; t0 follows");
+	run_log(r, "---", "API ready; t0 follows");
 	r->t0 = now_ms();
 	double deadline = r->t0 + timeout_ms;
 	step = "load";
@@ -608,13 +329,14 @@ out:
 			r->error[0] ? r->error : r->out_eof ? "ember exited" : "timed out");
 	printf("%.2f %.2f %.2f %.2f", r->resumed, r->progress, r->entry, from_exec(r));
 	print_absolute(r);
-	finish(r, true);
+	run_finish(r, true);
 	return r->failed ? r->failed : step ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
-	static struct run r = { .resumed = -1, .progress = -1, .entry = -1, .last_count = -1, .qmp = -1 };
+	static struct run r;
+	run_init(&r);
 	const char *mode = argc > 1 ? argv[1] : "";
 	bool is_save = strcmp(mode, "qemu-save") == 0;
 	bool ember = strncmp(mode, "ember-", 6) == 0;

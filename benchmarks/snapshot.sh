@@ -48,7 +48,7 @@ QEMU_LOAD=${QEMU_LOAD:-fd}
 
 scratch_dir snapbench # $tmp, short: socket paths must fit a sun_path
 
-gcc -O2 -Wall -o "$BENCH" benchmarks/restorebench.c
+gcc -O2 -Wall -o "$BENCH" benchmarks/restorebench.c benchmarks/vmmrun.c
 [ -f "$BUILD/testvm.elf" ] || { echo "snapshot.sh: $BUILD/testvm.elf missing (make $BUILD/testvm.elf)" >&2; exit 1; }
 
 # Run a command in the background and wait for it: a signal to the script
