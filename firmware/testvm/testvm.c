@@ -15,6 +15,8 @@
  *                    offsets, one at a time, between markers
  *   testvm.netbench  transmit full-size frames through the first network
  *                    device, between markers
+ *   testvm.waitinput  before resetting, wait for a byte on the serial port
+ *                    (a host looks at the running VM, then ends it)
  *   testvm.unknown   an instruction (andn) that such hosts cannot emulate and
  *                    ember does not either: ember must stop with an error
  *   testvm.triplefault  end with a triple fault instead of an i8042 reset
@@ -353,6 +355,10 @@ void testvm_main(const struct hvm_start_info *si)
 	puts_serial(" passed ");
 	put_dec(failed);
 	puts_serial(" failed\n");
+	if (has_word("testvm.waitinput"))
+		while (!(inb(COM1 + 5) & 0x01)) /* LSR: data ready */
+			for (volatile int i = 0; i < 100; i++)
+				__asm__ volatile("pause");
 	if (has_word("testvm.hang"))
 		for (;;)
 			__asm__ volatile("cli; hlt");
