@@ -232,7 +232,8 @@ UNIT_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(UNIT_SRCS))
 UNIT_BIN  := $(OBJ)/unit-tests
 -include $(UNIT_OBJS:.o=.d)
 
-$(UNIT_BIN): $(UNIT_OBJS) $(LIB_OBJS)
+# The soak's growth detector is tested with the unit tests.
+$(UNIT_BIN): $(UNIT_OBJS) $(LIB_OBJS) $(OBJ)/tests/soak/growth.o
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
