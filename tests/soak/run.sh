@@ -99,17 +99,19 @@ fi
 if [ -n "$LEAK" ]; then cycles leak 40 5 "$(realpath "$LEAK")"; fi
 total=$((SECONDS - start))
 # The logs of failed runs (console and API conversation), kept.
+logs=0
 for log in "$tmp"/*/failed-*.log "$tmp"/*/*/failed-*.log; do
 	[ -f "$log" ] || continue
 	d=${log#"$tmp"/}
 	cp "$log" "$OUT/${d//\//-}"
+	logs=$((logs + 1))
 done
 
 section() { # NAME TITLE
 	[ -f "$OUT/$1.tsv" ] || return 0
 	echo
 	echo "## $2"
-	"$SOAK" check "$OUT/$1.tsv" > "$tmp/$1.md" || [ "$1" = leak ] || failed+=("$1: the check failed")
+	"$SOAK" check "$OUT/$1.tsv" > "$tmp/$1.md" || [ "$1" = leak ] || failed+=("$1: the check failed (its table says why)")
 	echo
 	echo "\`$1.tsv\`, ${took[$1]} s: $(cat "$tmp/$1.md")"
 }
@@ -142,8 +144,8 @@ leak_seen() { # the check found both of the leaking ember's leaks
 	if [ ${#failed[@]} -eq 0 ]; then
 		echo "**Soak passed.**"
 	else
-		echo "**Soak FAILED**: $(printf '%s; ' "${failed[@]}" | sed 's/; $//')." \
-		     "Logs of the failed runs: \`$OUT/*-failed-*.log\`."
+		echo "**Soak FAILED**: $(printf '%s; ' "${failed[@]}" | sed 's/; $//')."
+		[ "$logs" -eq 0 ] || echo "Logs of failed runs: \`$OUT/*-failed-*.log\`."
 	fi
 } > "$OUT/report.md"
 cat "$OUT/report.md"

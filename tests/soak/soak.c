@@ -44,7 +44,9 @@
  * 2 for the counts, by more than 512 KiB or 5% for the memory columns
  * (SOAK_MEMORY_CHECK=0: memory reported, not checked, as for sanitizer
  * builds, whose allocator keeps freed memory in quarantine). Exit status 1
- * if a run failed or a column grew; the phases exit 1 if a run failed. */
+ * if a run failed, a column grew, or a column has too few samples to tell
+ * (a soak too short to show anything fails, it does not pass); the phases
+ * exit 1 if a run failed. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -184,16 +186,36 @@ static void keep_log(const char *dir, long run)
 	rename(from, to);
 }
 
-static bool exited_with(int status, int code, char *note, size_t cap)
+/* How ember ended, appended to note. */
+static void say_how_it_ended(int status, char *note, size_t cap)
 {
-	if (WIFEXITED(status) && WEXITSTATUS(status) == code)
-		return true;
+	size_t len = strlen(note);
+	const char *sep = len ? "; " : "";
 	if (WIFEXITED(status))
-		snprintf(note, cap, "ember exited with status %d, expected %d", WEXITSTATUS(status), code);
+		snprintf(note + len, cap - len, "%sember exited with status %d", sep, WEXITSTATUS(status));
 	else
-		snprintf(note, cap, "ember was killed by signal %d (%s)", WTERMSIG(status),
+		snprintf(note + len, cap - len, "%sember was killed by signal %d (%s)", sep, WTERMSIG(status),
 			 strsignal(WTERMSIG(status)));
-	return false;
+}
+
+/* End a run. A failed step (step, not NULL) is said in note and ember is
+ * killed, and how it ended is added when it ended by itself first (it
+ * crashed, say); otherwise ember must end by itself with exit status code. */
+static void ember_end(struct run *r, const char *step, int code, double deadline, char *note, size_t cap)
+{
+	if (step) {
+		why(r, step, note, cap);
+		kill(r->pid, SIGKILL);
+	}
+	int status = ember_reap(r, deadline);
+	if (step ? WIFEXITED(status) || WTERMSIG(status) != SIGKILL :
+		   !WIFEXITED(status) || WEXITSTATUS(status) != code) {
+		say_how_it_ended(status, note, cap);
+		if (!step) {
+			size_t len = strlen(note);
+			snprintf(note + len, cap - len, ", expected exit status %d", code);
+		}
+	}
 }
 
 /* ---- boots ---------------------------------------------------------- */
@@ -226,13 +248,7 @@ static void boot_once(struct run *r, long run, const char *dir, const char *setu
 		goto out;
 	step = NULL;
 out:
-	if (step) {
-		why(r, step, note, sizeof(note));
-		kill(r->pid, SIGKILL);
-	}
-	int status = ember_reap(r, deadline);
-	if (!step)
-		exited_with(status, 0, note, sizeof(note));
+	ember_end(r, step, 0, deadline, note, sizeof(note));
 	if (note[0])
 		keep_log(dir, run);
 	row(run, !note[0], &s, note);
@@ -266,13 +282,7 @@ static void restore_once(struct run *r, long run, const char *dir, const char *l
 	kill(r->pid, SIGTERM);
 	step = NULL;
 out:
-	if (step) {
-		why(r, step, note, sizeof(note));
-		kill(r->pid, SIGKILL);
-	}
-	int status = ember_reap(r, deadline);
-	if (!step)
-		exited_with(status, 128 + SIGTERM, note, sizeof(note));
+	ember_end(r, step, 128 + SIGTERM, deadline, note, sizeof(note));
 	if (note[0])
 		keep_log(dir, run);
 	row(run, !note[0], &s, note);
@@ -433,24 +443,19 @@ static int phase_cycles(long n, long every, const char *dir, const char *setup, 
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/count", dir);
 	FILE *f = fopen(path, "w");
+	bool wrote = f && fprintf(f, "%ld\n", r->last_count) > 0;
+	if (f && fclose(f))
+		wrote = false;
 	step = "writing the count";
-	if (!f || fprintf(f, "%ld\n", r->last_count) < 0 || fclose(f))
+	if (!wrote)
 		goto out;
 	kill(r->pid, SIGTERM);
 	step = NULL;
 out:
-	if (step) {
-		why(r, step, note, sizeof(note));
-		size_t len = strlen(note);
-		snprintf(note + len, sizeof(note) - len, " (cycle %ld)", c);
-		kill(r->pid, SIGKILL);
-	}
-	int status = ember_reap(r, now_ms() + timeout_ms);
-	if (!step)
-		exited_with(status, 128 + SIGTERM, note, sizeof(note));
+	ember_end(r, step, 128 + SIGTERM, now_ms() + timeout_ms, note, sizeof(note));
 	if (note[0]) {
 		keep_log(dir, c);
-		row(c, false, &NOT_SAMPLED, note);
+		row(c, false, &NOT_SAMPLED, note); /* run: the cycle it failed in */
 	}
 	return failed_runs ? 1 : 0;
 }
@@ -516,7 +521,7 @@ static int check(const char *file)
 	fclose(f);
 	const char *mc = getenv("SOAK_MEMORY_CHECK");
 	bool memory = !mc || strcmp(mc, "0") != 0;
-	bool grew = false;
+	bool grew = false, too_short = false;
 	printf("%ld samples, %ld failed%s%s%s\n\n", rows, failed, failed ? " (" : "", notes,
 	       failed > 3 ? "; ...)" : failed ? ")" : "");
 	printf("| | first | last | min / median / max | median: first quarter → last quarter | allowed growth | |\n");
@@ -524,18 +529,20 @@ static int check(const char *file)
 	for (size_t j = 0; j < NCOLUMNS; j++) {
 		if (col[j].n == 0) {
 			printf("| %s | - | - | - | - | - | no samples |\n", columns[j].name);
+			too_short = true;
 			continue;
 		}
 		struct growth g = growth_check(col[j].v, col[j].n, columns[j].bound);
 		bool checked = g.checked && (memory || !columns[j].memory);
 		grew |= checked && g.grew;
+		too_short |= !g.checked;
 		printf("| %s | %.0f | %.0f | %.0f / %.0f / %.0f | %.0f → %.0f | %.0f | %s |\n", columns[j].name,
 		       g.first, g.last, g.min, g.median, g.max, g.early, g.late, g.limit,
 		       !g.checked ? "too few samples to tell" : !checked ? "not checked (sanitizer build)" :
 		       g.grew ? "**GREW**" : "ok");
 		free(col[j].v);
 	}
-	return failed || grew || rows == 0 ? 1 : 0;
+	return failed || grew || too_short ? 1 : 0;
 }
 
 /* ---- main ------------------------------------------------------------- */
