@@ -702,12 +702,24 @@ void controller_finish(struct controller *c, struct action *a)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* What a request gets once the VMM thread's loop has ended: the instance
+ * cannot serve it (400, as for any request the VM's state refuses). */
+static void reply_stopping(struct action *a)
+{
+	reply_error(a, 400, "ember is stopping: the VM has stopped");
+}
+
 void controller_submit(struct controller *c, struct action *a)
 {
 	uint64_t one = 1;
 	pthread_mutex_lock(&c->lock);
-	while (c->pending)
+	while (c->pending && !c->closed)
 		pthread_cond_wait(&c->cond, &c->lock);
+	if (c->closed) {
+		reply_stopping(a);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	c->pending = a;
 	if (write(c->wake_fd, &one, sizeof(one)) != sizeof(one)) {
 		c->pending = NULL;
@@ -716,8 +728,23 @@ void controller_submit(struct controller *c, struct action *a)
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
+	/* controller_finish or controller_close clears pending. */
 	while (c->pending == a)
 		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void controller_close(struct controller *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->closed = true;
+	/* Not handled yet, or handled and deferred (a pause waiting for
+	 * I/O): the loop that would have answered it has ended. */
+	if (c->pending)
+		reply_stopping(c->pending);
+	c->pending = NULL;
+	c->deferred = NULL;
+	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -56,6 +56,7 @@ struct controller {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct action *pending;
+	bool closed;                          /* controller_close() was called */
 	int wake_fd;
 	struct evloop_watch wake_watch;
 };
@@ -79,8 +80,15 @@ void controller_handle(struct controller *c, struct action *a);
  * it deferred the action (c->deferred). */
 void controller_finish(struct controller *c, struct action *a);
 
-/* Hand an action to the VMM thread and wait for its reply (API thread). */
+/* Hand an action to the VMM thread and wait for its reply (API thread).
+ * Once the channel is closed it answers 400 at once. */
 void controller_submit(struct controller *c, struct action *a);
+
+/* Close the channel (VMM thread, once its loop has ended, whatever ended
+ * it): the action waiting for an answer, deferred or not, is answered
+ * with 400, and every later controller_submit fails at once; so the API
+ * thread can always be stopped after this. */
+void controller_close(struct controller *c);
 
 /* Write one metrics line now (VMM thread). Returns 0 or -errno. */
 int controller_flush_metrics(struct controller *c);

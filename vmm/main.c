@@ -362,6 +362,7 @@ int main(int argc, char **argv)
 
 	/* With a config file the VM boots at once, API or not (as Firecracker). */
 	if (e.opt.config_file && controller_start_instance(c, msg, sizeof(msg))) {
+		controller_close(c); /* a client may already wait for an answer */
 		api_server_stop(&e.api);
 		die("%s", msg);
 	}
@@ -376,8 +377,11 @@ int main(int argc, char **argv)
 	err = evloop_run(&e.loop);
 	if (err)
 		log_error("event loop failed: %s", strerror(-err));
-	controller_shutdown(c);
+	/* Whatever ended the loop, nothing will answer the API thread any
+	 * more: close the channel first, so the API thread can be joined. */
+	controller_close(c);
 	api_server_stop(&e.api);
+	controller_shutdown(c);
 	tty_restore(&e);
 	if (err)
 		return 1;
