@@ -12,32 +12,46 @@ hammer_requests() {
 	done 2>/dev/null
 }
 
-# The guest resets (at once, the test guest's default) while a client keeps
-# requests in flight: ember must answer or refuse them and exit, every time.
-test_api_exits_when_guest_resets_under_requests() {
+# reset_trial N HOW: a busy client keeps requests in flight while the VM
+# ends, by the guest's reset (HOW=reset: the test guest resets at once) or
+# by SIGTERM (HOW=term, the guest hangs). Counts trials where ember did
+# not exit in HUNG.
+reset_trial() {
+	local trial=$1 how=$2 args="" i
+	[ "$how" = term ] && args=', "boot_args": "testvm.hang"'
+	start_api "$how$trial" || return
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\"$args}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	hammer_requests | socat - UNIX-CONNECT:"$API_SOCK" > "$T/hammer$how$trial.log" 2>/dev/null &
+	local hammer=$!
+	for i in $(seq 200); do [ -s "$T/hammer$how$trial.log" ] && break; sleep 0.05; done
+	[ -s "$T/hammer$how$trial.log" ] || fail "trial $trial: the busy client got no answer"
+	api PUT /actions '{"action_type": "InstanceStart"}' > /dev/null
+	[ "$how" = term ] && kill -TERM "$API_PID"
+	# Generous: the VM ends within a second of starting.
+	for i in $(seq 200); do kill -0 "$API_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$API_PID" 2>/dev/null; then
+		HUNG=$((HUNG + 1))
+		kill -9 "$API_PID"
+	fi
+	wait "$API_PID" 2>/dev/null
+	kill "$hammer" 2>/dev/null
+	wait "$hammer" 2>/dev/null
+}
+
+# Whatever ends the VM while requests are in flight, ember answers or
+# refuses them and exits, every time.
+test_api_exits_when_vm_ends_under_requests() {
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	command -v socat >/dev/null || { fail "socat is missing (make deps)"; return; }
-	local trial trials=${API_RESET_TRIALS:-12} hung=0 i
-	for trial in $(seq "$trials"); do
-		start_api "r$trial" || return
-		expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\"}"
-		expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
-		hammer_requests | socat - UNIX-CONNECT:"$API_SOCK" > "$T/hammer$trial.log" 2>/dev/null &
-		local hammer=$!
-		for i in $(seq 200); do [ -s "$T/hammer$trial.log" ] && break; sleep 0.05; done
-		[ -s "$T/hammer$trial.log" ] || fail "trial $trial: the busy client got no answer"
-		api PUT /actions '{"action_type": "InstanceStart"}' > /dev/null
-		# Generous: the guest resets within a second of starting.
-		for i in $(seq 200); do kill -0 "$API_PID" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$API_PID" 2>/dev/null; then
-			hung=$((hung + 1))
-			kill -9 "$API_PID"
-		fi
-		wait "$API_PID" 2>/dev/null
-		kill "$hammer" 2>/dev/null
-		wait "$hammer" 2>/dev/null
-	done
-	[ "$hung" -eq 0 ] || fail "ember did not exit after the guest reset in $hung of $trials trials"
-	grep -q "guest reset" "$T"/r*.err || fail "no trial logged the guest reset"
+	local trial trials=${API_RESET_TRIALS:-12}
+	HUNG=0
+	for trial in $(seq "$trials"); do reset_trial "$trial" reset; done
+	[ "$HUNG" -eq 0 ] || fail "ember did not exit after the guest reset in $HUNG of $trials trials"
+	grep -q "guest reset" "$T"/reset*.err || fail "no trial logged the guest reset"
+	HUNG=0
+	for trial in $(seq 4); do reset_trial "$trial" term; done
+	[ "$HUNG" -eq 0 ] || fail "ember did not exit on SIGTERM in $HUNG of 4 trials"
+	grep -q "signal Terminated" "$T"/term*.err || fail "no trial logged SIGTERM"
 }
