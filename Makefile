@@ -25,7 +25,7 @@ OBJ     := $(if $(filter 1,$(SAN)),$(BUILD)/san,$(BUILD)/obj)
 EMBER   := $(OBJ)/ember
 JAILER  := $(OBJ)/ember-jailer
 UFFD    := $(OBJ)/ember-uffd
-# ember with test-only hooks (--test-forbidden-syscall); never installed.
+# ember with test-only hooks (--test-forbidden-syscall, --test-seccomp-trace, --test-api-timeout-ms); never installed.
 EMBER_TEST := $(OBJ)/ember-test
 
 PKGS    := libcjson liburing libseccomp libcap-ng
@@ -51,7 +51,7 @@ VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS)) $(SECCOMP_FILTERS)
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 JAILER_SRCS := $(wildcard jailer/*.c)
 JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o $(OBJ)/vmm/hostfile.o $(SECCOMP_FILTERS)
-TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o
+TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o $(OBJ)/api/server-test.o
 # ember-jailer with test-only hooks (--test-after-root); never installed.
 JAILER_TEST := $(OBJ)/ember-jailer-test
 JAILER_TEST_OBJS := $(filter-out $(OBJ)/jailer/main.o $(OBJ)/jailer/fs.o,$(JAILER_OBJS)) \
@@ -116,7 +116,7 @@ $(OBJ)/%-test.o: %.c
 	@echo "  CC      $< (test hooks)"
 	@$(CC) $(CFLAGS) -DEMBER_TEST_HOOKS -MMD -MP -c $< -o $@
 
-$(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o $(SECCOMP_FILTERS),$(LIB_OBJS)) $(TEST_HOOK_OBJS) $(SECCOMP_FILTERS_TEST)
+$(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o $(OBJ)/api/server.o $(SECCOMP_FILTERS),$(LIB_OBJS)) $(TEST_HOOK_OBJS) $(SECCOMP_FILTERS_TEST)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -17,7 +17,12 @@
 #include "../vmm/log.h"
 #include "../vmm/seccomp.h"
 
-#define MAX_CLIENTS 32
+/* What the server waits for from a client; each wait has a timeout. */
+enum client_wait {
+	WAIT_REQUEST,  /* nothing buffered: its next request (idle timeout) */
+	WAIT_REST,     /* part of a request: the rest of it (request timeout) */
+	WAIT_READER,   /* unsent answers: for it to read them (idle timeout) */
+};
 
 struct client {
 	int fd;
@@ -25,11 +30,24 @@ struct client {
 	size_t in_len, in_cap;
 	char *out;
 	size_t out_len, out_off, out_cap;
-	bool close_after;      /* close once out is flushed */
+	bool close_after;      /* send what is queued, serve nothing more, close */
+	bool eof;              /* it sent all it will: serve that, then close */
 	bool continue_sent;    /* "100 Continue" already sent for this request */
+	enum client_wait wait;
+	uint64_t since_ms;     /* when this wait began, or the last progress in it */
+};
+
+/* The API thread's connections. */
+struct clients {
+	struct client c[API_MAX_CLIENTS];
+	uint64_t accept_after_ms; /* the listener rests until then (at the fd limit) */
 };
 
 static struct api_server *the_server; /* for api_server_metrics */
+
+#ifdef EMBER_TEST_HOOKS
+unsigned api_server_test_timeout_ms;
+#endif
 
 static uint64_t now_us(void)
 {
@@ -38,8 +56,18 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static size_t out_pending(const struct client *c)
+{
+	return c->out_len - c->out_off;
+}
+
 static void out_append(struct client *c, const char *data, size_t len)
 {
+	if (c->out_off) { /* what was sent makes room: the buffer never creeps */
+		memmove(c->out, c->out + c->out_off, out_pending(c));
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
 	if (c->out_len + len > c->out_cap) {
 		size_t cap = c->out_cap ? c->out_cap : 4096;
 		while (cap < c->out_len + len)
@@ -114,10 +142,13 @@ static void serve_request(struct api_server *s, struct client *c, const struct h
 		;
 }
 
-/* Serve every complete request in the client's buffer. */
-static void process_input(struct api_server *s, struct client *c)
+/* Serve the complete requests in the client's buffer until its unsent
+ * answers reach API_OUTPUT_LIMIT (the rest wait in the buffer). Returns
+ * how many it answered. */
+static unsigned process_input(struct api_server *s, struct client *c)
 {
-	while (c->in_len && !c->close_after) {
+	unsigned answered = 0;
+	while (c->in_len && !c->close_after && out_pending(c) < API_OUTPUT_LIMIT) {
 		struct http_request req;
 		ssize_t n = http_parse_request(c->in, c->in_len, s->max_body, &req);
 		if (n == 0) {
@@ -126,46 +157,77 @@ static void process_input(struct api_server *s, struct client *c)
 				out_append(c, cont, sizeof(cont) - 1);
 				c->continue_sent = true;
 			}
-			return;
+			break;
 		}
+		answered++;
 		if (n < 0) {
 			/* The framing is lost: answer and close. */
 			respond(s, c, (int)-n, NULL, req.error, false);
 			atomic_fetch_add(&s->stats.requests[EP_UNKNOWN], 1);
 			c->in_len = 0;
-			return;
+			break;
 		}
 		serve_request(s, c, &req);
 		memmove(c->in, c->in + n, c->in_len - (size_t)n);
 		c->in_len -= (size_t)n;
 		c->continue_sent = false;
 	}
+	return answered;
 }
 
-static bool client_read(struct api_server *s, struct client *c)
+/* Send what the socket takes. Returns the bytes sent, or -1 on an error. */
+static ssize_t client_flush(struct client *c)
 {
-	if (c->in_len == c->in_cap)
-		return false; /* the parser already refused anything this long */
-	ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-		return false;
-	if (n > 0) {
-		c->in_len += (size_t)n;
-		process_input(s, c);
-	}
-	return true;
-}
-
-static bool client_flush(struct client *c)
-{
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+	size_t sent = 0;
+	while (out_pending(c)) {
+		ssize_t n = send(c->fd, c->out + c->out_off, out_pending(c), MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
 		if (n < 0)
-			return errno == EAGAIN || errno == EINTR;
+			return -1;
 		c->out_off += (size_t)n;
+		sent += (size_t)n;
 	}
-	c->out_off = c->out_len = 0;
-	return !c->close_after;
+	if (!out_pending(c))
+		c->out_off = c->out_len = 0;
+	return (ssize_t)sent;
+}
+
+/* Poll for its requests only while it reads its answers: a client that
+ * pipelines and never reads holds at most API_OUTPUT_LIMIT (plus one
+ * answer) and a request buffer. */
+static short client_events(const struct client *c)
+{
+	short ev = 0;
+	if (!c->close_after && !c->eof && c->in_len < c->in_cap && out_pending(c) < API_OUTPUT_LIMIT)
+		ev |= POLLIN;
+	if (out_pending(c))
+		ev |= POLLOUT;
+	return ev;
+}
+
+static uint64_t client_deadline(const struct client *c)
+{
+	uint64_t ms = c->wait == WAIT_REST ? API_REQUEST_TIMEOUT_MS : API_IDLE_TIMEOUT_MS;
+#ifdef EMBER_TEST_HOOKS
+	if (api_server_test_timeout_ms)
+		ms = api_server_test_timeout_ms;
+#endif
+	return c->since_ms + ms;
+}
+
+/* What the client's timeout now runs from: a new wait, or progress in
+ * this one (a request answered, a byte of answers sent), restarts it;
+ * more bytes of an unfinished request do not. */
+static void client_note(struct client *c, bool progress, uint64_t now_ms)
+{
+	enum client_wait w = out_pending(c) ? WAIT_READER : c->in_len ? WAIT_REST : WAIT_REQUEST;
+	if (progress || w != c->wait) {
+		c->wait = w;
+		c->since_ms = now_ms;
+	}
 }
 
 static void client_close(struct client *c)
@@ -177,6 +239,75 @@ static void client_close(struct client *c)
 	c->fd = -1;
 }
 
+/* The client's fd is ready (revents): read, serve, send. */
+static void client_run(struct api_server *s, struct client *c, short revents, uint64_t now_ms)
+{
+	if (revents & POLLERR)
+		goto close;
+	if (revents & POLLIN) {
+		ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+		if (n > 0)
+			c->in_len += (size_t)n;
+		else if (n == 0)
+			c->eof = true;
+		else if (errno != EAGAIN && errno != EINTR)
+			goto close;
+	} else if (revents & POLLHUP) {
+		goto close; /* gone, and nothing left to read */
+	}
+	bool progress = false;
+	unsigned answered;
+	do { /* as its answers drain, the requests it queued are served */
+		answered = process_input(s, c);
+		ssize_t sent = client_flush(c);
+		if (sent < 0)
+			goto close;
+		progress |= answered || sent;
+	} while (answered);
+	if (!out_pending(c) && (c->close_after || c->eof))
+		goto close;
+	client_note(c, progress, now_ms);
+	return;
+close:
+	client_close(c);
+}
+
+/* A new connection. With every slot taken the longest idle client makes
+ * room, so no set of clients holds the API forever. At the fd limit the
+ * listener rests a while instead of waking poll at once again. */
+static void accept_client(struct api_server *s, struct clients *cl, uint64_t now_ms)
+{
+	int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			log_ratelimited(LOG_WARN, "API server: cannot accept a connection: %s (retrying every %d ms)",
+					strerror(errno), API_ACCEPT_BACKOFF_MS);
+			cl->accept_after_ms = now_ms + API_ACCEPT_BACKOFF_MS;
+		}
+		return; /* EAGAIN, ECONNABORTED, ...: nothing waits */
+	}
+	atomic_fetch_add(&s->stats.connections, 1);
+	struct client *c = NULL;
+	for (int i = 0; i < API_MAX_CLIENTS; i++) {
+		struct client *o = &cl->c[i];
+		if (o->fd < 0) {
+			c = o;
+			break;
+		}
+		if (!c || o->since_ms < c->since_ms)
+			c = o;
+	}
+	if (c->fd >= 0) {
+		log_ratelimited(LOG_WARN, "API server: %d connections open: closing the longest idle one",
+				API_MAX_CLIENTS);
+		client_close(c);
+	}
+	size_t in_cap = HTTP_MAX_HEAD + s->max_body; /* the largest acceptable request */
+	*c = (struct client){ .fd = fd, .in = malloc(in_cap), .in_cap = in_cap, .since_ms = now_ms };
+	if (!c->in)
+		client_close(c);
+}
+
 static void *serve(void *arg)
 {
 	struct api_server *s = arg;
@@ -184,33 +315,33 @@ static void *serve(void *arg)
 	char err[160];
 	if (seccomp_install(SECCOMP_ROLE_API, err, sizeof(err)))
 		die("API thread: %s", err);
-	static struct client clients[MAX_CLIENTS];
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		clients[i].fd = -1;
-	/* Room for the largest acceptable request: head + body. */
-	size_t in_cap = HTTP_MAX_HEAD + s->max_body;
+	static struct clients cl;
+	for (int i = 0; i < API_MAX_CLIENTS; i++)
+		cl.c[i].fd = -1;
 
 	for (;;) {
-		struct pollfd pfd[MAX_CLIENTS + 2];
-		int map[MAX_CLIENTS + 2];
-		int n = 0, nclients = 0;
-		pfd[n] = (struct pollfd){ .fd = s->stop_fd, .events = POLLIN };
-		map[n++] = -1;
-		for (int i = 0; i < MAX_CLIENTS; i++) {
-			if (clients[i].fd < 0)
+		struct pollfd pfd[API_MAX_CLIENTS + 2];
+		struct client *who[API_MAX_CLIENTS + 2] = { NULL };
+		int n = 0;
+		uint64_t now = now_us() / 1000;
+		int64_t wait_ms = -1; /* until the first deadline */
+		pfd[n++] = (struct pollfd){ .fd = s->stop_fd, .events = POLLIN };
+		for (int i = 0; i < API_MAX_CLIENTS; i++) {
+			struct client *c = &cl.c[i];
+			if (c->fd < 0)
 				continue;
-			nclients++;
-			short ev = POLLIN;
-			if (clients[i].out_len > clients[i].out_off)
-				ev |= POLLOUT;
-			pfd[n] = (struct pollfd){ .fd = clients[i].fd, .events = ev };
-			map[n++] = i;
+			int64_t left = (int64_t)client_deadline(c) - (int64_t)now;
+			if (wait_ms < 0 || left < wait_ms)
+				wait_ms = left < 0 ? 0 : left;
+			who[n] = c;
+			pfd[n++] = (struct pollfd){ .fd = c->fd, .events = client_events(c) };
 		}
-		if (nclients < MAX_CLIENTS) {
-			pfd[n] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
-			map[n++] = -2;
-		}
-		if (poll(pfd, (nfds_t)n, -1) < 0) {
+		/* Last, so a client it evicts has been served already. */
+		if (now >= cl.accept_after_ms)
+			pfd[n++] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
+		else if (wait_ms < 0 || (int64_t)(cl.accept_after_ms - now) < wait_ms)
+			wait_ms = (int64_t)(cl.accept_after_ms - now);
+		if (poll(pfd, (nfds_t)n, (int)wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("API server: poll: %s", strerror(errno));
@@ -218,42 +349,29 @@ static void *serve(void *arg)
 		}
 		if (pfd[0].revents)
 			break; /* asked to stop */
+		now = now_us() / 1000;
 		for (int k = 1; k < n; k++) {
 			if (!pfd[k].revents)
 				continue;
-			if (map[k] == -2) {
-				int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-				if (fd < 0)
-					continue;
-				for (int i = 0; i < MAX_CLIENTS; i++) {
-					if (clients[i].fd >= 0)
-						continue;
-					clients[i].fd = fd;
-					clients[i].in = malloc(in_cap);
-					clients[i].in_cap = in_cap;
-					if (!clients[i].in)
-						client_close(&clients[i]);
-					fd = -1;
-					break;
-				}
-				if (fd >= 0)
-					close(fd);
-				atomic_fetch_add(&s->stats.connections, 1);
-				continue;
-			}
-			struct client *c = &clients[map[k]];
-			bool keep = true;
-			if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
-				keep = client_read(s, c);
-			if (keep || c->out_len > c->out_off)
-				keep = client_flush(c) && keep;
-			if (!keep)
+			if (who[k])
+				client_run(s, who[k], pfd[k].revents, now);
+			else
+				accept_client(s, &cl, now);
+		}
+		/* After reading: a client whose bytes came while a long
+		 * request held this thread is not timed out for it. */
+		for (int i = 0; i < API_MAX_CLIENTS; i++) {
+			struct client *c = &cl.c[i];
+			if (c->fd >= 0 && now >= client_deadline(c)) {
+				log_debug("API server: closing a connection %s", c->wait == WAIT_REST ?
+					  "whose request did not arrive in time" : "idle for too long");
 				client_close(c);
+			}
 		}
 	}
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (clients[i].fd >= 0)
-			client_close(&clients[i]);
+	for (int i = 0; i < API_MAX_CLIENTS; i++)
+		if (cl.c[i].fd >= 0)
+			client_close(&cl.c[i]);
 	return NULL;
 }
 

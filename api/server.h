@@ -2,7 +2,8 @@
  * Requests are parsed (http.c), routed to typed actions (router.c) and
  * handed to the VMM thread (controller_submit); the API thread never
  * touches VM state. Keep-alive, several clients at once, bodies limited
- * to max_body bytes. */
+ * to max_body bytes; idle and slow clients are timed out, and one that
+ * does not read its answers is not read from (the limits below). */
 #ifndef EMBER_API_SERVER_H
 #define EMBER_API_SERVER_H
 
@@ -11,6 +12,22 @@
 #include <stddef.h>
 
 #include "router.h"
+
+/* What keeps the API available to every client (README, "The API"):
+ * - at most API_MAX_CLIENTS connections; a new one beyond them closes
+ *   the one that has waited longest without progress;
+ * - a connection with nothing buffered (or with answers it does not read)
+ *   for API_IDLE_TIMEOUT_MS is closed, and so is one whose request has not
+ *   arrived whole API_REQUEST_TIMEOUT_MS after its first byte;
+ * - while a client's unsent answers exceed API_OUTPUT_LIMIT bytes its
+ *   further requests are not read;
+ * - when accept fails for want of fds (EMFILE, ENFILE) the listener rests
+ *   API_ACCEPT_BACKOFF_MS; queued connections wait in the backlog. */
+#define API_MAX_CLIENTS 32
+#define API_IDLE_TIMEOUT_MS 60000
+#define API_REQUEST_TIMEOUT_MS 10000
+#define API_OUTPUT_LIMIT 65536
+#define API_ACCEPT_BACKOFF_MS 100
 
 struct controller;
 struct cJSON;
@@ -43,5 +60,10 @@ void api_server_stop(struct api_server *s);
 
 /* The server's counters into a metrics object (controller's api_metrics). */
 void api_server_metrics(struct cJSON *out);
+
+#ifdef EMBER_TEST_HOOKS
+/* Test builds only: when non-zero, both timeouts above, in ms. */
+extern unsigned api_server_test_timeout_ms;
+#endif
 
 #endif

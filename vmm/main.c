@@ -82,7 +82,7 @@ static void usage(FILE *f)
 enum { OPT_CONFIG = 256, OPT_NO_API, OPT_API_SOCK, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
        OPT_LOG_PATH, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_METRICS_PATH, OPT_MAX_PAYLOAD,
        OPT_VERSION, OPT_HELP, OPT_NO_SECCOMP, OPT_START_US, OPT_START_CPU_US, OPT_PARENT_CPU_US,
-       OPT_TEST_FORBIDDEN_SYSCALL, OPT_TEST_SECCOMP_TRACE };
+       OPT_TEST_FORBIDDEN_SYSCALL, OPT_TEST_SECCOMP_TRACE, OPT_TEST_API_TIMEOUT };
 
 static unsigned long long parse_us(const char *flag, const char *arg)
 {
@@ -117,6 +117,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 #ifdef EMBER_TEST_HOOKS
 		{ "test-forbidden-syscall", required_argument, NULL, OPT_TEST_FORBIDDEN_SYSCALL },
 		{ "test-seccomp-trace", no_argument, NULL, OPT_TEST_SECCOMP_TRACE },
+		{ "test-api-timeout-ms", required_argument, NULL, OPT_TEST_API_TIMEOUT },
 #endif
 		{ NULL, 0, NULL, 0 },
 	};
@@ -174,6 +175,14 @@ static void parse_args(int argc, char **argv, struct options *o)
 				die("--test-forbidden-syscall: vmm, api or vcpu");
 			break;
 		case OPT_TEST_SECCOMP_TRACE: seccomp_test_trace = true; break;
+		case OPT_TEST_API_TIMEOUT: { /* the API's idle and request timeouts */
+			char *end;
+			unsigned long ms = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || ms == 0 || ms > 3600000)
+				die("--test-api-timeout-ms: '%s' is not 1 to 3600000 ms", optarg);
+			api_server_test_timeout_ms = (unsigned)ms;
+			break;
+		}
 #endif
 		case OPT_VERSION: printf("ember v%s\n", EMBER_VERSION); exit(0);
 		case OPT_HELP: usage(stdout); exit(0);
