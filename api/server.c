@@ -148,9 +148,10 @@ static void serve_request(struct api_server *s, struct client *c, const struct h
 static unsigned process_input(struct api_server *s, struct client *c)
 {
 	unsigned answered = 0;
-	while (c->in_len && !c->close_after && out_pending(c) < API_OUTPUT_LIMIT) {
+	size_t off = 0; /* served so far: moved out of the buffer once, at the end */
+	while (off < c->in_len && !c->close_after && out_pending(c) < API_OUTPUT_LIMIT) {
 		struct http_request req;
-		ssize_t n = http_parse_request(c->in, c->in_len, s->max_body, &req);
+		ssize_t n = http_parse_request(c->in + off, c->in_len - off, s->max_body, &req);
 		if (n == 0) {
 			if (req.headers_done && req.expect_continue && !c->continue_sent) {
 				static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -164,14 +165,15 @@ static unsigned process_input(struct api_server *s, struct client *c)
 			/* The framing is lost: answer and close. */
 			respond(s, c, (int)-n, NULL, req.error, false);
 			atomic_fetch_add(&s->stats.requests[EP_UNKNOWN], 1);
-			c->in_len = 0;
+			off = c->in_len;
 			break;
 		}
 		serve_request(s, c, &req);
-		memmove(c->in, c->in + n, c->in_len - (size_t)n);
-		c->in_len -= (size_t)n;
+		off += (size_t)n;
 		c->continue_sent = false;
 	}
+	memmove(c->in, c->in + off, c->in_len - off);
+	c->in_len -= off;
 	return answered;
 }
 
