@@ -92,12 +92,17 @@ static void set_status(struct virtio_dev *vd, uint32_t val)
 	/* Bits only go on (short of a reset), in the order the spec gives. */
 	if ((val & old) != old)
 		return;
+	/* NEEDS_RESET is the device's to set, never the driver's. */
+	if (!(old & VIRTIO_CONFIG_S_NEEDS_RESET))
+		val &= ~(uint32_t)VIRTIO_CONFIG_S_NEEDS_RESET;
 	uint32_t added = val & ~old;
 	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
 		uint64_t offered = all_features(vd);
-		if ((vd->driver_features & ~offered) ||
+		const uint32_t driver = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+		if ((val & driver) != driver || (vd->driver_features & ~offered) ||
 		    !(vd->driver_features & (1ULL << VIRTIO_F_VERSION_1))) {
-			/* FEATURES_OK stays clear: the driver will see it failed. */
+			/* FEATURES_OK stays clear: the driver will see it failed
+			 * (out of order, or features this device cannot do). */
 			val &= ~(uint32_t)VIRTIO_CONFIG_S_FEATURES_OK;
 		}
 	}
@@ -396,9 +401,30 @@ void virtio_dev_save(struct virtio_dev *vd, struct snap_writer *w)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+/* What set_status() and virtio_fail() guarantee of a live device, or NULL
+ * if the restored registers satisfy it. */
+static const char *status_impossible(const struct virtio_dev *vd, bool active)
+{
+	const uint32_t st = vd->status, driver = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+	bool failed = st & VIRTIO_CONFIG_S_NEEDS_RESET;
+	if ((st & VIRTIO_CONFIG_S_FEATURES_OK) && (st & driver) != driver)
+		return "FEATURES_OK without ACKNOWLEDGE and DRIVER";
+	if ((st & VIRTIO_CONFIG_S_FEATURES_OK) && !virtio_has_feature(vd, VIRTIO_F_VERSION_1))
+		return "FEATURES_OK without VERSION_1 negotiated";
+	if ((st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_FEATURES_OK) && !failed)
+		return "DRIVER_OK without FEATURES_OK";
+	/* DRIVER_OK either activates the device or fails it (NEEDS_RESET,
+	 * inactive from then on); only a reset (status 0) undoes either. */
+	if (active != ((st & VIRTIO_CONFIG_S_DRIVER_OK) && !failed))
+		return active ? "active without DRIVER_OK, or needing a reset" : "DRIVER_OK but not active";
+	if (vd->interrupt_status & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG))
+		return "unknown interrupt status bits";
+	return NULL;
+}
+
 int virtio_dev_restore(struct virtio_dev *vd, struct snap_reader *r)
 {
-	const char *name = vd->ops->name;
+	const char *name = vd->ops->name, *why;
 	uint32_t id = sr_u32(r);
 	if (!r->bad && id != vd->ops->device_id)
 		return sr_fail(r, "virtio device %u: a %s device in the configuration, type %u in the state",
@@ -439,8 +465,9 @@ int virtio_dev_restore(struct virtio_dev *vd, struct snap_reader *r)
 		q->signalled_used = signalled;
 		q->signalled_valid = signalled_valid;
 	}
-	if (!r->bad && active && !(vd->status & VIRTIO_CONFIG_S_DRIVER_OK))
-		return sr_fail(r, "%s: active without DRIVER_OK", name), -EINVAL;
+	if (!r->bad && (why = status_impossible(vd, active)))
+		return sr_fail(r, "%s: device status 0x%x%s: %s", name, vd->status, active ? " (active)" : "", why),
+		       -EINVAL;
 	if (r->bad)
 		return -EINVAL;
 	if (active && vd->ops->activate && vd->ops->activate(vd))
