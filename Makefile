@@ -137,7 +137,9 @@ $(BUILD)/ember-uffd: $(BUILD)/obj/ember-uffd
 	cp $< $@
 
 # ember-uffd: the page-fault handler that serves uffd snapshot restores.
-UFFD_OBJS := $(OBJ)/vmm/snapshot/uffd_handler/main.o $(OBJ)/vmm/snapshot/working_set.o
+UFFD_OBJS := $(OBJ)/vmm/snapshot/uffd_handler/main.o $(OBJ)/vmm/snapshot/working_set.o \
+             $(OBJ)/vmm/snapshot/memfile.o $(OBJ)/vmm/snapshot/snapfile.o $(OBJ)/vmm/snapshot/newfile.o \
+             $(OBJ)/vmm/hostfile.o
 $(UFFD): $(UFFD_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson 2>/dev/null)
@@ -250,7 +252,8 @@ unit: $(UNIT_BIN)
 
 # A test program that restores memory through ember's uffd backend.
 UFFD_CLIENT := $(OBJ)/uffd-client
-UFFD_CLIENT_OBJS := $(OBJ)/tests/integration/uffd_client.o $(OBJ)/vmm/snapshot/uffd.o $(OBJ)/vmm/snapshot/working_set.o
+UFFD_CLIENT_OBJS := $(OBJ)/tests/integration/uffd_client.o $(OBJ)/vmm/snapshot/uffd.o $(OBJ)/vmm/snapshot/working_set.o \
+                    $(OBJ)/vmm/snapshot/newfile.o $(OBJ)/vmm/hostfile.o
 $(UFFD_CLIENT): $(UFFD_CLIENT_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^
@@ -311,8 +314,8 @@ FUZZ_DIR   := $(BUILD)/fuzz
 FUZZ_RUNS  ?= 1000000
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                $(shell pkg-config --cflags libcjson 2>/dev/null)
-FUZZ_LIBSRC := vmm/log.c vmm/hostfile.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c api/config_json.c api/http.c api/router.c \
-               vmm/snapshot/snapfile.c vmm/snapshot/decode.c
+FUZZ_LIBSRC := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c api/config_json.c api/http.c api/router.c \
+               vmm/snapshot/snapfile.c vmm/snapshot/decode.c vmm/snapshot/memfile.c vmm/hostfile.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard vmm/*.h vmm/virtio/*.h vmm/snapshot/*.h api/*.h)

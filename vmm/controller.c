@@ -14,6 +14,7 @@
 
 #include "../api/config_json.h"
 #include "boot/boot.h"
+#include "hostfile.h"
 #include "log.h"
 #include "snapshot/snapfile.h"
 #include "snapshot/snapshot.h"
@@ -472,20 +473,14 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 		return ret;
 	int mem_fd = -1;
 	if (l->backend == MEM_BACKEND_FILE) {
-		mem_fd = open(l->backend_path, O_RDONLY | O_CLOEXEC);
-		struct stat st;
-		if (mem_fd < 0 || fstat(mem_fd, &st) < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "memory file %.300s: %s", l->backend_path, strerror(errno));
-			if (mem_fd >= 0)
-				close(mem_fd);
-			return ret;
-		}
-		if ((uint64_t)st.st_size != img->mem_size) {
-			snprintf(err, errlen, "memory file %.300s has %lld bytes; the snapshot's guest has %llu",
-				 l->backend_path, (long long)st.st_size, (unsigned long long)img->mem_size);
+		/* Its size and identity page only: guest memory is read when the
+		 * guest touches it. */
+		mem_fd = hostfile_open("memory file", l->backend_path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
+		if (mem_fd < 0)
+			return mem_fd;
+		if ((ret = memfile_check(mem_fd, l->backend_path, &img->mem, err, errlen))) {
 			close(mem_fd);
-			return -EINVAL;
+			return ret;
 		}
 	}
 	struct machine_params p = {
@@ -502,6 +497,7 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 	}
 	c->machine.vm.start_request_ns = t0_ns;
 	c->machine.vm.restored = true;
+	c->machine.mem_generation = img->mem.generation;
 	if ((ret = snapshot_apply(&c->machine, img, err, errlen))) {
 		uffd_backend_close(&c->uffd);
 		machine_destroy(&c->machine);

@@ -36,6 +36,9 @@ struct machine {
 	struct virtio_rng *rng;
 	char cmdline[4096];           /* what the guest kernel was given */
 	int mem_fd;                   /* the memory file RAM is mapped from, or -1 */
+	/* The generation of the snapshot memory file RAM last matched (the
+	 * last snapshot, or the one restored): a Diff's base. 0: none. */
+	uint64_t mem_generation;
 	bool running;                 /* vCPUs started */
 };
 

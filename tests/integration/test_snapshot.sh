@@ -20,6 +20,9 @@ wait_out() {
 last_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | tail -1 | awk '{print $3}'; }
 first_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | head -1 | awk '{print $3}'; }
 
+# A guest memory file's size: 64 MiB of guest memory and its identity page.
+MEM_FILE_BYTES=$(((64 << 20) + 4096))
+
 # A test guest that fills 4 MiB with a pattern and counts, booted through
 # the API with dirty-page tracking, a vsock device and, given a tap name, a
 # network interface on it; then paused and snapshotted to $T/state +
@@ -43,7 +46,7 @@ testvm_snapshot() {
 	kill -9 "$API_PID"
 	wait "$API_PID" 2>/dev/null
 	[ -f "$T/state" ] && [ -f "$T/mem" ] || { fail "snapshot files missing"; return 1; }
-	[ "$(stat -c %s "$T/mem")" -eq $((64 << 20)) ] || fail "memory file is not 64 MiB"
+	[ "$(stat -c %s "$T/mem")" -eq $MEM_FILE_BYTES ] || fail "memory file is not 64 MiB and its identity page"
 	# Sparse: about the 4 MiB the guest filled, not all 64.
 	[ "$(du -k "$T/mem" | cut -f1)" -lt 16384 ] || fail "memory file is not sparse ($(du -k "$T/mem"))"
 }
@@ -82,13 +85,21 @@ test_snapshot_testvm_file_diff_uffd() {
 	"$EMBER" merge-memory "$T/merged" "$T/diff" || fail "merge-memory failed"
 	restore_testvm diff "$T/state2" "{\"backend_type\": \"File\", \"backend_path\": \"$T/merged\"}" $((m + 1)) || return
 	stop_api
-	# The diff alone is not a memory image: the guest's pattern is gone.
+	# The diff alone is not a memory image: refused, and so is the diff
+	# merged onto a base it does not apply onto (the merged file is of the
+	# diff's generation now), or merged twice.
 	start_api diffonly || return
-	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state2\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/diff\"}, \"resume_vm\": true}"
-	sleep 3
-	grep -q 'testvm: count' "$T/diffonly.out" && ! grep -q 'FAIL memory' "$T/diffonly.out" &&
-		fail "a diff restored without its base ran as if whole: the diff check is blind"
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state2\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/diff\"}, \"resume_vm\": true}"
+	grep -q "is a Diff snapshot's" "$T/resp" || fail "loading a bare diff: $(cat "$T/resp")"
 	stop_api
+	cp --sparse=always "$T/merged" "$T/merged-again"
+	"$EMBER" merge-memory "$T/merged-again" "$T/diff" 2> "$T/merge2.err" && fail "merge-memory merged a diff twice"
+	grep -q "not its base" "$T/merge2.err" || fail "merging twice: $(cat "$T/merge2.err")"
+	"$EMBER" merge-memory "$T/diff" "$T/mem" 2> "$T/merge3.err" && fail "merge-memory took a Full file as a diff"
+	cmp -s "$T/merged" "$T/merged-again" || fail "a refused merge changed its base"
+	"$UFFD" --socket "$T/dh.sock" --mem-file "$T/diff" 2> "$T/diffhandler.err"
+	[ $? -eq 1 ] && grep -q "is a Diff snapshot's" "$T/diffhandler.err" ||
+		fail "ember-uffd served a bare diff: $(cat "$T/diffhandler.err")"
 
 	# Uffd: ember-uffd serves the pages, the working set first.
 	"$UFFD" --socket "$T/handler.sock" --mem-file "$T/mem" --working-set "$T/mem.ws" 2> "$T/handler.err" &
@@ -174,6 +185,8 @@ test_snapshot_bad_files_refused() {
 	head -c 1000 "$T/state" > "$T/truncated"
 	cp "$T/state" "$T/version"
 	printf '\x63' | dd of="$T/version" bs=1 seek=8 conv=notrunc 2>/dev/null
+	cp "$T/state" "$T/version1"
+	printf '\x01' | dd of="$T/version1" bs=1 seek=8 conv=notrunc 2>/dev/null
 	head -c $((32 << 20)) "$T/mem" > "$T/halfmem"
 	head -c 4096 /dev/urandom > "$T/garbage"
 	start_api bad || return
@@ -181,9 +194,10 @@ test_snapshot_bad_files_refused() {
 		"$T/corrupt|$mem|checksum mismatch"
 		"$T/truncated|$mem|size mismatch"
 		"$T/version|$mem|format version 99"
+		"$T/version1|$mem|format version 1; this ember reads version 2 only"
 		"$T/garbage|$mem|not an ember snapshot"
 		"$T/missing|$mem|No such file"
-		"$T/state|{\"backend_type\": \"File\", \"backend_path\": \"$T/halfmem\"}|has 33554432 bytes"
+		"$T/state|{\"backend_type\": \"File\", \"backend_path\": \"$T/halfmem\"}|has 33554432 bytes; the snapshot's memory file has $MEM_FILE_BYTES"
 		"$T/state|{\"backend_type\": \"Uffd\", \"backend_path\": \"$T/no-handler.sock\"}|no-handler.sock"
 	)
 	local c
@@ -206,9 +220,14 @@ test_snapshot_bad_files_refused() {
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"$T/s3\", \"mem_file_path\": \"$T/m3\"}"
 	grep -q 'track_dirty_pages' "$T/resp" || fail "Diff without tracking: $(cat "$T/resp")"
-	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$T/s3\", \"mem_file_path\": \"$T/mem\"}"
-	grep -q 'mapped from' "$T/resp" || fail "overwriting the mapped memory file: $(cat "$T/resp")"
+	# A snapshot onto the memory file this VM is mapped from replaces the
+	# file (a new one is renamed over it): the VM keeps its memory.
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/s3\", \"mem_file_path\": \"$T/mem\"}"
 	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	local c
+	c=$(last_count bad)
+	wait_out bad "testvm: count $((c + 20))" 60 # every pattern page checked again
+	! grep -q 'FAIL memory' "$T/bad.out" || fail "the VM's memory changed when its memory file was replaced"
 	stop_api
 	# Configured first: not a fresh ember.
 	start_api used || return

@@ -1,10 +1,15 @@
-/* The snapshot state container: checksum, field writer and reader, and
- * the header checks every load goes through. */
+/* The snapshot state container: checksum, field writer and reader, the
+ * header checks every load goes through, and the memory section. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../../vmm/snapshot/memfile.h"
 #include "../../vmm/snapshot/snapfile.h"
+#include "../../vmm/snapshot/snapshot.h"
+#include "../../vmm/snapshot/tags.h"
 
 Test(snapfile, crc64_check_value)
 {
@@ -97,10 +102,11 @@ Test(snapfile, decode_checks_the_header)
 	bad[0] = 'X';
 	cr_assert_eq(snapfile_decode(bad, n, &p, &plen, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "magic"));
+	/* Version 1 state files named no memory file: refused, naming both. */
 	memcpy(bad, file, n);
-	bad[8] = 2;
+	bad[8] = 1;
 	cr_assert_eq(snapfile_decode(bad, n, &p, &plen, err, sizeof(err)), -EINVAL);
-	cr_assert(strstr(err, "version 2"));
+	cr_assert(strstr(err, "version 1; this ember reads version 2 only"), "%s", err);
 	cr_assert_eq(snapfile_decode(file, n - 1, &p, &plen, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "size mismatch"));
 	memcpy(bad, file, n);
@@ -108,4 +114,68 @@ Test(snapfile, decode_checks_the_header)
 	cr_assert_eq(snapfile_decode(bad, n, &p, &plen, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "checksum"));
 	cr_assert_eq(snapfile_decode(file, 10, &p, &plen, err, sizeof(err)), -EINVAL);
+}
+
+/* ---- whole state files: the section checks of snapshot_parse --------- */
+
+/* snapshot_parse of w's payload in a valid header; the reason in err. */
+static int parse_payload(const struct snap_writer *w, char *err, size_t errlen)
+{
+	cr_assert(!w->oom);
+	uint8_t *file = malloc(w->len + 32);
+	cr_assert(file);
+	size_t n = image(file, w->buf, w->len);
+	struct snapshot_image *img = calloc(1, sizeof(*img));
+	cr_assert(img);
+	err[0] = '\0';
+	int ret = snapshot_parse(file, n, img, err, errlen);
+	if (!ret)
+		snapshot_image_free(img);
+	free(img);
+	free(file);
+	return ret;
+}
+
+#define GEN 0x1234abcdULL
+
+Test(snapfile, the_memory_section_names_its_memory_file)
+{
+	static const struct { uint64_t mem, file, gen; size_t len; const char *why; } bad[] = {
+		{ 1 << 20, (1 << 20) + 4096, 0, 24, "without a generation id" },
+		{ 1 << 20, 1 << 20, GEN, 24, "memory file size 1048576 for 1048576 bytes" },
+		{ 1000, 1000 + 4096, GEN, 24, "not a positive multiple of 4 KiB" },
+		/* A version 1 memory section: the guest's size alone. */
+		{ 1 << 20, 0, 0, 8, "truncated" },
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		struct snap_writer w;
+		sw_init(&w);
+		sw_begin(&w, TAG_MEMORY);
+		sw_u64(&w, bad[k].mem);
+		if (bad[k].len > 8) {
+			sw_u64(&w, bad[k].file);
+			sw_u64(&w, bad[k].gen);
+		}
+		sw_end(&w);
+		char err[300];
+		cr_assert_eq(parse_payload(&w, err, sizeof(err)), -EINVAL);
+		cr_assert(strstr(err, bad[k].why), "case %zu: %s", k, err);
+		sw_free(&w);
+	}
+}
+
+Test(snapfile, memory_section_round_trip)
+{
+	struct snap_writer w;
+	sw_init(&w);
+	struct memfile_id id = { 1 << 20, (1 << 20) + 4096, GEN }, got;
+	memfile_id_put(&w, &id);
+	struct snap_reader r, sec;
+	uint32_t tag;
+	sr_init(&r, w.buf, w.len);
+	cr_assert(sr_section(&r, &tag, &sec));
+	cr_assert_eq(tag, TAG_MEMORY);
+	cr_assert(memfile_id_get(&sec, &got), "%s", sec.why);
+	cr_assert_eq(memcmp(&id, &got, sizeof(id)), 0);
+	sw_free(&w);
 }

@@ -121,9 +121,13 @@ static const struct seccomp_rule rules[] = {
 	ALLOW_IF(fcntl, VMM, 1, ~0ULL, F_SETFL),
 	ALLOW(unlink, VMM),              /* stale API and vsock socket files */
 	ALLOW(sysinfo, VMM),             /* checking mem_size_mib against the host */
-	/* Snapshots: the state file (written to .tmp, then renamed) and the
-	 * memory file (sized, written sparse, synced); mincore finds the
-	 * guest pages ever touched (skipped holes, the working set). */
+	/* Snapshots: each file is created under a new random name (openat
+	 * with O_EXCL; getrandom, below, draws the name and the generation
+	 * id), written (the memory file sized and written sparse), synced,
+	 * renamed over its target, and the target's directory synced (openat
+	 * O_DIRECTORY, fsync); a failure unlinks the new files (unlink). lstat
+	 * (newfstatat) checks the targets' kind. mincore finds the guest
+	 * pages ever touched (skipped holes, the working set). */
 	ALLOW(ftruncate, VMM),
 	ALLOW(pwrite64, VMM),
 	ALLOW(fsync, VMM),

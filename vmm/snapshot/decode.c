@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../../api/config_json.h"
+#include "memfile.h"
 #include "snapfile.h"
 #include "snapshot.h"
 #include "tags.h"
@@ -94,10 +95,8 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 			break;
 		case TAG_MEMORY:
 			have_mem = true;
-			img->mem_size = sr_u64(&sec);
-			if (sr_done(&sec, "memory section") && (img->mem_size == 0 || img->mem_size % SNAP_PAGE))
-				sr_fail(&r, "memory size %llu is not a positive multiple of 4 KiB",
-					(unsigned long long)img->mem_size);
+			if (!memfile_id_get(&sec, &img->mem))
+				sr_fail(&r, "%s", sec.why);
 			break;
 		case TAG_VM:
 			have_vm = true;
@@ -138,9 +137,9 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 	}
 	if (!r.bad && !(have_config && have_mem && have_vm && have_serial && have_i8042))
 		sr_fail(&r, "a required section is missing");
-	if (!r.bad && img->mem_size != img->cfg.machine.mem_size_mib << 20)
+	if (!r.bad && img->mem.mem_size != img->cfg.machine.mem_size_mib << 20)
 		sr_fail(&r, "memory section says %llu bytes, the configuration %llu MiB",
-			(unsigned long long)img->mem_size, (unsigned long long)img->cfg.machine.mem_size_mib);
+			(unsigned long long)img->mem.mem_size, (unsigned long long)img->cfg.machine.mem_size_mib);
 	if (!r.bad && img->nvcpus != img->cfg.machine.vcpu_count)
 		sr_fail(&r, "%u vCPU sections for %u configured vCPUs", img->nvcpus, img->cfg.machine.vcpu_count);
 	if (!r.bad) {

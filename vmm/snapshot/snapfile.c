@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../hostfile.h"
+
 /* ---- CRC-64/XZ (reflected ECMA-182 polynomial) ------------------------ */
 
 static uint64_t crc_table[256];
@@ -124,43 +126,18 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int snapfile_write(const char *path, const struct snap_writer *w, char *err, size_t errlen)
+int snapfile_write(int fd, const struct snap_writer *w)
 {
-	if (w->oom) {
-		snprintf(err, errlen, "out of memory building the snapshot state");
+	if (w->oom)
 		return -ENOMEM;
-	}
 	uint8_t hdr[SNAPFILE_HEADER_SIZE];
 	memcpy(hdr, SNAPFILE_MAGIC, 8);
 	put_le(hdr + 8, SNAPFILE_VERSION, 4);
 	put_le(hdr + 12, SNAPFILE_HEADER_SIZE, 4);
 	put_le(hdr + 16, w->len, 8);
 	put_le(hdr + 24, snap_crc64(0, w->buf, w->len), 8);
-
-	char tmp[4200];
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
-		snprintf(err, errlen, "snapshot_path too long");
-		return -ENAMETOOLONG;
-	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		int ret = -errno;
-		snprintf(err, errlen, "snapshot_path %s: %s", tmp, strerror(errno));
-		return ret;
-	}
 	int ret = write_all(fd, hdr, sizeof(hdr));
-	if (!ret)
-		ret = write_all(fd, w->buf, w->len);
-	if (!ret && fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret) {
-		unlink(tmp);
-		snprintf(err, errlen, "writing snapshot_path %s: %s", path, strerror(-ret));
-	}
-	return ret;
+	return ret ? ret : write_all(fd, w->buf, w->len);
 }
 
 /* ---- reader ----------------------------------------------------------- */
@@ -279,20 +256,17 @@ int snapfile_decode(const uint8_t *file, size_t len, const uint8_t **payload, si
 int snapfile_load(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
 	*buf = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int ret = -errno;
-		snprintf(err, errlen, "snapshot_path %s: %s", path, strerror(errno));
-		return ret;
-	}
+	int fd = hostfile_open("snapshot_path", path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
+	if (fd < 0)
+		return fd;
 	struct stat st;
 	int ret = 0;
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "snapshot_path %s: %s", path, strerror(errno));
-	} else if (!S_ISREG(st.st_mode) || st.st_size > SNAPFILE_MAX_SIZE) {
+	} else if (st.st_size > SNAPFILE_MAX_SIZE) {
 		ret = -EINVAL;
-		snprintf(err, errlen, "snapshot_path %s: not a regular file of at most %u bytes", path,
+		snprintf(err, errlen, "snapshot_path %s: larger than a state file can be (%u bytes)", path,
 			 SNAPFILE_MAX_SIZE);
 	} else if (!(*buf = malloc((size_t)st.st_size + 1))) {
 		ret = -ENOMEM;

@@ -16,7 +16,8 @@
 #include <stdint.h>
 
 #define SNAPFILE_MAGIC "EMBERSNP"
-#define SNAPFILE_VERSION 1
+/* 2: the memory section names its memory file (memfile.h). */
+#define SNAPFILE_VERSION 2
 #define SNAPFILE_HEADER_SIZE 32
 /* Loads refuse anything bigger: far above what 32 vCPUs and every device
  * need, far below what could hurt the host. */
@@ -42,9 +43,9 @@ void sw_bytes(struct snap_writer *w, const void *p, size_t n);
 void sw_begin(struct snap_writer *w, uint32_t tag);
 void sw_end(struct snap_writer *w);
 
-/* Write header + payload to path (through path.tmp, fsync, rename).
- * Returns 0 or -errno with the reason in err. */
-int snapfile_write(const char *path, const struct snap_writer *w, char *err, size_t errlen);
+/* Write header + payload to fd (a new file: see newfile.h). Returns 0, or
+ * -ENOMEM if building w ran out of memory, or -errno. */
+int snapfile_write(int fd, const struct snap_writer *w);
 
 struct snap_reader {
 	const uint8_t *p;
@@ -72,8 +73,9 @@ bool sr_done(struct snap_reader *r, const char *what);
 int snapfile_decode(const uint8_t *file, size_t len, const uint8_t **payload, size_t *plen,
 		    char *err, size_t errlen);
 
-/* Read path (at most SNAPFILE_MAX_SIZE) into *buf (malloc'd). Returns 0
- * or -errno with the reason in err. */
+/* Read path, a regular file of at most SNAPFILE_MAX_SIZE bytes (opened
+ * without blocking: see hostfile.h), into *buf (malloc'd). Returns 0 or
+ * -errno with the reason in err. */
 int snapfile_load(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen);
 
 #endif

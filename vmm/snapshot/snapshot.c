@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../../api/config_json.h"
+#include "../hostfile.h"
 #include "../log.h"
 #include "../machine.h"
 #include "../vcpu.h"
@@ -19,6 +20,8 @@
 #include "../virtio/net.h"
 #include "../virtio/rng.h"
 #include "../virtio/vsock.h"
+#include "memfile.h"
+#include "newfile.h"
 #include "snapfile.h"
 #include "tags.h"
 #include "working_set.h"
@@ -243,60 +246,25 @@ static int write_pages(const struct guest_mem *mem, int fd, const uint64_t *pick
 	return ret;
 }
 
-static int save_memory(struct machine *m, const struct snapshot_create *req, char *err, size_t errlen)
+/* The paused VM's guest memory into fd, a new file: all of it (Full,
+ * zero pages left as holes) or the pages set in dirty (Diff), then the
+ * identity page. */
+static int write_memory(const struct guest_mem *mem, int fd, const uint64_t *dirty,
+			const struct memfile_trailer *id, uint64_t *written)
 {
-	struct vm *vm = &m->vm;
-	const char *path = req->mem_file_path;
-	bool diff = req->type == SNAPSHOT_DIFF;
-	uint64_t *dirty = NULL;
-	int ret = 0;
-	if (vm->track_dirty) {
-		/* Taken for a Full snapshot too: the next Diff starts from here. */
-		dirty = calloc((size_t)((vm->mem.size / PAGE + 63) / 64), sizeof(uint64_t));
-		if (!dirty) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
-		if ((ret = vm_take_dirty(vm, dirty))) {
-			snprintf(err, errlen, "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
-			free(dirty);
-			return ret;
-		}
-	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "mem_file_path %s: %s", path, strerror(errno));
-		free(dirty);
-		return ret;
-	}
-	/* A restored VM's untouched pages live in the file it was restored
-	 * from: truncating that file would lose them. */
-	struct stat st, src;
-	if (vm->mem.file_backed && fstat(fd, &st) == 0 && fstat(m->mem_fd, &src) == 0 &&
-	    st.st_dev == src.st_dev && st.st_ino == src.st_ino) {
-		snprintf(err, errlen, "mem_file_path %s is the file this VM's memory is mapped from; "
-			 "write the snapshot to another file", path);
-		close(fd);
-		free(dirty);
-		return -EINVAL;
-	}
-	uint64_t written = 0;
-	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)vm->mem.size) < 0)
-		ret = -errno;
-	else
-		ret = write_pages(&vm->mem, fd, diff ? dirty : NULL, !diff, &written);
-	if (!ret && fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	free(dirty);
-	if (ret) {
-		snprintf(err, errlen, "writing mem_file_path %s: %s", path, strerror(-ret));
-		return ret;
-	}
-	log_info("snapshot: %s memory: %llu of %llu pages written to %s", diff ? "diff" : "full",
-		 (unsigned long long)written, (unsigned long long)(vm->mem.size / PAGE), path);
-	return 0;
+	if (ftruncate(fd, (off_t)(mem->size + MEMFILE_ID_PAGE)) < 0)
+		return -errno;
+	int ret = write_pages(mem, fd, dirty, !dirty, written);
+	return ret ? ret : memfile_write_trailer(fd, id);
+}
+
+/* A failed snapshot took the dirty log: give those pages back, so the
+ * next Diff still has them. */
+static void return_dirty(struct guest_mem *mem, const uint64_t *dirty)
+{
+	for (uint64_t pg = 0; pg < mem->size / PAGE; pg++)
+		if (dirty[pg / 64] & (1ULL << (pg % 64)))
+			mem_mark_dirty(mem, mem->host + pg * PAGE, PAGE);
 }
 
 /* The pages this run of the VM has touched, for a page-fault handler to
@@ -336,16 +304,10 @@ static void put_devices(struct machine *m, struct snap_writer *w)
 	}
 }
 
-int snapshot_save(struct machine *m, const struct vmm_config *cfg, const struct snapshot_create *req,
-		  char *err, size_t errlen)
+/* The state of the paused machine, naming its memory file by id. */
+static int build_state(struct machine *m, const struct vmm_config *cfg, const struct memfile_id *id,
+		       struct snap_writer *w, char *err, size_t errlen)
 {
-	if (req->type == SNAPSHOT_DIFF && !m->vm.track_dirty) {
-		snprintf(err, errlen, "a Diff snapshot needs dirty page tracking: set track_dirty_pages "
-			 "in machine-config (or on snapshot load)");
-		return -EINVAL;
-	}
-	struct snap_writer w;
-	sw_init(&w);
 	cJSON *obj = config_json_vm_obj(cfg);
 	char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
 	cJSON_Delete(obj);
@@ -353,25 +315,96 @@ int snapshot_save(struct machine *m, const struct vmm_config *cfg, const struct 
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	sw_begin(&w, TAG_CONFIG);
-	sw_bytes(&w, text, strlen(text));
-	sw_end(&w);
+	sw_begin(w, TAG_CONFIG);
+	sw_bytes(w, text, strlen(text));
+	sw_end(w);
 	free(text);
-	sw_begin(&w, TAG_MEMORY);
-	sw_u64(&w, m->vm.mem.size);
-	sw_end(&w);
-
-	int ret = save_vm(&m->vm, &w, err, errlen);
-	if (!ret) {
-		put_devices(m, &w);
-		ret = save_memory(m, req, err, errlen);
+	memfile_id_put(w, id);
+	int ret = save_vm(&m->vm, w, err, errlen);
+	if (!ret)
+		put_devices(m, w);
+	if (!ret && w->oom) {
+		snprintf(err, errlen, "out of memory building the snapshot state");
+		ret = -ENOMEM;
 	}
-	/* The state file last: a snapshot_path that exists is complete. */
-	if (!ret)
-		ret = snapfile_write(req->snapshot_path, &w, err, errlen);
+	return ret;
+}
+
+/* Both files are written whole under new names, then the memory file is
+ * renamed over mem_file_path and the state file over snapshot_path, last:
+ * until then the previous snapshot at those paths stays as it was, and
+ * after a crash between the two renames its state file refuses the new
+ * memory file (another generation). */
+int snapshot_save(struct machine *m, const struct vmm_config *cfg, const struct snapshot_create *req,
+		  char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	bool diff = req->type == SNAPSHOT_DIFF;
+	if (diff && !vm->track_dirty) {
+		snprintf(err, errlen, "a Diff snapshot needs dirty page tracking: set track_dirty_pages "
+			 "in machine-config (or on snapshot load)");
+		return -EINVAL;
+	}
+	if (strcmp(req->snapshot_path, req->mem_file_path) == 0) {
+		snprintf(err, errlen, "snapshot_path and mem_file_path are both %s: they must be two files",
+			 req->snapshot_path);
+		return -EINVAL;
+	}
+	struct memfile_trailer id = {
+		.flags = diff ? MEMFILE_DIFF : 0, .mem_size = vm->mem.size, .base = diff ? m->mem_generation : 0,
+	};
+	int ret = memfile_new_generation(&id.generation);
+	if (ret) {
+		snprintf(err, errlen, "getrandom: %s", strerror(-ret));
+		return ret;
+	}
+	struct memfile_id state_id = { vm->mem.size, vm->mem.size + MEMFILE_ID_PAGE, id.generation };
+	struct snap_writer w;
+	sw_init(&w);
+	struct newfile mem = NEWFILE_INIT, state = NEWFILE_INIT;
+	uint64_t *dirty = NULL, written = 0;
+	if ((ret = build_state(m, cfg, &state_id, &w, err, errlen)))
+		goto out;
+	if (vm->track_dirty) {
+		/* Taken for a Full snapshot too: the next Diff starts from here. */
+		dirty = calloc((size_t)((vm->mem.size / PAGE + 63) / 64), sizeof(uint64_t));
+		if (!dirty) {
+			snprintf(err, errlen, "out of memory");
+			ret = -ENOMEM;
+			goto out;
+		}
+		if ((ret = vm_take_dirty(vm, dirty))) {
+			snprintf(err, errlen, "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+			goto out; /* what it took so far goes back */
+		}
+	}
+	if ((ret = newfile_open(&mem, "mem_file_path", req->mem_file_path, err, errlen)) ||
+	    (ret = newfile_open(&state, "snapshot_path", req->snapshot_path, err, errlen)))
+		goto out;
+	if ((ret = write_memory(&vm->mem, mem.fd, diff ? dirty : NULL, &id, &written))) {
+		snprintf(err, errlen, "writing mem_file_path %s: %s", req->mem_file_path, strerror(-ret));
+		goto out;
+	}
+	if ((ret = snapfile_write(state.fd, &w))) {
+		snprintf(err, errlen, "writing snapshot_path %s: %s", req->snapshot_path, strerror(-ret));
+		goto out;
+	}
+	if ((ret = newfile_finish(&mem, err, errlen)) || (ret = newfile_finish(&state, err, errlen)))
+		goto out;
+	save_working_set(m, req->mem_file_path);
+	if ((ret = newfile_commit(&mem, err, errlen)) || (ret = newfile_commit(&state, err, errlen)))
+		goto out;
+	m->mem_generation = id.generation;
+	log_info("snapshot: %s memory: %llu of %llu pages written to %s (generation %016llx)",
+		 diff ? "diff" : "full", (unsigned long long)written, (unsigned long long)(vm->mem.size / PAGE),
+		 req->mem_file_path, (unsigned long long)id.generation);
+out:
+	newfile_discard(&mem);
+	newfile_discard(&state);
+	if (ret && dirty)
+		return_dirty(&vm->mem, dirty);
+	free(dirty);
 	sw_free(&w);
-	if (!ret)
-		save_working_set(m, req->mem_file_path);
 	return ret;
 }
 
@@ -463,40 +496,85 @@ int snapshot_apply(struct machine *m, const struct snapshot_image *img, char *er
 
 /* ---- diff merge ------------------------------------------------------- */
 
+/* Both files' identity pages, and whether diff applies onto base. */
+static int merge_check(int base, const char *base_path, int diff, const char *diff_path,
+		       struct memfile_trailer *bt, struct memfile_trailer *dt, char *err, size_t errlen)
+{
+	struct stat bs, ds;
+	if (fstat(base, &bs) < 0 || fstat(diff, &ds) < 0) {
+		int ret = -errno;
+		snprintf(err, errlen, "stat: %s", strerror(errno));
+		return ret;
+	}
+	if (bs.st_size != ds.st_size) {
+		snprintf(err, errlen, "%s has %lld bytes, its base %s %lld: not a diff of that base", diff_path,
+			 (long long)ds.st_size, base_path, (long long)bs.st_size);
+		return -EINVAL;
+	}
+	int ret = memfile_read_trailer(base, (uint64_t)bs.st_size, base_path, bt, err, errlen);
+	if (!ret)
+		ret = memfile_read_trailer(diff, (uint64_t)ds.st_size, diff_path, dt, err, errlen);
+	if (ret)
+		return ret == -ENODATA ? -EINVAL : ret;
+	if (bt->flags & MEMFILE_DIFF) {
+		snprintf(err, errlen, "%s is itself a Diff memory file: merge onto a Full one (or onto the "
+			 "result of an earlier merge)", base_path);
+		return -EINVAL;
+	}
+	if (!(dt->flags & MEMFILE_DIFF)) {
+		snprintf(err, errlen, "%s is not a Diff memory file: load it as it is", diff_path);
+		return -EINVAL;
+	}
+	if (!dt->base) {
+		snprintf(err, errlen, "%s was taken by a VM with no earlier snapshot: no memory file is its base",
+			 diff_path);
+		return -EINVAL;
+	}
+	if (dt->base != bt->generation) {
+		snprintf(err, errlen, "%s applies onto memory generation %016llx; %s is generation %016llx: not "
+			 "its base (or this diff was merged onto it already)", diff_path,
+			 (unsigned long long)dt->base, base_path, (unsigned long long)bt->generation);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The base loses its identity first: a merge that stops half-way leaves
+ * a file no state file accepts, never a base with some of a diff's pages.
+ * Once every page is on disk it takes the diff's generation. */
 int snapshot_merge_diff(const char *base_path, const char *diff_path, char *err, size_t errlen)
 {
 	int ret = 0;
-	int base = open(base_path, O_WRONLY | O_CLOEXEC);
-	int diff = open(diff_path, O_RDONLY | O_CLOEXEC);
-	struct stat bs, ds;
 	uint8_t *buf = NULL;
-	if (base < 0 || diff < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "%s: %s", base < 0 ? base_path : diff_path, strerror(errno));
+	int diff = -1, base = hostfile_open("base memory file", base_path, O_RDWR, 0, HOSTFILE_REG, err, errlen);
+	if (base < 0)
+		return base;
+	diff = hostfile_open("diff memory file", diff_path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
+	if (diff < 0) {
+		ret = diff;
 		goto out;
 	}
-	if (fstat(base, &bs) < 0 || fstat(diff, &ds) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "stat: %s", strerror(errno));
+	struct memfile_trailer bt, dt;
+	if ((ret = merge_check(base, base_path, diff, diff_path, &bt, &dt, err, errlen)))
 		goto out;
-	}
-	if (bs.st_size != ds.st_size) {
-		ret = -EINVAL;
-		snprintf(err, errlen, "%s has %lld bytes, its base %s %lld: not a diff of that base", diff_path,
-			 (long long)ds.st_size, base_path, (long long)bs.st_size);
-		goto out;
-	}
 	if (!(buf = malloc(1 << 20))) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	/* The diff's data extents are its pages; its holes are "unchanged". */
-	off_t off = 0;
-	for (;;) {
+	memset(buf, 0, MEMFILE_RECORD);
+	if ((ret = pwrite_all(base, buf, MEMFILE_RECORD, (off_t)(bt.mem_size + MEMFILE_ID_PAGE - MEMFILE_RECORD))) ||
+	    (fsync(base) < 0 && (ret = -errno))) {
+		snprintf(err, errlen, "writing %s: %s", base_path, strerror(-ret));
+		goto out;
+	}
+	/* The diff's data extents in guest memory are its pages; its holes
+	 * are "unchanged". */
+	off_t off = 0, end = (off_t)dt.mem_size;
+	while (off < end) {
 		off_t data = lseek(diff, off, SEEK_DATA);
-		if (data < 0) {
-			if (errno != ENXIO) {
+		if (data < 0 || data >= end) {
+			if (data < 0 && errno != ENXIO) {
 				ret = -errno;
 				snprintf(err, errlen, "%s: SEEK_DATA: %s", diff_path, strerror(errno));
 			}
@@ -508,6 +586,8 @@ int snapshot_merge_diff(const char *base_path, const char *diff_path, char *err,
 			snprintf(err, errlen, "%s: SEEK_HOLE: %s", diff_path, strerror(errno));
 			break;
 		}
+		if (hole > end)
+			hole = end;
 		for (off_t at = data; at < hole && !ret;) {
 			size_t chunk = (size_t)(hole - at < (1 << 20) ? hole - at : (1 << 20));
 			ssize_t got = pread(diff, buf, chunk, at);
@@ -524,14 +604,15 @@ int snapshot_merge_diff(const char *base_path, const char *diff_path, char *err,
 			break;
 		off = hole;
 	}
-	if (!ret && fsync(base) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "fsync %s: %s", base_path, strerror(errno));
-	}
+	if (ret)
+		goto out;
+	struct memfile_trailer merged = { .mem_size = dt.mem_size, .generation = dt.generation };
+	if ((fsync(base) < 0 && (ret = -errno)) || (ret = memfile_write_trailer(base, &merged)) ||
+	    (fsync(base) < 0 && (ret = -errno)))
+		snprintf(err, errlen, "writing %s: %s", base_path, strerror(-ret));
 out:
 	free(buf);
-	if (base >= 0)
-		close(base);
+	close(base);
 	if (diff >= 0)
 		close(diff);
 	return ret;

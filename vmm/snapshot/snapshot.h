@@ -7,7 +7,8 @@
  * where RAM is zero; a Diff memory file holds only the pages written since
  * the previous snapshot (KVM's dirty log plus the pages ember's devices
  * wrote), at their offsets, and is applied onto its base with
- * snapshot_merge_diff(). */
+ * snapshot_merge_diff(). An identity page after guest memory ties the
+ * memory file to its state file (memfile.h). */
 #ifndef EMBER_SNAPSHOT_H
 #define EMBER_SNAPSHOT_H
 
@@ -19,6 +20,7 @@
 #include "../action.h"
 #include "../config.h"
 #include "../vm.h"
+#include "memfile.h"
 
 struct machine;
 
@@ -53,7 +55,7 @@ struct snap_blob {
  * point into the file image) until a machine exists to take them. */
 struct snapshot_image {
 	struct vmm_config cfg;      /* as it was at snapshot time */
-	uint64_t mem_size;
+	struct memfile_id mem;      /* the memory file it belongs to */
 	struct kvm_irqchip pic_master, pic_slave, ioapic;
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
@@ -64,9 +66,12 @@ struct snapshot_image {
 	struct snap_blob devices[SNAP_MAX_DEVICES];
 };
 
-/* Write the paused machine's state and memory. Diff needs dirty page
- * tracking. Returns 0, or -errno with the reason in err; a failure leaves
- * no half-written state file behind. */
+/* Write the paused machine's state and memory (see memfile.h and
+ * newfile.h): both under new names, the memory file renamed into place
+ * first and the state file last. Diff needs dirty page tracking. Returns
+ * 0, or -errno with the reason in err; a failure leaves the files at both
+ * paths as they were (or, if only the last rename failed, a state file
+ * that refuses the new memory file) and no temporaries behind. */
 int snapshot_save(struct machine *m, const struct vmm_config *cfg, const struct snapshot_create *req,
 		  char *err, size_t errlen);
 
@@ -81,8 +86,11 @@ void snapshot_image_free(struct snapshot_image *img);
  * in err. */
 int snapshot_apply(struct machine *m, const struct snapshot_image *img, char *err, size_t errlen);
 
-/* Write the pages of a Diff memory file onto its base (both the same
- * size). Returns 0, or -errno with the reason in err. */
+/* Write the pages of a Diff memory file onto its base: both ember memory
+ * files of the same size, the base the one the diff applies onto (its
+ * generation is the diff's base). The base then carries the diff's
+ * generation, so the diff's state file accepts it. Returns 0, or -errno
+ * with the reason in err. */
 int snapshot_merge_diff(const char *base_path, const char *diff_path, char *err, size_t errlen);
 
 #endif

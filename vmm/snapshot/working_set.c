@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../hostfile.h"
+#include "newfile.h"
+
 /* mincore() is asked about this many pages at a time (64 MiB of memory,
  * a 16 KiB vector), so a large guest never needs a large vector. */
 #define WS_MINCORE_CHUNK 16384u
@@ -162,20 +165,18 @@ int working_set_write(const char *path, const struct ws_range *r, size_t n)
 	if (ws_check(r, n, 0, &bad))
 		return -EINVAL;
 
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
+	char err[256];
+	struct newfile f;
+	int ret = newfile_open(&f, "working set", path, err, sizeof(err));
+	if (ret)
+		return ret;
 
-	int ret;
 	uint8_t hdr[WS_HEADER_SIZE];
 	memcpy(hdr, WS_MAGIC, 8);
 	put_le32(hdr + 8, WS_VERSION);
 	put_le32(hdr + 12, 0);
 	put_le64(hdr + 16, n);
-	ret = write_all(fd, hdr, sizeof(hdr));
+	ret = write_all(f.fd, hdr, sizeof(hdr));
 
 	/* In blocks, so a big working set needs no big buffer. */
 	uint8_t buf[256 * WS_RANGE_SIZE];
@@ -185,16 +186,13 @@ int working_set_write(const char *path, const struct ws_range *r, size_t n)
 			put_le64(buf + k * WS_RANGE_SIZE, r[i].offset);
 			put_le64(buf + k * WS_RANGE_SIZE + 8, r[i].len);
 		}
-		ret = write_all(fd, buf, k * WS_RANGE_SIZE);
+		ret = write_all(f.fd, buf, k * WS_RANGE_SIZE);
 	}
-	if (!ret && fsync(fd) < 0)
-		ret = -errno;
-	if (close(fd) < 0 && !ret)
-		ret = -errno;
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
+	if (!ret)
+		ret = newfile_finish(&f, err, sizeof(err));
+	if (!ret)
+		ret = newfile_commit(&f, err, sizeof(err));
+	newfile_discard(&f);
 	return ret;
 }
 
@@ -236,9 +234,9 @@ int working_set_read(const char *path, uint64_t limit_bytes, struct ws_range **o
 {
 	*out = NULL;
 	*n = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = hostfile_open("working set", path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
 	if (fd < 0)
-		return ws_fail(err, errlen, -errno, "working set %s: %s", path, strerror(errno));
+		return fd;
 
 	int ret;
 	struct stat st;
@@ -248,10 +246,6 @@ int working_set_read(const char *path, uint64_t limit_bytes, struct ws_range **o
 
 	if (fstat(fd, &st) < 0) {
 		ret = ws_fail(err, errlen, -errno, "working set %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = ws_fail(err, errlen, -EINVAL, "working set %s: not a regular file", path);
 		goto out;
 	}
 	uint64_t size = (uint64_t)st.st_size;

@@ -33,12 +33,12 @@ struct ws_range {
  * -errno. */
 int working_set_collect(const struct guest_mem *mem, struct ws_range **out, size_t *n);
 
-/* Write the n ranges to path (through path.tmp, fsync, rename). Ranges
+/* Write the n ranges to path (a new file renamed over it: newfile.h). Ranges
  * that break the rules above are refused with -EINVAL, so ember never
  * writes a file it would not read back. Returns 0 or -errno. */
 int working_set_write(const char *path, const struct ws_range *r, size_t n);
 
-/* Read and validate path: magic, version, reserved field, a count that
+/* Read and validate path (a regular file, opened without blocking): magic, version, reserved field, a count that
  * matches the file's size, and every range aligned, in order and inside
  * [0, limit_bytes). *out is malloc'd (NULL when *n is 0). Returns 0, or
  * -errno (-EINVAL for a malformed file) with a one-line reason in err. */

@@ -1,7 +1,8 @@
 /* ember-uffd: the page-fault handler for VMs restored with the "Uffd"
  * mem_backend (ember's, or Firecracker's: the handshake is the same).
  *
- *   ember-uffd --socket PATH --mem-file PATH [--working-set PATH] [--once]
+ *   ember-uffd --socket PATH --mem-file PATH [--snapshot-path PATH]
+ *              [--working-set PATH] [--once]
  *
  * It listens on PATH; each VM that restores connects and sends a JSON array
  * of its memory regions with its userfaultfd attached (see
@@ -12,6 +13,13 @@
  * touched are copied in ahead of the guest, a batch at a time, always after
  * the faults that are waiting. Any number of VMs can be served at once from
  * one memory file; one poll loop serves them all.
+ *
+ * The memory file's identity page (vmm/snapshot/memfile.h) says how much of
+ * it is guest memory; a Diff memory file is refused, and so is a VM whose
+ * regions do not add up to that size. The handshake carries no more of the
+ * VM than its regions, so the generation id can only be checked against a
+ * state file: with --snapshot-path the handler refuses to start unless the
+ * memory file is that state file's.
  *
  * Everything a connection sends is untrusted: a bad handshake costs that
  * connection one log line and its fds, never the handler or the other VMs.
@@ -42,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../hostfile.h"
+#include "../memfile.h"
 #include "../working_set.h"
 
 #define PAGE 4096ULL
@@ -89,7 +99,8 @@ struct extent {
 
 /* The memory file, shared by every connection. */
 static const uint8_t *mem;
-static uint64_t mem_size;
+static uint64_t mem_size;   /* bytes of guest memory in it, from offset 0 */
+static bool has_identity;   /* an ember memory file: mem_size is its guest's */
 static struct extent *data; /* the file's data extents (SEEK_DATA/SEEK_HOLE), sorted */
 static size_t ndata;
 static struct ws_range *ws;
@@ -195,27 +206,40 @@ static int map_extents(int fd)
 	return 0;
 }
 
-static int open_mem_file(const char *path, char *err, size_t errlen)
+/* The memory file: an ember snapshot's (guest memory, then its identity
+ * page: vmm/snapshot/memfile.h) or, without an identity page, all guest
+ * memory (Firecracker's). With state_path, it must be that state file's. */
+static int open_mem_file(const char *path, const char *state_path, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "memory file %s: %s", path, strerror(errno));
+	int fd = hostfile_open("memory file", path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
+	if (fd < 0)
 		return -1;
-	}
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "memory file %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "memory file %s: not a regular file", path);
+	struct memfile_trailer t;
+	int r = memfile_read_trailer(fd, (uint64_t)st.st_size, path, &t, err, errlen);
+	if (r && r != -ENODATA)
+		goto fail;
+	has_identity = r == 0;
+	mem_size = has_identity ? t.mem_size : (uint64_t)st.st_size;
+	if (has_identity && (t.flags & MEMFILE_DIFF)) {
+		snprintf(err, errlen, "memory file %s is a Diff snapshot's: only the pages that changed; merge it "
+			 "onto its base with `ember merge-memory BASE DIFF` and serve the result", path);
 		goto fail;
 	}
-	if (st.st_size < (off_t)PAGE) {
+	if (state_path) {
+		struct memfile_id id;
+		if (memfile_id_of_state(state_path, &id, err, errlen) < 0 ||
+		    memfile_check(fd, path, &id, err, errlen) < 0)
+			goto fail;
+	}
+	if (mem_size < PAGE) {
 		snprintf(err, errlen, "memory file %s: too small (%lld bytes)", path, (long long)st.st_size);
 		goto fail;
 	}
-	mem_size = (uint64_t)st.st_size;
 	/* MAP_PRIVATE and read-only: the file is never written, and a later
 	 * change to it cannot reach a VM through this mapping's copies. */
 	void *p = mmap(NULL, mem_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -438,7 +462,8 @@ static const char *parse_regions(struct conn *c, const char *buf, size_t len, ch
 		}
 		if (r->offset > mem_size || r->size > mem_size - r->offset) {
 			snprintf(why, whylen, "region %u: file range [0x%" PRIx64 ", +0x%" PRIx64
-				 ") lies beyond the memory file (%" PRIu64 " bytes)", i, r->offset, r->size, mem_size);
+				 ") lies beyond the memory file's guest memory (%" PRIu64 " bytes)", i, r->offset,
+				 r->size, mem_size);
 			bad = why;
 			goto out;
 		}
@@ -452,6 +477,12 @@ static const char *parse_regions(struct conn *c, const char *buf, size_t len, ch
 		}
 		c->total += r->size;
 		c->nregions++;
+	}
+	/* All the handler can tell of the VM from its handshake: its size. */
+	if (has_identity && c->total != mem_size) {
+		snprintf(why, whylen, "the VM's regions hold %" PRIu64 " bytes, the memory file %" PRIu64
+			 " bytes of guest memory: it is not this VM's memory file", c->total, mem_size);
+		bad = why;
 	}
 out:
 	cJSON_Delete(root);
@@ -846,7 +877,7 @@ static void accept_all(int lfd)
 static noreturn void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-		"usage: ember-uffd --socket PATH --mem-file PATH [--working-set PATH] [--once]\n");
+		"usage: ember-uffd --socket PATH --mem-file PATH [--snapshot-path PATH] [--working-set PATH] [--once]\n");
 	exit(status);
 }
 
@@ -856,11 +887,12 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "mem-file", required_argument, NULL, 'm' },
 		{ "working-set", required_argument, NULL, 'w' },
+		{ "snapshot-path", required_argument, NULL, 'S' },
 		{ "once", no_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *mem_path = NULL, *ws_path = NULL;
+	const char *mem_path = NULL, *ws_path = NULL, *state_path = NULL;
 	bool once = false;
 	int opt;
 	opterr = 0;
@@ -869,22 +901,23 @@ int main(int argc, char **argv)
 		case 's': sock_path = optarg; break;
 		case 'm': mem_path = optarg; break;
 		case 'w': ws_path = optarg; break;
+		case 'S': state_path = optarg; break;
 		case 'o': once = true; break;
 		case 'h': usage(0);
 		default:
 			fprintf(stderr, "ember-uffd: unknown or incomplete option '%s'; usage: ember-uffd --socket PATH"
-				" --mem-file PATH [--working-set PATH] [--once]\n", argv[optind - 1]);
+				" --mem-file PATH [--snapshot-path PATH] [--working-set PATH] [--once]\n", argv[optind - 1]);
 			return 2;
 		}
 	}
 	if (!sock_path || !mem_path || optind != argc) {
 		fprintf(stderr, "ember-uffd: --socket and --mem-file are required; usage: ember-uffd --socket PATH"
-			" --mem-file PATH [--working-set PATH] [--once]\n");
+			" --mem-file PATH [--snapshot-path PATH] [--working-set PATH] [--once]\n");
 		return 2;
 	}
 
 	char err[512];
-	if (open_mem_file(mem_path, err, sizeof(err)) < 0) {
+	if (open_mem_file(mem_path, state_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ember-uffd: %s\n", err);
 		return 1;
 	}
