@@ -1,5 +1,6 @@
 /* The snapshot state container: checksum, field writer and reader, the
- * header checks every load goes through, and the memory section. */
+ * header checks every load goes through, and the section checks of the
+ * decoder (each kind once, devices in order, the memory section). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
@@ -118,6 +119,45 @@ Test(snapfile, decode_checks_the_header)
 
 /* ---- whole state files: the section checks of snapshot_parse --------- */
 
+static const char config[] = "{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			     " \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 1}}";
+
+static void put_config(struct snap_writer *w)
+{
+	sw_begin(w, TAG_CONFIG);
+	sw_bytes(w, config, strlen(config));
+	sw_end(w);
+}
+
+static void put_memory(struct snap_writer *w, uint64_t mem, uint64_t file, uint64_t gen)
+{
+	sw_begin(w, TAG_MEMORY);
+	sw_u64(w, mem);
+	sw_u64(w, file);
+	sw_u64(w, gen);
+	sw_end(w);
+}
+
+static void put_vm(struct snap_writer *w)
+{
+	struct kvm_irqchip chips[3] = { { .chip_id = KVM_IRQCHIP_PIC_MASTER },
+					{ .chip_id = KVM_IRQCHIP_PIC_SLAVE },
+					{ .chip_id = KVM_IRQCHIP_IOAPIC } };
+	struct kvm_pit_state2 pit = { 0 };
+	sw_begin(w, TAG_VM);
+	sw_bytes(w, chips, sizeof(chips));
+	sw_bytes(w, &pit, sizeof(pit));
+	sw_u64(w, 0);
+	sw_end(w);
+}
+
+static void put_blob(struct snap_writer *w, uint32_t tag)
+{
+	sw_begin(w, tag);
+	sw_u32(w, 0);
+	sw_end(w);
+}
+
 /* snapshot_parse of w's payload in a valid header; the reason in err. */
 static int parse_payload(const struct snap_writer *w, char *err, size_t errlen)
 {
@@ -137,6 +177,43 @@ static int parse_payload(const struct snap_writer *w, char *err, size_t errlen)
 }
 
 #define GEN 0x1234abcdULL
+
+Test(snapfile, a_section_kind_given_twice_is_refused)
+{
+	static const struct { uint32_t tag; const char *name; } kinds[] = {
+		{ TAG_CONFIG, "configuration" }, { TAG_MEMORY, "memory" }, { TAG_VM, "VM" },
+		{ TAG_SERIAL, "serial" }, { TAG_I8042, "i8042" },
+	};
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		struct snap_writer w;
+		sw_init(&w);
+		for (int twice = 0; twice < 2; twice++) {
+			switch (kinds[k].tag) {
+			case TAG_CONFIG: put_config(&w); break;
+			case TAG_MEMORY: put_memory(&w, 1 << 20, (1 << 20) + 4096, GEN); break;
+			case TAG_VM: put_vm(&w); break;
+			default: put_blob(&w, kinds[k].tag); break;
+			}
+		}
+		char err[300], want[64];
+		snprintf(want, sizeof(want), "two %s sections", kinds[k].name);
+		cr_assert_eq(parse_payload(&w, err, sizeof(err)), -EINVAL);
+		cr_assert(strstr(err, want), "%s: %s", kinds[k].name, err);
+		sw_free(&w);
+	}
+}
+
+Test(snapfile, virtio_sections_in_order_each_once)
+{
+	struct snap_writer w;
+	sw_init(&w);
+	put_blob(&w, TAG_VIRTIO); /* device 0 */
+	put_blob(&w, TAG_VIRTIO); /* device 0 again, where 1 belongs */
+	char err[300];
+	cr_assert_eq(parse_payload(&w, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "virtio section 1 is for device 0: repeated or out of order"), "%s", err);
+	sw_free(&w);
+}
 
 Test(snapfile, the_memory_section_names_its_memory_file)
 {

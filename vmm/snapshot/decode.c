@@ -14,6 +14,18 @@
 
 /* ---- parse ------------------------------------------------------------ */
 
+static const char *section_name(uint32_t tag)
+{
+	switch (tag) {
+	case TAG_CONFIG: return "configuration";
+	case TAG_MEMORY: return "memory";
+	case TAG_VM: return "VM";
+	case TAG_SERIAL: return "serial";
+	case TAG_I8042: return "i8042";
+	default: return "other";
+	}
+}
+
 static bool get_vcpu(struct snap_reader *r, struct snap_vcpu *s)
 {
 	sr_bytes(r, &s->regs, sizeof(s->regs));
@@ -76,16 +88,21 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 		return ret;
 	struct snap_reader r, sec;
 	sr_init(&r, payload, plen);
+	/* Each kind of section once, but vCPUs and virtio devices: one each. */
 	bool have_config = false, have_mem = false, have_vm = false, have_serial = false, have_i8042 = false;
 	uint32_t tag;
 	while (sr_section(&r, &tag, &sec)) {
+		bool *once = tag == TAG_CONFIG ? &have_config : tag == TAG_MEMORY ? &have_mem :
+			     tag == TAG_VM ? &have_vm : tag == TAG_SERIAL ? &have_serial :
+			     tag == TAG_I8042 ? &have_i8042 : NULL;
+		if (once && *once) {
+			sr_fail(&r, "two %s sections", section_name(tag));
+			break;
+		}
+		if (once)
+			*once = true;
 		switch (tag) {
 		case TAG_CONFIG:
-			if (have_config) {
-				sr_fail(&r, "two configuration sections");
-				break;
-			}
-			have_config = true;
 			config_defaults(&img->cfg);
 			char msg[512];
 			if (config_json_file((const char *)sec.p, sec.len, &img->cfg, msg, sizeof(msg)))
@@ -94,12 +111,10 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 				sr_fail(&r, "configuration: %s", msg);
 			break;
 		case TAG_MEMORY:
-			have_mem = true;
 			if (!memfile_id_get(&sec, &img->mem))
 				sr_fail(&r, "%s", sec.why);
 			break;
 		case TAG_VM:
-			have_vm = true;
 			if (!get_vm(&sec, img))
 				sr_fail(&r, "%s", sec.why);
 			break;
@@ -116,20 +131,24 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 				sr_fail(&r, "vcpu %u: %s", img->nvcpus - 1, sec.why);
 			break;
 		case TAG_SERIAL:
-			have_serial = true;
 			img->serial = (struct snap_blob){ sec.p, sec.len };
 			break;
 		case TAG_I8042:
-			have_i8042 = true;
 			img->i8042 = (struct snap_blob){ sec.p, sec.len };
 			break;
-		case TAG_VIRTIO:
+		case TAG_VIRTIO: {
 			if (img->ndevices == SNAP_MAX_DEVICES) {
 				sr_fail(&r, "more than %d virtio devices", SNAP_MAX_DEVICES);
 				break;
 			}
+			/* Devices in their fixed order, each once. */
+			uint32_t index = sr_u32(&sec);
+			if (!sec.bad && index != img->ndevices)
+				sr_fail(&r, "virtio section %u is for device %u: repeated or out of order",
+					img->ndevices, index);
 			img->devices[img->ndevices++] = (struct snap_blob){ sec.p, sec.len };
 			break;
+		}
 		default:
 			sr_fail(&r, "unknown section 0x%08x", tag);
 			break;
