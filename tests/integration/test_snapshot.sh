@@ -23,18 +23,23 @@ first_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | head -1 | awk '{pr
 # A guest memory file's size: 64 MiB of guest memory and its identity page.
 MEM_FILE_BYTES=$(((64 << 20) + 4096))
 
-# A test guest that fills 4 MiB with a pattern and counts, booted through
-# the API with dirty-page tracking, a vsock device and, given a tap name, a
-# network interface on it; then paused and snapshotted to $T/state +
-# $T/mem. Leaves COUNT = its last count.
-testvm_snapshot() {
-	start_api src || return 1
-	[ -n "${1:-}" ] && expect_api 204 PUT /network-interfaces/eth0 "{\"iface_id\": \"eth0\", \"host_dev_name\": \"$1\"}"
+# testvm_boot NAME [TAP]: a test guest that fills 4 MiB with a pattern and
+# counts, booted through the API (ember NAME) with dirty-page tracking, a
+# vsock device and, given a tap name, a network interface on it; running.
+testvm_boot() {
+	start_api "$1" || return 1
+	[ -n "${2:-}" ] && expect_api 204 PUT /network-interfaces/eth0 "{\"iface_id\": \"eth0\", \"host_dev_name\": \"$2\"}"
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.counter=1000 testvm.fill=4\"}"
 	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64, "track_dirty_pages": true}'
 	expect_api 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/v.sock\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	wait_out src 'testvm: count 3' 60 || return 1
+	wait_out "$1" 'testvm: count 3' 60 || return 1
+}
+
+# testvm_boot src, then paused and snapshotted to $T/state + $T/mem.
+# Leaves COUNT = its last count.
+testvm_snapshot() {
+	testvm_boot src "${1:-}" || return 1
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\"}"
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 200 GET /
@@ -233,6 +238,224 @@ test_snapshot_bad_files_refused() {
 	start_api used || return
 	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
 	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": $mem}"
+	stop_api
+}
+
+# api_within SECONDS METHOD PATH [BODY]: api() with a time limit, so a hung
+# ember shows as status 000 instead of hanging the test; body in $T/resp.
+api_within() {
+	local limit=$1
+	shift
+	local args=(-s -m "$limit" -o "$T/resp" -w "%{http_code}" --unix-socket "$API_SOCK" -X "$1" "http://localhost$2")
+	[ $# -ge 3 ] && args+=(-H "Content-Type: application/json" -d "$3")
+	: > "$T/resp"
+	curl "${args[@]}"
+}
+
+# load_pair NAME STATE MEM: a fresh ember NAME loads STATE with the memory
+# file MEM and resumes; LOADED is the answer's status, the body in $T/resp.
+load_pair() {
+	start_api "$1" || return 1
+	LOADED=$(api_within 60 PUT /snapshot/load "{\"snapshot_path\": \"$2\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$3\"}, \"resume_vm\": true}")
+}
+
+# The files of two snapshots of the same guest size, mixed: each state file
+# refuses the other's memory file, by its generation id, in ember and in
+# ember-uffd told the state file; ember-uffd also drops a VM whose regions
+# do not add up to the guest memory in its memory file.
+test_snapshot_another_snapshots_memory_file_is_refused() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	need_file "$UFFD" || return
+	local client=${UFFD_CLIENT:-$(dirname "$EMBER")/uffd-client}
+	need_file "$client" || return
+	testvm_snapshot || return
+	local n=$COUNT pair
+	mv "$T/state" "$T/state1"
+	mv "$T/mem" "$T/mem1"
+	testvm_snapshot || return
+	[ "$(stat -c %s "$T/mem")" = "$(stat -c %s "$T/mem1")" ] || fail "the two memory files differ in size"
+	for pair in "state1 mem" "state mem1"; do
+		set -- $pair
+		load_pair "mix-$1" "$T/$1" "$T/$2" || return
+		[ "$LOADED" = 400 ] || fail "$1 with $2: the load answered $LOADED"
+		grep -q "is not this snapshot's: its generation id is" "$T/resp" || fail "$1 with $2: $(cat "$T/resp")"
+		expect_api 200 GET /
+		grep -q '"state":"Not started"' "$T/resp" || fail "after $1 with $2: $(cat "$T/resp")"
+		stop_api
+	done
+	restore_testvm own "$T/state1" "{\"backend_type\": \"File\", \"backend_path\": \"$T/mem1\"}" $((n + 1))
+	stop_api
+
+	# ember-uffd told the state file refuses another snapshot's memory file ...
+	"$UFFD" --socket "$T/h.sock" --mem-file "$T/mem" --snapshot-path "$T/state1" 2> "$T/mixed-handler.err"
+	[ $? -eq 1 ] || fail "ember-uffd started with another snapshot's memory file"
+	grep -q "is not this snapshot's" "$T/mixed-handler.err" || fail "ember-uffd: $(cat "$T/mixed-handler.err")"
+	[ ! -e "$T/h.sock" ] || fail "ember-uffd listened all the same"
+	# ... serves its own ...
+	"$UFFD" --socket "$T/h.sock" --mem-file "$T/mem1" --snapshot-path "$T/state1" 2> "$T/handler.err" &
+	local handler=$! i
+	for i in $(seq 50); do [ -S "$T/h.sock" ] && break; sleep 0.1; done
+	restore_testvm uffd "$T/state1" "{\"backend_type\": \"Uffd\", \"backend_path\": \"$T/h.sock\"}" $((n + 1))
+	stop_api
+	# ... and drops a VM of 8 MiB: its memory file holds a 64 MiB guest.
+	timeout 30 "$client" hup "$T/h.sock" 8 > "$T/small-vm.out" 2> "$T/small-vm.err" < /dev/null ||
+		fail "the 8 MiB VM was not dropped"
+	grep -q "regions hold 8388608 bytes, the memory file 67108864 bytes of guest memory" "$T/handler.err" ||
+		fail "no reason logged for the 8 MiB VM"
+	kill "$handler"
+	wait "$handler" 2>/dev/null
+}
+
+# kill -9 at each step of a snapshot written over an earlier one (strace
+# kills ember as it enters the Nth fsync or rename, so each point is hit
+# exactly): whatever is then at the paths loads as the earlier snapshot,
+# or as the new one, or is refused; never a state file with a memory file
+# that is not its own.
+test_snapshot_killed_create_never_pairs_wrong() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	command -v strace > /dev/null || { skip "strace is needed to kill ember at a chosen system call"; return; }
+	testvm_snapshot || return
+	local n=$COUNT point k=0
+	mv "$T/state" "$T/orig-state"
+	mv "$T/mem" "$T/orig-mem"
+	local orig="{\"backend_type\": \"File\", \"backend_path\": \"$T/orig-mem\"}"
+	for point in fsync:1 fsync:2 rename:1 rename:2 rename:3; do
+		k=$((k + 1))
+		local call=${point%:*} nth=${point#*:}
+		cp "$T/orig-state" "$T/state"
+		cp --sparse=always "$T/orig-mem" "$T/mem"
+		# A VM restored from the copies moves on, then is snapshotted
+		# onto the earlier snapshot's paths.
+		restore_testvm "run$k" "$T/orig-state" "$orig" $((n + 1)) || return
+		wait_out "run$k" "testvm: count $((n + 3))" 60 || return
+		expect_api 204 PATCH /vm '{"state": "Paused"}'
+		strace -f -p "$API_PID" -e trace="$call" -e inject="$call:signal=KILL:when=$nth" \
+			-o "$T/strace$k.log" 2> "$T/strace$k.err" &
+		local tracer=$! i
+		for i in $(seq 100); do grep -qs attached "$T/strace$k.err" && break; sleep 0.05; done
+		local got
+		got=$(api_within 60 PUT /snapshot/create "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\"}")
+		[ "$got" = 204 ] && kill "$API_PID" # the point lies past this build's last such call
+		wait "$API_PID" 2>/dev/null
+		local status=$?
+		kill "$tracer" 2>/dev/null
+		wait "$tracer" 2>/dev/null
+		[ $status -eq 137 ] || [ "$got" = 204 ] || fail "$point: the create answered $got, ember exited with $status"
+
+		load_pair "check$k" "$T/state" "$T/mem" || return
+		if cmp -s "$T/state" "$T/orig-state"; then
+			if [ "$LOADED" = 204 ]; then
+				cmp -s "$T/mem" "$T/orig-mem" ||
+					fail "killed at $point: the earlier state file loaded with a memory file that is not its own"
+			else
+				[ "$LOADED" = 400 ] && grep -q "is not this snapshot's" "$T/resp" ||
+					fail "killed at $point: load answered $LOADED: $(cat "$T/resp")"
+			fi
+		else
+			[ "$LOADED" = 204 ] || fail "killed at $point: the new snapshot did not load: $(cat "$T/resp")"
+		fi
+		if [ "$LOADED" = 204 ]; then
+			local first
+			wait_out "check$k" "testvm: count [0-9]+" 60
+			first=$(first_count "check$k")
+			wait_out "check$k" "testvm: count $((first + 20))" 60 # every pattern page checked again
+			! grep -q 'FAIL memory' "$T/check$k.out" || fail "killed at $point: guest memory came back wrong"
+		fi
+		stop_api
+	done
+}
+
+# A disk that fills up while a snapshot is written over an earlier one: the
+# create fails, the earlier snapshot is untouched and still loads, and no
+# temporary is left behind.
+test_snapshot_full_disk_keeps_the_earlier_snapshot() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	[ "$(id -u)" = 0 ] || { skip "mounting a small tmpfs needs root"; return; }
+	mkdir -p "$T/small"
+	mount -t tmpfs -o size=16m tmpfs "$T/small" || { fail "cannot mount a tmpfs"; return; }
+	full_disk_steps
+	umount -l "$T/small"
+}
+
+full_disk_steps() {
+	local d=$T/small path="{\"snapshot_path\": \"$T/small/state\", \"mem_file_path\": \"$T/small/mem\"}"
+	testvm_boot src || return
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	local n
+	n=$(last_count src)
+	expect_api 204 PUT /snapshot/create "$path"
+	cp "$d/state" "$T/orig-state"
+	cp --sparse=always "$d/mem" "$T/orig-mem"
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	wait_out src "testvm: count $((n + 3))" 60 || return
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	dd if=/dev/zero of="$d/filler" bs=4k 2> /dev/null
+	expect_api 400 PUT /snapshot/create "$path"
+	grep -q "No space left on device" "$T/resp" || fail "the failed create says: $(cat "$T/resp")"
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	stop_api
+	local left
+	left=$(cd "$d" && ls | grep -v -x -e state -e mem -e mem.ws -e filler | tr '\n' ' ')
+	[ -z "$left" ] || fail "left behind on the full disk: $left"
+	cmp -s "$d/state" "$T/orig-state" || fail "the earlier state file changed"
+	cmp -s "$d/mem" "$T/orig-mem" || fail "the earlier memory file changed"
+	restore_testvm after "$d/state" "{\"backend_type\": \"File\", \"backend_path\": \"$d/mem\"}" $((n + 1))
+	wait_out after "testvm: count $((n + 20))" 60 # every pattern page checked again
+	! grep -q 'FAIL memory' "$T/after.out" || fail "the earlier snapshot's memory came back wrong"
+	stop_api
+}
+
+# FIFOs where a load or a create wants a regular file are refused at once,
+# and ember goes on serving; the temporary names of an earlier ember
+# (<snapshot_path>.tmp, <mem>.ws.tmp) are never opened, whatever is there.
+test_snapshot_fifos_and_planted_temporaries() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	testvm_snapshot || return
+	local n=$COUNT got
+	mkfifo "$T/fifo-state" "$T/fifo-mem" "$T/s2.tmp"
+	echo victim > "$T/victim"
+	ln -s "$T/victim" "$T/m2.ws.tmp"
+	ln -s "$T/victim" "$T/link-state"
+	start_api f || return
+	local cases=(
+		"load|{\"snapshot_path\": \"$T/fifo-state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}}|snapshot_path $T/fifo-state: is a FIFO"
+		"load|{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/fifo-mem\"}}|memory file $T/fifo-mem: is a FIFO"
+		"load|{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": true}|"
+		"pause|{\"state\": \"Paused\"}|"
+		"create|{\"snapshot_path\": \"$T/fifo-state\", \"mem_file_path\": \"$T/m1\"}|snapshot_path $T/fifo-state: is a FIFO, not a regular file"
+		"create|{\"snapshot_path\": \"$T/s1\", \"mem_file_path\": \"$T/fifo-mem\"}|mem_file_path $T/fifo-mem: is a FIFO, not a regular file"
+		"create|{\"snapshot_path\": \"$T/link-state\", \"mem_file_path\": \"$T/m1\"}|snapshot_path $T/link-state: is a symbolic link"
+		"create|{\"snapshot_path\": \"$T/s2\", \"mem_file_path\": \"$T/m2\"}|"
+	)
+	local c what body want
+	for c in "${cases[@]}"; do
+		IFS='|' read -r what body want <<< "$c"
+		case $what in
+		load) got=$(api_within 20 PUT /snapshot/load "$body") ;;
+		pause) got=$(api_within 20 PATCH /vm "$body") ;;
+		create) got=$(api_within 20 PUT /snapshot/create "$body") ;;
+		esac
+		if [ -z "$want" ]; then
+			[ "$got" = 204 ] || fail "$what $body: status $got ($(cat "$T/resp"))"
+		else
+			[ "$got" = 400 ] || fail "$what $body: status $got, expected 400 ($(cat "$T/resp"))"
+			grep -qF -- "$want" "$T/resp" || fail "$what: fault lacks '$want': $(cat "$T/resp")"
+		fi
+		[ "$(api_within 20 GET /)" = 200 ] || { fail "ember stopped answering after $what $body"; break; }
+	done
+	[ -p "$T/s2.tmp" ] || fail "the FIFO at s2.tmp was replaced"
+	[ "$(cat "$T/victim")" = victim ] || fail "a symlink at a temporary name was written through"
+	[ -L "$T/link-state" ] && [ -L "$T/m2.ws.tmp" ] || fail "a planted symlink was replaced"
+	[ -f "$T/s2" ] && [ -f "$T/m2" ] && [ -f "$T/m2.ws" ] || fail "the snapshot beside the planted files is missing"
+	kill -9 "$API_PID"
+	wait "$API_PID" 2>/dev/null
+	local m
+	m=$(last_count f)
+	restore_testvm s2 "$T/s2" "{\"backend_type\": \"File\", \"backend_path\": \"$T/m2\"}" $((${m:-$n} + 1)) || return
 	stop_api
 }
 
