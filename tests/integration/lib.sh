@@ -133,3 +133,47 @@ expect_api() {
 	got=$(api "$@")
 	[ "$got" = "$want" ] || fail "$1 $2: status $got, expected $want ($(cat "$T/resp" 2>/dev/null))"
 }
+
+# ---- shared by several test files ----
+
+# wait_out NAME PATTERN SECONDS: until the guest output has a line
+# matching PATTERN (grep -E).
+wait_out() {
+	local i
+	for i in $(seq $(($3 * 10))); do
+		grep -qE -- "$2" "$T/$1.out" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$1: no output matching '$2' within $3 s"
+	return 1
+}
+
+# The number in the last (first) "testvm: count N" line of NAME's output.
+last_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | tail -1 | awk '{print $3}'; }
+first_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | head -1 | awk '{print $3}'; }
+
+# busy_listener PATH: a process listening on the Unix socket PATH that never
+# accepts, with its backlog full (a blocking connect() there would wait
+# forever). Sets BUSY_PID.
+busy_listener() {
+	perl -MSocket -MFcntl -e '
+		my $p = $ARGV[0];
+		socket(my $l, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+		bind($l, pack_sockaddr_un($p)) && listen($l, 0) or die "listen $p: $!";
+		my @held;
+		for (1 .. 16) {
+			socket(my $c, PF_UNIX, SOCK_STREAM, 0) or die;
+			fcntl($c, F_SETFL, O_NONBLOCK);
+			connect($c, pack_sockaddr_un($p)) or last;
+			push @held, $c;
+		}
+		open(my $r, ">", "$p.ready") or die;
+		close($r);
+		sleep;
+	' "$1" &
+	BUSY_PID=$!
+	local i
+	for i in $(seq 100); do [ -e "$1.ready" ] && return 0; sleep 0.05; done
+	fail "the busy listener at $1 did not start"
+	return 1
+}

@@ -64,32 +64,6 @@ expect_sigterm_stops() {
 	expect_status 143
 }
 
-# busy_listener PATH: a process listening on the Unix socket PATH that never
-# accepts, with its backlog full (a blocking connect() there would wait
-# forever). Sets BUSY_PID.
-busy_listener() {
-	perl -MSocket -MFcntl -e '
-		my $p = $ARGV[0];
-		socket(my $l, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
-		bind($l, pack_sockaddr_un($p)) && listen($l, 0) or die "listen $p: $!";
-		my @held;
-		for (1 .. 16) {
-			socket(my $c, PF_UNIX, SOCK_STREAM, 0) or die;
-			fcntl($c, F_SETFL, O_NONBLOCK);
-			connect($c, pack_sockaddr_un($p)) or last;
-			push @held, $c;
-		}
-		open(my $r, ">", "$p.ready") or die;
-		close($r);
-		sleep;
-	' "$1" &
-	BUSY_PID=$!
-	local i
-	for i in $(seq 100); do [ -e "$1.ready" ] && return 0; sleep 0.05; done
-	fail "the busy listener at $1 did not start"
-	return 1
-}
-
 # Before boot: every path field of the API, given a FIFO (and for the
 # drives and the sinks, other kinds they do not take).
 test_paths_api_refuses_fifos_before_boot() {

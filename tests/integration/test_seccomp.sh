@@ -66,16 +66,6 @@ expect_clean_trace() {
 	done
 }
 
-wait_console() {
-	local i
-	for i in $(seq $(($3 * 10))); do
-		grep -qE -- "$2" "$T/$1.out" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$1: no output matching '$2' within $3 s"
-	return 1
-}
-
 last_round() { grep -oE 'testvm: round [0-9]+' "$T/$1.out" | tail -1 | awk '{print $3}'; }
 
 # The detector itself: a call no filter allows, made on purpose from each
@@ -171,7 +161,7 @@ seccomp_stress_in() {
 	expect_api 204 PUT /serial '{"rate_limiter": {"size": 100000000, "refill_time": 100}}'
 	expect_api 204 PATCH /machine-config '{"smt": false}'
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	wait_console run 'testvm: round 3' 60 || { stop_traced run; return; }
+	wait_out run 'testvm: round 3' 60 || { stop_traced run; return; }
 
 	seccomp_stress_round run "$ns" "$T/state" "$T/mem"
 	stop_traced run
@@ -184,7 +174,7 @@ seccomp_stress_in() {
 	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"track_dirty_pages\": true, \"resume_vm\": true}"
 	local from
 	from=$(last_round run)
-	wait_console file "testvm: round $((from + 3))" 60 || { stop_traced file; return; }
+	wait_out file "testvm: round $((from + 3))" 60 || { stop_traced file; return; }
 	seccomp_stress_round file "$ns" "$T/state2" "$T/mem2"
 	stop_traced file
 	expect_clean_trace file ember-test ember-api ember-vcpu0 ember-vcpu1
@@ -195,7 +185,7 @@ seccomp_stress_in() {
 	for i in $(seq 50); do [ -S "$T/handler.sock" ] && break; sleep 0.1; done
 	start_traced uffd "${in_ns[@]}" -- --level Debug --metrics-path "$T/uffd.metrics" || { kill $handler; return; }
 	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": \"$T/handler.sock\"}, \"resume_vm\": true}"
-	wait_console uffd "testvm: round $((from + 3))" 60
+	wait_out uffd "testvm: round $((from + 3))" 60
 	"$API_STRESS" "$API_SOCK" 8 10 rodisk "$T/ro-a.img" "$T/ro-b.img" > "$T/uffd-stress.out" 2> "$T/uffd-stress.err" ||
 		fail "uffd: api-stress: $(cat "$T/uffd-stress.out")"
 	stop_traced uffd
@@ -234,7 +224,7 @@ seccomp_stress_round() {
 	kill -0 "$EMBER_PID" 2>/dev/null || { fail "$name: ember died under the stress"; return 1; }
 	local before
 	before=$(last_round "$name")
-	wait_console "$name" "testvm: round $((before + 2))" 60 || return 1
+	wait_out "$name" "testvm: round $((before + 2))" 60 || return 1
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$state\", \"mem_file_path\": \"$mem\"}"
 	expect_api 204 PATCH /vm '{"state": "Resumed"}'
@@ -279,7 +269,7 @@ test_seccomp_stress_in_a_jail() {
 	expect_api 204 PUT /vsock '{"guest_cid": 3, "uds_path": "/run/v.sock"}'
 	expect_api 204 PUT /entropy '{}'
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	wait_console jail 'testvm: round 3' 60
+	wait_out jail 'testvm: round 3' 60
 	"$API_STRESS" "$API_SOCK" 16 100 rodisk /ro-a.img /ro-b.img > "$T/jail-stress.out" 2> "$T/jail-stress.err" &
 	local stress=$!
 	for i in 1 2 3; do
