@@ -4,22 +4,6 @@
 
 UFFD=${UFFD:-$(dirname "$EMBER")/ember-uffd}
 
-# wait_out NAME PATTERN SECONDS: until the guest output has a line
-# matching PATTERN (grep -E).
-wait_out() {
-	local i
-	for i in $(seq $(($3 * 10))); do
-		grep -qE -- "$2" "$T/$1.out" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$1: no output matching '$2' within $3 s"
-	return 1
-}
-
-# The number in the last (first) "testvm: count N" line of NAME's output.
-last_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | tail -1 | awk '{print $3}'; }
-first_count() { grep -oE 'testvm: count [0-9]+' "$T/$1.out" | head -1 | awk '{print $3}'; }
-
 # A guest memory file's size: 64 MiB of guest memory and its identity page.
 MEM_FILE_BYTES=$(((64 << 20) + 4096))
 
@@ -102,7 +86,7 @@ test_snapshot_testvm_file_diff_uffd() {
 	grep -q "not its base" "$T/merge2.err" || fail "merging twice: $(cat "$T/merge2.err")"
 	"$EMBER" merge-memory "$T/diff" "$T/mem" 2> "$T/merge3.err" && fail "merge-memory took a Full file as a diff"
 	cmp -s "$T/merged" "$T/merged-again" || fail "a refused merge changed its base"
-	"$UFFD" --socket "$T/dh.sock" --mem-file "$T/diff" 2> "$T/diffhandler.err"
+	timeout 20 "$UFFD" --socket "$T/dh.sock" --mem-file "$T/diff" 2> "$T/diffhandler.err"
 	[ $? -eq 1 ] && grep -q "is a Diff snapshot's" "$T/diffhandler.err" ||
 		fail "ember-uffd served a bare diff: $(cat "$T/diffhandler.err")"
 
@@ -420,8 +404,11 @@ test_snapshot_fifos_and_planted_temporaries() {
 	echo victim > "$T/victim"
 	ln -s "$T/victim" "$T/m2.ws.tmp"
 	ln -s "$T/victim" "$T/link-state"
+	# A page-fault handler that never accepts: its connect must not wait.
+	busy_listener "$T/busy.sock" || return
 	start_api f || return
 	local cases=(
+		"load|{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": \"$T/busy.sock\"}}|the page-fault handler at $T/busy.sock is not accepting connections"
 		"load|{\"snapshot_path\": \"$T/fifo-state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}}|snapshot_path $T/fifo-state: is a FIFO"
 		"load|{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/fifo-mem\"}}|memory file $T/fifo-mem: is a FIFO"
 		"load|{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": true}|"
@@ -447,6 +434,8 @@ test_snapshot_fifos_and_planted_temporaries() {
 		fi
 		[ "$(api_within 20 GET /)" = 200 ] || { fail "ember stopped answering after $what $body"; break; }
 	done
+	kill "$BUSY_PID"
+	wait "$BUSY_PID" 2>/dev/null
 	[ -p "$T/s2.tmp" ] || fail "the FIFO at s2.tmp was replaced"
 	[ "$(cat "$T/victim")" = victim ] || fail "a symlink at a temporary name was written through"
 	[ -L "$T/link-state" ] && [ -L "$T/m2.ws.tmp" ] || fail "a planted symlink was replaced"

@@ -165,14 +165,22 @@ int uffd_backend_connect(struct uffd_backend *b, const struct guest_mem *mem, co
 		goto fail;
 	}
 
-	b->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: a handler that never accepts (its backlog full) would
+	 * otherwise hold the VMM thread in connect() for good. A Unix socket
+	 * connects at once or fails with EAGAIN; the handshake fits in the
+	 * socket's buffer. */
+	b->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (b->sock < 0) {
 		ret = uffd_fail(err, errlen, -errno, "uffd socket: %s", strerror(errno));
 		goto fail;
 	}
 	if (connect(b->sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		ret = uffd_fail(err, errlen, -errno, "cannot connect to the page-fault handler at %s: %s",
-				path, strerror(errno));
+		if (errno == EAGAIN)
+			ret = uffd_fail(err, errlen, -EAGAIN, "the page-fault handler at %s is not accepting "
+					"connections (its backlog is full)", path);
+		else
+			ret = uffd_fail(err, errlen, -errno, "cannot connect to the page-fault handler at %s: %s",
+					path, strerror(errno));
 		goto fail;
 	}
 	ret = send_with_fd(b->sock, json, len, b->uffd);
