@@ -310,29 +310,51 @@ soak-smoke: $(EMBER) $(SOAK_BIN) $(if $(filter 1,$(SAN)),,$(SOAK_LEAK)) testvm
 		LEAK=$(if $(filter 1,$(SAN)),,$(SOAK_LEAK)) tests/soak/run.sh
 
 # ---- fuzzing (libFuzzer, clang) ------------------------------------------
-FUZZ_DIR   := $(BUILD)/fuzz
-FUZZ_RUNS  ?= 1000000
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+# Every target is built with ASan and clang's UBSan, including checks GCC's
+# -fsanitize=undefined lacks (float-cast-overflow: a double converted out of
+# an integer's range; local-bounds; implicit integer truncations that change
+# a value), and every report halts the run. tests/fuzz/run.sh counts a
+# non-zero exit, a sanitizer report in the log or fewer inputs than asked
+# as a failure.
+FUZZ_DIR    := $(BUILD)/fuzz
+FUZZ_RUNS   ?= 1000000
+FUZZ_SAN    := fuzzer,address,undefined,float-cast-overflow,float-divide-by-zero,local-bounds,implicit-integer-truncation
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=$(FUZZ_SAN) -fno-sanitize-recover=all \
                $(shell pkg-config --cflags libcjson 2>/dev/null)
-FUZZ_LIBSRC := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c api/config_json.c api/http.c api/router.c \
-               vmm/snapshot/snapfile.c vmm/snapshot/decode.c vmm/snapshot/memfile.c vmm/hostfile.c
-FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIBS   := -lcjson -lZydis -lpthread
+# What every target links (FUZZ_EXTRA_<target>: what one links beside it).
+FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c \
+               api/config_json.c api/http.c api/router.c vmm/snapshot/snapfile.c vmm/snapshot/decode.c \
+               vmm/snapshot/memfile.c vmm/hostfile.c
+# The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
+FUZZ_MAXLEN_fuzz_snapshot     := 32768
 
-$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(wildcard vmm/*.h vmm/virtio/*.h vmm/snapshot/*.h api/*.h)
-	@mkdir -p $(FUZZ_DIR)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIBSRC) -lcjson -lZydis -lpthread
+FUZZ_NAMES  := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS   := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))
+fuzz_objs    = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(1))
+FUZZ_ALL_OBJS := $(call fuzz_objs,$(FUZZ_COMMON) $(foreach t,$(FUZZ_NAMES),$(FUZZ_EXTRA_$(t))))
 
-# make fuzz: each target for FUZZ_RUNS inputs (default 1e6).
-fuzz: $(FUZZ_TARGETS)
-	@for t in $(FUZZ_TARGETS); do \
-		name=$$(basename $$t); corpus=$(FUZZ_DIR)/corpus-$$name; \
-		mkdir -p $$corpus; \
-		echo "fuzz: $$t ($(FUZZ_RUNS) runs)"; \
-		maxlen=4096; [ $$name = fuzz_snapshot ] && maxlen=32768; \
-		$$t -runs=$(FUZZ_RUNS) -max_len=$$maxlen -print_final_stats=1 $$corpus tests/fuzz/corpus/$${name#fuzz_} 2>&1 | \
-			grep -E 'stat::number_of_executed_units|ERROR|Done' || exit 1; \
-	done
+# (Makefile too: a change of the sanitizer flags rebuilds them.)
+$(FUZZ_DIR)/obj/%.o: %.c Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (fuzz)"
+	@clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+-include $(patsubst %.o,%.d,$(FUZZ_ALL_OBJS) $(call fuzz_objs,$(FUZZ_NAMES:%=tests/fuzz/%.c) tests/fuzz/selftest.c))
 
-# A short run of every target as part of make test, so none can rot.
-fuzz-smoke:
+# One rule for every target: its own file, the common code, its extras.
+$(FUZZ_BINS) $(FUZZ_DIR)/selftest: $(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_ALL_OBJS)
+	@echo "  LD      $@"
+	@clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_objs,$(FUZZ_COMMON) $(FUZZ_EXTRA_$*)) $(FUZZ_LIBS)
+
+# make fuzz: each target for FUZZ_RUNS inputs, one after the other, each
+# with its log in build/fuzz/<target>.log; fails if any target failed.
+fuzz: $(FUZZ_BINS)
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_RUNS) $(foreach t,$(FUZZ_NAMES),$(t):$(or $(FUZZ_MAXLEN_$(t)),4096))
+
+# A short run of every target as part of make test, so none can rot; first
+# the check that a crash, a leak, a hang or any sanitizer report does fail
+# a run.
+fuzz-smoke: $(FUZZ_DIR)/selftest
+	tests/fuzz/selftest.sh $(FUZZ_DIR)
 	$(MAKE) fuzz FUZZ_RUNS=20000
