@@ -150,8 +150,13 @@ static int get_string(const cJSON *obj, const char *section, const char *key, ch
 	return 0;
 }
 
-/* An integer in [min, max]; cJSON keeps numbers as doubles, so check it
- * is integral and in range before converting. */
+/* JSON numbers up to 2^53 are exact integers as doubles; beyond, they are
+ * not, so no field takes more. */
+#define JSON_INT_MAX (1ULL << 53)
+
+/* An integer in [min, max]. cJSON keeps numbers as doubles: check the
+ * range before converting (a double outside the integer type's range, inf
+ * or NaN converts to an undefined value), then that it is integral. */
 static int get_uint(const cJSON *obj, const char *section, const char *key, uint64_t min,
 		    uint64_t max, uint64_t *out, bool *present, char *err, size_t errlen)
 {
@@ -159,13 +164,18 @@ static int get_uint(const cJSON *obj, const char *section, const char *key, uint
 	*present = v != NULL;
 	if (!v)
 		return 0;
-	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble ||
-	    v->valuedouble < 0 || v->valuedouble > 9007199254740992.0)
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0)) /* NaN fails too */
 		return fail(err, errlen, "%s.%s: expected a non-negative integer", section, key);
+	uint64_t top = max < JSON_INT_MAX ? max : JSON_INT_MAX;
+	if (v->valuedouble > (double)top) /* exact: top <= 2^53 */
+		return fail(err, errlen, "%s.%s: must be between %llu and %llu (got %.17g)", section,
+			    key, (unsigned long long)min, (unsigned long long)top, v->valuedouble);
 	uint64_t n = (uint64_t)v->valuedouble;
-	if (n < min || n > max)
+	if ((double)n != v->valuedouble)
+		return fail(err, errlen, "%s.%s: expected a non-negative integer", section, key);
+	if (n < min)
 		return fail(err, errlen, "%s.%s: must be between %llu and %llu (got %llu)", section,
-			    key, (unsigned long long)min, (unsigned long long)max,
+			    key, (unsigned long long)min, (unsigned long long)top,
 			    (unsigned long long)n);
 	*out = n;
 	return 0;

@@ -378,3 +378,32 @@ Test(config_json, a_snapshot_configuration_with_repeated_drives_is_refused)
 	free(file);
 	sw_free(&w);
 }
+
+/* Numbers no integer field can hold (beyond 2^63, infinite once parsed)
+ * are refused by range, before any conversion of the double to an
+ * integer: such a conversion is undefined behaviour. */
+Test(config_json, huge_numbers_are_out_of_range)
+{
+	static const char *const huge[] = { "1e19", "9223372036854775808", "18446744073709551616",
+					    "1e300", "1e400" };
+	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		char json[256];
+		struct vmm_config cfg;
+		char err[256] = "";
+		snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, "
+			 "\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": %s}}", huge[i]);
+		cr_assert_neq(parse(json, &cfg, err), 0, "accepted: %s", json);
+		cr_assert_not_null(strstr(err, "machine-config.mem_size_mib: must be between 1 and 9007199254740992"),
+				   "%s: %s", huge[i], err);
+		snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, "
+			 "\"machine-config\": {\"vcpu_count\": %s, \"mem_size_mib\": 128}}", huge[i]);
+		cr_assert_neq(parse(json, &cfg, err), 0, "accepted: %s", json);
+		cr_assert_not_null(strstr(err, "machine-config.vcpu_count: must be between 1 and 32"),
+				   "%s: %s", huge[i], err);
+	}
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, "
+			    "\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": -1e400}}", &cfg, err), 0);
+	cr_assert_not_null(strstr(err, "machine-config.mem_size_mib: expected a non-negative integer"), "%s", err);
+}
