@@ -278,6 +278,18 @@ int vm_irqfd(struct vm *vm, unsigned gsi)
 	return fd;
 }
 
+int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t value, int fd)
+{
+	struct kvm_ioeventfd ioev = {
+		.datamatch = value,
+		.addr = addr,
+		.len = 4,
+		.fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0 ? -errno : 0;
+}
+
 int vm_take_dirty(struct vm *vm, uint64_t *bitmap)
 {
 	if (!vm->track_dirty)

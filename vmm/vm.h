@@ -81,6 +81,10 @@ void vm_destroy(struct vm *vm);
 /* An eventfd that raises GSI gsi (edge) each time it is written. */
 int vm_irqfd(struct vm *vm, unsigned gsi);
 
+/* Have the guest's 4-byte MMIO write of value at addr signal eventfd fd
+ * in the kernel, without an exit to ember. Returns 0 or -errno. */
+int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t value, int fd);
+
 /* Park every started vCPU thread outside KVM_RUN, with any I/O exit the
  * guest was in completed, so the vCPUs' state can be read consistently.
  * Returns 0, or -ESHUTDOWN if the VM is stopping. VMM thread only. */

@@ -1,12 +1,10 @@
 #include <errno.h>
-#include <linux/kvm.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "../layout.h"
@@ -276,15 +274,9 @@ int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop, u
 		n->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (n->fd < 0)
 			return -errno;
-		struct kvm_ioeventfd ioev = {
-			.datamatch = i,
-			.addr = vd->base + VIRTIO_MMIO_QUEUE_NOTIFY,
-			.len = 4,
-			.fd = n->fd,
-			.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
-		};
-		if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
-			return -errno;
+		int err = vm_ioeventfd(vm, vd->base + VIRTIO_MMIO_QUEUE_NOTIFY, i, n->fd);
+		if (err)
+			return err;
 	}
 	return bus_register(&vm->mmio, vd->base, LAYOUT_VIRTIO_MMIO_SIZE, virtio_mmio_access, vd,
 			    ops->name);
