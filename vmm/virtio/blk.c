@@ -26,6 +26,8 @@ static struct blk_request *req_get(struct virtio_blk *blk)
 	struct blk_request *r = blk->free_reqs;
 	if (r)
 		blk->free_reqs = r->next_free;
+	else if (blk->reqs_used < BLK_NUM_REQS)
+		r = &blk->reqs[blk->reqs_used++]; /* first use: its pages were never touched */
 	return r;
 }
 
@@ -421,8 +423,6 @@ int virtio_blk_init(struct virtio_blk *blk, struct vm *vm, struct evloop *loop, 
 		close(blk->fd);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < BLK_NUM_REQS; i++)
-		req_put(blk, &blk->reqs[i]);
 	rl_init(&blk->rl, &cfg->rate_limiter, rl_now_ns());
 	int e = virtio_dev_init(&blk->vd, vm, loop, index, &blk_ops, blk);
 	if (e)

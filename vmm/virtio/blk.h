@@ -46,6 +46,7 @@ struct virtio_blk {
 	/* Request slots. Twice the queue size: after a reset, requests of the
 	 * old generation may still be in flight while new ones arrive. */
 	struct blk_request *reqs;
+	unsigned reqs_used;    /* slots handed out at least once */
 	struct blk_request *free_reqs;
 	unsigned inflight;
 	struct blk_stats stats;
