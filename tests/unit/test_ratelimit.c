@@ -1,6 +1,7 @@
 #include <criterion/criterion.h>
 
 #include "../../vmm/io/ratelimit.h"
+#include "../../vmm/snapshot/snapfile.h"
 
 #define MS 1000000ULL
 
@@ -89,4 +90,30 @@ Test(ratelimit, admit_then_charge_for_unknown_sizes)
 	cr_assert_not(rl_admit(&rl, 0), "in debt: no more until refilled");
 	cr_assert_not(rl_admit(&rl, 50 * MS));
 	cr_assert(rl_admit(&rl, 51 * MS));
+}
+
+/* A snapshot taken while a bucket is in debt restores: the debt of one
+ * request is not bounded by the bucket's size. */
+Test(ratelimit, debt_beyond_size_survives_a_snapshot)
+{
+	struct ratelimiter rl = make(100, 0, 100, 0), back = make(100, 0, 100, 0);
+	cr_assert(rl_consume(&rl, 64 * 1024, 0), "oversized, from full");
+	struct snap_writer w;
+	sw_init(&w);
+	rl_save(&rl, &w);
+	struct snap_reader r;
+	sr_init(&r, w.buf, w.len);
+	cr_assert(rl_restore(&back, &r, 0), "%s", r.why);
+	cr_assert_eq(back.bw.budget, 100 - 64 * 1024);
+	sw_free(&w);
+
+	/* What no live bucket can hold is still refused. */
+	sw_init(&w);
+	sw_u64(&w, (uint64_t)(-(1LL << 40)));
+	sw_u64(&w, 0);
+	sw_u64(&w, 0);
+	sw_u64(&w, 0);
+	sr_init(&r, w.buf, w.len);
+	cr_assert_not(rl_restore(&back, &r, 0));
+	sw_free(&w);
 }

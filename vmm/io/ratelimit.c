@@ -122,6 +122,13 @@ uint64_t rl_wait_ns(struct ratelimiter *rl, uint64_t bytes, uint64_t now_ns)
 	return a > b ? a : b;
 }
 
+/* A request bigger than a bucket passes from full and leaves it that much
+ * in debt, and so does a frame charged after the fact: a live bucket can
+ * be far below -size, though never by 2^33 (no request reaches 4 GiB, the
+ * most a descriptor chain can describe). A restored budget must lie above
+ * that, well clear of overflowing the refill arithmetic. */
+#define RL_MAX_DEBT (1LL << 33)
+
 static void bucket_save(const struct token_bucket *b, struct snap_writer *w)
 {
 	sw_u64(w, (uint64_t)b->budget);
@@ -134,8 +141,7 @@ static bool bucket_restore(struct token_bucket *b, struct snap_reader *r, uint64
 	uint64_t burst = sr_u64(r);
 	if (r->bad)
 		return false;
-	/* A request may drive the budget below zero, never below -size. */
-	if (budget > (int64_t)b->cfg.size || budget < -(int64_t)b->cfg.size || burst > b->cfg.one_time_burst)
+	if (budget > (int64_t)b->cfg.size || budget < -RL_MAX_DEBT || burst > b->cfg.one_time_burst)
 		return sr_fail(r, "rate limiter bucket out of range for its configuration");
 	b->budget = budget;
 	b->burst = burst;
