@@ -82,6 +82,10 @@ static void device_reset(struct virtio_dev *vd)
 
 static void set_status(struct virtio_dev *vd, uint32_t val)
 {
+	/* The status is 8 bits in every transport: no valid value has others
+	 * (nor may a snapshot hold one). */
+	if (val & ~0xffu)
+		return;
 	if (val == 0) {
 		device_reset(vd);
 		return;
@@ -432,7 +436,9 @@ int virtio_dev_restore(struct virtio_dev *vd, struct snap_reader *r)
 	uint32_t nq = sr_u32(r);
 	if (!r->bad && nq != vd->ops->num_queues)
 		return sr_fail(r, "%s: %u queues in the state, %u expected", name, nq, vd->ops->num_queues), -EINVAL;
-	if (!r->bad && (vd->driver_features & ~all_features(vd)))
+	/* Until FEATURES_OK the driver's bits are only what it wrote (the
+	 * transport refuses FEATURES_OK for unoffered ones). */
+	if (!r->bad && (vd->status & VIRTIO_CONFIG_S_FEATURES_OK) && (vd->driver_features & ~all_features(vd)))
 		return sr_fail(r, "%s: features 0x%llx were never offered", name,
 			       (unsigned long long)vd->driver_features), -EINVAL;
 	if (!r->bad && (vd->status & ~0xffu))
