@@ -323,12 +323,14 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                -fsanitize=$(FUZZ_SAN) -fno-sanitize-recover=all \
                $(shell pkg-config --cflags libcjson 2>/dev/null)
 FUZZ_LIBS   := -lcjson -lZydis -lpthread
-# What every target links (FUZZ_EXTRA_<target>: what one links beside it).
+# What every target links, and what single targets link beside it.
 FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c \
                api/config_json.c api/http.c api/router.c vmm/snapshot/snapfile.c vmm/snapshot/decode.c \
                vmm/snapshot/memfile.c vmm/hostfile.c
+FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
 FUZZ_MAXLEN_fuzz_snapshot     := 32768
+FUZZ_MAXLEN_fuzz_mmio         := 16384
 
 FUZZ_NAMES  := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))
