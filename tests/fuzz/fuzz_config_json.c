@@ -16,5 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = 0;
 	if (config_json_file((const char *)data, size, &cfg, err, sizeof(err)) != 0 && !err[0])
 		__builtin_trap(); /* every refusal must say why */
+	if (cfg.ndrives > CONFIG_MAX_DRIVES || cfg.nnets > CONFIG_MAX_NETS)
+		__builtin_trap(); /* more devices than the arrays hold */
 	return 0;
 }
