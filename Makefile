@@ -331,6 +331,7 @@ FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
 FUZZ_MAXLEN_fuzz_snapshot     := 32768
 FUZZ_MAXLEN_fuzz_mmio         := 16384
+FUZZ_MAXLEN_fuzz_state_config := 8192
 
 FUZZ_NAMES  := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))
