@@ -512,7 +512,7 @@ static void op_add_chain(struct input *in)
 	h.next_desc[q] = i;
 	struct vring_avail *avail = mem_ptr(&vm.mem, base + 0x1000, 6 + 2u * size);
 	avail->ring[avail->idx % size] = head;
-	avail->idx++;
+	avail->idx = (uint16_t)(avail->idx + 1); /* free-running, modulo 2^16 */
 	if (how & 1)
 		mmio_write32(VIRTIO_MMIO_QUEUE_NOTIFY, q);
 }

@@ -96,13 +96,13 @@ int virtq_pop(struct virtq *q, const struct guest_mem *mem, struct virtq_chain *
 			return -EINVAL;
 		i = d.next;
 	}
-	q->last_avail++;
+	q->last_avail = (uint16_t)(q->last_avail + 1); /* ring indices run free, modulo 2^16 */
 	return 1;
 }
 
 void virtq_undo_pop(struct virtq *q)
 {
-	q->last_avail--;
+	q->last_avail = (uint16_t)(q->last_avail - 1);
 }
 
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
@@ -110,7 +110,7 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 	struct vring_used_elem *e = &q->used->ring[q->used_idx & (q->size - 1)];
 	e->id = head;
 	e->len = len;
-	q->used_idx++;
+	q->used_idx = (uint16_t)(q->used_idx + 1);
 	/* The element must be visible before the index that publishes it. */
 	__atomic_store_n(&q->used->idx, q->used_idx, __ATOMIC_RELEASE);
 	mem_mark_dirty(q->mem, &q->used->idx, sizeof(q->used->idx));
