@@ -20,6 +20,7 @@
 #include <cJSON.h>
 
 #include "../../api/config_json.h"
+#include "../../vmm/snapshot/memfile.h"
 #include "../../vmm/snapshot/snapfile.h"
 #include "../../vmm/snapshot/snapshot.h"
 #include "../../vmm/snapshot/tags.h"
@@ -83,9 +84,8 @@ static void state_file(struct snap_writer *w, const uint8_t *config, size_t len,
 	sw_begin(&p, TAG_CONFIG);
 	sw_bytes(&p, config, len);
 	sw_end(&p);
-	sw_begin(&p, TAG_MEMORY);
-	sw_u64(&p, cfg->machine.mem_size_mib << 20);
-	sw_end(&p);
+	uint64_t mem = cfg->machine.mem_size_mib << 20;
+	memfile_id_put(&p, &(struct memfile_id){ mem, mem + MEMFILE_ID_PAGE, 1 });
 	sw_begin(&p, TAG_VM);
 	struct kvm_irqchip chip = { 0 };
 	static const uint32_t chips[3] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC };
