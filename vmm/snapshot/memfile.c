@@ -45,11 +45,14 @@ int memfile_write_trailer(int fd, const struct memfile_trailer *t)
 	put_le(r + 24, t->generation, 8);
 	put_le(r + 32, t->base, 8);
 	put_le(r + 56, snap_crc64(0, r, 56), 8);
-	const uint8_t *p = page;
-	size_t left = sizeof(page);
-	off_t off = (off_t)t->mem_size;
-	while (left) {
-		ssize_t n = pwrite(fd, p, left, off);
+	return memfile_pwrite(fd, page, sizeof(page), (off_t)t->mem_size);
+}
+
+int memfile_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -57,7 +60,7 @@ int memfile_write_trailer(int fd, const struct memfile_trailer *t)
 		}
 		p += n;
 		off += n;
-		left -= (size_t)n;
+		len -= (size_t)n;
 	}
 	return 0;
 }

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "snapfile.h"
 
@@ -57,6 +58,10 @@ int memfile_new_generation(uint64_t *generation);
 /* Write the identity page of t at offset t->mem_size of fd (so the file
  * becomes mem_size + MEMFILE_ID_PAGE bytes long). Returns 0 or -errno. */
 int memfile_write_trailer(int fd, const struct memfile_trailer *t);
+
+/* Write all len bytes of buf at off (short writes and EINTR retried).
+ * Returns 0 or -errno. */
+int memfile_pwrite(int fd, const void *buf, size_t len, off_t off);
 
 /* Read the identity page of fd, a file of file_size bytes named path.
  * Returns 0; -ENODATA if the file has none (no magic: a memory file of

@@ -179,22 +179,6 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Write the pages whose bit is set in pick (all pages if NULL) to fd at
  * their offsets, runs at a time. skip_zero leaves zero pages as holes
  * (Full); a Diff must write them, since there a hole means "unchanged". */
@@ -232,7 +216,7 @@ static int write_pages(const struct guest_mem *mem, int fd, const uint64_t *pick
 				continue;
 		}
 		if (run_len) {
-			ret = pwrite_all(fd, mem->host + run_start * PAGE, (size_t)(run_len * PAGE),
+			ret = memfile_pwrite(fd, mem->host + run_start * PAGE, (size_t)(run_len * PAGE),
 					 (off_t)(run_start * PAGE));
 			*written += run_len;
 			run_len = 0;
@@ -563,7 +547,7 @@ int snapshot_merge_diff(const char *base_path, const char *diff_path, char *err,
 		goto out;
 	}
 	memset(buf, 0, MEMFILE_RECORD);
-	if ((ret = pwrite_all(base, buf, MEMFILE_RECORD, (off_t)(bt.mem_size + MEMFILE_ID_PAGE - MEMFILE_RECORD))) ||
+	if ((ret = memfile_pwrite(base, buf, MEMFILE_RECORD, (off_t)(bt.mem_size + MEMFILE_ID_PAGE - MEMFILE_RECORD))) ||
 	    (fsync(base) < 0 && (ret = -errno))) {
 		snprintf(err, errlen, "writing %s: %s", base_path, strerror(-ret));
 		goto out;
@@ -596,7 +580,7 @@ int snapshot_merge_diff(const char *base_path, const char *diff_path, char *err,
 				snprintf(err, errlen, "reading %s: %s", diff_path, strerror(-ret));
 				break;
 			}
-			if ((ret = pwrite_all(base, buf, (size_t)got, at)))
+			if ((ret = memfile_pwrite(base, buf, (size_t)got, at)))
 				snprintf(err, errlen, "writing %s: %s", base_path, strerror(-ret));
 			at += got;
 		}
