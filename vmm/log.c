@@ -21,12 +21,25 @@ static atomic_bool show_origin;
 /* The destination can change (PUT /logger) while other threads log. */
 static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_fd = STDERR_FILENO;
-static atomic_ullong missed;
+static atomic_ullong missed, rate_limited;
+static const char *log_id = "anonymous-instance";
+static _Thread_local char thread_name[16] = "-";
 
 static const char *const level_names[] = {
 	[LOG_OFF] = "Off",     [LOG_ERROR] = "Error", [LOG_WARN] = "Warning",
 	[LOG_INFO] = "Info",   [LOG_DEBUG] = "Debug", [LOG_TRACE] = "Trace",
 };
+/* As a line shows them. */
+static const char *const level_tags[] = {
+	[LOG_OFF] = "OFF",   [LOG_ERROR] = "ERROR", [LOG_WARN] = "WARN",
+	[LOG_INFO] = "INFO", [LOG_DEBUG] = "DEBUG", [LOG_TRACE] = "TRACE",
+};
+
+/* The process's first thread is the VMM thread. */
+__attribute__((constructor)) static void log_name_main_thread(void)
+{
+	log_set_thread_name("main");
+}
 
 int log_level_parse(const char *name)
 {
@@ -43,6 +56,8 @@ const char *log_level_name(enum log_level level)
 	return level <= LOG_TRACE ? level_names[level] : "?";
 }
 
+void log_set_id(const char *id) { log_id = id; }
+void log_set_thread_name(const char *name) { snprintf(thread_name, sizeof(thread_name), "%s", name); }
 void log_set_level(enum log_level level) { cur_level = level; }
 enum log_level log_get_level(void) { return cur_level; }
 void log_set_show_level(bool show) { show_level = show; }
@@ -82,6 +97,11 @@ unsigned long long log_missed_count(void)
 	return atomic_load(&missed);
 }
 
+unsigned long long log_rate_limited_count(void)
+{
+	return atomic_load(&rate_limited);
+}
+
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
 {
 	if (!log_enabled(level))
@@ -90,16 +110,18 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 	char buf[1024];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	/* Local time, as Firecracker; main() loaded the zone (tzset) before
+	 * any filter forbade reading it. */
 	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
+	localtime_r(&ts.tv_sec, &tm);
 	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%09ld [ember]", ts.tv_nsec);
-	if (show_level)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s", level_names[level]);
-	if (show_origin) {
-		const char *base = strrchr(file, '/');
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s:%d", base ? base + 1 : file, line);
-	}
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%09ld [%s:%s", ts.tv_nsec, log_id, thread_name);
+	if (show_level && n < sizeof(buf))
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s", level_tags[level]);
+	if (show_origin && n < sizeof(buf))
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s:%d", file, line);
+	if (n < sizeof(buf) - 1)
+		buf[n++] = ']';
 	if (n < sizeof(buf) - 1)
 		buf[n++] = ' ';
 
@@ -136,6 +158,7 @@ bool log_ratelimit_pass(struct log_ratelimit *rl)
 		pass = true;
 	} else {
 		rl->suppressed++;
+		atomic_fetch_add(&rate_limited, 1);
 		pass = false;
 	}
 	pthread_mutex_unlock(&lock);
@@ -149,8 +172,10 @@ void die(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (log_fd != STDERR_FILENO)
-		log_write(LOG_ERROR, __FILE__, __LINE__, "%s", msg);
 	fprintf(stderr, "ember: %s\n", msg);
+	if (log_fd != STDERR_FILENO) {
+		log_write(LOG_ERROR, __FILE__, __LINE__, "%s", msg);
+		log_write(LOG_ERROR, __FILE__, __LINE__, "Firecracker exiting with error. exit_code=1");
+	}
 	exit(1);
 }

@@ -1,6 +1,15 @@
 /* Logging: one line per event, to stderr or a file/FIFO, with a level.
  *
- * Levels follow Firecracker's names (Error, Warning, Info, Debug, Trace).
+ * A line is Firecracker's:
+ *   <local time, ns> [<id>:<thread>[:<LEVEL>][:<file>:<line>]] <message>
+ * e.g. "2026-12-01T14:02:03.123456789 [vm1:fc_api:INFO:api/server.c:88] ..."
+ * with the level (ERROR, WARN, INFO, DEBUG, TRACE) shown only when
+ * show_level is on and the origin (the source path as built) only when
+ * show_log_origin is on. <id> is --id; <thread> is the name the thread
+ * gave itself (log_set_thread_name: "main" for the VMM thread, "fc_api",
+ * "fc_vcpu N"), "-" for a thread that gave none.
+ *
+ * Levels are Firecracker's names (Error, Warning, Info, Debug, Trace).
  * Messages that a guest can trigger repeatedly must use log_ratelimited()
  * so a hostile guest cannot flood the host's log. */
 #ifndef EMBER_LOG_H
@@ -16,6 +25,12 @@ enum log_level { LOG_OFF = 0, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRAC
  * "Trace", "Off"; case-insensitive). Returns -1 if unknown. */
 int log_level_parse(const char *name);
 const char *log_level_name(enum log_level level);
+
+/* The instance id every line names (default "anonymous-instance"). The
+ * string must outlive logging. */
+void log_set_id(const char *id);
+/* The calling thread's name in its lines (at most 15 characters kept). */
+void log_set_thread_name(const char *name);
 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
@@ -33,6 +48,8 @@ int log_open_sink(const char *what, const char *path, char *err, size_t errlen);
 
 /* Lines that could not be written whole (a full FIFO, a full disk). */
 unsigned long long log_missed_count(void);
+/* Messages log_ratelimited() dropped. */
+unsigned long long log_rate_limited_count(void);
 
 bool log_enabled(enum log_level level);
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
@@ -58,7 +75,10 @@ struct log_ratelimit {
 };
 bool log_ratelimit_pass(struct log_ratelimit *rl);
 
-/* Setup-time fatal error: log and exit(1). Never on guest-triggered paths. */
+/* Setup-time fatal error: "ember: MESSAGE" on stderr, and in a log file
+ * the message and "Firecracker exiting with error. exit_code=1" (the line
+ * Firecracker's clients look for); then exit(1). Never on guest-triggered
+ * paths. */
 noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
