@@ -501,15 +501,36 @@ int config_json_logger(const cJSON *obj, struct logger_config *out, char *err, s
 
 int config_json_metrics(const cJSON *obj, struct metrics_config *out, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "metrics_path", NULL };
+	static const char *const keys[] = { "metrics_path", "emit_id", "properties", "ember_counters", NULL };
 	struct metrics_config c = { .set = true };
 	int ret;
 	if ((ret = check_keys(obj, "metrics", keys, err, errlen)) ||
 	    (ret = get_string(obj, "metrics", "metrics_path", c.metrics_path, sizeof(c.metrics_path),
-			      true, NULL, err, errlen)))
+			      true, NULL, err, errlen)) ||
+	    (ret = get_bool(obj, "metrics", "emit_id", &c.emit_id, err, errlen)) ||
+	    (ret = get_bool(obj, "metrics", "ember_counters", &c.ember_counters, err, errlen)))
 		return ret;
 	if (!c.metrics_path[0])
 		return fail(err, errlen, "metrics.metrics_path: empty");
+	/* A map of strings, kept as its JSON text for the metrics lines. */
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(obj, "properties");
+	if (props && !cJSON_IsNull(props)) {
+		if (!cJSON_IsObject(props))
+			return fail(err, errlen, "metrics.properties: expected an object of strings");
+		for (const cJSON *it = props->child; it; it = it->next)
+			if (!cJSON_IsString(it))
+				return fail(err, errlen, "metrics.properties.%s: expected a string", it->string);
+		char *text = cJSON_PrintUnformatted(props);
+		if (!text)
+			return fail(err, errlen, "metrics.properties: out of memory");
+		size_t len = strlen(text);
+		if (len < sizeof(c.properties_json))
+			memcpy(c.properties_json, text, len + 1);
+		free(text);
+		if (len >= sizeof(c.properties_json))
+			return fail(err, errlen, "metrics.properties: longer than %zu bytes",
+				    sizeof(c.properties_json) - 1);
+	}
 	*out = c;
 	return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "../vmm/controller.h"
 #include "../vmm/log.h"
+#include "../vmm/metrics.h"
 #include "../vmm/seccomp.h"
 
 /* What the server waits for from a client; each wait has a timeout. */
@@ -125,6 +126,7 @@ static void serve_request(struct api_server *s, struct client *c, const struct h
 	}
 	api_route(req, a, &r);
 	atomic_fetch_add(&s->stats.requests[r.endpoint], 1);
+	metrics_api_request(req->method, r.endpoint, r.status >= 400);
 	if (r.status == 200)
 		respond(s, c, 200, r.body, NULL, req->keep_alive);
 	else if (r.status)
@@ -314,9 +316,11 @@ static void *serve(void *arg)
 {
 	struct api_server *s = arg;
 	pthread_setname_np(pthread_self(), "ember-api");
+	log_set_thread_name("fc_api"); /* Firecracker's name, in log lines */
 	char err[160];
 	if (seccomp_install(SECCOMP_ROLE_API, err, sizeof(err)))
 		die("API thread: %s", err);
+	log_info("API server started."); /* clients wait for this line */
 	static struct clients cl;
 	for (int i = 0; i < API_MAX_CLIENTS; i++)
 		cl.c[i].fd = -1;

@@ -85,9 +85,14 @@ struct logger_config {
 };
 
 /* PUT /metrics, or the config file's "metrics". */
+#define CONFIG_METRICS_PROPERTIES_MAX 2048
 struct metrics_config {
 	bool set;
 	char metrics_path[CONFIG_PATH_MAX];
+	bool emit_id;            /* each line names the instance ("id") */
+	/* "properties": a JSON object of strings, copied into each line; "" if none */
+	char properties_json[CONFIG_METRICS_PROPERTIES_MAX];
+	bool ember_counters;     /* ember's own group "ember" too (ember's key) */
 };
 
 struct vmm_config {

@@ -71,6 +71,8 @@ static bool post_boot(struct controller *c, struct action *a)
 
 /* ---- the VM's lifetime ---------------------------------------------- */
 
+static void metrics_start(struct controller *c);
+
 static void on_vm_stop(struct evloop_watch *w, int res)
 {
 	struct controller *c = container_of(w, struct controller, stop_watch);
@@ -108,6 +110,7 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 	log_info("booting %s (%u vCPU%s, %llu MiB)", c->cfg.boot.kernel_image_path,
 		 c->cfg.machine.vcpu_count, c->cfg.machine.vcpu_count == 1 ? "" : "s",
 		 (unsigned long long)c->cfg.machine.mem_size_mib);
+	metrics_start(c);
 	return 0;
 }
 
@@ -120,8 +123,7 @@ int controller_apply_logger(struct controller *c, const struct logger_config *l,
 		if (ret)
 			return ret;
 	}
-	if (l->level >= 0)
-		log_set_level((enum log_level)l->level);
+	log_set_level(l->level >= 0 ? (enum log_level)l->level : LOG_INFO);
 	if (l->show_level >= 0)
 		log_set_show_level(l->show_level);
 	if (l->show_log_origin >= 0)
@@ -137,108 +139,32 @@ static void metrics_tick(struct evloop_timer *t)
 	evloop_timer_arm(c->loop, &c->metrics_timer, METRICS_PERIOD_NS, metrics_tick);
 }
 
+/* As Firecracker: metrics are written from the start of the VM on, a
+ * first line at once. */
+static void metrics_start(struct controller *c)
+{
+	if (c->metrics_timer_armed)
+		return;
+	c->metrics_timer_armed = true;
+	controller_flush_metrics(c);
+	evloop_timer_arm(c->loop, &c->metrics_timer, METRICS_PERIOD_NS, metrics_tick);
+}
+
 int controller_apply_metrics(struct controller *c, const struct metrics_config *m, char *err, size_t errlen)
 {
-	if (c->metrics_fd >= 0) {
-		snprintf(err, errlen, "metrics are already set up (to %s)", c->cfg.metrics.metrics_path);
-		return -EEXIST;
-	}
-	int fd = log_open_sink("metrics.metrics_path", m->metrics_path, err, errlen);
-	if (fd < 0)
-		return fd;
-	c->metrics_fd = fd;
+	int ret = metrics_open(&c->metrics, m, err, errlen);
+	if (ret)
+		return ret;
 	c->cfg.metrics = *m;
-	evloop_timer_arm(c->loop, &c->metrics_timer, METRICS_PERIOD_NS, metrics_tick);
 	return 0;
-}
-
-/* "name=value name=value" counters as a JSON object's numbers. */
-static void add_counters(cJSON *obj, const char *text)
-{
-	char buf[1024];
-	snprintf(buf, sizeof(buf), "%s", text);
-	char *save = NULL;
-	for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-		char *eq = strchr(tok, '=');
-		if (!eq)
-			continue;
-		*eq = 0;
-		cJSON_AddNumberToObject(obj, tok, strtod(eq + 1, NULL));
-	}
-}
-
-static void add_device(cJSON *root, const char *prefix, const char *id, struct virtio_dev *vd)
-{
-	char key[96], text[1024];
-	snprintf(key, sizeof(key), id ? "%s_%s" : "%s", prefix, id);
-	virtio_counters(vd, text, sizeof(text));
-	add_counters(cJSON_AddObjectToObject(root, key), text);
 }
 
 int controller_flush_metrics(struct controller *c)
 {
-	if (c->metrics_fd < 0)
-		return -ENOENT;
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	cJSON *root = cJSON_CreateObject();
-	cJSON_AddNumberToObject(root, "utc_timestamp_ms", (double)now.tv_sec * 1e3 + now.tv_nsec / 1e6);
-	cJSON_AddStringToObject(root, "id", c->id);
-	cJSON_AddStringToObject(root, "state", state_name(c->state));
-	cJSON *api = cJSON_AddObjectToObject(root, "api_server");
-	cJSON_AddNumberToObject(api, "process_startup_time_us", (double)c->startup_us);
-	cJSON_AddNumberToObject(api, "process_startup_time_cpu_us", (double)c->startup_cpu_us);
-	if (c->api_metrics)
-		c->api_metrics(api);
-
-	struct machine *m = &c->machine;
-	if (c->state != STATE_NOT_STARTED) {
-		if (m->has_boot_timer) {
-			cJSON *bt = cJSON_AddObjectToObject(root, "boot_timer");
-			cJSON_AddNumberToObject(bt, "guest_boot_time_us", (double)atomic_load(&m->boot_timer.boot_us));
-			cJSON_AddNumberToObject(bt, "guest_boot_time_cpu_us",
-						(double)atomic_load(&m->boot_timer.boot_cpu_us));
-		}
-		cJSON *emu = cJSON_AddObjectToObject(root, "emulation");
-		for (int k = 0; k < EMU_NKINDS; k++)
-			cJSON_AddNumberToObject(emu, emu_kind_name((enum emu_kind)k),
-						(double)atomic_load(&m->vm.emu.count[k]));
-		pthread_mutex_lock(&m->serial.lock);
-		cJSON *uart = cJSON_AddObjectToObject(root, "uart");
-		cJSON_AddNumberToObject(uart, "tx_bytes", (double)m->serial.tx_bytes);
-		cJSON_AddNumberToObject(uart, "tx_dropped", (double)m->serial.tx_dropped);
-		cJSON_AddNumberToObject(uart, "rx_bytes", (double)m->serial.rx_bytes);
-		cJSON_AddNumberToObject(uart, "rx_dropped", (double)m->serial.rx_dropped);
-		pthread_mutex_unlock(&m->serial.lock);
-		for (unsigned i = 0; i < m->nblk; i++)
-			add_device(root, "block", m->blk[i]->cfg.drive_id, &m->blk[i]->vd);
-		for (unsigned i = 0; i < m->nnet; i++)
-			add_device(root, "net", m->net[i]->cfg.iface_id, &m->net[i]->vd);
-		if (m->vsock)
-			add_device(root, "vsock", NULL, &m->vsock->vd);
-		if (m->rng)
-			add_device(root, "entropy", NULL, &m->rng->vd);
-	}
-	cJSON_AddNumberToObject(cJSON_AddObjectToObject(root, "logger"), "missed_log_count",
-				(double)log_missed_count());
-	cJSON *mm = cJSON_AddObjectToObject(root, "metrics");
-	cJSON_AddNumberToObject(mm, "missed_metrics_count", (double)c->metrics_missed);
-	cJSON_AddNumberToObject(mm, "flushes", (double)++c->metrics_flushes);
-
-	char *line = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	if (!line)
-		return -ENOMEM;
-	size_t len = strlen(line);
-	line[len] = '\n'; /* replaces the NUL: written by length below */
-	/* Non-blocking: a FIFO nobody reads loses this line, counted. */
-	ssize_t n = write(c->metrics_fd, line, len + 1);
-	free(line);
-	if (n != (ssize_t)(len + 1)) {
-		c->metrics_missed++;
-		return -EAGAIN;
-	}
-	return 0;
+	c->metrics.startup_us = c->startup_us;
+	c->metrics.startup_cpu_us = c->startup_cpu_us;
+	c->metrics.api_totals = c->api_metrics;
+	return metrics_flush(&c->metrics, &c->cfg, c->state != STATE_NOT_STARTED ? &c->machine : NULL);
 }
 
 /* ---- actions -------------------------------------------------------- */
@@ -543,11 +469,13 @@ static void load_snapshot(struct controller *c, struct action *a)
 	    !(t_parsed = rl_now_ns()) ||
 	    restore(c, l, img, t0, a->fault, sizeof(a->fault)))
 		a->status = 400;
-	else
+	else {
 		log_info("snapshot %s loaded (%s memory) in %llu us (state file read and checked in %llu us)%s",
 			 l->snapshot_path, l->backend == MEM_BACKEND_FILE ? "file" : "uffd",
 			 (unsigned long long)((rl_now_ns() - t0) / 1000),
 			 (unsigned long long)((t_parsed - t0) / 1000), l->resume_vm ? ", resumed" : "");
+		metrics_start(c);
+	}
 	snapshot_image_free(img);
 	free(img);
 	free(buf);
@@ -622,12 +550,12 @@ void controller_handle(struct controller *c, struct action *a)
 		if (pre_boot(c, a))
 			put_serial(c, a);
 		break;
-	case ACTION_PUT_LOGGER:
-		if (controller_apply_logger(c, &a->u.logger, a->fault, sizeof(a->fault)))
+	case ACTION_PUT_LOGGER: /* as Firecracker: before the start only */
+		if (pre_boot(c, a) && controller_apply_logger(c, &a->u.logger, a->fault, sizeof(a->fault)))
 			a->status = 400;
 		break;
 	case ACTION_PUT_METRICS:
-		if (controller_apply_metrics(c, &a->u.metrics, a->fault, sizeof(a->fault)))
+		if (pre_boot(c, a) && controller_apply_metrics(c, &a->u.metrics, a->fault, sizeof(a->fault)))
 			a->status = 400;
 		break;
 	case ACTION_INSTANCE_START:
@@ -656,10 +584,8 @@ void controller_handle(struct controller *c, struct action *a)
 		load_snapshot(c, a);
 		break;
 	case ACTION_FLUSH_METRICS:
-		if (c->metrics_fd < 0)
-			reply_error(a, 400, "metrics are not set up: PUT /metrics first");
-		else
-			controller_flush_metrics(c);
+		/* As Firecracker: without metrics set up, nothing is written. */
+		controller_flush_metrics(c);
 		break;
 	default:
 		reply_error(a, 500, "unknown action %d", (int)a->type);
@@ -681,6 +607,7 @@ static void on_wake(struct evloop_watch *w, int res)
 	pthread_mutex_unlock(&c->lock);
 	if (!a)
 		return;
+	c->handle_start_ns = rl_now_ns();
 	controller_handle(c, a);
 	if (c->deferred != a)
 		controller_finish(c, a);
@@ -688,11 +615,27 @@ static void on_wake(struct evloop_watch *w, int res)
 	vcpu_release_prepared();
 }
 
+/* The latencies_us entry an action's time goes to, or -1. */
+static int latency_kind(const struct action *a)
+{
+	switch (a->type) {
+	case ACTION_SNAPSHOT_CREATE:
+		return a->u.snap_create.type == SNAPSHOT_DIFF ? METRICS_DIFF_CREATE_SNAPSHOT
+							      : METRICS_FULL_CREATE_SNAPSHOT;
+	case ACTION_SNAPSHOT_LOAD: return METRICS_LOAD_SNAPSHOT;
+	case ACTION_PAUSE: return METRICS_PAUSE_VM;
+	case ACTION_RESUME: return METRICS_RESUME_VM;
+	default: return -1;
+	}
+}
+
 void controller_finish(struct controller *c, struct action *a)
 {
 	if (c->deferred == a)
 		c->deferred = NULL;
+	uint64_t vmm_us = (rl_now_ns() - c->handle_start_ns) / 1000;
 	pthread_mutex_lock(&c->lock);
+	c->vmm_us = vmm_us;
 	c->pending = NULL;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
@@ -708,6 +651,7 @@ static void reply_stopping(struct action *a)
 void controller_submit(struct controller *c, struct action *a)
 {
 	uint64_t one = 1;
+	uint64_t t0 = rl_now_ns();
 	pthread_mutex_lock(&c->lock);
 	while (c->pending && !c->closed)
 		pthread_cond_wait(&c->cond, &c->lock);
@@ -727,7 +671,11 @@ void controller_submit(struct controller *c, struct action *a)
 	/* controller_finish or controller_close clears pending. */
 	while (c->pending == a)
 		pthread_cond_wait(&c->cond, &c->lock);
+	uint64_t vmm_us = c->vmm_us;
 	pthread_mutex_unlock(&c->lock);
+	int kind = latency_kind(a);
+	if (kind >= 0 && a->status < 300)
+		metrics_latency((enum metrics_latency)kind, (rl_now_ns() - t0) / 1000, vmm_us);
 }
 
 void controller_close(struct controller *c)
@@ -753,7 +701,7 @@ int controller_init(struct controller *c, struct evloop *loop, const char *id, b
 	c->boot_timer = boot_timer;
 	c->start_wall = *start_wall;
 	c->start_cpu = *start_cpu;
-	c->metrics_fd = -1;
+	metrics_init(&c->metrics, id);
 	c->uffd.uffd = c->uffd.sock = -1;
 	config_defaults(&c->cfg);
 	pthread_mutex_init(&c->lock, NULL);
@@ -769,8 +717,7 @@ void controller_shutdown(struct controller *c)
 	if (c->state != STATE_NOT_STARTED)
 		machine_stop(&c->machine);
 	uffd_backend_close(&c->uffd);
-	if (c->metrics_fd >= 0)
-		controller_flush_metrics(c);
+	controller_flush_metrics(c);
 	if (c->state != STATE_NOT_STARTED)
 		machine_log_counters(&c->machine);
 }

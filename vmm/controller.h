@@ -1,7 +1,7 @@
 /* The VMM thread's owner of everything VM-related: the configuration (as
  * the config file and the API build it), the instance state, the machine
- * once started, and metrics. API requests arrive as typed actions
- * (action.h) through controller_submit(), which the API thread calls and
+ * once started, and when metrics are written (metrics.h). API requests
+ * arrive as typed actions (action.h) through controller_submit(), which the API thread calls and
  * which waits for the VMM thread to run controller_handle(). */
 #ifndef EMBER_CONTROLLER_H
 #define EMBER_CONTROLLER_H
@@ -14,6 +14,7 @@
 #include "config.h"
 #include "io/evloop.h"
 #include "machine.h"
+#include "metrics.h"
 #include "snapshot/uffd.h"
 
 struct cJSON;
@@ -46,11 +47,13 @@ struct controller {
 	struct evloop_timer defer_timer;
 	uint64_t defer_start_ns;
 
-	/* metrics */
-	int metrics_fd;
-	unsigned long long metrics_missed, metrics_flushes;
+	/* metrics (metrics.h): the timer runs from InstanceStart or a load */
+	struct metrics metrics;
 	struct evloop_timer metrics_timer;
-	void (*api_metrics)(struct cJSON *out); /* the API server's counters, if any */
+	bool metrics_timer_armed;
+	void (*api_metrics)(struct cJSON *out); /* the API server's totals, if any */
+	uint64_t handle_start_ns;             /* when the VMM thread took the action */
+	uint64_t vmm_us;                      /* its time there, under lock */
 
 	/* the action channel from the API thread */
 	pthread_mutex_t lock;
@@ -65,7 +68,8 @@ struct controller {
 int controller_init(struct controller *c, struct evloop *loop, const char *id, bool boot_timer,
 		    const struct timespec *start_wall, const struct timespec *start_cpu);
 
-/* Apply logger and metrics settings (from the config file or the API). */
+/* Apply logger and metrics settings (from the config file or the API).
+ * As Firecracker, a logger setting without a level sets Info. */
 int controller_apply_logger(struct controller *c, const struct logger_config *l, char *err, size_t errlen);
 int controller_apply_metrics(struct controller *c, const struct metrics_config *m, char *err, size_t errlen);
 
@@ -90,7 +94,8 @@ void controller_submit(struct controller *c, struct action *a);
  * thread can always be stopped after this. */
 void controller_close(struct controller *c);
 
-/* Write one metrics line now (VMM thread). Returns 0 or -errno. */
+/* Write one metrics line now (VMM thread); nothing if metrics are not
+ * set up. Returns 0 or -errno. */
 int controller_flush_metrics(struct controller *c);
 
 /* At exit: stop the vCPUs, last metrics, counters in the log. */

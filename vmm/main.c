@@ -19,6 +19,7 @@
 #include "controller.h"
 #include "io/evloop.h"
 #include "log.h"
+#include "metrics.h"
 #include "seccomp.h"
 #include "snapshot/snapshot.h"
 #include "vcpu.h"
@@ -245,6 +246,7 @@ static void on_signal(struct evloop_watch *w, int res)
 		return;
 	char why[48];
 	snprintf(why, sizeof(why), "signal %s", strsignal((int)si.ssi_signo));
+	metrics_signal((int)si.ssi_signo);
 	if (e->ctrl.state != STATE_NOT_STARTED) {
 		vm_request_stop(&e->ctrl.machine.vm, 128 + (int)si.ssi_signo, why);
 	} else {
@@ -318,6 +320,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	parse_args(argc, argv, &e.opt);
+	log_set_id(e.opt.id);
+	/* The first line of the log, which Firecracker's clients wait for. */
+	log_info("Running Firecracker v%s (ember %s)", EMBER_FIRECRACKER_API_VERSION, EMBER_VERSION);
 	signals_setup(&e);
 	/* The log's strftime() loads the time zone on first use, reading
 	 * /etc/localtime: done now, before any thread's filter forbids open. */
@@ -392,7 +397,11 @@ int main(int argc, char **argv)
 	api_server_stop(&e.api);
 	controller_shutdown(c);
 	tty_restore(&e);
-	if (err)
-		return 1;
-	return c->state != STATE_NOT_STARTED ? c->exit_code : e.exit_code;
+	int code = err ? 1 : c->state != STATE_NOT_STARTED ? c->exit_code : e.exit_code;
+	/* The last line, as Firecracker's (its clients read the exit code there). */
+	if (code == 0)
+		log_info("Firecracker exiting successfully. exit_code=0");
+	else
+		log_error("Firecracker exiting with error. exit_code=%d", code);
+	return code;
 }

@@ -93,19 +93,44 @@ static void handle_mmio(struct vcpu *vcpu)
 				(unsigned long long)run->mmio.phys_addr, len);
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* One exit handled since t0 (µs): relaxed, only this thread writes. */
+static void count_exit(struct vcpu_stats *st, enum vcpu_exit_kind k, uint64_t t0)
+{
+	uint64_t us = mono_us() - t0;
+	atomic_fetch_add_explicit(&st->exits[k], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->sum_us[k], us, memory_order_relaxed);
+	uint64_t min = atomic_load_explicit(&st->min_us[k], memory_order_relaxed);
+	if (min == 0 || us < min)
+		atomic_store_explicit(&st->min_us[k], us, memory_order_relaxed);
+	if (us > atomic_load_explicit(&st->max_us[k], memory_order_relaxed))
+		atomic_store_explicit(&st->max_us[k], us, memory_order_relaxed);
+}
+
 /* Returns false when the loop must end. */
 static bool handle_exit(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
 	struct kvm_run *run = vcpu->run;
 	char why[96];
+	uint64_t t0;
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
+		t0 = mono_us();
 		handle_io(vcpu);
+		count_exit(&vcpu->stats, run->io.direction == KVM_EXIT_IO_OUT ? VCPU_EXIT_IO_OUT : VCPU_EXIT_IO_IN, t0);
 		return true;
 	case KVM_EXIT_MMIO:
+		t0 = mono_us();
 		handle_mmio(vcpu);
+		count_exit(&vcpu->stats, run->mmio.is_write ? VCPU_EXIT_MMIO_WRITE : VCPU_EXIT_MMIO_READ, t0);
 		return true;
 	case KVM_EXIT_INTR:
 		return true;
@@ -115,6 +140,7 @@ static bool handle_exit(struct vcpu *vcpu)
 			return true;
 		snprintf(why, sizeof(why), "vcpu %u: KVM internal error (suberror %u)", vcpu->id,
 			 run->internal.suberror);
+		atomic_fetch_add(&vcpu->stats.failures, 1);
 		vm_request_stop(vm, 1, why);
 		return false;
 	case KVM_EXIT_SHUTDOWN:
@@ -130,6 +156,7 @@ static bool handle_exit(struct vcpu *vcpu)
 		else {
 			snprintf(why, sizeof(why), "vcpu %u: system event %u", vcpu->id,
 				 run->system_event.type);
+			atomic_fetch_add(&vcpu->stats.failures, 1);
 			vm_request_stop(vm, 1, why);
 		}
 		return false;
@@ -139,11 +166,13 @@ static bool handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(why, sizeof(why), "vcpu %u: KVM entry failed (reason 0x%llx)", vcpu->id,
 			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		atomic_fetch_add(&vcpu->stats.failures, 1);
 		vm_request_stop(vm, 1, why);
 		return false;
 	default:
 		snprintf(why, sizeof(why), "vcpu %u: unexpected KVM exit %u", vcpu->id,
 			 run->exit_reason);
+		atomic_fetch_add(&vcpu->stats.failures, 1);
 		vm_request_stop(vm, 1, why);
 		return false;
 	}
@@ -172,6 +201,8 @@ static void vcpu_thread_setup(unsigned id)
 	char name[16];
 	snprintf(name, sizeof(name), "ember-vcpu%u", id);
 	pthread_setname_np(pthread_self(), name);
+	snprintf(name, sizeof(name), "fc_vcpu %u", id); /* Firecracker's name, in log lines */
+	log_set_thread_name(name);
 	char err[160];
 	if (seccomp_install(SECCOMP_ROLE_VCPU, err, sizeof(err)))
 		die("vcpu %u: %s", id, err);
@@ -202,6 +233,7 @@ static void run_vcpu(struct vcpu *vcpu)
 			}
 			char why[96];
 			snprintf(why, sizeof(why), "vcpu %u: KVM_RUN: %s", vcpu->id, strerror(errno));
+			atomic_fetch_add(&vcpu->stats.failures, 1);
 			vm_request_stop(vm, 1, why);
 			break;
 		}

@@ -435,9 +435,14 @@ int virtio_blk_update(struct virtio_blk *blk, const char *path, const struct rat
 {
 	uint64_t sectors = 0;
 	int fd = -1;
-	if (path && (fd = virtio_blk_open(&blk->cfg, path, &sectors, err, errlen)) < 0)
+	if (path && (fd = virtio_blk_open(&blk->cfg, path, &sectors, err, errlen)) < 0) {
+		pthread_mutex_lock(&blk->vd.lock);
+		blk->stats.update_fails++;
+		pthread_mutex_unlock(&blk->vd.lock);
 		return fd;
+	}
 	pthread_mutex_lock(&blk->vd.lock);
+	blk->stats.update_count++;
 	if (path) {
 		/* Requests in flight keep their own reference to the old file. */
 		close(blk->fd);

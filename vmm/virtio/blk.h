@@ -34,6 +34,7 @@ struct blk_stats {
 	uint64_t discard_count, write_zeroes_count;
 	uint64_t read_bytes, write_bytes;
 	uint64_t io_errors, unsupported, invalid, throttled;
+	uint64_t update_count, update_fails;  /* PATCH /drives */
 };
 
 struct virtio_blk {
