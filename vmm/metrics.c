@@ -566,6 +566,22 @@ int metrics_open(struct metrics *m, const struct metrics_config *cfg, char *err,
 	return 0;
 }
 
+/* Write what is left of a line. Returns true once nothing is left. */
+static bool write_pending(struct metrics *m)
+{
+	while (m->pending_len) {
+		ssize_t n = write(m->fd, m->pending + m->pending_off, m->pending_len);
+		if (n <= 0)
+			return false;
+		m->pending_off += (size_t)n;
+		m->pending_len -= (size_t)n;
+	}
+	free(m->pending);
+	m->pending = NULL;
+	m->pending_off = 0;
+	return true;
+}
+
 int metrics_flush(struct metrics *m, const struct vmm_config *cfg, struct machine *mach)
 {
 	if (m->fd < 0)
@@ -577,12 +593,24 @@ int metrics_flush(struct metrics *m, const struct vmm_config *cfg, struct machin
 		m->fails++;
 		return -ENOMEM;
 	}
+	/* Non-blocking: a FIFO nobody reads loses lines, counted. A line is
+	 * longer than PIPE_BUF, so a FIFO with little room takes part of it:
+	 * the rest goes first at the next flush, and no line is ever torn. */
+	if (!write_pending(m)) {
+		free(text);
+		m->missed++;
+		return -EAGAIN;
+	}
 	size_t len = strlen(text);
-	text[len] = '\n'; /* replaces the NUL: written by length below */
-	/* Non-blocking: a FIFO nobody reads loses this line, counted. */
-	ssize_t n = write(m->fd, text, len + 1);
-	free(text);
-	if (n != (ssize_t)(len + 1)) {
+	text[len] = '\n'; /* replaces the NUL: written by length */
+	m->pending = text;
+	m->pending_len = len + 1;
+	if (write_pending(m))
+		return 0;
+	if (m->pending_off == 0) { /* nothing of it went: lost */
+		free(m->pending);
+		m->pending = NULL;
+		m->pending_len = 0;
 		m->missed++;
 		return -EAGAIN;
 	}

@@ -38,6 +38,8 @@ enum metrics_latency {
 
 struct metrics {
 	int fd;                         /* -1 until metrics_open() */
+	char *pending;                  /* the end of a line partly written */
+	size_t pending_off, pending_len;
 	const char *id;                 /* the --id, for emit_id */
 	struct metrics_config cfg;
 	struct cJSON *properties;       /* parsed cfg.properties_json, or NULL */
@@ -70,7 +72,9 @@ struct cJSON *metrics_line(struct metrics *m, struct cJSON *totals);
 
 /* Write one line now. Returns 0 (nothing to do if metrics are not set
  * up), or -errno: a line that could not be written whole is lost and
- * counted in logger.missed_metrics_count. VMM thread. */
+ * counted in logger.missed_metrics_count; a line partly written (a FIFO
+ * with little room) is finished before the next one, so none is torn.
+ * VMM thread. */
 int metrics_flush(struct metrics *m, const struct vmm_config *cfg, struct machine *mach);
 
 /* Events counted from any thread. */

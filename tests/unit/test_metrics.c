@@ -1,8 +1,10 @@
 #include <cJSON.h>
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../vmm/machine.h"
@@ -296,4 +298,49 @@ Test(metrics, emit_id_properties_and_ember_group_when_asked)
 Test(metrics, flush_without_setup_writes_nothing)
 {
 	cr_assert_eq(metrics_flush(&met, &cfg, NULL), 0);
+}
+
+/* A FIFO with too little room for a line takes part of it; the rest
+ * goes first at the next flush, so a reader never sees a torn line. */
+Test(metrics, full_fifo_never_gets_a_torn_line)
+{
+	char dir[] = "/tmp/ember-metrics.XXXXXX", path[64], err[256];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	int rd = open(path, O_RDONLY | O_NONBLOCK);
+	cr_assert_geq(rd, 0);
+	struct metrics_config mc = { .set = true };
+	snprintf(mc.metrics_path, sizeof(mc.metrics_path), "%s", path);
+	cr_assert_eq(metrics_open(&met, &mc, err, sizeof(err)), 0, "%s", err);
+	int lost = 0;
+	for (int i = 0; i < 40; i++)
+		lost += metrics_flush(&met, &cfg, NULL) != 0;
+	cr_assert_gt(lost, 0, "the FIFO never filled");
+	/* Read a little (some room, less than a line), flush, then read all. */
+	static char buf[1 << 20];
+	size_t got = (size_t)read(rd, buf, 1000);
+	metrics_flush(&met, &cfg, NULL);
+	for (int i = 0; i < 3; i++) {
+		ssize_t n;
+		while ((n = read(rd, buf + got, sizeof(buf) - 1 - got)) > 0)
+			got += (size_t)n;
+		metrics_flush(&met, &cfg, NULL);
+	}
+	buf[got] = 0;
+	/* Everything after the first (partly read) line is whole lines. */
+	char *p = strchr(buf, '\n');
+	cr_assert_not_null(p);
+	int whole = 0;
+	for (char *line = p + 1, *end; (end = strchr(line, '\n')); line = end + 1) {
+		*end = 0;
+		cJSON *j = cJSON_Parse(line);
+		cr_assert_not_null(j, "a torn line: %.80s", line);
+		cJSON_Delete(j);
+		whole++;
+	}
+	cr_assert_gt(whole, 3);
+	close(rd);
+	unlink(path);
+	rmdir(dir);
 }
