@@ -584,8 +584,10 @@ void controller_handle(struct controller *c, struct action *a)
 		load_snapshot(c, a);
 		break;
 	case ACTION_FLUSH_METRICS:
-		/* As Firecracker: without metrics set up, nothing is written. */
-		controller_flush_metrics(c);
+		/* As Firecracker: after the start only; without metrics set up,
+		 * nothing is written and that is no error. */
+		if (post_boot(c, a))
+			controller_flush_metrics(c);
 		break;
 	default:
 		reply_error(a, 500, "unknown action %d", (int)a->type);
@@ -674,8 +676,13 @@ void controller_submit(struct controller *c, struct action *a)
 	uint64_t vmm_us = c->vmm_us;
 	pthread_mutex_unlock(&c->lock);
 	int kind = latency_kind(a);
-	if (kind >= 0 && a->status < 300)
-		metrics_latency((enum metrics_latency)kind, (rl_now_ns() - t0) / 1000, vmm_us);
+	if (kind >= 0 && a->status < 300) {
+		static const char *const names[METRICS_NLATENCIES] = { "create full snapshot",
+			"create diff snapshot", "load snapshot", "pause vm", "resume vm" };
+		uint64_t us = (rl_now_ns() - t0) / 1000;
+		metrics_latency((enum metrics_latency)kind, us, vmm_us);
+		log_info("'%s' API request took %llu us.", names[kind], (unsigned long long)us); /* as Firecracker */
+	}
 }
 
 void controller_close(struct controller *c)

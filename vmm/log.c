@@ -92,6 +92,14 @@ int log_set_path(const char *what, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+bool log_to_file(void)
+{
+	pthread_mutex_lock(&fd_lock);
+	bool file = log_fd != STDERR_FILENO;
+	pthread_mutex_unlock(&fd_lock);
+	return file;
+}
+
 unsigned long long log_missed_count(void)
 {
 	return atomic_load(&missed);

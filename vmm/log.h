@@ -46,6 +46,9 @@ int log_set_path(const char *what, const char *path, char *err, size_t errlen);
  * Returns the fd, or -errno with "WHAT PATH: reason" in err. */
 int log_open_sink(const char *what, const char *path, char *err, size_t errlen);
 
+/* Whether lines go to a file or FIFO (log_set_path), not stderr. */
+bool log_to_file(void);
+
 /* Lines that could not be written whole (a full FIFO, a full disk). */
 unsigned long long log_missed_count(void);
 /* Messages log_ratelimited() dropped. */

@@ -321,8 +321,10 @@ int main(int argc, char **argv)
 	}
 	parse_args(argc, argv, &e.opt);
 	log_set_id(e.opt.id);
-	/* The first line of the log, which Firecracker's clients wait for. */
-	log_info("Running Firecracker v%s (ember %s)", EMBER_FIRECRACKER_API_VERSION, EMBER_VERSION);
+	/* The first line of a log file, which Firecracker's clients wait for
+	 * (not on stderr, where a failed start stays one error line). */
+	if (log_to_file())
+		log_info("Running Firecracker v%s (ember %s)", EMBER_FIRECRACKER_API_VERSION, EMBER_VERSION);
 	signals_setup(&e);
 	/* The log's strftime() loads the time zone on first use, reading
 	 * /etc/localtime: done now, before any thread's filter forbids open. */
@@ -398,10 +400,11 @@ int main(int argc, char **argv)
 	controller_shutdown(c);
 	tty_restore(&e);
 	int code = err ? 1 : c->state != STATE_NOT_STARTED ? c->exit_code : e.exit_code;
-	/* The last line, as Firecracker's (its clients read the exit code there). */
-	if (code == 0)
+	/* The last line of a log file, as Firecracker's (its clients read the
+	 * exit code there). */
+	if (code == 0 && log_to_file())
 		log_info("Firecracker exiting successfully. exit_code=0");
-	else
+	else if (log_to_file())
 		log_error("Firecracker exiting with error. exit_code=%d", code);
 	return code;
 }

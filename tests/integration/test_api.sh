@@ -196,7 +196,7 @@ test_api_malformed_requests() {
 	expect_api 400 PUT /boot-source '{"kernel_image_path": "/nonexistent/vmlinux"}'
 	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}'   # no boot source yet
 	expect_api 400 PUT /actions '{"action_type": "SendCtrlAltDel"}'  # not started
-	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'    # no metrics set up: nothing written
+	expect_api 400 PUT /actions '{"action_type": "FlushMetrics"}'    # not started
 	expect_api 400 PATCH /drives/a '{"drive_id": "a", "path_on_host": "/x"}' # not started
 	expect_api 404 GET /no/such/path
 	expect_api 405 DELETE /machine-config
@@ -286,6 +286,9 @@ test_api_metrics_and_full_fifo() {
 	expect_api 204 PUT /metrics "{\"metrics_path\": \"$T/metrics.fifo\"}"
 	expect_api 400 PUT /metrics "{\"metrics_path\": \"$T/other\"}"
 	expect_api 204 PUT /logger "{\"log_path\": \"$T/log.fifo\", \"level\": \"Debug\"}"
+	# Metrics are flushed from the start on (as Firecracker).
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.counter=1000\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	local i start=$SECONDS
 	for i in $(seq 120); do
 		api PUT /actions '{"action_type": "FlushMetrics"}' > /dev/null

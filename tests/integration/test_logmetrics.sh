@@ -85,7 +85,7 @@ test_logmetrics_metrics_schema_deltas_and_devices() {
 	need_file "$BUILD/testvm.elf" || return
 	truncate -s 1M "$T/a.img" "$T/b.img"
 	: > "$T/m.json"
-	lm_boot met "testvm.counter=1000" --id lm-4 || return
+	lm_boot met "testvm.counter=1000" --id lm-4 --log-path "$T/met.log" || return
 	expect_api 204 PUT /metrics "{\"metrics_path\": \"$T/m.json\", \"emit_id\": true, \"properties\": {\"customer_id\": \"1234\", \"bundle_id\": \"fn-abc\"}}"
 	expect_api 204 PUT /drives/a "{\"drive_id\": \"a\", \"path_on_host\": \"$T/a.img\", \"is_root_device\": false, \"is_read_only\": false}"
 	expect_api 204 PUT /drives/b "{\"drive_id\": \"b\", \"path_on_host\": \"$T/b.img\", \"is_root_device\": false, \"is_read_only\": true}"
@@ -124,6 +124,8 @@ test_logmetrics_metrics_schema_deltas_and_devices() {
 	[ "$p1" -gt 0 ] && [ "$p1" = "$p3" ] || fail "latencies_us.pause_vm: $p1, then $p3"
 	[ "$(field "$T/m.json" 1 api_server process_startup_time_us)" = "$(field "$T/m.json" 4 api_server process_startup_time_us)" ] ||
 		fail "process_startup_time_us changed"
+	grep -qE "\[lm-4:fc_api\] 'pause vm' API request took $p1 us\.$" "$T/met.log" ||
+		fail "no \"'pause vm' API request took $p1 us.\" line: $(grep -F "API request took" "$T/met.log")"
 }
 
 # No id, no properties by default; --metrics-path works as PUT /metrics.

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../api/config_json.h"
 #include "../../vmm/machine.h"
 #include "../../vmm/metrics.h"
 #include "../../vmm/vcpu.h"
@@ -343,4 +344,30 @@ Test(metrics, full_fifo_never_gets_a_torn_line)
 	close(rd);
 	unlink(path);
 	rmdir(dir);
+}
+
+/* PUT /metrics (and the config file's "metrics"): Firecracker's emit_id
+ * and properties, and ember's ember_counters. */
+Test(metrics, config_emit_id_and_properties)
+{
+	char err[256];
+	struct metrics_config mc;
+	cJSON *o = cJSON_Parse("{\"metrics_path\": \"/m\", \"emit_id\": true, \"properties\": {\"a\": \"1\"}}");
+	cr_assert_eq(config_json_metrics(o, &mc, err, sizeof(err)), 0, "%s", err);
+	cr_assert(mc.emit_id);
+	cr_assert(!mc.ember_counters);
+	cr_assert_str_eq(mc.properties_json, "{\"a\":\"1\"}");
+	cJSON_Delete(o);
+	o = cJSON_Parse("{\"metrics_path\": \"/m\"}");
+	cr_assert_eq(config_json_metrics(o, &mc, err, sizeof(err)), 0, "%s", err);
+	cr_assert(!mc.emit_id);
+	cr_assert_str_eq(mc.properties_json, "");
+	cJSON_Delete(o);
+	o = cJSON_Parse("{\"metrics_path\": \"/m\", \"properties\": {\"a\": 1}}");
+	cr_assert_neq(config_json_metrics(o, &mc, err, sizeof(err)), 0);
+	cr_assert_str_eq(err, "metrics.properties.a: expected a string");
+	cJSON_Delete(o);
+	o = cJSON_Parse("{\"metrics_path\": \"/m\", \"emit_id\": \"yes\"}");
+	cr_assert_neq(config_json_metrics(o, &mc, err, sizeof(err)), 0);
+	cJSON_Delete(o);
 }
