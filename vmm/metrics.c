@@ -473,7 +473,7 @@ static void add_into(cJSON *sum, const cJSON *dev)
 
 /* "block" (or "net"): the sum of the "block_*" groups; with no device,
  * the schema's keys at 0 (zero_group adds them). */
-static void add_aggregate(cJSON *line, const char *name, void (*zero_group)(cJSON *, const char *, void *))
+static void add_aggregate(cJSON *line, const char *name, void (*zero_group)(cJSON *, const char *))
 {
 	size_t n = strlen(name);
 	cJSON *sum = NULL;
@@ -486,18 +486,16 @@ static void add_aggregate(cJSON *line, const char *name, void (*zero_group)(cJSO
 	if (sum)
 		cJSON_AddItemToObject(line, name, sum);
 	else
-		zero_group(line, name, NULL);
+		zero_group(line, name);
 }
 
-static void zero_block(cJSON *root, const char *key, void *unused)
+static void zero_block(cJSON *root, const char *key)
 {
-	(void)unused;
 	add_block(root, key, NULL);
 }
 
-static void zero_net(cJSON *root, const char *key, void *unused)
+static void zero_net(cJSON *root, const char *key)
 {
-	(void)unused;
 	add_net(root, key, NULL);
 }
 
