@@ -237,6 +237,12 @@ static void on_stdin(struct evloop_watch *w, int res)
 	}
 }
 
+/* The signals Firecracker handles, and the exit status it stops with. */
+static const struct { int signo, exit_code; } fc_signals[] = {
+	{ SIGBUS, 149 }, { SIGSEGV, 150 }, { SIGXFSZ, 151 }, { SIGXCPU, 154 },
+	{ SIGHUP, 156 }, { SIGILL, 157 }, { SIGSYS, 2 },
+};
+
 static void on_signal(struct evloop_watch *w, int res)
 {
 	struct ember *e = container_of(w, struct ember, signal_watch);
@@ -244,14 +250,25 @@ static void on_signal(struct evloop_watch *w, int res)
 	(void)res;
 	if (read(e->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
 		return;
+	int sig = (int)si.ssi_signo, code = 128 + sig;
+	metrics_signal(sig);
+	/* Firecracker's lines (its clients and tests look for them). */
+	if (sig == SIGPIPE) {
+		log_error("Received signal %d, code %d.", sig, si.ssi_code);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(fc_signals) / sizeof(fc_signals[0]); i++)
+		if (fc_signals[i].signo == sig) {
+			log_error("Shutting down VM after intercepting signal %d, code %d.", sig, si.ssi_code);
+			code = fc_signals[i].exit_code;
+		}
 	char why[48];
-	snprintf(why, sizeof(why), "signal %s", strsignal((int)si.ssi_signo));
-	metrics_signal((int)si.ssi_signo);
+	snprintf(why, sizeof(why), "signal %s", strsignal(sig));
 	if (e->ctrl.state != STATE_NOT_STARTED) {
-		vm_request_stop(&e->ctrl.machine.vm, 128 + (int)si.ssi_signo, why);
+		vm_request_stop(&e->ctrl.machine.vm, code, why);
 	} else {
 		log_info("stopping: %s", why);
-		e->exit_code = 128 + (int)si.ssi_signo;
+		e->exit_code = code;
 		evloop_stop(&e->loop);
 	}
 }
@@ -261,28 +278,33 @@ static void ignore_signal(int sig)
 	(void)sig;
 }
 
-/* SIGINT/SIGTERM/SIGHUP become a clean stop through a signalfd; they are
- * blocked in every thread (the others inherit the mask). */
+/* SIGINT/SIGTERM and the signals Firecracker handles become a clean stop
+ * (SIGPIPE a log line) through a signalfd; they are blocked in every
+ * thread (the others inherit the mask). A fault's own SIGSEGV, SIGBUS or
+ * SIGILL cannot be blocked: it still kills ember at once. */
 static void signals_setup(struct ember *e)
 {
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
+	for (size_t i = 0; i < sizeof(fc_signals) / sizeof(fc_signals[0]); i++)
+		sigaddset(&set, fc_signals[i].signo);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	/* As PID 1 of a PID namespace (ember-jailer --new-pid-ns) the kernel
 	 * drops signals whose action is the default, even blocked ones; a
-	 * handler (never run: they stay blocked) keeps SIGTERM working. */
+	 * handler (never run: they stay blocked) keeps them working. A write
+	 * to a closed socket or FIFO fails with EPIPE, and its SIGPIPE stays
+	 * pending on that thread, unread and harmless. */
 	struct sigaction sa = { .sa_handler = ignore_signal };
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&set, sig) == 1)
+			sigaction(sig, &sa, NULL);
 	e->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (e->signal_fd < 0)
 		die("signalfd: %s", strerror(errno));
-	signal(SIGPIPE, SIG_IGN);
 }
 
 static uint64_t us_since(const struct timespec *from, clockid_t clock)

@@ -26,8 +26,15 @@ static struct {
 	atomic_ullong requests[M_NMETHODS][EP_COUNT], rejected[M_NMETHODS][EP_COUNT];
 	atomic_ullong deprecated;
 	atomic_ullong latency_api[METRICS_NLATENCIES], latency_vmm[METRICS_NLATENCIES];
-	atomic_ullong sighup;
+	atomic_ullong sigpipe, seccomp_faults;
+	atomic_ullong fatal[6]; /* 1 once received, as fatal_signals */
 } ev;
+
+/* The signals Firecracker stops on, as its keys name them. */
+static const struct { int signo; const char *key; } fatal_signals[6] = {
+	{ SIGBUS, "sigbus" }, { SIGSEGV, "sigsegv" }, { SIGXFSZ, "sigxfsz" },
+	{ SIGXCPU, "sigxcpu" }, { SIGHUP, "sighup" }, { SIGILL, "sigill" },
+};
 
 void metrics_api_request(enum http_method method, enum api_endpoint ep, bool rejected)
 {
@@ -54,8 +61,13 @@ void metrics_latency(enum metrics_latency which, uint64_t api_us, uint64_t vmm_u
 
 void metrics_signal(int signo)
 {
-	if (signo == SIGHUP)
-		atomic_fetch_add(&ev.sighup, 1);
+	if (signo == SIGPIPE)
+		atomic_fetch_add(&ev.sigpipe, 1);
+	if (signo == SIGSYS)
+		atomic_store(&ev.seccomp_faults, 1);
+	for (int i = 0; i < 6; i++)
+		if (fatal_signals[i].signo == signo)
+			atomic_store(&ev.fatal[i], 1);
 }
 
 /* ---- the schema --------------------------------------------------------- */
@@ -386,15 +398,14 @@ cJSON *metrics_totals(const struct metrics *m, const struct vmm_config *cfg, str
 
 	add_requests(root, "patch_api_requests", patch_keys, true);
 	add_requests(root, "put_api_requests", put_keys, true);
-	num(cJSON_AddObjectToObject(root, "seccomp"), "num_faults", 0);
+	num(cJSON_AddObjectToObject(root, "seccomp"), "num_faults", atomic_load(&ev.seccomp_faults));
 	add_vcpus(root, mach);
 	num(cJSON_AddObjectToObject(root, "vmm"), "panic_count", 0);
 
-	static const char *const signal_keys[] = { "sigbus", "sigsegv", "sigxfsz", "sigxcpu", "sigpipe",
-		"sigill", NULL };
 	cJSON *sig = cJSON_AddObjectToObject(root, "signals");
-	zeros(sig, signal_keys);
-	num(sig, "sighup", atomic_load(&ev.sighup));
+	for (int i = 0; i < 6; i++)
+		num(sig, fatal_signals[i].key, atomic_load(&ev.fatal[i]));
+	num(sig, "sigpipe", atomic_load(&ev.sigpipe));
 
 	add_vsock(root, mach ? mach->vsock : NULL);
 	add_entropy(root, mach ? mach->rng : NULL);
@@ -427,8 +438,9 @@ cJSON *metrics_totals(const struct metrics *m, const struct vmm_config *cfg, str
  * stored metrics). ember's own group holds totals. */
 static bool stored(const char *group, const char *key)
 {
-	static const char *const groups[] = { "api_server", "latencies_us", "signals", "seccomp", "vmm",
-		"ember", NULL };
+	static const char *const groups[] = { "api_server", "latencies_us", "seccomp", "vmm", "ember", NULL };
+	if (strcmp(group, "signals") == 0)
+		return strcmp(key, "sigpipe") != 0; /* a count; the others are 0 or 1 */
 	for (const char *const *g = groups; *g; g++)
 		if (strcmp(group, *g) == 0)
 			return true;

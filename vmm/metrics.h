@@ -7,9 +7,9 @@
  * - counts of events (requests, exits, bytes, ...): each line carries what
  *   happened since the line before, so they start again from 0 after
  *   every flush;
- * - stored values (process_startup_time_us, latencies_us.*, signals.*,
- *   seccomp.num_faults, vmm.panic_count, the min_us/max_us of a latency
- *   aggregate): each line carries the current value.
+ * - stored values (process_startup_time_us, latencies_us.*, signals.*
+ *   but sigpipe, seccomp.num_faults, vmm.panic_count, the min_us/max_us of
+ *   a latency aggregate): each line carries the current value.
  * Groups "block" and "net" are the sums of the per-device groups
  * "block_<drive id>" and "net_<iface id>" (their min_us/max_us are 0).
  * "id" (the --id) is written only with emit_id, "properties" only when
@@ -85,7 +85,9 @@ void metrics_deprecated_api_call(void);
 /* How long an action took: from the API thread's view (api_us) and on
  * the VMM thread (vmm_us). Stored: the last one is reported. */
 void metrics_latency(enum metrics_latency which, uint64_t api_us, uint64_t vmm_us);
-/* A signal ember handled (SIGHUP, ...). */
+/* A signal ember received: SIGPIPE is counted; SIGSYS (seccomp.num_faults)
+ * and the signals ember stops on as Firecracker (SIGBUS, SIGSEGV,
+ * SIGXFSZ, SIGXCPU, SIGHUP, SIGILL) are stored as 1. */
 void metrics_signal(int signo);
 
 #endif

@@ -141,3 +141,30 @@ test_logmetrics_metrics_default_shape() {
 	python3 tests/integration/metrics_check.py "$T/d.json" --devices block=0,net=0 > "$T/check.out" ||
 		fail "not Firecracker's metrics: $(head -n 5 "$T/check.out")"
 }
+
+# The signals Firecracker handles: SIGPIPE is logged and counted, SIGBUS
+# (as SIGSEGV, SIGXFSZ, SIGXCPU, SIGHUP, SIGILL, SIGSYS) stops the VM with
+# Firecracker's line and exit status, its metric at 1 in the last line.
+test_logmetrics_signals_as_firecracker() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	: > "$T/s.json"
+	lm_boot sig "testvm.counter=1000" --log-path "$T/sig.log" --metrics-path "$T/s.json" || return
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out sig 'testvm: count 2' 60
+	kill -PIPE "$API_PID"
+	wait_log "$T/sig.log" "Received signal 13, code 0." 10
+	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
+	[ "$(field "$T/s.json" 2 signals sigpipe)" = 1 ] || fail "sigpipe is not 1 after one SIGPIPE"
+	[ "$(field "$T/s.json" 2 signals sigbus)" = 0 ] || fail "sigbus before any SIGBUS"
+	kill -BUS "$API_PID"
+	wait "$API_PID"
+	STATUS=$?
+	expect_status 149
+	grep -qF "Shutting down VM after intercepting signal 7, code 0." "$T/sig.log" || fail "no shutdown line for SIGBUS"
+	local n
+	n=$(wc -l < "$T/s.json")
+	[ "$(field "$T/s.json" "$n" signals sigbus)" = 1 ] || fail "the last metrics line lacks sigbus 1"
+	[ "$(field "$T/s.json" "$n" signals sigpipe)" = 0 ] || fail "sigpipe was not reset by the flush"
+	tail -n 1 "$T/sig.log" | grep -qF "Firecracker exiting with error. exit_code=149" || fail "no exit line: $(tail -n 1 "$T/sig.log")"
+}
