@@ -254,7 +254,8 @@ static void on_signal(struct evloop_watch *w, int res)
 	metrics_signal(sig);
 	/* Firecracker's lines (its clients and tests look for them). */
 	if (sig == SIGPIPE) {
-		log_error("Received signal %d, code %d.", sig, si.ssi_code);
+		/* A guest can make ember write to a closed socket again and again. */
+		log_ratelimited(LOG_ERROR, "Received signal %d, code %d.", sig, si.ssi_code);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(fc_signals) / sizeof(fc_signals[0]); i++)
