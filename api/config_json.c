@@ -20,6 +20,15 @@
  * few KiB. */
 #define CONFIG_FILE_MAX (1 << 20)
 
+/* The last refusal of this thread: the node it is about and which of its
+ * bytes a deserializer would have read last (serde_json's position). */
+enum fault_at { AT_NONE, AT_KEY, AT_VALUE, AT_END };
+static _Thread_local struct {
+	const cJSON *node;
+	enum fault_at at;
+	size_t msg_off;   /* where the deserializer-style text starts in err */
+} last_fault;
+
 __attribute__((format(printf, 3, 4)))
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -27,6 +36,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	last_fault.node = NULL;
 	return -EINVAL;
 }
 
@@ -90,6 +100,7 @@ static int check_unique_keys(const cJSON *node, const char *section, char *err, 
 
 cJSON *config_json_parse(const char *text, size_t len, char *err, size_t errlen)
 {
+	last_fault.node = NULL; /* a new text: an old refusal is not about it */
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!root) {
@@ -112,6 +123,174 @@ bad:
 	return NULL;
 }
 
+/* ---- where a refusal lies in the text ------------------------------- */
+
+
+static const char *skip_ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p at the opening quote: the closing one. */
+static const char *string_end(const char *p, const char *e)
+{
+	for (p++; p < e && *p != '"'; p++)
+		if (*p == '\\')
+			p++;
+	return p < e ? p : e - 1;
+}
+
+/* Walk the text of node (which cJSON parsed from it, so the shapes agree)
+ * from *pp; set *found at the byte of the refused node. */
+static void walk(const char **pp, const char *e, const cJSON *node, const char **found)
+{
+	const char *p = skip_ws(*pp, e);
+	if (p >= e)
+		return;
+	if (*p == '{' || *p == '[') {
+		bool obj = *p == '{';
+		p++;
+		for (const cJSON *c = node->child; c && !*found; c = c->next) {
+			p = skip_ws(p, e);
+			if (p < e && *p == ',')
+				p = skip_ws(p + 1, e);
+			if (obj && p < e) {
+				const char *q = string_end(p, e);
+				if (c == last_fault.node && last_fault.at == AT_KEY) {
+					*found = q;
+					return;
+				}
+				p = skip_ws(q + 1, e);
+				if (p < e && *p == ':')
+					p++;
+			}
+			walk(&p, e, c, found);
+		}
+		p = skip_ws(p, e);
+		if (node == last_fault.node && last_fault.at == AT_END && !*found)
+			*found = p < e ? p : e - 1;
+		*pp = p + 1;
+		return;
+	}
+	const char *last;
+	if (*p == '"') {
+		last = string_end(p, e);
+	} else {
+		last = p;
+		while (last + 1 < e && !strchr(",}] \t\r\n", last[1]))
+			last++;
+	}
+	if (node == last_fault.node && last_fault.at == AT_VALUE)
+		*found = last;
+	*pp = last + 1;
+}
+
+bool config_json_fault_serde(const char *text, size_t len, const cJSON *root, size_t *msg_off,
+			     unsigned *line, unsigned *col)
+{
+	if (!last_fault.node || !len)
+		return false;
+	*msg_off = last_fault.msg_off;
+	const char *p = text, *found = NULL;
+	walk(&p, text + len, root, &found);
+	if (!found)
+		found = text + len - 1;
+	*line = 1;
+	const char *bol = text;
+	for (const char *q = text; q < found; q++)
+		if (*q == '\n') {
+			(*line)++;
+			bol = q + 1;
+		}
+	*col = (unsigned)(found - bol) + 1;
+	return true;
+}
+
+__attribute__((format(printf, 7, 8)))
+static int serde_fail(const cJSON *node, enum fault_at at, const char *section, const char *key,
+		      char *err, size_t errlen, const char *fmt, ...)
+{
+	int n = key ? snprintf(err, errlen, "%s.%s: ", section, key) : snprintf(err, errlen, "%s: ", section);
+	size_t off = n < 0 ? 0 : (size_t)n < errlen ? (size_t)n : errlen - 1;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err + off, errlen - off, fmt, ap);
+	va_end(ap);
+	last_fault.node = node;
+	last_fault.at = at;
+	last_fault.msg_off = off;
+	return -EINVAL;
+}
+
+/* A number a deserializer reads as an integer (of at most 64 bits): the
+ * range is checked before any conversion, which outside it is undefined. */
+static bool is_integer(double d)
+{
+	if (d > -9.2e18 && d < 9.2e18)
+		return (double)(long long)d == d;
+	return d >= 0 && d < 1.8446744073709552e19; /* doubles this large are integral */
+}
+
+/* What a value is, in a deserializer's words ("string \"x\"", "null"). */
+static const char *describe(const cJSON *v, char *buf, size_t size)
+{
+	if (cJSON_IsString(v))
+		snprintf(buf, size, "string \"%.64s\"", v->valuestring);
+	else if (cJSON_IsNumber(v) && is_integer(v->valuedouble) && v->valuedouble < 9.2e18)
+		snprintf(buf, size, "integer `%lld`", (long long)v->valuedouble);
+	else if (cJSON_IsNumber(v))
+		snprintf(buf, size, "floating point `%.17g`", v->valuedouble);
+	else if (cJSON_IsBool(v))
+		snprintf(buf, size, "boolean `%s`", cJSON_IsTrue(v) ? "true" : "false");
+	else if (cJSON_IsNull(v))
+		snprintf(buf, size, "null");
+	else if (cJSON_IsObject(v))
+		snprintf(buf, size, "map");
+	else
+		snprintf(buf, size, "sequence");
+	return buf;
+}
+
+static int invalid_type(const cJSON *v, const char *section, const char *key, const char *expected,
+			char *err, size_t errlen)
+{
+	char d[96];
+	return serde_fail(v, AT_VALUE, section, key, err, errlen, "invalid type: %s, expected %s",
+			  describe(v, d, sizeof(d)), expected);
+}
+
+/* "`a`", "`a` or `b`", "one of `a`, `b`, `c`" */
+static void one_of(char *buf, size_t size, const char *const *names)
+{
+	size_t n = 0, off = 0;
+	while (names[n])
+		n++;
+	if (n > 2)
+		off += (size_t)snprintf(buf, size, "one of ");
+	for (size_t i = 0; i < n && off < size; i++)
+		off += (size_t)snprintf(buf + off, size - off, "%s`%s`", i == 0 ? "" : n == 2 ? " or " : ", ",
+					names[i]);
+}
+
+/* An optional field given null is absent, as a deserializer of Option<T> takes it. */
+static const cJSON *field(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* A required field absent, or null (expected: what it should have been). */
+static int missing(const cJSON *obj, const char *section, const char *key, const char *expected,
+		   char *err, size_t errlen)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (v)
+		return invalid_type(v, section, key, expected, err, errlen);
+	return serde_fail(obj, AT_END, section, key, err, errlen, "missing field `%s`", key);
+}
+
 /* ---- tree -> typed configuration ---------------------------------- */
 
 /* Refuse keys outside the allowed list, naming the first stray one. */
@@ -119,31 +298,67 @@ static int check_keys(const cJSON *obj, const char *section, const char *const *
 		      char *err, size_t errlen)
 {
 	if (!cJSON_IsObject(obj))
-		return fail(err, errlen, "%s: expected a JSON object", section);
+		return invalid_type(obj, section, NULL, "a JSON object", err, errlen);
 	for (const cJSON *it = obj->child; it; it = it->next) {
 		bool ok = false;
 		for (const char *const *a = allowed; *a; a++)
 			if (strcmp(it->string, *a) == 0)
 				ok = true;
-		if (!ok)
-			return fail(err, errlen, "%s.%s: unknown field", section, it->string);
+		if (!ok) {
+			char list[512];
+			one_of(list, sizeof(list), allowed);
+			return serde_fail(it, AT_KEY, section, it->string, err, errlen,
+					  "unknown field `%s`, expected %s", it->string, list);
+		}
 	}
 	return 0;
+}
+
+int config_json_check_keys(const cJSON *obj, const char *section, const char *const *allowed,
+			   char *err, size_t errlen)
+{
+	return check_keys(obj, section, allowed, err, errlen);
+}
+
+int config_json_missing(const cJSON *obj, const char *section, const char *key, char *err,
+			size_t errlen)
+{
+	return missing(obj, section, key, "a string", err, errlen);
+}
+
+int config_json_variant(const cJSON *obj, const char *section, const char *key,
+			const char *const *variants, bool required, int *out, char *err,
+			size_t errlen)
+{
+	const cJSON *v = field(obj, key);
+	if (!v)
+		return required ? missing(obj, section, key, "variant identifier", err, errlen) : 0;
+	if (!cJSON_IsString(v))
+		return invalid_type(v, section, key, "a string", err, errlen);
+	for (int i = 0; variants[i]; i++)
+		if (strcmp(v->valuestring, variants[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	char list[256];
+	one_of(list, sizeof(list), variants);
+	return serde_fail(v, AT_VALUE, section, key, err, errlen, "unknown variant `%.64s`, expected %s",
+			  v->valuestring, list);
 }
 
 static int get_string(const cJSON *obj, const char *section, const char *key, char *out,
 		      size_t outlen, bool required, bool *present, char *err, size_t errlen)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *v = field(obj, key);
 	if (present)
 		*present = v != NULL;
 	if (!v) {
 		if (required)
-			return fail(err, errlen, "%s.%s: missing", section, key);
+			return missing(obj, section, key, "a string", err, errlen);
 		return 0;
 	}
 	if (!cJSON_IsString(v))
-		return fail(err, errlen, "%s.%s: expected a string", section, key);
+		return invalid_type(v, section, key, "a string", err, errlen);
 	if (strlen(v->valuestring) >= outlen)
 		return fail(err, errlen, "%s.%s: longer than %zu bytes", section, key, outlen - 1);
 	strcpy(out, v->valuestring);
@@ -154,25 +369,31 @@ static int get_string(const cJSON *obj, const char *section, const char *key, ch
  * not, so no field takes more. */
 #define JSON_INT_MAX (1ULL << 53)
 
-/* An integer in [min, max]. cJSON keeps numbers as doubles: check the
- * range before converting (a double outside the integer type's range, inf
- * or NaN converts to an undefined value), then that it is integral. */
-static int get_uint(const cJSON *obj, const char *section, const char *key, uint64_t min,
-		    uint64_t max, uint64_t *out, bool *present, char *err, size_t errlen)
+/* An integer of type ty ("u8", "u32", "u64", "usize") in [min, max].
+ * cJSON keeps numbers as doubles: check the range before converting (a
+ * double outside the integer type's range, inf or NaN converts to an
+ * undefined value), then that it is integral. */
+static int get_uint(const cJSON *obj, const char *section, const char *key, const char *ty,
+		    uint64_t min, uint64_t max, uint64_t *out, bool *present, char *err, size_t errlen)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *v = field(obj, key);
 	*present = v != NULL;
 	if (!v)
 		return 0;
-	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0)) /* NaN fails too */
-		return fail(err, errlen, "%s.%s: expected a non-negative integer", section, key);
+	if (!cJSON_IsNumber(v) || !is_integer(v->valuedouble))
+		return invalid_type(v, section, key, ty, err, errlen);
+	double tymax = strcmp(ty, "u8") == 0 ? 255 : strcmp(ty, "u16") == 0 ? 65535
+		     : strcmp(ty, "u32") == 0 ? 4294967295.0 : 1.8446744073709552e19;
+	if (v->valuedouble < 0 || v->valuedouble > tymax) {
+		char d[96];
+		return serde_fail(v, AT_VALUE, section, key, err, errlen, "invalid value: %s, expected %s",
+				  describe(v, d, sizeof(d)), ty);
+	}
 	uint64_t top = max < JSON_INT_MAX ? max : JSON_INT_MAX;
 	if (v->valuedouble > (double)top) /* exact: top <= 2^53 */
 		return fail(err, errlen, "%s.%s: must be between %llu and %llu (got %.17g)", section,
 			    key, (unsigned long long)min, (unsigned long long)top, v->valuedouble);
 	uint64_t n = (uint64_t)v->valuedouble;
-	if ((double)n != v->valuedouble)
-		return fail(err, errlen, "%s.%s: expected a non-negative integer", section, key);
 	if (n < min)
 		return fail(err, errlen, "%s.%s: must be between %llu and %llu (got %llu)", section,
 			    key, (unsigned long long)min, (unsigned long long)top,
@@ -184,11 +405,11 @@ static int get_uint(const cJSON *obj, const char *section, const char *key, uint
 static int get_bool(const cJSON *obj, const char *section, const char *key, bool *out,
 		    char *err, size_t errlen)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *v = field(obj, key);
 	if (!v)
 		return 0;
 	if (!cJSON_IsBool(v))
-		return fail(err, errlen, "%s.%s: expected true or false", section, key);
+		return invalid_type(v, section, key, "a boolean", err, errlen);
 	*out = cJSON_IsTrue(v);
 	return 0;
 }
@@ -196,7 +417,7 @@ static int get_bool(const cJSON *obj, const char *section, const char *key, bool
 int config_json_boot_source(const cJSON *obj, struct boot_source_config *out, char *err,
 			    size_t errlen)
 {
-	static const char *const keys[] = { "kernel_image_path", "boot_args", "initrd_path", NULL };
+	static const char *const keys[] = { "kernel_image_path", "initrd_path", "boot_args", NULL };
 	const char *sec = "boot-source";
 	struct boot_source_config b = { .set = true };
 	int ret;
@@ -214,46 +435,58 @@ int config_json_boot_source(const cJSON *obj, struct boot_source_config *out, ch
 	return 0;
 }
 
-int config_json_machine(const cJSON *obj, struct machine_config *out, unsigned *fields, char *err,
-			size_t errlen)
+int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, unsigned *fields,
+			char *err, size_t errlen)
 {
-	static const char *const keys[] = { "vcpu_count", "mem_size_mib", "smt",
-		"track_dirty_pages", "cpu_template", "huge_pages", NULL };
+	static const char *const keys[] = { "vcpu_count", "mem_size_mib", "smt", "cpu_template",
+		"track_dirty_pages", "huge_pages", NULL };
+	static const char *const templates[] = { "C3", "T2", "T2S", "T2CL", "T2A", "V1N1", "None", NULL };
+	static const char *const page_sizes[] = { "None", "2M", NULL };
 	const char *sec = "machine-config";
 	struct machine_config m;
 	memset(&m, 0, sizeof(m));
 	unsigned f = 0;
 	uint64_t v;
 	bool present;
-	int ret;
+	int ret, which;
 	if ((ret = check_keys(obj, sec, keys, err, errlen)))
 		return ret;
-	if ((ret = get_uint(obj, sec, "vcpu_count", 1, CONFIG_MAX_VCPUS, &v, &present, err, errlen)))
+	if ((ret = get_uint(obj, sec, "vcpu_count", "u8", 1, CONFIG_MAX_VCPUS, &v, &present, err, errlen)))
 		return ret;
 	if (present) {
 		m.vcpu_count = (unsigned)v;
 		f |= MACHINE_F_VCPU_COUNT;
 	}
-	if ((ret = get_uint(obj, sec, "mem_size_mib", 1, UINT64_MAX, &v, &present, err, errlen)))
+	if ((ret = get_uint(obj, sec, "mem_size_mib", "usize", 1, UINT64_MAX, &v, &present, err, errlen)))
 		return ret;
 	if (present) {
 		m.mem_size_mib = v;
 		f |= MACHINE_F_MEM_SIZE;
 	}
-	if (cJSON_GetObjectItemCaseSensitive(obj, "smt"))
+	/* A PUT (and the config file) names both, as a deserializer of
+	 * Firecracker's MachineConfig requires: it reports the first. */
+	if (put && !(f & MACHINE_F_VCPU_COUNT))
+		return missing(obj, sec, "vcpu_count", "u8", err, errlen);
+	if (put && !(f & MACHINE_F_MEM_SIZE))
+		return missing(obj, sec, "mem_size_mib", "usize", err, errlen);
+	if (field(obj, "smt"))
 		f |= MACHINE_F_SMT;
-	if (cJSON_GetObjectItemCaseSensitive(obj, "track_dirty_pages"))
+	if (field(obj, "track_dirty_pages"))
 		f |= MACHINE_F_TRACK_DIRTY;
 	if ((ret = get_bool(obj, sec, "smt", &m.smt, err, errlen)) ||
 	    (ret = get_bool(obj, sec, "track_dirty_pages", &m.track_dirty_pages, err, errlen)))
 		return ret;
 
 	/* Accepted for compatibility when they ask for nothing special. */
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "cpu_template");
-	if (t && !cJSON_IsNull(t) && !(cJSON_IsString(t) && strcmp(t->valuestring, "None") == 0))
+	which = 6;
+	if ((ret = config_json_variant(obj, sec, "cpu_template", templates, false, &which, err, errlen)))
+		return ret;
+	if (strcmp(templates[which], "None") != 0)
 		return fail(err, errlen, "%s.cpu_template: ember supports only \"None\"", sec);
-	const cJSON *h = cJSON_GetObjectItemCaseSensitive(obj, "huge_pages");
-	if (h && !cJSON_IsNull(h) && !(cJSON_IsString(h) && strcmp(h->valuestring, "None") == 0))
+	which = 0;
+	if ((ret = config_json_variant(obj, sec, "huge_pages", page_sizes, false, &which, err, errlen)))
+		return ret;
+	if (which != 0)
 		return fail(err, errlen, "%s.huge_pages: ember supports only \"None\" so far", sec);
 
 	*out = m;
@@ -265,29 +498,29 @@ static int get_bucket(const cJSON *obj, const char *section, const char *key,
 		      struct token_bucket_config *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "size", "one_time_burst", "refill_time", NULL };
-	const cJSON *b = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *b = field(obj, key);
 	char sec[96];
 	snprintf(sec, sizeof(sec), "%s.%s", section, key);
 	memset(out, 0, sizeof(*out));
-	if (!b || cJSON_IsNull(b))
+	if (!b)
 		return 0;
 	int ret;
 	uint64_t v;
 	bool present;
 	if ((ret = check_keys(b, sec, keys, err, errlen)))
 		return ret;
-	if ((ret = get_uint(b, sec, "size", 0, UINT64_MAX, &v, &present, err, errlen)))
+	if ((ret = get_uint(b, sec, "size", "u64", 0, UINT64_MAX, &v, &present, err, errlen)))
 		return ret;
 	if (!present)
-		return fail(err, errlen, "%s.size: missing", sec);
+		return missing(b, sec, "size", "u64", err, errlen);
 	out->size = v;
-	if ((ret = get_uint(b, sec, "one_time_burst", 0, UINT64_MAX, &v, &present, err, errlen)))
+	if ((ret = get_uint(b, sec, "one_time_burst", "u64", 0, UINT64_MAX, &v, &present, err, errlen)))
 		return ret;
 	out->one_time_burst = present ? v : 0;
-	if ((ret = get_uint(b, sec, "refill_time", 0, UINT64_MAX / 1000000, &v, &present, err, errlen)))
+	if ((ret = get_uint(b, sec, "refill_time", "u64", 0, UINT64_MAX / 1000000, &v, &present, err, errlen)))
 		return ret;
 	if (!present)
-		return fail(err, errlen, "%s.refill_time: missing", sec);
+		return missing(b, sec, "refill_time", "u64", err, errlen);
 	if (out->size && v == 0)
 		return fail(err, errlen, "%s.refill_time: must be more than 0 ms", sec);
 	out->refill_time_ms = v;
@@ -323,19 +556,19 @@ static int check_id(const char *sec, const char *key, const char *id, char *err,
 
 int config_json_drive(const cJSON *obj, struct drive_config *out, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "drive_id", "path_on_host", "is_root_device",
-		"is_read_only", "partuuid", "cache_type", "io_engine", "rate_limiter", "socket", NULL };
+	static const char *const keys[] = { "drive_id", "partuuid", "is_root_device", "cache_type",
+		"is_read_only", "path_on_host", "rate_limiter", "io_engine", "socket", NULL };
+	static const char *const caches[] = { "Unsafe", "Writeback", NULL };
+	static const char *const engines[] = { "Async", "Sync", NULL };
 	const char *sec = "drives";
 	struct drive_config d;
 	memset(&d, 0, sizeof(d));
-	int ret;
-	char text[16];
-	bool present;
+	int ret, which;
 	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
 	    (ret = get_string(obj, sec, "drive_id", d.drive_id, sizeof(d.drive_id), true, NULL, err, errlen)) ||
 	    (ret = check_id(sec, "drive_id", d.drive_id, err, errlen)))
 		return ret;
-	if (cJSON_GetObjectItemCaseSensitive(obj, "socket"))
+	if (field(obj, "socket"))
 		return fail(err, errlen, "drives.socket: vhost-user drives are not supported by ember");
 	if ((ret = get_string(obj, sec, "path_on_host", d.path_on_host, sizeof(d.path_on_host), true,
 			      NULL, err, errlen)) ||
@@ -345,26 +578,18 @@ int config_json_drive(const cJSON *obj, struct drive_config *out, char *err, siz
 		return ret;
 	if (!d.path_on_host[0])
 		return fail(err, errlen, "drives.path_on_host: empty");
-	if (!cJSON_GetObjectItemCaseSensitive(obj, "is_root_device"))
-		return fail(err, errlen, "drives.is_root_device: missing");
-	if ((ret = get_string(obj, sec, "cache_type", text, sizeof(text), false, &present, err, errlen)))
+	if (!field(obj, "is_root_device"))
+		return missing(obj, sec, "is_root_device", "a boolean", err, errlen);
+	which = CACHE_UNSAFE;
+	if ((ret = config_json_variant(obj, sec, "cache_type", caches, false, &which, err, errlen)))
 		return ret;
-	if (present && strcmp(text, "Unsafe") == 0)
-		d.cache_type = CACHE_UNSAFE;
-	else if (present && strcmp(text, "Writeback") == 0)
-		d.cache_type = CACHE_WRITEBACK;
-	else if (present)
-		return fail(err, errlen, "drives.cache_type: must be \"Unsafe\" or \"Writeback\"");
-	if ((ret = get_string(obj, sec, "io_engine", text, sizeof(text), false, &present, err, errlen)))
+	d.cache_type = which ? CACHE_WRITEBACK : CACHE_UNSAFE;
+	which = 0;
+	if ((ret = config_json_variant(obj, sec, "io_engine", engines, false, &which, err, errlen)))
 		return ret;
-	if (present && strcmp(text, "Async") == 0)
-		d.io_engine = IO_ENGINE_ASYNC;
-	else if (present && strcmp(text, "Sync") == 0)
-		d.io_engine = IO_ENGINE_SYNC;
-	else if (present)
-		return fail(err, errlen, "drives.io_engine: must be \"Sync\" or \"Async\"");
-	if ((ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "rate_limiter"),
-					    "drives.rate_limiter", &d.rate_limiter, err, errlen)))
+	d.io_engine = which ? IO_ENGINE_SYNC : IO_ENGINE_ASYNC;
+	if ((ret = config_json_rate_limiter(field(obj, "rate_limiter"), "drives.rate_limiter",
+					    &d.rate_limiter, err, errlen)))
 		return ret;
 	*out = d;
 	return 0;
@@ -384,7 +609,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 
 int config_json_net(const cJSON *obj, struct net_config *out, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "iface_id", "host_dev_name", "guest_mac",
+	static const char *const keys[] = { "iface_id", "host_dev_name", "guest_mac", "mtu",
 		"rx_rate_limiter", "tx_rate_limiter", NULL };
 	const char *sec = "network-interfaces";
 	struct net_config n;
@@ -400,14 +625,16 @@ int config_json_net(const cJSON *obj, struct net_config *out, char *err, size_t 
 		return ret;
 	if (!n.host_dev_name[0])
 		return fail(err, errlen, "network-interfaces.host_dev_name: empty");
+	if (field(obj, "mtu")) /* null (as GET /vm/config writes it) is absent */
+		return fail(err, errlen, "network-interfaces.mtu: not supported by ember yet");
 	if (n.has_mac && parse_mac(mac, n.guest_mac))
 		return fail(err, errlen, "network-interfaces.guest_mac: expected xx:xx:xx:xx:xx:xx");
 	if (n.has_mac && (n.guest_mac[0] & 1))
 		return fail(err, errlen, "network-interfaces.guest_mac: a multicast address");
-	if ((ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "rx_rate_limiter"),
+	if ((ret = config_json_rate_limiter(field(obj, "rx_rate_limiter"),
 					    "network-interfaces.rx_rate_limiter", &n.rx_rate_limiter,
 					    err, errlen)) ||
-	    (ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "tx_rate_limiter"),
+	    (ret = config_json_rate_limiter(field(obj, "tx_rate_limiter"),
 					    "network-interfaces.tx_rate_limiter", &n.tx_rate_limiter,
 					    err, errlen)))
 		return ret;
@@ -417,7 +644,7 @@ int config_json_net(const cJSON *obj, struct net_config *out, char *err, size_t 
 
 int config_json_vsock(const cJSON *obj, struct vsock_config *out, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "guest_cid", "uds_path", "vsock_id", NULL };
+	static const char *const keys[] = { "vsock_id", "guest_cid", "uds_path", NULL };
 	const char *sec = "vsock";
 	struct vsock_config v = { .set = true };
 	uint64_t cid;
@@ -425,10 +652,10 @@ int config_json_vsock(const cJSON *obj, struct vsock_config *out, char *err, siz
 	int ret;
 	char ignored[CONFIG_ID_MAX];
 	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
-	    (ret = get_uint(obj, sec, "guest_cid", 3, UINT32_MAX - 1, &cid, &present, err, errlen)))
+	    (ret = get_uint(obj, sec, "guest_cid", "u32", 3, UINT32_MAX - 1, &cid, &present, err, errlen)))
 		return ret;
 	if (!present)
-		return fail(err, errlen, "vsock.guest_cid: missing");
+		return missing(obj, sec, "guest_cid", "u32", err, errlen);
 	v.guest_cid = (uint32_t)cid;
 	/* vsock_id is deprecated and ignored, but still sent by clients. */
 	if ((ret = get_string(obj, sec, "uds_path", v.uds_path, sizeof(v.uds_path) - 12, true, NULL, err, errlen)) ||
@@ -446,8 +673,8 @@ int config_json_entropy(const cJSON *obj, struct entropy_config *out, char *err,
 	struct entropy_config e = { .set = true };
 	int ret;
 	if ((ret = check_keys(obj, "entropy", keys, err, errlen)) ||
-	    (ret = config_json_rate_limiter(cJSON_GetObjectItemCaseSensitive(obj, "rate_limiter"),
-					    "entropy.rate_limiter", &e.rate_limiter, err, errlen)))
+	    (ret = config_json_rate_limiter(field(obj, "rate_limiter"), "entropy.rate_limiter",
+					    &e.rate_limiter, err, errlen)))
 		return ret;
 	*out = e;
 	return 0;
@@ -482,12 +709,12 @@ int config_json_logger(const cJSON *obj, struct logger_config *out, char *err, s
 		return ret;
 	if (present && (c.level = log_level_parse(level)) < 0)
 		return fail(err, errlen, "logger.level: must be one of Error, Warning, Info, Debug, Trace, Off");
-	if (cJSON_GetObjectItemCaseSensitive(obj, "show_level")) {
+	if (field(obj, "show_level")) {
 		if ((ret = get_bool(obj, "logger", "show_level", &b, err, errlen)))
 			return ret;
 		c.show_level = b;
 	}
-	if (cJSON_GetObjectItemCaseSensitive(obj, "show_log_origin")) {
+	if (field(obj, "show_log_origin")) {
 		if ((ret = get_bool(obj, "logger", "show_log_origin", &b, err, errlen)))
 			return ret;
 		c.show_log_origin = b;
@@ -537,23 +764,39 @@ int config_json_metrics(const cJSON *obj, struct metrics_config *out, char *err,
 
 /* ---- typed configuration -> JSON ----------------------------------- */
 
+/* Firecracker's shape: every optional field is there, null when unset. */
 static void add_bucket(cJSON *obj, const char *key, const struct token_bucket_config *b)
 {
-	if (!b->size)
+	if (!b->size) {
+		cJSON_AddNullToObject(obj, key);
 		return;
+	}
 	cJSON *o = cJSON_AddObjectToObject(obj, key);
 	cJSON_AddNumberToObject(o, "size", (double)b->size);
-	cJSON_AddNumberToObject(o, "one_time_burst", (double)b->one_time_burst);
+	if (b->one_time_burst)
+		cJSON_AddNumberToObject(o, "one_time_burst", (double)b->one_time_burst);
+	else
+		cJSON_AddNullToObject(o, "one_time_burst");
 	cJSON_AddNumberToObject(o, "refill_time", (double)b->refill_time_ms);
 }
 
 static void add_rate_limiter(cJSON *obj, const char *key, const struct ratelimiter_config *rl)
 {
-	if (!rl->bandwidth.size && !rl->ops.size)
+	if (!rl->bandwidth.size && !rl->ops.size) {
+		cJSON_AddNullToObject(obj, key);
 		return;
+	}
 	cJSON *o = cJSON_AddObjectToObject(obj, key);
 	add_bucket(o, "bandwidth", &rl->bandwidth);
 	add_bucket(o, "ops", &rl->ops);
+}
+
+static void add_string_or_null(cJSON *obj, const char *key, bool set, const char *value)
+{
+	if (set)
+		cJSON_AddStringToObject(obj, key, value);
+	else
+		cJSON_AddNullToObject(obj, key);
 }
 
 cJSON *config_json_machine_obj(const struct machine_config *m)
@@ -570,61 +813,33 @@ cJSON *config_json_machine_obj(const struct machine_config *m)
 cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 {
 	cJSON *root = cJSON_CreateObject();
-	if (cfg->boot.set) {
-		cJSON *b = cJSON_AddObjectToObject(root, "boot-source");
-		cJSON_AddStringToObject(b, "kernel_image_path", cfg->boot.kernel_image_path);
-		if (cfg->boot.initrd_path[0])
-			cJSON_AddStringToObject(b, "initrd_path", cfg->boot.initrd_path);
-		if (cfg->boot.has_boot_args)
-			cJSON_AddStringToObject(b, "boot_args", cfg->boot.boot_args);
-	}
-	cJSON_AddItemToObject(root, "machine-config", config_json_machine_obj(&cfg->machine));
+	cJSON_AddNullToObject(root, "balloon");
 	cJSON *drives = cJSON_AddArrayToObject(root, "drives");
 	for (unsigned i = 0; i < cfg->ndrives; i++) {
 		const struct drive_config *d = &cfg->drives[i];
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "drive_id", d->drive_id);
-		cJSON_AddStringToObject(o, "path_on_host", d->path_on_host);
+		add_string_or_null(o, "partuuid", d->partuuid[0], d->partuuid);
 		cJSON_AddBoolToObject(o, "is_root_device", d->is_root_device);
-		cJSON_AddBoolToObject(o, "is_read_only", d->is_read_only);
-		if (d->partuuid[0])
-			cJSON_AddStringToObject(o, "partuuid", d->partuuid);
 		cJSON_AddStringToObject(o, "cache_type", d->cache_type == CACHE_WRITEBACK ? "Writeback" : "Unsafe");
-		cJSON_AddStringToObject(o, "io_engine", d->io_engine == IO_ENGINE_SYNC ? "Sync" : "Async");
+		cJSON_AddBoolToObject(o, "is_read_only", d->is_read_only);
+		cJSON_AddStringToObject(o, "path_on_host", d->path_on_host);
 		add_rate_limiter(o, "rate_limiter", &d->rate_limiter);
+		cJSON_AddStringToObject(o, "io_engine", d->io_engine == IO_ENGINE_SYNC ? "Sync" : "Async");
+		cJSON_AddNullToObject(o, "socket");
 		cJSON_AddItemToArray(drives, o);
 	}
-	cJSON *nets = cJSON_AddArrayToObject(root, "network-interfaces");
-	for (unsigned i = 0; i < cfg->nnets; i++) {
-		const struct net_config *n = &cfg->nets[i];
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "iface_id", n->iface_id);
-		cJSON_AddStringToObject(o, "host_dev_name", n->host_dev_name);
-		if (n->has_mac) {
-			char mac[18];
-			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
-				 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
-				 n->guest_mac[5]);
-			cJSON_AddStringToObject(o, "guest_mac", mac);
-		}
-		add_rate_limiter(o, "rx_rate_limiter", &n->rx_rate_limiter);
-		add_rate_limiter(o, "tx_rate_limiter", &n->tx_rate_limiter);
-		cJSON_AddItemToArray(nets, o);
+	if (cfg->boot.set) {
+		cJSON *b = cJSON_AddObjectToObject(root, "boot-source");
+		cJSON_AddStringToObject(b, "kernel_image_path", cfg->boot.kernel_image_path);
+		add_string_or_null(b, "initrd_path", cfg->boot.initrd_path[0], cfg->boot.initrd_path);
+		add_string_or_null(b, "boot_args", cfg->boot.has_boot_args, cfg->boot.boot_args);
+	} else {
+		cJSON_AddNullToObject(root, "boot-source");
 	}
-	if (cfg->vsock.set) {
-		cJSON *v = cJSON_AddObjectToObject(root, "vsock");
-		cJSON_AddNumberToObject(v, "guest_cid", cfg->vsock.guest_cid);
-		cJSON_AddStringToObject(v, "uds_path", cfg->vsock.uds_path);
-	}
-	if (cfg->entropy.set)
-		add_rate_limiter(cJSON_AddObjectToObject(root, "entropy"), "rate_limiter",
-				 &cfg->entropy.rate_limiter);
-	if (cfg->serial.set) {
-		cJSON *s = cJSON_AddObjectToObject(root, "serial");
-		if (cfg->serial.serial_out_path[0])
-			cJSON_AddStringToObject(s, "serial_out_path", cfg->serial.serial_out_path);
-		add_bucket(s, "rate_limiter", &cfg->serial.rate_limiter);
-	}
+	cJSON_AddNullToObject(root, "cpu-config");
+	/* ember also shows the logger, metrics and serial it was given (a
+	 * snapshot keeps them); Firecracker answers null for the first two. */
 	if (cfg->logger.set) {
 		cJSON *l = cJSON_AddObjectToObject(root, "logger");
 		if (cfg->logger.has_path)
@@ -635,10 +850,51 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 			cJSON_AddBoolToObject(l, "show_level", cfg->logger.show_level);
 		if (cfg->logger.show_log_origin >= 0)
 			cJSON_AddBoolToObject(l, "show_log_origin", cfg->logger.show_log_origin);
+	} else {
+		cJSON_AddNullToObject(root, "logger");
 	}
+	cJSON_AddItemToObject(root, "machine-config", config_json_machine_obj(&cfg->machine));
 	if (cfg->metrics.set)
 		cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "metrics"), "metrics_path",
 					cfg->metrics.metrics_path);
+	else
+		cJSON_AddNullToObject(root, "metrics");
+	cJSON_AddNullToObject(root, "mmds-config");
+	cJSON *nets = cJSON_AddArrayToObject(root, "network-interfaces");
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		const struct net_config *n = &cfg->nets[i];
+		cJSON *o = cJSON_CreateObject();
+		char mac[18];
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+			 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+			 n->guest_mac[5]);
+		cJSON_AddStringToObject(o, "iface_id", n->iface_id);
+		cJSON_AddStringToObject(o, "host_dev_name", n->host_dev_name);
+		add_string_or_null(o, "guest_mac", n->has_mac, mac);
+		add_rate_limiter(o, "rx_rate_limiter", &n->rx_rate_limiter);
+		add_rate_limiter(o, "tx_rate_limiter", &n->tx_rate_limiter);
+		cJSON_AddItemToArray(nets, o);
+	}
+	if (cfg->vsock.set) {
+		cJSON *v = cJSON_AddObjectToObject(root, "vsock");
+		cJSON_AddNumberToObject(v, "guest_cid", cfg->vsock.guest_cid);
+		cJSON_AddStringToObject(v, "uds_path", cfg->vsock.uds_path);
+	} else {
+		cJSON_AddNullToObject(root, "vsock");
+	}
+	if (cfg->entropy.set)
+		add_rate_limiter(cJSON_AddObjectToObject(root, "entropy"), "rate_limiter",
+				 &cfg->entropy.rate_limiter);
+	else
+		cJSON_AddNullToObject(root, "entropy");
+	cJSON_AddArrayToObject(root, "pmem");
+	cJSON_AddNullToObject(root, "memory-hotplug");
+	if (cfg->serial.set) {
+		cJSON *s = cJSON_AddObjectToObject(root, "serial");
+		if (cfg->serial.serial_out_path[0])
+			cJSON_AddStringToObject(s, "serial_out_path", cfg->serial.serial_out_path);
+		add_bucket(s, "rate_limiter", &cfg->serial.rate_limiter);
+	}
 	return root;
 }
 
@@ -676,6 +932,19 @@ static const char *const unsupported_sections[] = {
 	"balloon", "mmds-config", "cpu-config", "pmem", "memory-hotplug", NULL,
 };
 
+static bool optional_section(const char *name)
+{
+	static const char *const known[] = { "machine-config", "drives", "network-interfaces",
+		"vsock", "entropy", "serial", "logger", "metrics", NULL };
+	for (const char *const *s = known; *s; s++)
+		if (strcmp(name, *s) == 0)
+			return true;
+	for (const char *const *s = unsupported_sections; *s; s++)
+		if (strcmp(name, *s) == 0)
+			return true;
+	return false;
+}
+
 static int parse_array(const cJSON *arr, const char *section, char *err, size_t errlen)
 {
 	if (!cJSON_IsArray(arr))
@@ -696,12 +965,14 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 		goto out;
 	}
 	for (const cJSON *it = root->child; it && !ret; it = it->next) {
-		if (strcmp(it->string, "boot-source") == 0) {
+		if (cJSON_IsNull(it) && optional_section(it->string)) {
+			continue; /* given null: absent, as Firecracker's GET /vm/config writes it */
+		} else if (strcmp(it->string, "boot-source") == 0) {
 			ret = config_json_boot_source(it, &cfg->boot, err, errlen);
 		} else if (strcmp(it->string, "machine-config") == 0) {
 			struct machine_config m;
 			unsigned fields;
-			ret = config_json_machine(it, &m, &fields, err, errlen);
+			ret = config_json_machine(it, true, &m, &fields, err, errlen);
 			if (!ret)
 				ret = config_machine_apply(&cfg->machine, &m, fields, false, err, errlen);
 		} else if (strcmp(it->string, "drives") == 0) {
@@ -723,20 +994,15 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 					cfg->nnets++;
 			}
 		} else if (strcmp(it->string, "vsock") == 0) {
-			if (!cJSON_IsNull(it))
-				ret = config_json_vsock(it, &cfg->vsock, err, errlen);
+			ret = config_json_vsock(it, &cfg->vsock, err, errlen);
 		} else if (strcmp(it->string, "entropy") == 0) {
-			if (!cJSON_IsNull(it))
-				ret = config_json_entropy(it, &cfg->entropy, err, errlen);
+			ret = config_json_entropy(it, &cfg->entropy, err, errlen);
 		} else if (strcmp(it->string, "serial") == 0) {
-			if (!cJSON_IsNull(it))
-				ret = config_json_serial(it, &cfg->serial, err, errlen);
+			ret = config_json_serial(it, &cfg->serial, err, errlen);
 		} else if (strcmp(it->string, "logger") == 0) {
-			if (!cJSON_IsNull(it))
-				ret = config_json_logger(it, &cfg->logger, err, errlen);
+			ret = config_json_logger(it, &cfg->logger, err, errlen);
 		} else if (strcmp(it->string, "metrics") == 0) {
-			if (!cJSON_IsNull(it))
-				ret = config_json_metrics(it, &cfg->metrics, err, errlen);
+			ret = config_json_metrics(it, &cfg->metrics, err, errlen);
 		} else {
 			bool known = false;
 			for (const char *const *s = unsupported_sections; *s; s++)
@@ -744,8 +1010,7 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 					known = true;
 			if (!known)
 				ret = fail(err, errlen, "%s: unknown section", it->string);
-			else if (!(cJSON_IsArray(it) && cJSON_GetArraySize(it) == 0) &&
-				 !(cJSON_IsNull(it)))
+			else if (!(cJSON_IsArray(it) && cJSON_GetArraySize(it) == 0))
 				ret = fail(err, errlen, "%s: not supported by ember yet", it->string);
 		}
 	}

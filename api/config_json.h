@@ -3,10 +3,15 @@
  * same keys and give the same errors.
  *
  * Every function returns 0, or -EINVAL with a one-line message in err that
- * names the offending field ("machine-config.vcpu_count: ..."). */
+ * names the offending field ("machine-config.vcpu_count: ..."). A field
+ * given JSON null is absent. Where a deserializer of Firecracker's types
+ * would refuse the input too (a missing or unknown field, a wrong type or
+ * enum variant), the text after "section.key: " is in its words
+ * ("missing field `vcpu_count`"); see config_json_fault_serde(). */
 #ifndef EMBER_CONFIG_JSON_H
 #define EMBER_CONFIG_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../vmm/config.h"
@@ -22,13 +27,34 @@ struct cJSON;
  * bodies, config files, a snapshot's configuration) comes through here. */
 struct cJSON *config_json_parse(const char *text, size_t len, char *err, size_t errlen);
 
+/* After a config_json_* function of this thread refused its input with a
+ * deserializer's words: true, with the offset in err where those words
+ * start, and where the refused part lies in text (which root was parsed
+ * from), as line and column of the last byte a deserializer would have
+ * read (serde_json's count, from 1). False for any other refusal. */
+bool config_json_fault_serde(const char *text, size_t len, const struct cJSON *root,
+			     size_t *msg_off, unsigned *line, unsigned *col);
+
+/* Helpers for request bodies that are not config sections (router.c),
+ * refusing in the same words: keys outside allowed (NULL-terminated);
+ * a required key absent (or null); a string that must be one of
+ * variants (its index into *out; absent leaves *out). */
+int config_json_check_keys(const struct cJSON *obj, const char *section,
+			   const char *const *allowed, char *err, size_t errlen);
+int config_json_missing(const struct cJSON *obj, const char *section, const char *key,
+			char *err, size_t errlen);
+int config_json_variant(const struct cJSON *obj, const char *section, const char *key,
+			const char *const *variants, bool required, int *out, char *err,
+			size_t errlen);
+
 int config_json_boot_source(const struct cJSON *obj, struct boot_source_config *out,
 			    char *err, size_t errlen);
 /* The machine-config keys present in obj, type- and range-checked, into
- * out, with the MACHINE_F_* bits of those present in *fields. Combine
- * with the current configuration through config_machine_apply(). */
-int config_json_machine(const struct cJSON *obj, struct machine_config *out, unsigned *fields,
-			char *err, size_t errlen);
+ * out, with the MACHINE_F_* bits of those present in *fields; put: a PUT
+ * (or the config file), which must name vcpu_count and mem_size_mib.
+ * Combine with the current configuration through config_machine_apply(). */
+int config_json_machine(const struct cJSON *obj, bool put, struct machine_config *out,
+			unsigned *fields, char *err, size_t errlen);
 
 /* One entry of each device section, as in the config file and the API. */
 int config_json_rate_limiter(const struct cJSON *obj, const char *section,

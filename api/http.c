@@ -76,8 +76,10 @@ ssize_t http_parse_request(const char *buf, size_t len, size_t max_body, struct 
 		req->method = HTTP_PUT;
 	else if (strcmp(req->method_name, "PATCH") == 0)
 		req->method = HTTP_PATCH;
+	else if (strcmp(req->method_name, "DELETE") == 0)
+		req->method = HTTP_DELETE;
 	else
-		req->method = HTTP_OTHER;
+		return refuse(req, 400, "Invalid HTTP Method: Unsupported HTTP method.");
 
 	const char *target = sp1 + 1;
 	const char *sp2 = memchr(target, ' ', (size_t)(eol - target));
@@ -100,13 +102,13 @@ ssize_t http_parse_request(const char *buf, size_t len, size_t max_body, struct 
 	else if (vlen == 8 && memcmp(version, "HTTP/1.0", 8) == 0)
 		req->keep_alive = false;
 	else if (vlen == 8 && memcmp(version, "HTTP/", 5) == 0)
-		return refuse(req, 505, "only HTTP/1.0 and HTTP/1.1 are served");
+		return refuse(req, 400, "Invalid HTTP Version: Unsupported HTTP version.");
 	else
 		return refuse(req, 400, "malformed HTTP version");
 	p = eol + 2;
 
 	/* Headers, until an empty line. */
-	bool has_length = false;
+	bool has_length = false; /* a second Content-Length must agree */
 	size_t length = 0;
 	unsigned count = 0;
 	for (;;) {
@@ -168,11 +170,16 @@ ssize_t http_parse_request(const char *buf, size_t len, size_t max_body, struct 
 		p = eol + 2;
 	}
 	req->headers_done = true;
-	if ((req->method == HTTP_PUT || req->method == HTTP_PATCH) && !has_length)
-		return refuse(req, 400, "missing Content-Length");
-	if (length > max_body)
-		return refuse(req, 413, "request body too large");
+	/* Without Content-Length a request has no body (Firecracker's rule). */
 	size_t head = (size_t)(p - buf);
+	if (length > max_body) {
+		snprintf(req->error_text, sizeof(req->error_text),
+			 "Request payload with size %zu is larger than the limit of %zu allowed by server.",
+			 length, max_body);
+		req->error = req->error_text;
+		req->skip = head + length;
+		return -400;
+	}
 	if (len - head < length)
 		return 0;
 	req->body = p;
@@ -197,20 +204,25 @@ const char *http_reason(int status)
 	}
 }
 
-ssize_t http_format_response(char *out, size_t cap, int status, const char *body, bool keep_alive)
+/* Firecracker's answers, byte for byte as its clients and tests see them:
+ * a status line without a reason phrase, Server, Connection, Deprecation,
+ * then the body's headers (none for 204). */
+ssize_t http_format_response(char *out, size_t cap, int status, const char *body, bool keep_alive,
+			     bool deprecation)
 {
 	size_t blen = body ? strlen(body) : 0;
-	int n;
-	if (status == 204 || status == 100)
-		n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nServer: ember\r\n%s\r\n", status,
-			     http_reason(status), keep_alive ? "" : "Connection: close\r\n");
-	else
-		n = snprintf(out, cap,
-			     "HTTP/1.1 %d %s\r\nServer: ember\r\nContent-Type: application/json\r\n"
-			     "Content-Length: %zu\r\n%s\r\n%s",
-			     status, http_reason(status), blen, keep_alive ? "" : "Connection: close\r\n",
-			     body ? body : "");
+	int n = snprintf(out, cap, "HTTP/1.1 %d \r\nServer: Firecracker API\r\nConnection: %s\r\n%s", status,
+			 keep_alive ? "keep-alive" : "close", deprecation ? "Deprecation: true\r\n" : "");
 	if (n < 0 || (size_t)n >= cap)
 		return -1;
-	return n;
+	int m;
+	if (status == 204 || status == 100)
+		m = snprintf(out + n, cap - (size_t)n, "\r\n");
+	else
+		m = snprintf(out + n, cap - (size_t)n,
+			     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", blen,
+			     body ? body : "");
+	if (m < 0 || (size_t)m >= cap - (size_t)n)
+		return -1;
+	return n + m;
 }

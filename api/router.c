@@ -28,6 +28,7 @@ const char *api_endpoint_name(enum api_endpoint ep)
 #define M_GET (1u << HTTP_GET)
 #define M_PUT (1u << HTTP_PUT)
 #define M_PATCH (1u << HTTP_PATCH)
+#define M_DELETE (1u << HTTP_DELETE)
 
 /* Firecracker endpoints ember does not implement (yet): they answer 400
  * saying so, so clients see a refusal and not a missing endpoint. */
@@ -42,11 +43,17 @@ static const struct {
 	{ "/balloon/hinting/status", false, M_GET },
 	{ "/balloon/hinting/stop", false, M_PATCH },
 	{ "/cpu-config", false, M_PUT },
-	{ "/pmem/", true, M_PUT | M_PATCH },
+	{ "/pmem/", true, M_PUT | M_PATCH | M_DELETE },
+	{ "/drives/", true, M_DELETE },
+	{ "/network-interfaces/", true, M_DELETE },
 	{ "/mmds", false, M_GET | M_PUT | M_PATCH },
 	{ "/mmds/config", false, M_PUT },
 	{ "/hotplug/memory", false, M_GET | M_PUT | M_PATCH },
 };
+
+/* What a request whose body does not deserialize is answered with,
+ * before the deserializer's words. */
+#define DESERIALIZE_FAULT "An error occurred when deserializing the json body of a request: "
 
 __attribute__((format(printf, 3, 4)))
 static void answer(struct route_result *r, int status, const char *fmt, ...)
@@ -58,52 +65,70 @@ static void answer(struct route_result *r, int status, const char *fmt, ...)
 	r->status = status;
 }
 
-/* "/drives/<id>": the id, if the path has that prefix and one clean id. */
+/* "/drives/<id>": the id, if the path has that prefix and one id ("" if
+ * it has none). */
 static const char *path_id(const char *path, const char *prefix)
 {
 	size_t n = strlen(prefix);
-	if (strncmp(path, prefix, n) != 0)
+	if (strncmp(path, prefix, n - 1) != 0 || (path[n - 1] != '/' && path[n - 1] != '\0'))
 		return NULL;
-	const char *id = path + n;
-	if (!*id || strchr(id, '/'))
+	const char *id = path[n - 1] ? path + n : "";
+	if (strchr(id, '/'))
 		return NULL;
 	return id;
 }
 
+/* Firecracker's rule for ids in paths: letters, digits and '_'. */
+static bool id_ok(const char *id, struct route_result *r)
+{
+	if (!*id) {
+		answer(r, 400, "The ID cannot be empty.");
+		return false;
+	}
+	for (const char *p = id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '-')) {
+			answer(r, 400, "API Resource IDs can only contain alphanumeric characters and underscores.");
+			return false;
+		}
+	return true;
+}
+
+/* A refusal from config_json in a deserializer's words gets the prefix
+ * and the position Firecracker's answers carry. */
+static void deserialize_fault(const struct http_request *req, const cJSON *obj, struct route_result *r)
+{
+	size_t off;
+	unsigned line, col;
+	if (!config_json_fault_serde(req->body, req->body_len, obj, &off, &line, &col))
+		return;
+	char msg[sizeof(r->fault)];
+	snprintf(msg, sizeof(msg), "%s", r->fault + off);
+	answer(r, 400, DESERIALIZE_FAULT "%s at line %u column %u.", msg, line, col);
+}
+
 static cJSON *parse_body(const struct http_request *req, struct route_result *r)
 {
-	if (req->body_len == 0) {
-		answer(r, 400, "this request needs a JSON body");
-		return NULL;
-	}
 	char why[256];
 	cJSON *obj = config_json_parse(req->body, req->body_len, why, sizeof(why));
-	if (!obj)
-		answer(r, 400, "request body: %s", why);
-	else if (!cJSON_IsObject(obj)) {
-		answer(r, 400, "the body must be a JSON object");
+	if (!obj) {
+		answer(r, 400, DESERIALIZE_FAULT "%s.", why);
+	} else if (!cJSON_IsObject(obj)) {
+		static const char *const none[] = { NULL };
+		config_json_check_keys(obj, "body", none, r->fault, sizeof(r->fault));
+		deserialize_fault(req, obj, r);
 		cJSON_Delete(obj);
 		obj = NULL;
 	}
 	return obj;
 }
 
-/* The id in the body must be the id in the path. */
-static bool same_id(const char *section, const char *key, const char *body_id, const char *path_id,
-		    struct route_result *r)
-{
-	if (strcmp(body_id, path_id) == 0)
-		return true;
-	answer(r, 400, "%s.%s: \"%s\" does not match the path's \"%s\"", section, key, body_id, path_id);
-	return false;
-}
-
 static int get_rate_limiter(const cJSON *obj, const char *key, const char *section, bool *has,
 			    struct ratelimiter_config *rl, struct route_result *r)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-	*has = v != NULL;
-	if (!v)
+	*has = v && !cJSON_IsNull(v);
+	if (!*has)
 		return 0;
 	char sec[96];
 	snprintf(sec, sizeof(sec), "%s.%s", section, key);
@@ -114,36 +139,41 @@ static int get_rate_limiter(const cJSON *obj, const char *key, const char *secti
 	return 0;
 }
 
-/* Only the named keys may appear (a PATCH body's narrower schema). */
+/* Only the named keys may appear (a narrower schema than a section's). */
 static bool only_keys(const cJSON *obj, const char *section, const char *const *keys,
 		      struct route_result *r)
 {
-	for (const cJSON *it = obj->child; it; it = it->next) {
-		bool ok = false;
-		for (const char *const *k = keys; *k; k++)
-			ok |= strcmp(it->string, *k) == 0;
-		if (!ok) {
-			answer(r, 400, "%s.%s: unknown field or not changeable after boot", section, it->string);
-			return false;
-		}
-	}
-	return true;
+	if (!config_json_check_keys(obj, section, keys, r->fault, sizeof(r->fault)))
+		return true;
+	r->status = 400;
+	return false;
 }
 
-static const char *get_str(const cJSON *obj, const char *key)
+/* A non-null value of the key. */
+static const cJSON *get(const cJSON *obj, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
+	return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* One of variants at key (its index in *out); required or left as is. */
+static bool get_variant(const cJSON *obj, const char *section, const char *key,
+			const char *const *variants, bool required, int *out, struct route_result *r)
+{
+	if (!config_json_variant(obj, section, key, variants, required, out, r->fault, sizeof(r->fault)))
+		return true;
+	r->status = 400;
+	return false;
 }
 
 /* A string field copied into dst; missing is an error when required. */
 static bool copy_str(const cJSON *obj, const char *section, const char *key, bool required, char *dst,
 		     size_t size, struct route_result *r)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *v = get(obj, key);
 	if (!v) {
-		if (required)
-			answer(r, 400, "%s.%s: missing", section, key);
+		if (required && config_json_missing(obj, section, key, r->fault, sizeof(r->fault)))
+			r->status = 400;
 		return !required;
 	}
 	if (!cJSON_IsString(v) || !v->valuestring[0]) {
@@ -161,7 +191,7 @@ static bool copy_str(const cJSON *obj, const char *section, const char *key, boo
 static bool get_bool(const cJSON *obj, const char *section, const char *key, bool *dst,
 		     struct route_result *r)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *v = get(obj, key);
 	if (!v)
 		return true;
 	if (!cJSON_IsBool(v)) {
@@ -175,89 +205,83 @@ static bool get_bool(const cJSON *obj, const char *section, const char *key, boo
 static void route_vm(const cJSON *obj, struct action *a, struct route_result *r)
 {
 	static const char *const keys[] = { "state", NULL };
-	if (!only_keys(obj, "vm", keys, r))
+	static const char *const states[] = { "Paused", "Resumed", NULL };
+	int st = 0;
+	if (!only_keys(obj, "vm", keys, r) || !get_variant(obj, "vm", "state", states, true, &st, r))
 		return;
-	const char *st = get_str(obj, "state");
-	if (!st)
-		answer(r, 400, "vm.state: missing or not a string");
-	else if (strcmp(st, "Paused") == 0)
-		a->type = ACTION_PAUSE;
-	else if (strcmp(st, "Resumed") == 0)
-		a->type = ACTION_RESUME;
-	else
-		answer(r, 400, "vm.state: \"%s\" is not Paused or Resumed", st);
+	a->type = st == 0 ? ACTION_PAUSE : ACTION_RESUME;
 }
 
 static void route_snapshot_create(const cJSON *obj, struct action *a, struct route_result *r)
 {
 	static const char *const keys[] = { "snapshot_type", "snapshot_path", "mem_file_path", NULL };
+	static const char *const types[] = { "Full", "Diff", NULL };
 	struct snapshot_create *s = &a->u.snap_create;
+	int t = 0;
 	a->type = ACTION_SNAPSHOT_CREATE;
 	if (!only_keys(obj, "snapshot_create", keys, r) ||
+	    !get_variant(obj, "snapshot_create", "snapshot_type", types, false, &t, r) ||
 	    !copy_str(obj, "snapshot_create", "snapshot_path", true, s->snapshot_path, sizeof(s->snapshot_path), r) ||
 	    !copy_str(obj, "snapshot_create", "mem_file_path", true, s->mem_file_path, sizeof(s->mem_file_path), r))
 		return;
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "snapshot_type");
-	if (!t || (cJSON_IsString(t) && strcmp(t->valuestring, "Full") == 0))
-		s->type = SNAPSHOT_FULL;
-	else if (cJSON_IsString(t) && strcmp(t->valuestring, "Diff") == 0)
-		s->type = SNAPSHOT_DIFF;
-	else
-		answer(r, 400, "snapshot_create.snapshot_type: must be \"Full\" or \"Diff\"");
+	s->type = t == 0 ? SNAPSHOT_FULL : SNAPSHOT_DIFF;
 }
 
 static void route_snapshot_load(const cJSON *obj, struct action *a, struct route_result *r)
 {
-	static const char *const keys[] = { "snapshot_path", "mem_backend", "mem_file_path",
-		"track_dirty_pages", "enable_diff_snapshots", "resume_vm", "network_overrides",
-		"vsock_override", NULL };
+	static const char *const keys[] = { "snapshot_path", "mem_file_path", "mem_backend",
+		"enable_diff_snapshots", "track_dirty_pages", "resume_vm", "network_overrides",
+		"vsock_override", "clock_realtime", NULL };
 	static const char *const backend_keys[] = { "backend_type", "backend_path", NULL };
+	static const char *const backends[] = { "File", "Uffd", NULL };
 	static const char *const net_keys[] = { "iface_id", "host_dev_name", NULL };
 	static const char *const vsock_keys[] = { "uds_path", NULL };
 	struct snapshot_load *l = &a->u.snap_load;
 	a->type = ACTION_SNAPSHOT_LOAD;
-	if (!only_keys(obj, "snapshot_load", keys, r) ||
-	    !copy_str(obj, "snapshot_load", "snapshot_path", true, l->snapshot_path, sizeof(l->snapshot_path), r) ||
-	    !get_bool(obj, "snapshot_load", "resume_vm", &l->resume_vm, r))
+	const cJSON *mb = get(obj, "mem_backend");
+	if (!only_keys(obj, "snapshot_load", keys, r))
 		return;
+	if (mb) {
+		int t = 0;
+		if (!only_keys(mb, "snapshot_load.mem_backend", backend_keys, r) ||
+		    !get_variant(mb, "snapshot_load.mem_backend", "backend_type", backends, true, &t, r) ||
+		    !copy_str(mb, "snapshot_load.mem_backend", "backend_path", true, l->backend_path,
+			      sizeof(l->backend_path), r))
+			return;
+		l->backend = t == 0 ? MEM_BACKEND_FILE : MEM_BACKEND_UFFD;
+	}
 	/* enable_diff_snapshots is the deprecated name of track_dirty_pages. */
-	bool old_track = false;
-	if (!get_bool(obj, "snapshot_load", "track_dirty_pages", &l->track_dirty_pages, r) ||
-	    !get_bool(obj, "snapshot_load", "enable_diff_snapshots", &old_track, r))
+	bool old_track = false, realtime = false;
+	if (!copy_str(obj, "snapshot_load", "snapshot_path", true, l->snapshot_path, sizeof(l->snapshot_path), r) ||
+	    !get_bool(obj, "snapshot_load", "resume_vm", &l->resume_vm, r) ||
+	    !get_bool(obj, "snapshot_load", "track_dirty_pages", &l->track_dirty_pages, r) ||
+	    !get_bool(obj, "snapshot_load", "enable_diff_snapshots", &old_track, r) ||
+	    !get_bool(obj, "snapshot_load", "clock_realtime", &realtime, r))
 		return;
 	l->track_dirty_pages |= old_track;
-
-	const cJSON *mb = cJSON_GetObjectItemCaseSensitive(obj, "mem_backend");
-	bool has_file = cJSON_GetObjectItemCaseSensitive(obj, "mem_file_path") != NULL;
-	if (!mb == !has_file) {
-		answer(r, 400, "snapshot_load: exactly one of mem_backend and mem_file_path is required");
+	if (realtime) {
+		answer(r, 400, "snapshot_load.clock_realtime: not supported by ember yet");
+		return;
+	}
+	bool has_file = get(obj, "mem_file_path") != NULL;
+	if (mb && has_file) {
+		answer(r, 400, DESERIALIZE_FAULT "too many fields: either `mem_backend` or `mem_file_path` exclusively is required.");
+		return;
+	}
+	if (!mb && !has_file) {
+		answer(r, 400, DESERIALIZE_FAULT "missing field: either `mem_backend` or `mem_file_path` is required.");
 		return;
 	}
 	if (has_file) {
 		l->backend = MEM_BACKEND_FILE;
 		if (!copy_str(obj, "snapshot_load", "mem_file_path", true, l->backend_path, sizeof(l->backend_path), r))
 			return;
-	} else {
-		if (!cJSON_IsObject(mb)) {
-			answer(r, 400, "snapshot_load.mem_backend: must be an object");
-			return;
-		}
-		if (!only_keys(mb, "snapshot_load.mem_backend", backend_keys, r) ||
-		    !copy_str(mb, "snapshot_load.mem_backend", "backend_path", true, l->backend_path,
-			      sizeof(l->backend_path), r))
-			return;
-		const char *t = get_str(mb, "backend_type");
-		if (t && strcmp(t, "File") == 0)
-			l->backend = MEM_BACKEND_FILE;
-		else if (t && strcmp(t, "Uffd") == 0)
-			l->backend = MEM_BACKEND_UFFD;
-		else {
-			answer(r, 400, "snapshot_load.mem_backend.backend_type: must be \"File\" or \"Uffd\"");
-			return;
-		}
 	}
+	if (has_file || old_track)
+		snprintf(r->deprecation, sizeof(r->deprecation),
+			 "PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are deprecated.");
 
-	const cJSON *nets = cJSON_GetObjectItemCaseSensitive(obj, "network_overrides");
+	const cJSON *nets = get(obj, "network_overrides");
 	if (nets) {
 		if (!cJSON_IsArray(nets) || cJSON_GetArraySize(nets) > CONFIG_MAX_NETS) {
 			answer(r, 400, "snapshot_load.network_overrides: must be an array of at most %d", CONFIG_MAX_NETS);
@@ -266,10 +290,6 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 		const cJSON *it;
 		cJSON_ArrayForEach(it, nets) {
 			struct net_override *o = &l->net_overrides[l->nnet_overrides++];
-			if (!cJSON_IsObject(it)) {
-				answer(r, 400, "snapshot_load.network_overrides: each must be an object");
-				return;
-			}
 			if (!only_keys(it, "snapshot_load.network_overrides", net_keys, r) ||
 			    !copy_str(it, "snapshot_load.network_overrides", "iface_id", true, o->iface_id,
 				      sizeof(o->iface_id), r) ||
@@ -278,18 +298,29 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 				return;
 		}
 	}
-	const cJSON *vs = cJSON_GetObjectItemCaseSensitive(obj, "vsock_override");
+	const cJSON *vs = get(obj, "vsock_override");
 	if (vs) {
-		if (!cJSON_IsObject(vs)) {
-			answer(r, 400, "snapshot_load.vsock_override: must be an object");
-			return;
-		}
 		if (!only_keys(vs, "snapshot_load.vsock_override", vsock_keys, r) ||
 		    !copy_str(vs, "snapshot_load.vsock_override", "uds_path", true, l->vsock_uds_path,
 			      sizeof(l->vsock_uds_path), r))
 			return;
 		l->has_vsock_override = true;
 	}
+}
+
+/* The id in the body must be the id in the path (Firecracker's words,
+ * which differ for drives and interfaces). */
+static bool same_id(enum api_endpoint ep, const char *body_id, const char *path_id,
+		    struct route_result *r)
+{
+	if (strcmp(body_id, path_id) == 0)
+		return true;
+	if (ep == EP_DRIVES)
+		answer(r, 400, "The id from the path does not match the id from the body!");
+	else
+		answer(r, 400, "The id from the path [%s] does not match the id from the body [%s]!",
+		       path_id, body_id);
+	return false;
 }
 
 static void route_body(const struct http_request *req, enum api_endpoint ep, const char *id,
@@ -305,7 +336,14 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 	switch (ep) {
 	case EP_MACHINE_CONFIG:
 		a->type = patch ? ACTION_PATCH_MACHINE_CONFIG : ACTION_PUT_MACHINE_CONFIG;
-		ret = config_json_machine(obj, &a->u.machine.value, &a->u.machine.fields, err, el);
+		if (patch && !obj->child) {
+			answer(r, 400, "Empty PATCH request.");
+			goto out;
+		}
+		ret = config_json_machine(obj, !patch, &a->u.machine.value, &a->u.machine.fields, err, el);
+		if (!ret && get(obj, "cpu_template"))
+			snprintf(r->deprecation, sizeof(r->deprecation),
+				 "%s /machine-config: cpu_template field is deprecated.", req->method_name);
 		break;
 	case EP_BOOT_SOURCE:
 		a->type = ACTION_PUT_BOOT_SOURCE;
@@ -315,23 +353,17 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 		if (!patch) {
 			a->type = ACTION_PUT_DRIVE;
 			ret = config_json_drive(obj, &a->u.drive, err, el);
-			if (!ret && !same_id("drives", "drive_id", a->u.drive.drive_id, id, r))
+			if (!ret && !same_id(ep, a->u.drive.drive_id, id, r))
 				goto out;
 		} else {
 			static const char *const keys[] = { "drive_id", "path_on_host", "rate_limiter", NULL };
 			struct drive_update *u = &a->u.drive_update;
 			a->type = ACTION_PATCH_DRIVE;
-			const char *bid = get_str(obj, "drive_id");
-			if (!only_keys(obj, "drives", keys, r))
+			if (!only_keys(obj, "drives", keys, r) ||
+			    !copy_str(obj, "drives", "drive_id", true, u->drive_id, sizeof(u->drive_id), r) ||
+			    !same_id(ep, u->drive_id, id, r))
 				goto out;
-			if (!bid) {
-				answer(r, 400, "drives.drive_id: missing or not a string");
-				goto out;
-			}
-			if (!same_id("drives", "drive_id", bid, id, r) ||
-			    !copy_str(obj, "drives", "drive_id", true, u->drive_id, sizeof(u->drive_id), r))
-				goto out;
-			const cJSON *p = cJSON_GetObjectItemCaseSensitive(obj, "path_on_host");
+			const cJSON *p = get(obj, "path_on_host");
 			if (p) {
 				if (!cJSON_IsString(p) || !p->valuestring[0] ||
 				    strlen(p->valuestring) >= sizeof(u->path_on_host)) {
@@ -354,22 +386,16 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 		if (!patch) {
 			a->type = ACTION_PUT_NET;
 			ret = config_json_net(obj, &a->u.net, err, el);
-			if (!ret && !same_id("network-interfaces", "iface_id", a->u.net.iface_id, id, r))
+			if (!ret && !same_id(ep, a->u.net.iface_id, id, r))
 				goto out;
 		} else {
 			static const char *const keys[] = { "iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL };
 			struct net_update *u = &a->u.net_update;
 			a->type = ACTION_PATCH_NET;
-			const char *bid = get_str(obj, "iface_id");
-			if (!only_keys(obj, "network-interfaces", keys, r))
-				goto out;
-			if (!bid) {
-				answer(r, 400, "network-interfaces.iface_id: missing or not a string");
-				goto out;
-			}
-			if (!same_id("network-interfaces", "iface_id", bid, id, r) ||
+			if (!only_keys(obj, "network-interfaces", keys, r) ||
 			    !copy_str(obj, "network-interfaces", "iface_id", true, u->iface_id,
-				      sizeof(u->iface_id), r))
+				      sizeof(u->iface_id), r) ||
+			    !same_id(ep, u->iface_id, id, r))
 				goto out;
 			if (get_rate_limiter(obj, "rx_rate_limiter", "network-interfaces", &u->has_rx, &u->rx, r) ||
 			    get_rate_limiter(obj, "tx_rate_limiter", "network-interfaces", &u->has_tx, &u->tx, r))
@@ -379,6 +405,8 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 	case EP_VSOCK:
 		a->type = ACTION_PUT_VSOCK;
 		ret = config_json_vsock(obj, &a->u.vsock, err, el);
+		if (!ret && get(obj, "vsock_id"))
+			snprintf(r->deprecation, sizeof(r->deprecation), "PUT /vsock: vsock_id field is deprecated.");
 		break;
 	case EP_ENTROPY:
 		a->type = ACTION_PUT_ENTROPY;
@@ -397,20 +425,13 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 		ret = config_json_metrics(obj, &a->u.metrics, err, el);
 		break;
 	case EP_ACTIONS: {
-		static const char *const keys[] = { "action_type", "payload", NULL };
-		if (!only_keys(obj, "actions", keys, r))
-			goto out;
-		const char *t = get_str(obj, "action_type");
-		if (!t)
-			answer(r, 400, "actions.action_type: missing or not a string");
-		else if (strcmp(t, "InstanceStart") == 0)
-			a->type = ACTION_INSTANCE_START;
-		else if (strcmp(t, "SendCtrlAltDel") == 0)
-			a->type = ACTION_SEND_CTRL_ALT_DEL;
-		else if (strcmp(t, "FlushMetrics") == 0)
-			a->type = ACTION_FLUSH_METRICS;
-		else
-			answer(r, 400, "actions.action_type: \"%s\" is not InstanceStart, SendCtrlAltDel or FlushMetrics", t);
+		static const char *const keys[] = { "action_type", NULL };
+		static const char *const types[] = { "FlushMetrics", "InstanceStart", "SendCtrlAltDel", NULL };
+		static const enum action_type to[] = { ACTION_FLUSH_METRICS, ACTION_INSTANCE_START,
+						       ACTION_SEND_CTRL_ALT_DEL };
+		int t = 0;
+		if (only_keys(obj, "actions", keys, r) && get_variant(obj, "actions", "action_type", types, true, &t, r))
+			a->type = to[t];
 		break;
 	}
 	case EP_VM:
@@ -429,6 +450,8 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 	if (ret)
 		r->status = 400;
 out:
+	if (r->status == 400)
+		deserialize_fault(req, obj, r);
 	cJSON_Delete(obj);
 }
 
@@ -436,10 +459,11 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 {
 	memset(r, 0, sizeof(*r));
 	const char *path = req->path;
-	unsigned m = req->method == HTTP_OTHER ? 0 : 1u << req->method;
+	unsigned m = 1u << req->method;
 	const char *id = NULL;
 	enum api_endpoint ep;
 	unsigned allowed;
+	bool body = req->body_len > 0;
 
 	if (strcmp(path, "/") == 0) {
 		ep = EP_ROOT, allowed = M_GET;
@@ -451,9 +475,9 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_VM_CONFIG, allowed = M_GET;
 	} else if (strcmp(path, "/boot-source") == 0) {
 		ep = EP_BOOT_SOURCE, allowed = M_PUT;
-	} else if ((id = path_id(path, "/drives/"))) {
+	} else if ((id = path_id(path, "/drives/")) && req->method != HTTP_DELETE) {
 		ep = EP_DRIVES, allowed = M_PUT | M_PATCH;
-	} else if ((id = path_id(path, "/network-interfaces/"))) {
+	} else if ((id = path_id(path, "/network-interfaces/")) && req->method != HTTP_DELETE) {
 		ep = EP_NETWORK_INTERFACES, allowed = M_PUT | M_PATCH;
 	} else if (strcmp(path, "/vsock") == 0) {
 		ep = EP_VSOCK, allowed = M_PUT;
@@ -478,7 +502,7 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
 			bool match = unsupported[i].prefix ? path_id(path, unsupported[i].path) != NULL
 							   : strcmp(path, unsupported[i].path) == 0;
-			if (match) {
+			if (match && (unsupported[i].methods & m)) {
 				ep = EP_UNSUPPORTED;
 				allowed = unsupported[i].methods;
 				break;
@@ -486,14 +510,34 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		}
 	}
 	r->endpoint = ep;
-	if (ep == EP_UNKNOWN) {
-		answer(r, 404, "invalid request path: %s", path);
+	/* Firecracker looks at the body before the path: a GET with one, or a
+	 * PUT or PATCH without, is refused whatever its path. */
+	if (req->method == HTTP_GET && body) {
+		answer(r, 400, "GET request cannot have a body.");
+		return;
+	}
+	if (req->method == HTTP_PUT && !body) {
+		answer(r, 400, "Empty PUT request.");
+		return;
+	}
+	if (req->method == HTTP_PATCH && !body && strcmp(path, "/balloon") != 0 &&
+	    strncmp(path, "/balloon/", 9) != 0) {
+		answer(r, 400, "Empty PATCH request.");
+		return;
+	}
+	if (req->method == HTTP_DELETE && body) {
+		answer(r, 400, "Empty Delete request.");
 		return;
 	}
 	if (!(allowed & m)) {
-		answer(r, 405, "method %s is not allowed on %s", req->method_name, path);
+		/* Firecracker names the path's first segment ("boot-source"). */
+		const char *seg = path + 1;
+		size_t n = strcspn(seg, "/");
+		answer(r, 400, "Invalid request method and/or path: %s %.*s.", req->method_name, (int)n, seg);
 		return;
 	}
+	if (id && !id_ok(id, r))
+		return;
 	if (ep == EP_UNSUPPORTED) {
 		answer(r, 400, "%s %s is not supported by ember yet", req->method_name, path);
 		return;

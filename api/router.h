@@ -1,7 +1,10 @@
 /* Maps an HTTP request to a typed action (vmm/action.h), or to an
- * immediate answer: 404 for an unknown path, 405 for a method the path
- * does not take, 400 for a body that does not parse or an endpoint ember
- * does not implement yet. Pure: no I/O, no VM state. */
+ * immediate answer, in Firecracker's words: 400 for an unknown path or a
+ * method the path does not take ("Invalid request method and/or path:
+ * ..."), a missing or unexpected body, a body that does not deserialize
+ * ("An error occurred when deserializing the json body of a request:
+ * ..."), or an endpoint ember does not implement yet. Pure: no I/O, no
+ * VM state. */
 #ifndef EMBER_ROUTER_H
 #define EMBER_ROUTER_H
 
@@ -26,6 +29,9 @@ struct route_result {
 	int status;
 	char fault[512];
 	char body[128];
+	/* When the request uses a deprecated field: what to log (at Warning)
+	 * and the reason for the Deprecation header, whatever the outcome. */
+	char deprecation[128];
 };
 
 /* Fill a (an action to submit) or r (an answer) for req. */

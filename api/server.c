@@ -34,6 +34,7 @@ struct client {
 	bool close_after;      /* send what is queued, serve nothing more, close */
 	bool eof;              /* it sent all it will: serve that, then close */
 	bool continue_sent;    /* "100 Continue" already sent for this request */
+	size_t skip;           /* bytes still to come of a refused request's body */
 	enum client_wait wait;
 	uint64_t since_ms;     /* when this wait began, or the last progress in it */
 };
@@ -85,11 +86,21 @@ static void out_append(struct client *c, const char *data, size_t len)
 	c->out_len += len;
 }
 
+/* Write one answer. status >= 400: fault is the fault_message; a request
+ * the HTTP layer refused (http_error) is answered in the words and shape
+ * of Firecracker's HTTP server instead. */
 static void respond(struct api_server *s, struct client *c, int status, const char *body,
-		    const char *fault, bool keep_alive)
+		    const char *fault, bool keep_alive, bool deprecation, bool http_error)
 {
 	char *json = NULL;
-	if (status >= 400) {
+	if (http_error) {
+		const char *f = fault && fault[0] ? fault : http_reason(status);
+		size_t n = strlen(f) + 96;
+		json = malloc(n);
+		if (json)
+			snprintf(json, n, "{ \"error\": \"%s\nAll previous unanswered requests will be dropped.\" }", f);
+		body = json;
+	} else if (status >= 400) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "fault_message", fault && fault[0] ? fault : http_reason(status));
 		json = cJSON_PrintUnformatted(o);
@@ -98,7 +109,7 @@ static void respond(struct api_server *s, struct client *c, int status, const ch
 	}
 	size_t cap = (body ? strlen(body) : 0) + 256;
 	char *buf = malloc(cap);
-	ssize_t n = buf ? http_format_response(buf, cap, status, body, keep_alive) : -1;
+	ssize_t n = buf ? http_format_response(buf, cap, status, body, keep_alive, deprecation) : -1;
 	if (n > 0)
 		out_append(c, buf, (size_t)n);
 	else
@@ -115,25 +126,94 @@ static void respond(struct api_server *s, struct client *c, int status, const ch
 		c->close_after = true;
 }
 
+/* Rust's Debug form of a string, as Firecracker's log lines quote paths
+ * and bodies: in double quotes, with \", \\, \n, \r, \t and \u{..}. */
+static void debug_quote(char *out, size_t cap, const char *s, size_t len)
+{
+	size_t o = 0;
+	if (cap < 8)
+		return;
+	out[o++] = '"';
+	for (size_t i = 0; i < len && o + 10 < cap; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		const char *esc = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : ch == '\n' ? "\\n"
+				: ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
+		if (esc)
+			o += (size_t)snprintf(out + o, cap - o, "%s", esc);
+		else if (ch < 0x20 || ch == 0x7f)
+			o += (size_t)snprintf(out + o, cap - o, "\\u{%x}", ch);
+		else
+			out[o++] = (char)ch;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+}
+
+/* "Put", "Patch": the method as Firecracker's log lines name it. */
+static const char *method_word(enum http_method m)
+{
+	return m == HTTP_GET ? "Get" : m == HTTP_PUT ? "Put" : m == HTTP_PATCH ? "Patch" : "Delete";
+}
+
+/* The line Firecracker logs for each request it receives. */
+static void log_request(const struct http_request *req)
+{
+	if (!log_enabled(LOG_INFO))
+		return;
+	char path[HTTP_MAX_PATH * 2 + 8];
+	debug_quote(path, sizeof(path), req->path, strlen(req->path));
+	if (!req->body_len || strcmp(req->path, "/mmds") == 0) {
+		log_info("The API server received a %s request on %s.", method_word(req->method), path);
+		return;
+	}
+	size_t cap = req->body_len * 2 + 16 > 8192 ? 8192 : req->body_len * 2 + 16;
+	char *body = malloc(cap);
+	if (body)
+		debug_quote(body, cap, req->body, req->body_len);
+	log_info("The API server received a %s request on %s with body %s.", method_word(req->method),
+		 path, body ? body : "\"\"");
+	free(body);
+}
+
+static void log_outcome(int status, const char *fault)
+{
+	if (status == 200)
+		log_info("The request was executed successfully. Status code: 200 OK.");
+	else if (status == 204)
+		log_info("The request was executed successfully. Status code: 204 No Content.");
+	else
+		log_error("Received Error. Status code: %d %s. Message: %s", status, http_reason(status),
+			  fault ? fault : "");
+}
+
 static void serve_request(struct api_server *s, struct client *c, const struct http_request *req)
 {
 	uint64_t start = now_us();
 	struct action *a = calloc(1, sizeof(*a));
 	struct route_result r;
 	if (!a) {
-		respond(s, c, 500, NULL, "out of memory", false);
+		respond(s, c, 500, NULL, "out of memory", false, false, false);
 		return;
 	}
+	log_request(req);
 	api_route(req, a, &r);
 	atomic_fetch_add(&s->stats.requests[r.endpoint], 1);
 	metrics_api_request(req->method, r.endpoint, r.status >= 400);
-	if (r.status == 200)
-		respond(s, c, 200, r.body, NULL, req->keep_alive);
-	else if (r.status)
-		respond(s, c, r.status, NULL, r.fault, req->keep_alive);
-	else {
+	bool deprecated = r.deprecation[0] != '\0';
+	if (deprecated) {
+		log_warn("%s", r.deprecation);
+		metrics_deprecated_api_call();
+	}
+	if (r.status == 200) {
+		log_outcome(200, NULL);
+		respond(s, c, 200, r.body, NULL, req->keep_alive, deprecated, false);
+	} else if (r.status) {
+		log_outcome(r.status, r.fault);
+		respond(s, c, r.status, NULL, r.fault, req->keep_alive, deprecated, false);
+	} else {
 		controller_submit(s->ctrl, a);
-		respond(s, c, a->status, a->body, a->fault, req->keep_alive);
+		log_outcome(a->status, a->fault);
+		respond(s, c, a->status, a->body, a->fault, req->keep_alive, deprecated, false);
 		free(a->body);
 	}
 	free(a);
@@ -151,6 +231,10 @@ static unsigned process_input(struct api_server *s, struct client *c)
 {
 	unsigned answered = 0;
 	size_t off = 0; /* served so far: moved out of the buffer once, at the end */
+	if (c->skip) { /* the rest of a body too large to take */
+		off = c->skip < c->in_len ? c->skip : c->in_len;
+		c->skip -= off;
+	}
 	while (off < c->in_len && !c->close_after && out_pending(c) < API_OUTPUT_LIMIT) {
 		struct http_request req;
 		ssize_t n = http_parse_request(c->in + off, c->in_len - off, s->max_body, &req);
@@ -164,9 +248,20 @@ static unsigned process_input(struct api_server *s, struct client *c)
 		}
 		answered++;
 		if (n < 0) {
-			/* The framing is lost: answer and close. */
-			respond(s, c, (int)-n, NULL, req.error, false);
 			atomic_fetch_add(&s->stats.requests[EP_UNKNOWN], 1);
+			log_error("API Server error on retrieving incoming request: Parsing error: %s", req.error);
+			if (req.skip) {
+				/* Refused but framed (a body over the limit): answer, pass
+				 * over its body, as it arrives, and serve on. */
+				respond(s, c, (int)-n, NULL, req.error, req.keep_alive, false, true);
+				size_t have = c->in_len - off;
+				c->skip = req.skip > have ? req.skip - have : 0;
+				off += req.skip > have ? have : req.skip;
+				c->continue_sent = false;
+				continue;
+			}
+			/* The framing is lost: answer and close. */
+			respond(s, c, (int)-n, NULL, req.error, false, false, true);
 			off = c->in_len;
 			break;
 		}
@@ -396,24 +491,12 @@ int api_server_start(struct api_server *s, const char *path, size_t max_body,
 	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
 	snprintf(s->path, sizeof(s->path), "%s", path);
 
+	/* Firecracker's rule: a path that exists, whatever it is (a live
+	 * server's socket, one left behind, any file), is not taken over. */
 	struct stat st;
 	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "--api-sock %s: exists and is not a socket", path);
-			return -EEXIST;
-		}
-		/* Non-blocking: a listener whose backlog is full (EAGAIN) is live, and
-		 * a blocking connect() would wait for it to accept. */
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		bool live = probe >= 0 &&
-			    (connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0 || errno == EAGAIN);
-		if (probe >= 0)
-			close(probe);
-		if (live) {
-			snprintf(err, errlen, "--api-sock %s: in use by a running server", path);
-			return -EADDRINUSE;
-		}
-		unlink(path); /* stale: nobody is accepting on it */
+		snprintf(err, errlen, "Failed to open the API socket at: %s. Check that it is not already used.", path);
+		return -EADDRINUSE;
 	}
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
@@ -434,6 +517,9 @@ int api_server_start(struct api_server *s, const char *path, size_t max_body,
 	}
 	s->running = true;
 	the_server = s;
+	char quoted[sizeof(addr.sun_path) * 2 + 8];
+	debug_quote(quoted, sizeof(quoted), path, strlen(path));
+	log_info("Listening on API socket (%s).", quoted);
 	return 0;
 }
 

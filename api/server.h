@@ -50,8 +50,9 @@ struct api_server {
 	struct api_stats stats;
 };
 
-/* Bind path (refusing one a live server holds, replacing a stale socket
- * file) and start serving. Returns 0 or -errno with the reason in err. */
+/* Bind path and start serving. A path that exists already (a live
+ * server's socket, a stale one, any file) is refused, as Firecracker
+ * refuses it, with its words in err. Returns 0 or -errno. */
 int api_server_start(struct api_server *s, const char *path, size_t max_body,
 		     struct controller *ctrl, char *err, size_t errlen);
 

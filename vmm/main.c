@@ -27,7 +27,7 @@
 #include "vm.h"
 #include "vm_id.h"
 
-#define DEFAULT_API_SOCK "/run/ember.socket"
+#define DEFAULT_API_SOCK "/run/firecracker.socket" /* Firecracker's */
 #define DEFAULT_MAX_PAYLOAD 51200 /* Firecracker's default */
 
 struct options {

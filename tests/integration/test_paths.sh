@@ -265,7 +265,7 @@ test_paths_busy_api_socket_is_in_use() {
 	wait "$BUSY_PID" 2>/dev/null
 	[ "$STATUS" -ne 124 ] || fail "ember hung probing a busy API socket"
 	expect_status 1
-	expect_err busy "--api-sock $T/api.sock: in use by a running server"
+	expect_err busy "Failed to open the API socket at: $T/api.sock. Check that it is not already used."
 	expect_err_lines busy 1
 }
 

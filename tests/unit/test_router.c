@@ -35,23 +35,39 @@ Test(router, gets_become_actions)
 
 Test(router, unknown_paths_methods_and_unsupported_endpoints)
 {
+	/* Firecracker answers 400 for both, naming the method and the path's
+	 * first segment. */
 	route("GET", "/nope", NULL);
-	cr_assert_eq(r.status, 404);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: GET nope.");
 	route("GET", "/drives/", NULL);
-	cr_assert_eq(r.status, 404, "an empty id is no path");
+	cr_assert_eq(r.status, 400, "an empty id is no path");
 	route("PUT", "/drives/a/b", "{}");
-	cr_assert_eq(r.status, 404);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PUT drives.");
+	route("PUT", "/drives/", "{}");
+	cr_assert_str_eq(r.fault, "The ID cannot be empty.");
+	route("PUT", "/drives/a.b", "{}");
+	cr_assert_str_eq(r.fault, "API Resource IDs can only contain alphanumeric characters and underscores.");
 	route("DELETE", "/machine-config", NULL);
-	cr_assert_eq(r.status, 405);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: DELETE machine-config.");
 	route("GET", "/boot-source", NULL);
-	cr_assert_eq(r.status, 405);
+	cr_assert_eq(r.status, 400);
+	route("PATCH", "/boot-source", "{\"kernel_image_path\": \"x\"}");
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PATCH boot-source.");
+	route("PATCH", "/logger", "{\"level\": \"Error\"}");
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PATCH logger.");
 	route("PUT", "/balloon", "{\"amount_mib\": 1, \"deflate_on_oom\": false}");
 	cr_assert_eq(r.status, 400);
 	cr_assert_not_null(strstr(r.fault, "not supported"));
 	route("GET", "/hotplug/memory", NULL);
 	cr_assert_eq(r.status, 400, "an endpoint ember lacks answers for its own methods");
 	route("DELETE", "/mmds", NULL);
-	cr_assert_eq(r.status, 405, "an endpoint ember lacks still has its methods");
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: DELETE mmds.",
+			 "an endpoint ember lacks still has its methods");
+	route("DELETE", "/drives/a", NULL);
+	cr_assert_not_null(strstr(r.fault, "not supported"), "hot-unplug: %s", r.fault);
 	route("PUT", "/pmem/p0", "{}");
 	cr_assert_eq(r.status, 400);
 }
@@ -93,14 +109,15 @@ Test(router, bad_bodies_are_400_with_the_field)
 {
 	route("PUT", "/boot-source", "{");
 	cr_assert_eq(r.status, 400);
-	cr_assert_not_null(strstr(r.fault, "invalid JSON"));
+	cr_assert_not_null(strstr(r.fault, "An error occurred when deserializing the json body of a request: invalid JSON"));
 	route("PUT", "/boot-source", "[1]");
 	cr_assert_eq(r.status, 400);
 	route("PUT", "/boot-source", NULL);
 	cr_assert_eq(r.status, 400, "an empty body");
 	route("PUT", "/machine-config", "{\"vcpu_count\": \"two\", \"mem_size_mib\": 128}");
 	cr_assert_eq(r.status, 400);
-	cr_assert_not_null(strstr(r.fault, "vcpu_count"));
+	cr_assert_str_eq(r.fault, "An error occurred when deserializing the json body of a request: "
+				  "invalid type: string \"two\", expected u8 at line 1 column 20.");
 	route("PUT", "/drives/a", "{\"drive_id\": \"b\", \"path_on_host\": \"/r\", \"is_root_device\": false}");
 	cr_assert_eq(r.status, 400);
 	cr_assert_not_null(strstr(r.fault, "does not match"));
@@ -108,6 +125,8 @@ Test(router, bad_bodies_are_400_with_the_field)
 	cr_assert_eq(r.status, 400, "nothing to change");
 	route("PATCH", "/drives/a", "{\"drive_id\": \"a\", \"is_read_only\": true}");
 	cr_assert_eq(r.status, 400, "not changeable after boot");
+	cr_assert_not_null(strstr(r.fault, "unknown field `is_read_only`, expected one of `drive_id`, `path_on_host`, `rate_limiter`"),
+			   "%s", r.fault);
 	route("PUT", "/actions", "{\"action_type\": \"Reboot\"}");
 	cr_assert_eq(r.status, 400);
 	route("PUT", "/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"extra\": 1}");
@@ -125,7 +144,7 @@ Test(router, vm_state_and_snapshots)
 	route("PATCH", "/vm", "{\"state\": \"Running\"}");
 	cr_assert_eq(r.status, 400);
 	route("PUT", "/vm", "{\"state\": \"Paused\"}");
-	cr_assert_eq(r.status, 405);
+	cr_assert_eq(r.status, 400);
 
 	route("PUT", "/snapshot/create", "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}");
 	cr_assert_eq(r.status, 0, "%s", r.fault);
@@ -224,4 +243,122 @@ Test(router, patch_ids_too_long_are_refused_not_cut)
 	route("PATCH", path, body);
 	cr_assert_eq(r.status, 400, "a %d-byte iface_id became \"%s\"", CONFIG_ID_MAX, a.u.net_update.iface_id);
 	cr_assert_not_null(strstr(r.fault, "network-interfaces.iface_id: longer than"), "%s", r.fault);
+}
+
+#define DESER "An error occurred when deserializing the json body of a request: "
+
+/* The texts clients and Firecracker's tests match, with serde_json's
+ * positions (line and column of the last byte read, from 1). */
+Test(router, deserializer_words_and_positions)
+{
+	route("PUT", "/machine-config", "{\"mem_size_mib\": 128}");
+	cr_assert_str_eq(r.fault, DESER "missing field `vcpu_count` at line 1 column 21.");
+	route("PUT", "/machine-config", "{\"vcpu_count\": 2}");
+	cr_assert_str_eq(r.fault, DESER "missing field `mem_size_mib` at line 1 column 17.");
+	route("PUT", "/machine-config", "{\n  \"vcpu_count\": 2\n}");
+	cr_assert_str_eq(r.fault, DESER "missing field `mem_size_mib` at line 3 column 1.");
+	route("PUT", "/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"extra\": 1}");
+	cr_assert_str_eq(r.fault, DESER "unknown field `extra`, expected one of `iface_id`, `host_dev_name`, "
+				  "`guest_mac`, `mtu`, `rx_rate_limiter`, `tx_rate_limiter` at line 1 column 53.");
+	route("PUT", "/boot-source", "{\"kernel_image_path\": null}");
+	cr_assert_str_eq(r.fault, DESER "invalid type: null, expected a string at line 1 column 26.");
+	route("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 18446744073709551616}");
+	cr_assert_not_null(strstr(r.fault, DESER "invalid type: floating point"), "%s", r.fault);
+	route("PUT", "/actions", "{\"action_type\": \"Reboot\"}");
+	cr_assert_str_eq(r.fault, DESER "unknown variant `Reboot`, expected one of `FlushMetrics`, "
+				  "`InstanceStart`, `SendCtrlAltDel` at line 1 column 24.");
+	route("PATCH", "/vm", "{\"state\": \"Running\"}");
+	cr_assert_str_eq(r.fault, DESER "unknown variant `Running`, expected `Paused` or `Resumed` at line 1 column 19.");
+	route("PUT", "/drives/a", "{\"drive_id\": \"a\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+				 "\"rate_limiter\": {\"ops\": {\"size\": 1}}}");
+	cr_assert_not_null(strstr(r.fault, DESER "missing field `refill_time` at line 1 column 100."), "%s", r.fault);
+
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"foo\", \"mem_backend\": {\"backend_type\": \"foo\", \"backend_path\": \"bar\"}}");
+	cr_assert_not_null(strstr(r.fault, "unknown variant `foo`, expected `File` or `Uffd`"), "%s", r.fault);
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"foo\", \"mem_backend\": {\"backend_path\": \"bar\"}}");
+	cr_assert_not_null(strstr(r.fault, DESER "missing field `backend_type`"), "%s", r.fault);
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"foo\", \"mem_backend\": {\"backend_type\": \"File\"}}");
+	cr_assert_not_null(strstr(r.fault, DESER "missing field `backend_path`"), "%s", r.fault);
+	route("PUT", "/snapshot/load", "{\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"bar\"}}");
+	cr_assert_not_null(strstr(r.fault, DESER "missing field `snapshot_path`"), "%s", r.fault);
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"foo\"}");
+	cr_assert_str_eq(r.fault, DESER "missing field: either `mem_backend` or `mem_file_path` is required.");
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"foo\", \"mem_file_path\": \"bar\", "
+				      "\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"bar\"}}");
+	cr_assert_str_eq(r.fault, DESER "too many fields: either `mem_backend` or `mem_file_path` exclusively is required.");
+}
+
+/* Firecracker's answers for a body where none belongs and none where one
+ * does, whatever the path. */
+Test(router, bodies_where_none_belongs)
+{
+	route("PUT", "/boot-source", NULL);
+	cr_assert_str_eq(r.fault, "Empty PUT request.");
+	route("PATCH", "/machine-config", NULL);
+	cr_assert_str_eq(r.fault, "Empty PATCH request.");
+	route("PATCH", "/machine-config", "{}");
+	cr_assert_str_eq(r.fault, "Empty PATCH request.");
+	route("GET", "/", "{}");
+	cr_assert_str_eq(r.fault, "GET request cannot have a body.");
+	route("PUT", "/nope", NULL);
+	cr_assert_str_eq(r.fault, "Empty PUT request.");
+}
+
+/* Explicit null for an optional field is the field absent. */
+Test(router, null_is_absent)
+{
+	route("PUT", "/boot-source", "{\"kernel_image_path\": \"/k\", \"initrd_path\": null, \"boot_args\": null}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_str_eq(a.u.boot.initrd_path, "");
+	cr_assert_not(a.u.boot.has_boot_args);
+	route("PUT", "/drives/a", "{\"drive_id\": \"a\", \"partuuid\": null, \"is_root_device\": false, "
+				 "\"cache_type\": null, \"is_read_only\": null, \"path_on_host\": \"/r\", "
+				 "\"rate_limiter\": null, \"io_engine\": null, \"socket\": null}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	route("PUT", "/drives/a", "{\"drive_id\": \"a\", \"is_root_device\": false, \"path_on_host\": \"/r\", "
+				 "\"rate_limiter\": {\"bandwidth\": {\"size\": 10, \"one_time_burst\": null, \"refill_time\": 100}, \"ops\": null}}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.u.drive.rate_limiter.bandwidth.size, 10);
+	cr_assert_eq(a.u.drive.rate_limiter.bandwidth.one_time_burst, 0);
+	route("PUT", "/network-interfaces/n", "{\"iface_id\": \"n\", \"host_dev_name\": \"t\", \"guest_mac\": null, "
+					     "\"rx_rate_limiter\": null, \"tx_rate_limiter\": null}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_not(a.u.net.has_mac);
+	route("PUT", "/vsock", "{\"vsock_id\": null, \"guest_cid\": 3, \"uds_path\": \"/v\"}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_str_eq(r.deprecation, "", "a null vsock_id is no use of it");
+	route("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64, \"smt\": null, "
+				       "\"cpu_template\": null, \"track_dirty_pages\": null, \"huge_pages\": null}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_str_eq(r.deprecation, "");
+	route("PATCH", "/network-interfaces/n", "{\"iface_id\": \"n\", \"rx_rate_limiter\": null}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_not(a.u.net_update.has_rx);
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"/s\", \"mem_file_path\": null, "
+				      "\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"/m\"}, "
+				      "\"network_overrides\": null, \"vsock_override\": null}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_str_eq(r.deprecation, "");
+	route("PUT", "/logger", "{\"log_path\": \"/l\", \"level\": null, \"show_level\": null, \"module\": null}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+}
+
+/* The requests Firecracker answers with a Deprecation header. */
+Test(router, deprecated_fields)
+{
+	route("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256, \"cpu_template\": \"None\"}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_str_eq(r.deprecation, "PUT /machine-config: cpu_template field is deprecated.");
+	route("PATCH", "/machine-config", "{\"cpu_template\": \"None\"}");
+	cr_assert_str_eq(r.deprecation, "PATCH /machine-config: cpu_template field is deprecated.");
+	route("PUT", "/vsock", "{\"vsock_id\": \"v\", \"guest_cid\": 3, \"uds_path\": \"/v\"}");
+	cr_assert_str_eq(r.deprecation, "PUT /vsock: vsock_id field is deprecated.");
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_str_eq(r.deprecation, "PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are deprecated.");
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"/s\", \"enable_diff_snapshots\": true, "
+				      "\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"/m\"}}");
+	cr_assert_str_eq(r.deprecation, "PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are deprecated.");
+	route("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}");
+	cr_assert_str_eq(r.deprecation, "");
 }
