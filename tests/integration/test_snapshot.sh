@@ -34,6 +34,7 @@ testvm_snapshot() {
 	[ "$(last_count src)" = "$COUNT" ] || fail "the paused guest kept counting"
 	kill -9 "$API_PID"
 	wait "$API_PID" 2>/dev/null
+	rm -f "$API_SOCK" # what it leaves behind refuses the next start there
 	[ -f "$T/state" ] && [ -f "$T/mem" ] || { fail "snapshot files missing"; return 1; }
 	[ "$(stat -c %s "$T/mem")" -eq $MEM_FILE_BYTES ] || fail "memory file is not 64 MiB and its identity page"
 	# Sparse: about the 4 MiB the guest filled, not all 64.
