@@ -231,7 +231,8 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 {
 	static const char *const keys[] = { "snapshot_path", "mem_file_path", "mem_backend",
 		"enable_diff_snapshots", "track_dirty_pages", "resume_vm", "network_overrides",
-		"vsock_override", "clock_realtime", NULL };
+		"vsock_override", "clock_realtime", "huge_pages", NULL };
+	static const char *const page_sizes[] = { "None", "2M", NULL };
 	static const char *const backend_keys[] = { "backend_type", "backend_path", NULL };
 	static const char *const backends[] = { "File", "Uffd", NULL };
 	static const char *const net_keys[] = { "iface_id", "host_dev_name", NULL };
@@ -261,6 +262,13 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 	l->track_dirty_pages |= old_track;
 	if (realtime) {
 		answer(r, 400, "snapshot_load.clock_realtime: not supported by ember yet");
+		return;
+	}
+	int pages = 0;
+	if (!get_variant(obj, "snapshot_load", "huge_pages", page_sizes, false, &pages, r))
+		return;
+	if (pages) {
+		answer(r, 400, "snapshot_load.huge_pages: ember supports only \"None\" so far");
 		return;
 	}
 	bool has_file = get(obj, "mem_file_path") != NULL;
