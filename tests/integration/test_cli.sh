@@ -102,9 +102,27 @@ test_config_vcpu_too_many() {
 
 test_config_wrong_types() {
 	bad_config vcpustr "{$(kernel_json), \"machine-config\": {\"vcpu_count\": \"2\", \"mem_size_mib\": 64}}" \
-		"machine-config.vcpu_count: expected a non-negative integer"
+		'machine-config.vcpu_count: invalid type: string "2", expected u8'
 	bad_config bootnum '{"boot-source": {"kernel_image_path": 12}}' \
-		"boot-source.kernel_image_path: expected a string"
+		'boot-source.kernel_image_path: invalid type: integer `12`, expected a string'
+	# Null for an optional field is the field absent; for a required one, a wrong type.
+	bad_config bootnull '{"boot-source": {"kernel_image_path": null}}' \
+		'boot-source.kernel_image_path: invalid type: null, expected a string'
+}
+
+# Firecracker's GET /vm/config, nulls and all, is a config file: the VM boots.
+test_config_firecrackers_vm_config_with_nulls() {
+	need_kvm || return
+	cat > "$T/fc.json" <<-EOF2
+	{"balloon": null, "drives": [], "boot-source": {"kernel_image_path": "$(realpath "$BUILD/testvm.elf")",
+	 "initrd_path": null, "boot_args": null}, "cpu-config": null, "logger": null,
+	 "machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "smt": false, "track_dirty_pages": false,
+	 "huge_pages": "None"}, "metrics": null, "mmds-config": null, "network-interfaces": [], "vsock": null,
+	 "entropy": null, "pmem": [], "memory-hotplug": null}
+	EOF2
+	run_ember fcnulls 30 --no-api --config-file "$T/fc.json"
+	expect_status 0
+	expect_out fcnulls "testvm: done 0 passed 0 failed"
 }
 
 # drives_json FIRST N: N drives d<FIRST>.. as a JSON array.
