@@ -344,11 +344,11 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 	switch (ep) {
 	case EP_MACHINE_CONFIG:
 		a->type = patch ? ACTION_PATCH_MACHINE_CONFIG : ACTION_PUT_MACHINE_CONFIG;
-		if (patch && !obj->child) {
-			answer(r, 400, "Empty PATCH request.");
+		ret = config_json_machine(obj, !patch, &a->u.machine.value, &a->u.machine.fields, err, el);
+		if (!ret && patch && !a->u.machine.fields && !get(obj, "cpu_template") && !get(obj, "huge_pages")) {
+			answer(r, 400, "Empty PATCH request."); /* nothing named, or only nulls */
 			goto out;
 		}
-		ret = config_json_machine(obj, !patch, &a->u.machine.value, &a->u.machine.fields, err, el);
 		if (!ret && get(obj, "cpu_template"))
 			snprintf(r->deprecation, sizeof(r->deprecation),
 				 "%s /machine-config: cpu_template field is deprecated.", req->method_name);

@@ -298,6 +298,10 @@ Test(router, bodies_where_none_belongs)
 	cr_assert_str_eq(r.fault, "Empty PATCH request.");
 	route("PATCH", "/machine-config", "{}");
 	cr_assert_str_eq(r.fault, "Empty PATCH request.");
+	route("PATCH", "/machine-config", "{\"vcpu_count\": null, \"smt\": null}");
+	cr_assert_str_eq(r.fault, "Empty PATCH request.");
+	route("PATCH", "/machine-config", "{\"smt\": false}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
 	route("GET", "/", "{}");
 	cr_assert_str_eq(r.fault, "GET request cannot have a body.");
 	route("PUT", "/nope", NULL);
