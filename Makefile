@@ -28,7 +28,7 @@ UFFD    := $(OBJ)/ember-uffd
 # ember with test-only hooks (--test-forbidden-syscall, --test-seccomp-trace, --test-api-timeout-ms); never installed.
 EMBER_TEST := $(OBJ)/ember-test
 
-PKGS    := libcjson liburing libseccomp libcap-ng
+PKGS    := libcjson liburing libseccomp
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing \
            -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wimplicit-fallthrough -Wformat=2 -Wno-format-nonliteral \
@@ -39,6 +39,26 @@ LDFLAGS += -Wl,--as-needed
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
+endif
+
+# ember, ember-jailer and ember-uffd are static (static-pie: ASLR stays), so
+# a jail needs no libraries and no loader runs at start. Debian ships no
+# libcjson.a or libZydis.a: vmm/deps/static-libs.sh builds them from
+# Debian's source packages, cached in ~/.cache/ember. The sanitized
+# binaries (ASan needs the dynamic loader) and the test programs stay
+# dynamic.
+STATIC_DIR  := $(BUILD)/static-libs
+STATIC_LIBS := $(STATIC_DIR)/libcjson.a $(STATIC_DIR)/libZydis.a
+ifeq ($(SAN),1)
+BIN_LDFLAGS := $(LDFLAGS)
+BIN_DEPS    :=
+BIN_LIBS     = $(LDLIBS)
+UFFD_LIBS    = $(shell pkg-config --libs libcjson 2>/dev/null)
+else
+BIN_LDFLAGS := $(LDFLAGS) -static-pie
+BIN_DEPS    := $(STATIC_LIBS)
+BIN_LIBS    := $(STATIC_LIBS) -luring -lseccomp -lpthread
+UFFD_LIBS   := $(STATIC_DIR)/libcjson.a
 endif
 
 VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c api/*.c)
@@ -59,7 +79,7 @@ JAILER_TEST_OBJS := $(filter-out $(OBJ)/jailer/main.o $(OBJ)/jailer/fs.o,$(JAILE
 
 # ---- Debian packages -------------------------------------------------
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
-        libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
+        libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace
 
@@ -103,24 +123,36 @@ $(SECCOMP_FILTERS_TEST): $(OBJ)/gen/seccomp_filters.c
 	@echo "  CC      $< (test hooks)"
 	@$(CC) $(CFLAGS) -DEMBER_TEST_HOOKS -I. -c $< -o $@
 
-$(EMBER): $(VMM_OBJS)
+$(EMBER): $(VMM_OBJS) $(BIN_DEPS)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
 
-$(JAILER): $(JAILER_OBJS)
+$(JAILER): $(JAILER_OBJS) $(BIN_DEPS)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
+
+$(STATIC_LIBS) &: vmm/deps/static-libs.sh
+	vmm/deps/static-libs.sh $(STATIC_DIR)
+	@touch $(STATIC_LIBS)
 
 $(OBJ)/%-test.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $< (test hooks)"
 	@$(CC) $(CFLAGS) -DEMBER_TEST_HOOKS -MMD -MP -c $< -o $@
 
-$(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o $(OBJ)/api/server.o $(SECCOMP_FILTERS),$(LIB_OBJS)) $(TEST_HOOK_OBJS) $(SECCOMP_FILTERS_TEST)
+# Linked as the release binaries are, so the tests that run them (seccomp
+# traces, jails) see the same start-up.
+$(EMBER_TEST): $(filter-out $(OBJ)/vmm/seccomp.o $(OBJ)/api/server.o $(SECCOMP_FILTERS),$(LIB_OBJS)) $(TEST_HOOK_OBJS) $(SECCOMP_FILTERS_TEST) $(BIN_DEPS)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
 
-$(JAILER_TEST): $(JAILER_TEST_OBJS)
+$(JAILER_TEST): $(JAILER_TEST_OBJS) $(BIN_DEPS)
+	@echo "  LD      $@"
+	@$(CC) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
+
+# ember linked dynamically, as it was before the static build: only for
+# benchmarks/static.sh and the memory test's comparison.
+$(OBJ)/ember-dynamic: $(VMM_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -140,9 +172,9 @@ $(BUILD)/ember-uffd: $(BUILD)/obj/ember-uffd
 UFFD_OBJS := $(OBJ)/vmm/snapshot/uffd_handler/main.o $(OBJ)/vmm/snapshot/working_set.o \
              $(OBJ)/vmm/snapshot/memfile.o $(OBJ)/vmm/snapshot/snapfile.o $(OBJ)/vmm/snapshot/newfile.o \
              $(OBJ)/vmm/hostfile.o
-$(UFFD): $(UFFD_OBJS)
+$(UFFD): $(UFFD_OBJS) $(BIN_DEPS)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson 2>/dev/null)
+	@$(CC) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(UFFD_LIBS)
 -include $(UFFD_OBJS:.o=.d)
 
 ifneq ($(SAN),1)

@@ -65,6 +65,7 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(access, VMM),              /* the loader probes ld.so.preload; file checks */
 	ALLOW(prlimit64, START),         /* libc reads the stack limit */
 	ALLOW(pread64, START),           /* the loader reads ELF headers */
+	ALLOW(readlink, START),          /* static glibc reads /proc/self/exe (dlopen's $ORIGIN) */
 
 	/* -- memory -- */
 	ALLOW(brk, ALL),                 /* malloc */
