@@ -173,6 +173,20 @@ static void tx_done(struct evloop_op *op, int res, unsigned flags)
 	pthread_mutex_unlock(&net->vd.lock);
 }
 
+/* The free slot tx_process() takes next, or NULL if all are in flight. A
+ * slot is first handed out when needed, so that pages of tx_reqs no
+ * transmit ever used stay untouched (and out of ember's RSS). */
+static struct net_tx *tx_slot(struct virtio_net *net)
+{
+	if (!net->tx_free && net->tx_used < VIRTQ_MAX_SIZE) {
+		struct net_tx *t = &net->tx_reqs[net->tx_used++];
+		t->net = net;
+		t->next_free = NULL;
+		net->tx_free = t;
+	}
+	return net->tx_free;
+}
+
 static void tx_process(struct virtio_net *net)
 {
 	struct virtio_dev *vd = &net->vd;
@@ -182,7 +196,7 @@ static void tx_process(struct virtio_net *net)
 	if (vd->paused)
 		return;
 	for (;;) {
-		if (!net->tx_free)
+		if (!tx_slot(net))
 			break; /* a completion frees a slot and calls us again */
 		int r = virtq_pop(q, &vd->vm->mem, &c);
 		if (r == 0) {
@@ -379,11 +393,6 @@ int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, 
 	if (!net->tx_reqs) {
 		close(net->tap);
 		return -ENOMEM;
-	}
-	for (unsigned i = 0; i < VIRTQ_MAX_SIZE; i++) {
-		net->tx_reqs[i].net = net;
-		net->tx_reqs[i].next_free = net->tx_free;
-		net->tx_free = &net->tx_reqs[i];
 	}
 	uint64_t now = rl_now_ns();
 	rl_init(&net->rx_rl, &cfg->rx_rate_limiter, now);

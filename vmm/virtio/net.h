@@ -43,6 +43,7 @@ struct virtio_net {
 	struct ratelimiter rx_rl, tx_rl;
 	struct evloop_timer rx_timer, tx_timer;
 	struct net_tx *tx_reqs, *tx_free;
+	unsigned tx_used;      /* slots of tx_reqs handed out at least once */
 	unsigned tx_inflight;
 	struct evloop_op rx_cancel_op;
 	struct net_stats stats;
