@@ -232,7 +232,7 @@ $(BUILD)/demo.json: Makefile
 	  '}' > $@
 
 BENCH_ENV := EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD)
-bench: $(USER_BINS) kernel testvm rootfs
+bench: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
 	$(BENCH_ENV) benchmarks/span.sh 20
 	$(BENCH_ENV) benchmarks/api.sh 20
 	$(BENCH_ENV) benchmarks/boot.sh 20 3
@@ -241,22 +241,24 @@ bench: $(USER_BINS) kernel testvm rootfs
 	$(BENCH_ENV) benchmarks/memory.sh 5
 	$(BENCH_ENV) benchmarks/io.sh 10
 	$(BENCH_ENV) benchmarks/jailer.sh 5
+	$(BENCH_ENV) benchmarks/static.sh 20 3
 	benchmarks/report.sh benchmarks/results
 
 # Each benchmark once, small, into build/bench-smoke (the published
 # results stay as they are): part of make test so none can rot. Timings
 # are not checked.
 SMOKE := $(BUILD)/bench-smoke
-bench-smoke: $(USER_BINS) kernel testvm rootfs
+bench-smoke: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	OUT=$(SMOKE)/span.md $(BENCH_ENV) benchmarks/span.sh 1
 	OUT=$(SMOKE)/api.md $(BENCH_ENV) benchmarks/api.sh 1
 	OUT=$(SMOKE)/boot.md $(BENCH_ENV) benchmarks/boot.sh 1 0
 	OUT=$(SMOKE)/density.md CONCURRENCY="1 2" $(BENCH_ENV) benchmarks/density.sh 1
 	OUT=$(SMOKE)/snapshot.md SIZES=128 FILL=1 CONCURRENCY="1 2" CONC_RUNS=1 $(BENCH_ENV) benchmarks/snapshot.sh 1
-	OUT=$(SMOKE)/memory.md LOG=$(SMOKE)/memory.log CONFIGS=1x128 $(BENCH_ENV) benchmarks/memory.sh 1
+	OUT=$(SMOKE)/memory.md LOG=$(SMOKE)/memory.log CONFIGS=1x128 DEVICES= $(BENCH_ENV) benchmarks/memory.sh 1
 	OUT=$(SMOKE)/io.md $(BENCH_ENV) benchmarks/io.sh 1
 	OUT=$(SMOKE)/jailer.md SIZES="1 2" $(BENCH_ENV) benchmarks/jailer.sh 1
+	OUT=$(SMOKE)/static.md $(BENCH_ENV) benchmarks/static.sh 1 0
 	benchmarks/report.sh $(SMOKE)
 	@for p in latest.md boot-distribution.png restore-vs-memory.png memory-overhead.png concurrent-starts.png; do \
 	  test -s $(SMOKE)/$$p || { echo "bench-smoke: $(SMOKE)/$$p was not made"; exit 1; }; done

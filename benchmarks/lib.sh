@@ -112,3 +112,70 @@ scratch_cleanup() {
 	done
 	rm -rf "$tmp"
 }
+# fc_overhead SMAPS MEM_MIB -> "rss pss" in KiB: the VMM's memory outside
+# guest RAM counted as Firecracker's tests count it (every mapping but
+# those at least as large as guest RAM).
+fc_overhead() {
+	awk -v mem=$(($2 * 1024)) '/^Size:/ { s = $2 } /^Rss:/ { r = $2 }
+		/^Pss:/ { if (s < mem) { R += r; P += $2 } } END { print R + 0, P + 0 }' "$1"
+}
+# devices_vm EMBER SET DIR: boot the Linux guest (build/vmlinux, a copy of
+# build/rootfs.ext4 as the root drive) with the devices of SET, cumulative:
+#   root    the root drive alone
+#   drives  + two more drives (3 in all)
+#   net     + a network interface on a tap in a network namespace of its own
+#   all     + vsock
+# The guest reads every drive (16 direct reads at once on each), pings the
+# host over the tap and sends a line over vsock, then says "mem-ready";
+# then DIR/smaps is a copy of the VMM's /proc/PID/smaps. 128 MiB, 1 vCPU.
+# Needs root for the tap. Returns non-zero (with DIR/err) if it failed.
+DEVICES_GUEST_CMD='for d in /dev/vd?; do for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do dd if=$d of=/dev/null bs=64k count=4 skip=$((i*4)) iflag=direct 2>/dev/null & done; done; wait; if [ -e /sys/class/net/eth0 ]; then ip addr add 172.30.0.2/24 dev eth0; ip link set eth0 up; ping -c 2 -W 5 172.30.0.1 >/dev/null || echo ping-failed; fi; grep -qx 0x0013 /sys/bus/virtio/devices/*/device && { ember-vsock send 2 6000 hello-vsock || echo vsock-failed; }; echo mem-ready; sleep 600'
+devices_vm() { # EMBER SET DIR
+	local ember=$1 set=$2 dir=$3 ns="" pid rc=0 i drives net="" vsock="" root
+	rm -rf "$dir" && mkdir -p "$dir"
+	cp "$ember" "$dir/ember" # a private copy, as Firecracker's jailer makes
+	cp --sparse=always "${BUILD:-build}/rootfs.ext4" "$dir/root.ext4"
+	root=$(realpath "$dir/root.ext4")
+	drives="{\"drive_id\": \"rootfs\", \"path_on_host\": \"$root\", \"is_root_device\": true}"
+	if [ "$set" != root ]; then
+		for i in 1 2; do
+			truncate -s 16M "$dir/data$i.img"
+			drives+=", {\"drive_id\": \"data$i\", \"path_on_host\": \"$(realpath "$dir/data$i.img")\", \"is_root_device\": false}"
+		done
+	fi
+	if [ "$set" = net ] || [ "$set" = all ]; then
+		ns=ember-mem-$$-$RANDOM
+		ip netns add "$ns" && ip netns exec "$ns" ip tuntap add dev tap0 mode tap &&
+			ip netns exec "$ns" ip addr add 172.30.0.1/24 dev tap0 && ip netns exec "$ns" ip link set tap0 up ||
+			{ echo "cannot make a tap in a network namespace (needs root)" > "$dir/err"; [ -n "$ns" ] && ip netns del "$ns" 2> /dev/null; return 1; }
+		net=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:1e:00:02"}]'
+	fi
+	if [ "$set" = all ]; then
+		vsock=", \"vsock\": {\"guest_cid\": 3, \"uds_path\": \"$(realpath "$dir")/v.sock\"}"
+		socat -u UNIX-LISTEN:"$dir/v.sock_6000" OPEN:"$dir/vsock.got",creat < /dev/null &
+		echo $! > "$dir/socat.pid"
+	fi
+	local args="console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"$DEVICES_GUEST_CMD\""
+	args=${args//\\/\\\\}; args=${args//\"/\\\"}
+	cat > "$dir/vm.json" <<-EOF
+	{"boot-source": {"kernel_image_path": "$(realpath "${BUILD:-build}/vmlinux")", "boot_args": "$args"},
+	 "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
+	 "drives": [$drives]$net$vsock}
+	EOF
+	${ns:+ip netns exec "$ns"} "$dir/ember" --no-api --config-file "$dir/vm.json" < /dev/null > "$dir/out" 2> "$dir/err" &
+	pid=$!
+	echo "$pid" > "$dir/vmm.pid"
+	for i in $(seq 3000); do # 300 s
+		grep -q '^mem-ready' "$dir/out" 2> /dev/null && break
+		kill -0 "$pid" 2> /dev/null || break
+		sleep 0.1
+	done
+	grep -q '^mem-ready' "$dir/out" || rc=1
+	grep -qE '^(ping|vsock)-failed' "$dir/out" && rc=1
+	[ $rc -eq 0 ] && { sleep 1; cp "/proc/$pid/smaps" "$dir/smaps" || rc=1; }
+	kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
+	[ -f "$dir/socat.pid" ] && { kill "$(cat "$dir/socat.pid")" 2> /dev/null; wait "$(cat "$dir/socat.pid")" 2> /dev/null; }
+	rm -f "$dir/vmm.pid" "$dir/socat.pid" "$dir/root.ext4" "$dir"/data*.img "$dir/ember"
+	[ -n "$ns" ] && ip netns del "$ns"
+	return $rc
+}

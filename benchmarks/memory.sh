@@ -20,6 +20,11 @@
 #   FILL=1      MiB of guest memory the test guest writes before counting
 #   COPY=1      run each VMM from a private copy of its binary (see below)
 #   TIMEOUT=60  seconds a run may take to reach the first count line
+#   DEVICES="root drives net all"  then ember alone with devices (devices_vm
+#               in lib.sh: a Linux guest using 1 drive; 3 drives; + a network
+#               interface; + vsock), DEV_RUNS times each (default 3), counted
+#               as Firecracker's tests count it; DEVICES="" skips them. Needs
+#               root (the tap).
 # A smoke run: CONFIGS=1x128 FILL=1 benchmarks/memory.sh 1 (a few seconds).
 # Writes benchmarks/results/memory.md (OUT) and prints it, the medians as
 # plain data to data/memory.dat next to it (for the plot), the headline rows
@@ -255,6 +260,22 @@ for c in $CONFIGS; do
 	done
 done
 
+DEVICES=${DEVICES-root drives net all}
+DEV_RUNS=${DEV_RUNS:-3}
+for set in $DEVICES; do
+	: > "$tmp/dev-$set"
+	for i in $(seq "$DEV_RUNS"); do
+		if devices_vm "$EMBER" "$set" "$tmp/dev"; then
+			fc_overhead "$tmp/dev/smaps" 128 >> "$tmp/dev-$set"
+			echo "== ember devices $set run $i: overhead RSS/PSS (KiB): $(tail -n 1 "$tmp/dev-$set")" >> "$LOG"
+			cp "$tmp/dev/smaps" "$tmp/dev-$set.smaps"
+		else
+			failed "ember devices $set: the guest did not get ready" "$tmp/dev/err"
+			echo "-1 -1" >> "$tmp/dev-$set"
+		fi
+	done
+done
+
 # ---- report -------------------------------------------------------------
 kib() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 cell() { # median p90 n
@@ -312,6 +333,7 @@ for c in $CONFIGS; do
 	headline "VMM memory overhead PSS, ${c%x*} vCPU × ${c#*x} MiB" KiB "$tmp/ember-$c" 1 "$tmp/qemu-$c" 1
 done
 headline "VMM memory overhead RSS, ${first%x*} vCPU × ${first#*x} MiB" KiB "$tmp/ember-$first" 2 "$tmp/qemu-$first" 2
+[ -f "$tmp/dev-all" ] && headline "VMM memory overhead RSS, 3 drives + net + vsock (Linux guest)" KiB "$tmp/dev-all" 1
 {
 	echo "# Memory benchmark"
 	echo
@@ -358,6 +380,33 @@ headline "VMM memory overhead RSS, ${first%x*} vCPU × ${first#*x} MiB" KiB "$tm
 		echo "|---|---|---|---|"
 		grep '^M ' "$tmp/ember-$first.maps" | cut -c3- | sort -k1,1nr -k2,2nr | head -n 12 |
 			awk '{ split($0, a, " \\| "); printf "| %d | %d | %d | %s |\n", $1, $2, $3, a[2] }'
+		echo
+	fi
+	if [ -n "$DEVICES" ]; then
+		echo "## With devices"
+		echo
+		echo "ember alone, $DEV_RUNS runs each: a Linux guest (1 vCPU × 128 MiB; \`build/vmlinux\`, root drive" \
+		     "a copy of \`build/rootfs.ext4\`) that reads every drive (16 direct 64 KiB reads at once on each)," \
+		     "pings the host over a tap and sends a line over vsock; then Rss and Pss of every mapping smaller" \
+		     "than guest RAM, as Firecracker's tests count it (its bound: 5 MiB RSS; ember's: 3 MiB RSS," \
+		     "asserted by tests/integration/test_memory.sh). Each set adds to the one before; \"added\" is the" \
+		     "difference of the medians."
+		echo
+		echo "| devices | RSS median / p90 KiB | PSS median / p90 KiB | RSS added | runs |"
+		echo "|---|---|---|---|---|"
+		prev=
+		for set in $DEVICES; do
+			read -r rm rp rn <<< "$(stats "$tmp/dev-$set" 1)"
+			read -r pm pp pn <<< "$(stats "$tmp/dev-$set" 2)"
+			case $set in
+			root) label="1 drive (root)" ;; drives) label="3 drives" ;;
+			net) label="3 drives + net" ;; all) label="3 drives + net + vsock" ;;
+			esac
+			added=-
+			[ -n "$prev" ] && [ "$rn" -gt 0 ] && added=$(awk -v a="$rm" -v b="$prev" 'BEGIN { printf "%+.0f", a - b }')
+			[ "$rn" -gt 0 ] && prev=$rm
+			echo "| $label | $(cell "$rm" "$rp" "$rn") | $(cell "$pm" "$pp" "$pn") | $added | $rn |"
+		done
 		echo
 	fi
 	failures_line "No run failed."
