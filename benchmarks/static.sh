@@ -62,6 +62,7 @@ top_maps() {
 		/^Pss:/ { if (s < mem && r > 0) { n = split(h, f, " "); p = n >= 6 ? f[6] : "anonymous " f[2]; sub(/.*\//, "", p)
 		          printf "| %d | %d | %s |\n", r, s, p } }' "$1" | sort -t'|' -k2,2nr | head -n 12
 }
+mkdir -p "$(dirname "$OUT")"
 {
 	echo "# Static against dynamic ember"
 	echo
