@@ -69,7 +69,7 @@ if [ ! -f "$dir/libZydis.a" ]; then
 			# shellcheck disable=SC2086 # word splitting of the flags wanted
 			gcc $cflags $flags -c "$srcdir/$f" -o "$work/obj/$lib/$(basename "$f" .c).o"
 		done
-		ar rcs "$work/out/$lib" "$work/obj/$lib"/*.o
+		ar rcsD "$work/out/$lib" "$work/obj/$lib"/*.o
 	}
 	mkdir -p "$work/out"
 	c=$(find "$work/src" -maxdepth 1 -type d -name 'cjson-*')
