@@ -339,9 +339,10 @@ $(SOAK_LEAK): tests/soak/leak.c
 SOAK_ENV := EMBER=$(EMBER) SOAK=$(SOAK_BIN) BUILD=$(BUILD) SAN=$(SAN)
 soak: $(EMBER) $(SOAK_BIN) testvm
 	$(SOAK_ENV) OUT=$(BUILD)/soak tests/soak/run.sh
-soak-smoke: $(EMBER) $(SOAK_BIN) $(if $(filter 1,$(SAN)),,$(SOAK_LEAK)) testvm
+# The leaking ember is linked dynamically (preloading needs the loader).
+soak-smoke: $(EMBER) $(SOAK_BIN) $(if $(filter 1,$(SAN)),,$(SOAK_LEAK) $(OBJ)/ember-dynamic) testvm
 	$(SOAK_ENV) OUT=$(BUILD)/soak-smoke BOOTS=50 CYCLES=50 EVERY=5 RESTORES=50 ROUNDS=1 \
-		LEAK=$(if $(filter 1,$(SAN)),,$(SOAK_LEAK)) tests/soak/run.sh
+		LEAK=$(if $(filter 1,$(SAN)),,$(SOAK_LEAK)) LEAK_EMBER=$(OBJ)/ember-dynamic tests/soak/run.sh
 
 # ---- fuzzing (libFuzzer, clang) ------------------------------------------
 # Every target is built with ASan and clang's UBSan, including checks GCC's

@@ -36,6 +36,9 @@ RESTORES=${RESTORES:-1000}
 ROUNDS=${ROUNDS:-20}
 TOGETHER=${TOGETHER:-16}
 LEAK=${LEAK:-}
+# Preloading needs the dynamic loader: the leaking ember is the same
+# objects linked dynamically (build/obj/ember-dynamic; build/ember is static).
+LEAK_EMBER=${LEAK_EMBER:-$EMBER}
 # The sanitizer's allocator keeps freed memory in quarantine: its RSS
 # grows by design, so memory is reported but not checked there.
 if [ "${SAN:-0}" = 1 ]; then export SOAK_MEMORY_CHECK=0; fi
@@ -45,7 +48,7 @@ if [ ! -c /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 	[ "${EMBER_REQUIRE_KVM:-0}" = 1 ] && { echo "EMBER_REQUIRE_KVM=1: skipping is a failure"; exit 1; }
 	exit 0
 fi
-for f in "$EMBER" "$SOAK" "$BUILD/testvm.elf" ${LEAK:+"$LEAK"}; do
+for f in "$EMBER" "$SOAK" "$BUILD/testvm.elf" ${LEAK:+"$LEAK" "$LEAK_EMBER"}; do
 	[ -f "$f" ] || { echo "soak: $f missing (make)" >&2; exit 1; }
 done
 
@@ -80,9 +83,9 @@ phase() { # NAME COMMAND...: its samples in OUT/NAME.tsv
 	"$@" > "$OUT/$name.tsv" || [ "$name" = leak ] || failed+=("$name: a run failed")
 	took[$name]=$((SECONDS - start))
 }
-cycles() { # NAME N EVERY [PRELOAD]
+cycles() { # NAME N EVERY [PRELOAD EMBER]
 	phase "$1" env SOAK_PRELOAD="${4:-}" "$SOAK" cycles "$2" "$3" "$tmp/$1" "$tmp/cycles.setup" \
-		"$tmp/$1/vm.state" "$tmp/$1/vm.mem" "$tmp/a.img" "$tmp/b.img" -- "$EMBER"
+		"$tmp/$1/vm.state" "$tmp/$1/vm.mem" "$tmp/a.img" "$tmp/b.img" -- "${5:-$EMBER}"
 }
 
 start=$SECONDS
@@ -96,7 +99,7 @@ if [ -s "$tmp/snapshot/count" ]; then
 else
 	failed+=("restores: not run, no snapshot was made")
 fi
-if [ -n "$LEAK" ]; then cycles leak 40 5 "$(realpath "$LEAK")"; fi
+if [ -n "$LEAK" ]; then cycles leak 40 5 "$(realpath "$LEAK")" "$LEAK_EMBER"; fi
 total=$((SECONDS - start))
 # The logs of failed runs (console and API conversation), kept.
 logs=0
