@@ -44,9 +44,10 @@ endif
 # ember, ember-jailer and ember-uffd are static (static-pie: ASLR stays), so
 # a jail needs no libraries and no loader runs at start. Debian ships no
 # libcjson.a or libZydis.a: vmm/deps/static-libs.sh builds them from
-# Debian's source packages, cached in ~/.cache/ember. The sanitized
-# binaries (ASan needs the dynamic loader) and the test programs stay
-# dynamic.
+# Debian's source packages, cached in ~/.cache/ember. ember-test and
+# ember-jailer-test are linked the same way; the sanitized binaries (ASan
+# needs the dynamic loader), the unit tests and the other test programs
+# stay dynamic.
 STATIC_DIR  := $(BUILD)/static-libs
 STATIC_LIBS := $(STATIC_DIR)/libcjson.a $(STATIC_DIR)/libZydis.a
 ifeq ($(SAN),1)
@@ -150,8 +151,8 @@ $(JAILER_TEST): $(JAILER_TEST_OBJS) $(BIN_DEPS)
 	@echo "  LD      $@"
 	@$(CC) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
 
-# ember linked dynamically, as it was before the static build: only for
-# benchmarks/static.sh and the memory test's comparison.
+# ember linked dynamically, as it was before the static build: for
+# benchmarks/static.sh, and for the soak's leaking ember (LD_PRELOAD).
 $(OBJ)/ember-dynamic: $(VMM_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
