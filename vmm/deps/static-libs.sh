@@ -57,7 +57,11 @@ if [ ! -f "$dir/libZydis.a" ]; then
 		-o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o APT::Sandbox::User="$(id -un)"
 	apt-get "$@" update >/dev/null
 	# dpkg-source (dpkg-dev) unpacks each and applies Debian's patches.
-	(cd "$work/src" && apt-get "$@" source "$cjson" "$zydis" >/dev/null)
+	(cd "$work/src" && apt-get "$@" source "$cjson" "$zydis" >/dev/null) || {
+		echo "static-libs.sh: cannot fetch the sources of $cjson $zydis (the archive holds only its" \
+		     "newest versions: apt-get install --only-upgrade libcjson-dev libzydis-dev)" >&2
+		exit 1
+	}
 	# Debian's own compiler flags (hardening included; PIE objects, so
 	# they fit a static-pie binary).
 	cflags="$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get CPPFLAGS) $(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get CFLAGS)"
