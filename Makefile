@@ -28,7 +28,7 @@ UFFD    := $(OBJ)/ember-uffd
 # ember with test-only hooks (--test-forbidden-syscall, --test-seccomp-trace, --test-api-timeout-ms); never installed.
 EMBER_TEST := $(OBJ)/ember-test
 
-PKGS    := libcjson liburing libseccomp
+PKGS    := libcjson liburing libseccomp libcap-ng
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing \
            -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wimplicit-fallthrough -Wformat=2 -Wno-format-nonliteral \
@@ -58,7 +58,7 @@ UFFD_LIBS    = $(shell pkg-config --libs libcjson 2>/dev/null)
 else
 BIN_LDFLAGS := $(LDFLAGS) -static-pie
 BIN_DEPS    := $(STATIC_LIBS)
-BIN_LIBS    := $(STATIC_LIBS) -luring -lseccomp -lpthread
+BIN_LIBS    := $(STATIC_LIBS) -luring -lseccomp -lcap-ng -lpthread
 UFFD_LIBS   := $(STATIC_DIR)/libcjson.a
 endif
 
@@ -80,7 +80,7 @@ JAILER_TEST_OBJS := $(filter-out $(OBJ)/jailer/main.o $(OBJ)/jailer/fs.o,$(JAILE
 
 # ---- Debian packages -------------------------------------------------
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
-        libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
+        libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace
 

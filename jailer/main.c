@@ -11,10 +11,11 @@
  *   optionally fork into a new PID namespace and/or daemonize;
  *   check the jail is still where it was made, unshare the mount namespace
  *   and pivot_root into the jail;
- *   drop every capability and switch uid/gid; no_new_privs;
+ *   drop every capability and switch uid/gid (libcap-ng); no_new_privs;
  *   install the seccomp allow-list for the VMM (libseccomp); exec.
  * Any failure removes what was made (jail directory, cgroups) and exits 1.
  * --cleanup removes them for a VM that has finished. */
+#include <cap-ng.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -25,15 +26,12 @@
 #include <stdlib.h>
 #include <stdnoreturn.h>
 #include <string.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <linux/nsfs.h>
 #include <sys/fsuid.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -371,26 +369,15 @@ static int check_exec_as_user(struct jail *j)
 	return 0;
 }
 
-/* By hand rather than with libcap-ng: its capng_change_id() pulls glibc's
- * getpwuid()/initgroups() (NSS) into the static binary. */
 static int drop_privileges(struct jail *j)
 {
-	/* The bounding set first (that needs CAP_SETPCAP), so not even an
-	 * exec'd uid 0 gets capabilities back; EINVAL past the last one. */
-	for (int cap = 0; prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0; cap++)
-		;
-	if (errno != EINVAL)
-		return jail_report("dropping the capability bounding set: %s", strerror(errno));
-	if (setgroups(0, NULL) < 0 || setresgid(j->gid, j->gid, j->gid) < 0 ||
-	    setresuid(j->uid, j->uid, j->uid) < 0)
-		return jail_report("cannot switch to uid %u gid %u: %s", (unsigned)j->uid, (unsigned)j->gid,
-				   strerror(errno));
-	/* Effective, permitted and inheritable sets empty (uid 0 keeps them
-	 * across setresuid). */
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = { 0 };
-	if (syscall(SYS_capset, &hdr, none) < 0)
-		return jail_report("dropping capabilities: %s", strerror(errno));
+	capng_clear(CAPNG_SELECT_BOTH);
+	/* Also empties the bounding set, so not even an exec'd uid 0 gets
+	 * capabilities back. */
+	int err = capng_change_id((int)j->uid, (int)j->gid, CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING);
+	if (err)
+		return jail_report("cannot switch to uid %u gid %u and drop capabilities (capng_change_id: %d)",
+				   (unsigned)j->uid, (unsigned)j->gid, err);
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
 		return jail_report("clearing ambient capabilities: %s", strerror(errno));
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
