@@ -615,8 +615,11 @@ int config_json_net(const cJSON *obj, struct net_config *out, char *err, size_t 
 	struct net_config n;
 	memset(&n, 0, sizeof(n));
 	char mac[32];
+	uint64_t mtu = 0;
 	int ret;
+	/* Any u16 here; the device refuses one outside 68-65535 (as Firecracker). */
 	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_uint(obj, sec, "mtu", 0, UINT16_MAX, &mtu, &n.has_mtu, err, errlen)) ||
 	    (ret = get_string(obj, sec, "iface_id", n.iface_id, sizeof(n.iface_id), true, NULL, err, errlen)) ||
 	    (ret = check_id(sec, "iface_id", n.iface_id, err, errlen)) ||
 	    (ret = get_string(obj, sec, "host_dev_name", n.host_dev_name, sizeof(n.host_dev_name), true,
@@ -625,12 +628,9 @@ int config_json_net(const cJSON *obj, struct net_config *out, char *err, size_t 
 		return ret;
 	if (!n.host_dev_name[0])
 		return fail(err, errlen, "network-interfaces.host_dev_name: empty");
-	if (field(obj, "mtu")) /* null (as GET /vm/config writes it) is absent */
-		return fail(err, errlen, "network-interfaces.mtu: not supported by ember yet");
 	if (n.has_mac && parse_mac(mac, n.guest_mac))
 		return fail(err, errlen, "network-interfaces.guest_mac: expected xx:xx:xx:xx:xx:xx");
-	if (n.has_mac && (n.guest_mac[0] & 1))
-		return fail(err, errlen, "network-interfaces.guest_mac: a multicast address");
+	n.mtu = (uint16_t)mtu;
 	if ((ret = config_json_rate_limiter(field(obj, "rx_rate_limiter"),
 					    "network-interfaces.rx_rate_limiter", &n.rx_rate_limiter,
 					    err, errlen)) ||
@@ -871,6 +871,8 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 		cJSON_AddStringToObject(o, "iface_id", n->iface_id);
 		cJSON_AddStringToObject(o, "host_dev_name", n->host_dev_name);
 		add_string_or_null(o, "guest_mac", n->has_mac, mac);
+		if (n->has_mtu)
+			cJSON_AddNumberToObject(o, "mtu", n->mtu);
 		add_rate_limiter(o, "rx_rate_limiter", &n->rx_rate_limiter);
 		add_rate_limiter(o, "tx_rate_limiter", &n->tx_rate_limiter);
 		cJSON_AddItemToArray(nets, o);
@@ -898,7 +900,8 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 	return root;
 }
 
-/* Cross-device rules: unique ids and tap names, one root drive. */
+/* Cross-device rules: unique ids and tap names, one root drive. The
+ * messages for the root drive, the MAC and the tap are Firecracker's. */
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 {
 	unsigned roots = 0;
@@ -909,18 +912,23 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 				return fail(err, errlen, "drives.drive_id: \"%s\" used twice", cfg->drives[i].drive_id);
 	}
 	if (roots > 1)
-		return fail(err, errlen, "drives.is_root_device: only one drive can be the root device");
+		return fail(err, errlen, "A root block device already exists!");
 	for (unsigned i = 0; i < cfg->nnets; i++) {
 		for (unsigned j = 0; j < i; j++) {
 			if (strcmp(cfg->nets[i].iface_id, cfg->nets[j].iface_id) == 0)
 				return fail(err, errlen, "network-interfaces.iface_id: \"%s\" used twice",
 					    cfg->nets[i].iface_id);
 			if (strcmp(cfg->nets[i].host_dev_name, cfg->nets[j].host_dev_name) == 0)
-				return fail(err, errlen, "network-interfaces.host_dev_name: \"%s\" used twice",
-					    cfg->nets[i].host_dev_name);
+				return fail(err, errlen, "Could not create the network device: Open tap device failed: "
+					    "Error while creating ifreq structure: %s (os error %d). Invalid TUN/TAP "
+					    "Backend provided by %s. Check our documentation on setting up the network "
+					    "devices.", strerror(EBUSY), EBUSY, cfg->nets[i].host_dev_name);
 			if (cfg->nets[i].has_mac && cfg->nets[j].has_mac &&
-			    memcmp(cfg->nets[i].guest_mac, cfg->nets[j].guest_mac, 6) == 0)
-				return fail(err, errlen, "network-interfaces.guest_mac: used twice");
+			    memcmp(cfg->nets[i].guest_mac, cfg->nets[j].guest_mac, 6) == 0) {
+				const uint8_t *m = cfg->nets[i].guest_mac;
+				return fail(err, errlen, "The MAC address is already in use: %02x:%02x:%02x:%02x:%02x:%02x",
+					    m[0], m[1], m[2], m[3], m[4], m[5]);
+			}
 		}
 	}
 	return 0;

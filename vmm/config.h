@@ -30,8 +30,11 @@ struct machine_config {
 };
 
 #define CONFIG_ID_MAX 64
-#define CONFIG_MAX_DRIVES 8
-#define CONFIG_MAX_NETS 8
+/* Each virtio device takes one of the 17 GSIs (layout.h), so no VM can
+ * start with more than 17 devices of all kinds together (checked at start,
+ * as Firecracker checks it); these bound what the configuration holds. */
+#define CONFIG_MAX_DRIVES 17
+#define CONFIG_MAX_NETS 17
 #define CONFIG_UDS_MAX 108 /* sun_path */
 
 enum cache_type { CACHE_UNSAFE, CACHE_WRITEBACK };
@@ -53,6 +56,8 @@ struct net_config {
 	char host_dev_name[IFNAMSIZ];
 	bool has_mac;
 	uint8_t guest_mac[6];
+	bool has_mtu;                   /* else no VIRTIO_NET_F_MTU */
+	uint16_t mtu;
 	struct ratelimiter_config rx_rate_limiter;
 	struct ratelimiter_config tx_rate_limiter;
 };

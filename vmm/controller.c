@@ -57,15 +57,24 @@ static bool pre_boot(struct controller *c, struct action *a)
 {
 	if (c->state == STATE_NOT_STARTED)
 		return true;
-	reply_error(a, 400, "not allowed after the VM has started");
+	reply_error(a, 400, "The requested operation is not supported after starting the microVM.");
 	return false;
+}
+
+/* pre_boot() for what only a boot uses: a snapshot load is refused after. */
+static bool boot_config(struct controller *c, struct action *a)
+{
+	if (!pre_boot(c, a))
+		return false;
+	c->boot_path = true;
+	return true;
 }
 
 static bool post_boot(struct controller *c, struct action *a)
 {
 	if (c->state != STATE_NOT_STARTED)
 		return true;
-	reply_error(a, 400, "not allowed before the VM has started");
+	reply_error(a, 400, "The requested operation is not supported before starting the microVM.");
 	return false;
 }
 
@@ -231,7 +240,8 @@ static void put_net(struct controller *c, struct action *a)
 	next.nets[i] = *n;
 	if (i == next.nnets)
 		next.nnets++;
-	if (config_check_devices(&next, a->fault, sizeof(a->fault))) {
+	if (config_check_devices(&next, a->fault, sizeof(a->fault)) ||
+	    virtio_net_check(n, a->fault, sizeof(a->fault))) {
 		a->status = 400;
 		return;
 	}
@@ -339,21 +349,17 @@ static void on_uffd_hangup(struct evloop_watch *w, int res)
 	vm_request_stop(&c->machine.vm, 1, "the page-fault handler closed its socket (it exited?)");
 }
 
-/* Only a fresh process restores: nothing but the logger and metrics may
- * have been configured. */
+/* Only a process that has configured nothing a boot uses restores (the
+ * logger, metrics and serial may be set); Firecracker's messages. */
 static bool fresh(const struct controller *c, struct action *a)
 {
-	struct vmm_config d;
-	config_defaults(&d);
-	const struct vmm_config *cfg = &c->cfg;
 	if (c->state != STATE_NOT_STARTED) {
-		reply_error(a, 400, "a snapshot can only be loaded before the VM has started");
+		reply_error(a, 400, "The requested operation is not supported after starting the microVM.");
 		return false;
 	}
-	if (cfg->boot.set || cfg->ndrives || cfg->nnets || cfg->vsock.set || cfg->entropy.set ||
-	    cfg->serial.set || memcmp(&cfg->machine, &d.machine, sizeof(d.machine)) != 0) {
-		reply_error(a, 400, "a snapshot can only be loaded into a fresh ember: only the logger "
-			    "and metrics may be configured before it");
+	if (c->boot_path) {
+		reply_error(a, 400, "Load snapshot error: Loading a microVM snapshot not allowed after "
+			    "configuring boot-specific resources.");
 		return false;
 	}
 	return true;
@@ -367,6 +373,8 @@ static int restore_config(struct controller *c, const struct snapshot_load *l, c
 	*cfg = *saved;
 	cfg->logger = c->cfg.logger;
 	cfg->metrics = c->cfg.metrics;
+	if (c->cfg.serial.set)
+		cfg->serial = c->cfg.serial; /* PUT /serial before the load */
 	cfg->machine.track_dirty_pages = l->track_dirty_pages;
 	for (unsigned i = 0; i < l->nnet_overrides; i++) {
 		const struct net_override *o = &l->net_overrides[i];
@@ -504,13 +512,13 @@ void controller_handle(struct controller *c, struct action *a)
 		break;
 	case ACTION_PUT_MACHINE_CONFIG:
 	case ACTION_PATCH_MACHINE_CONFIG:
-		if (pre_boot(c, a) &&
+		if (boot_config(c, a) &&
 		    config_machine_apply(&c->cfg.machine, &a->u.machine.value, a->u.machine.fields,
 					 a->type == ACTION_PATCH_MACHINE_CONFIG, a->fault, sizeof(a->fault)))
 			a->status = 400;
 		break;
 	case ACTION_PUT_BOOT_SOURCE: {
-		if (!pre_boot(c, a))
+		if (!boot_config(c, a))
 			break;
 		struct boot_images img = {
 			.kernel_path = a->u.boot.kernel_image_path,
@@ -523,7 +531,7 @@ void controller_handle(struct controller *c, struct action *a)
 		break;
 	}
 	case ACTION_PUT_DRIVE:
-		if (pre_boot(c, a))
+		if (boot_config(c, a))
 			put_drive(c, a);
 		break;
 	case ACTION_PATCH_DRIVE:
@@ -531,7 +539,7 @@ void controller_handle(struct controller *c, struct action *a)
 			patch_drive(c, a);
 		break;
 	case ACTION_PUT_NET:
-		if (pre_boot(c, a))
+		if (boot_config(c, a))
 			put_net(c, a);
 		break;
 	case ACTION_PATCH_NET:
@@ -539,11 +547,11 @@ void controller_handle(struct controller *c, struct action *a)
 			patch_net(c, a);
 		break;
 	case ACTION_PUT_VSOCK:
-		if (pre_boot(c, a))
+		if (boot_config(c, a))
 			c->cfg.vsock = a->u.vsock;
 		break;
 	case ACTION_PUT_ENTROPY:
-		if (pre_boot(c, a))
+		if (boot_config(c, a))
 			c->cfg.entropy = a->u.entropy;
 		break;
 	case ACTION_PUT_SERIAL:

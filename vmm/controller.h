@@ -31,6 +31,11 @@ struct controller {
 	uint64_t startup_us, startup_cpu_us;  /* exec -> API ready */
 
 	struct vmm_config cfg;
+	/* A request configured what only a boot uses (boot source, machine,
+	 * a device), even if it failed: a snapshot load is refused from then
+	 * on, as Firecracker refuses it. The logger, metrics and serial are
+	 * not among them. */
+	bool boot_path;
 	enum instance_state state;
 	struct machine machine;
 	struct evloop_watch stop_watch;       /* the VM asked to stop */

@@ -47,9 +47,13 @@
 #define PORT_I8042_CMD 0x64
 #define PORT_COM1 0x3f8
 #define IRQ_COM1 4
-/* GSIs handed to virtio-mmio devices, one each (IOAPIC pins 5-23). */
+/* GSIs handed to virtio-mmio devices, one each: IOAPIC pins 5-21, 17
+ * devices, as many as Firecracker takes on x86 (it keeps pins 22 and 23
+ * for its VM generation ID and clock devices; ember keeps them free too,
+ * so a VM that fits one fits the other). */
 #define IRQ_VIRTIO_BASE 5
-#define IRQ_VIRTIO_LAST 23
+#define IRQ_VIRTIO_LAST 21
+#define IRQ_VIRTIO_COUNT (IRQ_VIRTIO_LAST - IRQ_VIRTIO_BASE + 1)
 #define IOAPIC_NUM_PINS 24
 
 #endif

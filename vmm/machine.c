@@ -9,6 +9,7 @@
 
 #include "boot/boot.h"
 #include "hostfile.h"
+#include "layout.h"
 #include "log.h"
 #include "vcpu.h"
 #include "virtio/blk.h"
@@ -95,6 +96,11 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 	const struct vmm_config *cfg = p->cfg;
 	unsigned index = 0;
 	int ret;
+	/* One GSI each (layout.h); Firecracker's message. */
+	if (cfg->ndrives + cfg->nnets + cfg->vsock.set + cfg->entropy.set > IRQ_VIRTIO_COUNT) {
+		snprintf(err, errlen, "Could not allocate GSI: The requested resource is not available.");
+		return -ENOSPC;
+	}
 	unsigned order[CONFIG_MAX_DRIVES], n = 0;
 	for (unsigned i = 0; i < cfg->ndrives; i++)
 		if (cfg->drives[i].is_root_device)

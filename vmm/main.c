@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "seccomp.h"
+#include "snapshot/snapfile.h"
 #include "snapshot/snapshot.h"
 #include "vcpu.h"
 #include "version.h"
@@ -30,11 +32,16 @@
 #define DEFAULT_API_SOCK "/run/firecracker.socket" /* Firecracker's */
 #define DEFAULT_MAX_PAYLOAD 51200 /* Firecracker's default */
 
+/* Firecracker's exit statuses for a bad command line and a bad log level. */
+#define EXIT_ARG_PARSING 153
+#define EXIT_BAD_CONFIGURATION 152
+
 struct options {
 	const char *config_file;
 	const char *api_sock;
 	const char *id;
 	const char *metrics_path;
+	const char *seccomp_filter;
 	size_t max_payload;
 	bool no_api;
 	bool boot_timer;
@@ -73,6 +80,11 @@ static void usage(FILE *f)
 		"  --show-level         include the level in each log line\n"
 		"  --show-log-origin    include file:line in each log line\n"
 		"  --no-seccomp         install no seccomp filters (debugging only)\n"
+		"  --seccomp-filter PATH  install the filters in PATH (Firecracker's seccompiler-bin\n"
+		"                       output) instead of ember's own\n"
+		"  --module MODULE      accepted and ignored, as the logger's \"module\"\n"
+		"  --snapshot-version   print the snapshot format version this ember writes and exit\n"
+		"  --describe-snapshot PATH  print the format version of a snapshot state file and exit\n"
 		"  --start-time-us N, --start-time-cpu-us N, --parent-cpu-time-us N\n"
 		"                       set by a jailer: when it started (for the startup metrics)\n"
 		"  --version            print the version and exit\n"
@@ -83,7 +95,31 @@ static void usage(FILE *f)
 enum { OPT_CONFIG = 256, OPT_NO_API, OPT_API_SOCK, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
        OPT_LOG_PATH, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_METRICS_PATH, OPT_MAX_PAYLOAD,
        OPT_VERSION, OPT_HELP, OPT_NO_SECCOMP, OPT_START_US, OPT_START_CPU_US, OPT_PARENT_CPU_US,
+       OPT_SECCOMP_FILTER, OPT_MODULE, OPT_SNAPSHOT_VERSION, OPT_DESCRIBE_SNAPSHOT, OPT_METADATA,
+       OPT_MMDS_SIZE_LIMIT, OPT_ENABLE_PCI,
        OPT_TEST_FORBIDDEN_SYSCALL, OPT_TEST_SECCOMP_TRACE, OPT_TEST_API_TIMEOUT };
+
+/* A command line ember refuses: one line, and Firecracker's status. */
+__attribute__((format(printf, 1, 2))) noreturn static void die_args(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("ember: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(EXIT_ARG_PARSING);
+}
+
+noreturn static void describe_snapshot(const char *path)
+{
+	char msg[512];
+	uint32_t version;
+	if (snapfile_version(path, &version, msg, sizeof(msg)))
+		die("--describe-snapshot: %s", msg);
+	printf(SNAPFILE_VERSION_FMT "\n", version);
+	exit(0);
+}
 
 static unsigned long long parse_us(const char *flag, const char *arg)
 {
@@ -115,6 +151,13 @@ static void parse_args(int argc, char **argv, struct options *o)
 		{ "start-time-us", required_argument, NULL, OPT_START_US },
 		{ "start-time-cpu-us", required_argument, NULL, OPT_START_CPU_US },
 		{ "parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_US },
+		{ "seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER },
+		{ "module", required_argument, NULL, OPT_MODULE },
+		{ "snapshot-version", no_argument, NULL, OPT_SNAPSHOT_VERSION },
+		{ "describe-snapshot", required_argument, NULL, OPT_DESCRIBE_SNAPSHOT },
+		{ "metadata", required_argument, NULL, OPT_METADATA },
+		{ "mmds-size-limit", required_argument, NULL, OPT_MMDS_SIZE_LIMIT },
+		{ "enable-pci", no_argument, NULL, OPT_ENABLE_PCI },
 #ifdef EMBER_TEST_HOOKS
 		{ "test-forbidden-syscall", required_argument, NULL, OPT_TEST_FORBIDDEN_SYSCALL },
 		{ "test-seccomp-trace", no_argument, NULL, OPT_TEST_SECCOMP_TRACE },
@@ -128,6 +171,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 	o->max_payload = DEFAULT_MAX_PAYLOAD;
 	opterr = 0;
 	int c, level;
+	bool no_seccomp = false;
 	while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_CONFIG: o->config_file = optarg; break;
@@ -151,8 +195,11 @@ static void parse_args(int argc, char **argv, struct options *o)
 		}
 		case OPT_BOOT_TIMER: o->boot_timer = true; break;
 		case OPT_LEVEL:
-			if ((level = log_level_parse(optarg)) < 0)
-				die("--level: unknown level '%s' (Error, Warning, Info, Debug, Trace, Off)", optarg);
+			if ((level = log_level_parse(optarg)) < 0) {
+				fprintf(stderr, "ember: --level: unknown level '%s' (Error, Warning, Info, Debug, "
+					"Trace, Off)\n", optarg);
+				exit(EXIT_BAD_CONFIGURATION);
+			}
 			log_set_level((enum log_level)level);
 			break;
 		case OPT_LOG_PATH: {
@@ -163,7 +210,16 @@ static void parse_args(int argc, char **argv, struct options *o)
 		}
 		case OPT_SHOW_LEVEL: log_set_show_level(true); break;
 		case OPT_SHOW_ORIGIN: log_set_show_origin(true); break;
-		case OPT_NO_SECCOMP: seccomp_disable(); break;
+		case OPT_NO_SECCOMP: no_seccomp = true; break;
+		case OPT_SECCOMP_FILTER: o->seccomp_filter = optarg; break;
+		case OPT_MODULE: break;
+		case OPT_SNAPSHOT_VERSION: printf(SNAPFILE_VERSION_FMT "\n", SNAPFILE_VERSION); exit(0);
+		case OPT_DESCRIBE_SNAPSHOT: describe_snapshot(optarg);
+		/* Features of later versions: refused, never silently ignored. */
+		case OPT_METADATA: die_args("--metadata: MMDS is not supported yet");
+		case OPT_MMDS_SIZE_LIMIT: die_args("--mmds-size-limit: MMDS is not supported yet");
+		case OPT_ENABLE_PCI:
+			die_args("--enable-pci: PCI is not supported yet (ember's devices are virtio-mmio)");
 		case OPT_START_US: o->jailer_start_us = parse_us("--start-time-us", optarg); break;
 		case OPT_START_CPU_US: (void)parse_us("--start-time-cpu-us", optarg); break;
 		case OPT_PARENT_CPU_US: (void)parse_us("--parent-cpu-time-us", optarg); break;
@@ -189,14 +245,18 @@ static void parse_args(int argc, char **argv, struct options *o)
 		case OPT_HELP: usage(stdout); exit(0);
 		default:
 			if (optopt)
-				die("option '%s' needs a value (see --help)", argv[optind - 1]);
-			die("unknown option '%s' (see --help)", argv[optind - 1]);
+				die_args("option '%s' needs a value (see --help)", argv[optind - 1]);
+			die_args("unknown option '%s' (see --help)", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		die("unexpected argument '%s' (see --help)", argv[optind]);
+		die_args("unexpected argument '%s' (see --help)", argv[optind]);
 	if (o->no_api && !o->config_file)
-		die("--no-api needs --config-file: without either there is no way to configure the VM");
+		die_args("--no-api needs --config-file: without either there is no way to configure the VM");
+	if (no_seccomp && o->seccomp_filter)
+		die_args("--no-seccomp and --seccomp-filter cannot be used together");
+	if (no_seccomp)
+		seccomp_disable();
 }
 
 /* ---- terminal and event loop ---------------------------------------- */

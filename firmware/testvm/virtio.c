@@ -393,6 +393,15 @@ static void net_checks(void)
 	if (!d)
 		return;
 	setup(d, 2);
+	/* The MTU the device offers (VIRTIO_NET_F_MTU, bit 3; the config
+	 * space's u16 at offset 10), for the host to check. */
+	wr(d, DEV_FEAT_SEL, 0);
+	puts_serial("testvm: virtio.net.mtu ");
+	if (rd(d, DEV_FEAT) & (1u << 3))
+		put_dec(rd(d, 0x108) >> 16);
+	else
+		puts_serial("none");
+	puts_serial("\n");
 	/* A broadcast frame with an empty virtio-net header, on queue 1 (tx). */
 	memset(frame, 0, sizeof(frame));
 	memset(frame + 12, 0xff, 6);

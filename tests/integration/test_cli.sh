@@ -27,29 +27,86 @@ test_cli_help() {
 	expect_out help "--boot-timer"
 }
 
+# A command line ember refuses exits 153, as Firecracker's does (its
+# ArgParsing status); a bad log level 152 (BadConfiguration).
 test_cli_unknown_flag() {
 	run_ember flag 10 --no-such-flag
-	expect_status 1
+	expect_status 153
 	expect_err flag "unknown option '--no-such-flag'"
 	expect_err_lines flag 1
 }
 
 test_cli_flag_without_value() {
 	run_ember flagval 10 --no-api --config-file
-	expect_status 1
+	expect_status 153
 	expect_err flagval "needs a value"
 }
 
 test_cli_bad_level() {
 	run_ember level 10 --level Loud --no-api --config-file /dev/null
-	expect_status 1
+	expect_status 152
 	expect_err level "--level"
 }
 
 test_cli_no_api_needs_config() {
 	run_ember noapi 10 --no-api
-	expect_status 1
+	expect_status 153
 	expect_err noapi "--config-file"
+}
+
+# Flags of features ember does not have yet are refused with one clear
+# line (never silently ignored), as a bad flag is.
+test_cli_unsupported_features_refused() {
+	local args name
+	for args in "--metadata $T/meta.json|metadata|--metadata: MMDS is not supported yet" \
+		    "--mmds-size-limit 1024|mmds|--mmds-size-limit: MMDS is not supported yet" \
+		    "--enable-pci|pci|--enable-pci: PCI is not supported yet"; do
+		IFS='|' read -r flags name want <<< "$args"
+		# shellcheck disable=SC2086
+		run_ember "$name" 10 $flags --api-sock "$T/$name.sock"
+		expect_status 153
+		expect_err "$name" "$want"
+		expect_err_lines "$name" 1
+		[ -e "$T/$name.sock" ] && fail "$name: ember served its API anyway"
+	done
+}
+
+# --module (the logger's module filter) is taken and ignored, as the
+# logger's "module" key is.
+test_cli_module_accepted() {
+	run_ember module 10 --module vmm --snapshot-version
+	expect_status 0
+}
+
+test_cli_seccomp_filter_excludes_no_seccomp() {
+	run_ember both 10 --no-seccomp --seccomp-filter "$T/filter.bpf"
+	expect_status 153
+	expect_err both "--no-seccomp and --seccomp-filter cannot be used together"
+}
+
+# --snapshot-version prints the version of the state files this ember
+# writes as Firecracker prints its own (v<major>.<minor>.<patch>), and
+# --describe-snapshot a state file's; Firecracker's test compares the two.
+test_cli_snapshot_version_and_describe() {
+	run_ember sv 10 --snapshot-version
+	expect_status 0
+	grep -qxE 'v[0-9]+\.[0-9]+\.[0-9]+' "$T/sv.out" || fail "--snapshot-version printed '$(cat "$T/sv.out")'"
+	# A state file's header (magic, version 7, header size 32): describing
+	# reads the version of any file, not only one this ember can load.
+	printf 'EMBERSNP\x07\x00\x00\x00\x20\x00\x00\x00' > "$T/v7.state"
+	head -c 16 /dev/zero >> "$T/v7.state"
+	run_ember d7 10 --describe-snapshot "$T/v7.state"
+	expect_status 0
+	[ "$(cat "$T/d7.out")" = "v7.0.0" ] || fail "--describe-snapshot printed '$(cat "$T/d7.out")', not v7.0.0"
+	[ -s "$T/d7.err" ] && fail "--describe-snapshot wrote to stderr: $(cat "$T/d7.err")"
+	printf 'not a snapshot, longer than a header\n' > "$T/bad.state"
+	run_ember dbad 10 --describe-snapshot "$T/bad.state"
+	expect_status 1
+	expect_err dbad "not an ember snapshot state file"
+	expect_err_lines dbad 1
+	run_ember dmissing 10 --describe-snapshot "$T/missing.state"
+	expect_status 1
+	expect_err dmissing "$T/missing.state: No such file or directory"
 }
 
 test_config_unreadable_file() {
@@ -137,11 +194,11 @@ drives_json() {
 }
 
 # "drives" twice (8 + 8) once wrote past ember's eight drive slots and
-# segfaulted; more than eight in one array are refused as well.
+# segfaulted; more than 17 (one GSI each) in one array are refused as well.
 test_config_repeated_drives() {
 	bad_config repeated "{$(kernel_json), \"drives\": $(drives_json 0 8), \"drives\": $(drives_json 8 8)}" \
 		'config file: duplicate key "drives"'
-	bad_config ninedrives "{$(kernel_json), \"drives\": $(drives_json 0 9)}" "drives: at most 8 drives"
+	bad_config manydrives "{$(kernel_json), \"drives\": $(drives_json 0 18)}" "drives: at most 17 drives"
 }
 
 # A NUL inside a string once cut it short: this path booted testvm.elf.

@@ -204,3 +204,168 @@ JSON
 	grep -o "rng entropy: .*" "$T/vs.err" | grep -q "bytes=[1-9]" || fail "the entropy device served nothing"
 	[ ! -e "$uds" ] || fail "ember left its vsock socket behind"
 }
+
+# ---- network interfaces: Firecracker's limits and rules ----
+
+# netns_with_taps NS N [OPTIONS]: a network namespace NS holding taps
+# tap0..tap<N-1> (ip tuntap OPTIONS, such as multi_queue).
+netns_with_taps() {
+	local ns=$1 n=$2 i
+	shift 2
+	ip netns add "$ns" || { fail "ip netns add $ns"; return 1; }
+	for i in $(seq 0 $((n - 1))); do
+		ip netns exec "$ns" ip tuntap add dev "tap$i" mode tap "$@" ||
+			{ fail "ip tuntap add tap$i"; ip netns del "$ns"; return 1; }
+	done
+}
+
+# start_api_in NS NAME: start_api inside the network namespace NS.
+start_api_in() {
+	local ns=$1 name=$2
+	API_SOCK="$T/$name.sock"
+	ip netns exec "$ns" "$EMBER" --api-sock "$API_SOCK" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
+	API_PID=$!
+	local i
+	for i in $(seq 100); do
+		[ -S "$API_SOCK" ] && curl -s --unix-socket "$API_SOCK" http://localhost/ > /dev/null && return 0
+		sleep 0.05
+	done
+	fail "the API socket never accepted"
+	return 1
+}
+
+# expect_fault TEXT: the last answer's fault_message holds TEXT.
+expect_fault() {
+	grep -qF -- "$1" "$T/resp" || fail "the answer lacks '$1': $(cat "$T/resp")"
+}
+
+# As many devices as Firecracker takes on x86 (17, one GSI each): a drive
+# and 16 network interfaces on 16 taps boot, and the test guest finds and
+# uses them; one interface more is accepted by PUT and refused at
+# InstanceStart with Firecracker's message.
+test_testvm_max_network_interfaces() {
+	need_kvm || return
+	need_netns || return
+	local ns=ember-it-max-$$ i nets="" sep=""
+	netns_with_taps $ns 17 || return
+	make_testdisk "$T/disk.img"
+	for i in $(seq 0 15); do
+		nets+="$sep{\"iface_id\": \"eth$i\", \"host_dev_name\": \"tap$i\", \"guest_mac\": \"06:00:00:00:00:$(printf %02x $i)\"}"
+		sep=", "
+	done
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/testvm.elf")", "boot_args": "testvm.virtio"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+ "drives": [{"drive_id": "rootfs", "path_on_host": "$T/disk.img", "is_root_device": true}],
+ "network-interfaces": [$nets]}
+JSON
+	ip netns exec $ns timeout 120 "$EMBER" --no-api --config-file "$T/vm.json" > "$T/max.out" 2> "$T/max.err" < /dev/null
+	STATUS=$?
+	expect_status 0
+	expect_out max "testvm: virtio devices 17"
+	expect_out max "testvm: PASS virtio.blk.read"
+	expect_out max "testvm: PASS virtio.net.transmit"
+
+	start_api_in $ns over || { ip netns del $ns; return; }
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.hang\"}"
+	expect_api 204 PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/disk.img\", \"is_root_device\": true}"
+	for i in $(seq 0 16); do
+		expect_api 204 PUT /network-interfaces/eth$i "{\"iface_id\": \"eth$i\", \"host_dev_name\": \"tap$i\"}"
+	done
+	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}'
+	expect_fault "Could not allocate GSI: The requested resource is not available."
+	stop_api
+	ip netns del $ns
+}
+
+# Firecracker takes a multicast guest MAC as given (the guest decides what
+# to make of it), advertises an "mtu" to the guest (VIRTIO_NET_F_MTU) and
+# returns it in GET /vm/config; an MTU below 68 is refused.
+test_testvm_net_multicast_mac_and_mtu() {
+	need_kvm || return
+	need_netns || return
+	local ns=ember-it-mtu-$$
+	netns_with_taps $ns 2 || return
+	start_api_in $ns mtu || { ip netns del $ns; return; }
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "mtu": 67}'
+	expect_fault "Could not create the network device: MTU 67 is out of range [68, 65535]"
+	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "07:00:00:00:00:01", "mtu": 9000}'
+	expect_api 200 GET /vm/config
+	grep -qF '"guest_mac":"07:00:00:00:00:01"' "$T/resp" && grep -qF '"mtu":9000' "$T/resp" ||
+		fail "GET /vm/config: $(cat "$T/resp")"
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.virtio\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out mtu "testvm: done" 60
+	expect_out mtu "testvm: virtio.net.mtu 9000"
+	expect_out mtu "testvm: PASS virtio.net.transmit"
+	wait "$API_PID" 2>/dev/null
+
+	# Without an "mtu", no VIRTIO_NET_F_MTU.
+	start_api_in $ns nomtu || { ip netns del $ns; return; }
+	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap1"}'
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.virtio\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out nomtu "testvm: done" 60
+	expect_out nomtu "testvm: virtio.net.mtu none"
+	wait "$API_PID" 2>/dev/null
+	ip netns del $ns
+}
+
+# A network interface is checked when it is configured, as Firecracker
+# creates the device then: a multi-queue tap, a tap another interface
+# holds and a MAC another interface has are refused with Firecracker's
+# messages.
+test_net_put_refusals_match_firecracker() {
+	need_netns || return
+	local ns=ember-it-mq-$$
+	netns_with_taps $ns 2 || return
+	ip netns exec $ns ip tuntap add dev mq0 mode tap multi_queue || { fail "multi_queue tap"; ip netns del $ns; return; }
+	start_api_in $ns refuse || { ip netns del $ns; return; }
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "mq0", "guest_mac": "AA:FC:00:00:00:01"}'
+	expect_fault "Could not create the network device: Open tap device failed: Error while creating ifreq structure: Invalid argument (os error 22). Invalid TUN/TAP Backend provided by mq0. Check our documentation on setting up the network devices."
+	expect_api 204 PUT /network-interfaces/1 '{"iface_id": "1", "host_dev_name": "tap0", "guest_mac": "06:00:00:00:00:01"}'
+	expect_api 204 PUT /network-interfaces/2 '{"iface_id": "2", "host_dev_name": "tap1", "guest_mac": "07:00:00:00:00:01"}'
+	expect_api 400 PUT /network-interfaces/2 '{"iface_id": "2", "host_dev_name": "tap1", "guest_mac": "06:00:00:00:00:01"}'
+	expect_fault "The MAC address is already in use: 06:00:00:00:00:01"
+	expect_api 400 PUT /network-interfaces/1 '{"iface_id": "1", "host_dev_name": "tap1", "guest_mac": "06:00:00:00:00:01"}'
+	expect_fault "Could not create the network device"
+	expect_api 204 PUT /network-interfaces/2 '{"iface_id": "2", "host_dev_name": "tap1", "guest_mac": "08:00:00:00:00:01"}'
+	stop_api
+	ip netns del $ns
+}
+
+# ---- the serial console and snapshot loads ----
+
+# Firecracker loads a snapshot after PUT /serial (like the logger and
+# metrics, the console is not part of what a boot configures): the
+# restored guest writes to the serial_out_path given. Anything a boot uses
+# (here a boot source) refuses a later load with Firecracker's message,
+# even when that PUT failed. --describe-snapshot
+# prints the version --snapshot-version does for a state file ember wrote.
+test_snapshot_load_after_serial() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	testvm_snapshot || return
+	local n=$COUNT want
+	start_api serial || return
+	expect_api 204 PUT /serial "{\"serial_out_path\": \"$T/console.out\"}"
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": true}"
+	local i
+	for i in $(seq 600); do
+		grep -q "testvm: count $((n + 2))" "$T/console.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q "testvm: count $((n + 2))" "$T/console.out" 2>/dev/null ||
+		fail "the restored guest's console did not reach $T/console.out"
+	stop_api
+
+	start_api used || return
+	expect_api 400 PUT /boot-source "{\"kernel_image_path\": \"$T/no-kernel\"}"
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}}"
+	expect_fault "Loading a microVM snapshot not allowed after configuring boot-specific resources."
+	stop_api
+
+	want=$("$EMBER" --snapshot-version)
+	[ "$("$EMBER" --describe-snapshot "$T/state")" = "$want" ] ||
+		fail "--describe-snapshot $T/state does not print $want"
+}

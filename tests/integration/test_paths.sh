@@ -299,3 +299,40 @@ JSON
 	expect_out blkdev "testvm: PASS virtio.blk.write-read"
 	[ "$written" = 0108 ] || fail "the guest's write is not on the block device (sector 8: $written)"
 }
+
+# The fault texts Firecracker's clients and tests match on, for paths and
+# for what the VM's state allows (each still names the path where there is
+# one).
+test_paths_fault_texts_match_firecracker() {
+	need_kvm || return
+	local kernel
+	kernel=$(realpath "$BUILD/testvm.elf")
+	make_testdisk "$T/disk.img"
+	start_api texts || return
+	expect_api_t 400 PUT /boot-source '{"kernel_image_path": "foo.bar"}'
+	grep -qF "The kernel file cannot be opened: No such file or directory (os error 2)" "$T/resp" &&
+		grep -qF "foo.bar" "$T/resp" || fail "missing kernel: $(cat "$T/resp")"
+	expect_api_t 400 PUT /boot-source "{\"kernel_image_path\": \"$kernel\", \"initrd_path\": \"$T/no-initrd\"}"
+	grep -qF "The initrd file cannot be opened due to invalid path or invalid permissions. No such file or directory (os error 2)" "$T/resp" ||
+		fail "missing initrd: $(cat "$T/resp")"
+	expect_api_t 204 PUT /boot-source "{\"kernel_image_path\": \"$kernel\", \"boot_args\": \"testvm.hang\"}"
+	expect_api_t 204 PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/disk.img\", \"is_root_device\": true}"
+	expect_api_t 400 PUT /drives/scratch "{\"drive_id\": \"scratch\", \"path_on_host\": \"$T/disk.img\", \"is_root_device\": true}"
+	grep -qF "A root block device already exists!" "$T/resp" || fail "second root drive: $(cat "$T/resp")"
+	expect_api_t 400 PATCH /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/disk.img\"}"
+	grep -qF "The requested operation is not supported before starting the microVM." "$T/resp" ||
+		fail "PATCH before boot: $(cat "$T/resp")"
+	expect_api_t 204 PUT /actions '{"action_type": "InstanceStart"}'
+	local req
+	for req in "PUT /boot-source {\"kernel_image_path\": \"$kernel\"}" \
+		   'PUT /machine-config {"vcpu_count": 1, "mem_size_mib": 64}' \
+		   'PATCH /machine-config {"vcpu_count": 1}' \
+		   'PUT /actions {"action_type": "InstanceStart"}' \
+		   "PUT /snapshot/load {\"snapshot_path\": \"$T/s\", \"mem_file_path\": \"$T/m\"}"; do
+		read -r method path body <<< "$req"
+		expect_api_t 400 "$method" "$path" "$body"
+		grep -qF "The requested operation is not supported after starting the microVM." "$T/resp" ||
+			fail "$method $path after boot: $(cat "$T/resp")"
+	done
+	expect_sigterm_stops
+}

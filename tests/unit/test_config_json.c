@@ -174,6 +174,27 @@ Test(config_json, devices)
 	cr_assert_eq(cfg.entropy.rate_limiter.ops.size, 1);
 }
 
+/* As Firecracker: a multicast guest MAC is taken as given, and an "mtu"
+ * (advertised to the guest) is kept and returned by GET /vm/config. */
+Test(config_json, multicast_mac_and_mtu)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_eq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"network-interfaces\": ["
+			   "{\"iface_id\": \"e\", \"host_dev_name\": \"t\", \"guest_mac\": \"07:00:00:00:00:01\", \"mtu\": 9000},"
+			   "{\"iface_id\": \"f\", \"host_dev_name\": \"u\"}]}", &cfg, err), 0, "%s", err);
+	cr_assert_eq(cfg.nets[0].guest_mac[0], 0x07);
+	cr_assert(cfg.nets[0].has_mtu);
+	cr_assert_eq(cfg.nets[0].mtu, 9000);
+	cr_assert(!cfg.nets[1].has_mtu);
+	cJSON *o = config_json_vm_obj(&cfg);
+	cJSON *nets = cJSON_GetObjectItemCaseSensitive(o, "network-interfaces");
+	cr_assert_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(nets, 0), "mtu")->valuedouble, 9000);
+	cJSON *none = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(nets, 1), "mtu");
+	cr_assert(!none || cJSON_IsNull(none), "an mtu for an interface that gave none");
+	cJSON_Delete(o);
+}
+
 static const struct bad_case bad_devices[] = {
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"is_root_device\": true}]}", "drives.path_on_host" },
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\"}]}", "drives.is_root_device" },
@@ -181,16 +202,18 @@ static const struct bad_case bad_devices[] = {
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"cache_type\": \"None\"}]}", "drives.cache_type" },
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"io_engine\": \"Fast\"}]}", "drives.io_engine" },
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": false, \"socket\": \"/s\"}]}", "drives.socket" },
-	{ "{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/r\", \"is_root_device\": true}, {\"drive_id\": \"b\", \"path_on_host\": \"/r\", \"is_root_device\": true}]}", "only one drive" },
+	{ "{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/r\", \"is_root_device\": true}, {\"drive_id\": \"b\", \"path_on_host\": \"/r\", \"is_root_device\": true}]}", "A root block device already exists!" },
 	{ "{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/r\", \"is_root_device\": true}, {\"drive_id\": \"a\", \"path_on_host\": \"/s\", \"is_root_device\": false}]}", "used twice" },
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 10}}}]}", "drives.rate_limiter.bandwidth.refill_time" },
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 10, \"refill_time\": 0}}}]}", "drives.rate_limiter.bandwidth.refill_time" },
 	{ "{\"drives\": [{\"drive_id\": \"r\", \"path_on_host\": \"/r\", \"is_root_device\": true, \"rate_limiter\": {\"iops\": {}}}]}", "drives.rate_limiter.iops" },
 	{ "{\"drives\": {}}", "drives: expected a JSON array" },
 	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:00:00:00\"}]}", "network-interfaces.guest_mac" },
-	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"01:00:00:00:00:01\"}]}", "multicast" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"tap0\", \"mtu\": 65536}]}", "network-interfaces.mtu" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"tap0\", \"mtu\": -1}]}", "network-interfaces.mtu" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"t\", \"guest_mac\": \"06:00:00:00:00:01\"}, {\"iface_id\": \"f\", \"host_dev_name\": \"u\", \"guest_mac\": \"06:00:00:00:00:01\"}]}", "The MAC address is already in use: 06:00:00:00:00:01" },
 	{ "{\"network-interfaces\": [{\"iface_id\": \"e\"}]}", "network-interfaces.host_dev_name" },
-	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"t\"}, {\"iface_id\": \"f\", \"host_dev_name\": \"t\"}]}", "host_dev_name: \"t\" used twice" },
+	{ "{\"network-interfaces\": [{\"iface_id\": \"e\", \"host_dev_name\": \"t\"}, {\"iface_id\": \"f\", \"host_dev_name\": \"t\"}]}", "Invalid TUN/TAP Backend provided by t." },
 	{ "{\"vsock\": {\"guest_cid\": 2, \"uds_path\": \"/v\"}}", "vsock.guest_cid" },
 	{ "{\"vsock\": {\"guest_cid\": 3}}", "vsock.uds_path" },
 	{ "{\"entropy\": {\"rate\": 1}}", "entropy.rate" },
@@ -271,35 +294,37 @@ Test(config_json, device_fills_stop_at_capacity)
 {
 	struct vmm_config *cfg = malloc(sizeof(*cfg));
 	cr_assert_not_null(cfg);
-	static char a[2048], json[4096];
-	char err[256] = "";
-	drive_array(a, sizeof(a), 0, 9);
+	static char a[4096], json[8192];
+	char err[256] = "", drives_msg[64], nets_msg[64];
+	snprintf(drives_msg, sizeof(drives_msg), "drives: at most %d drives", CONFIG_MAX_DRIVES);
+	snprintf(nets_msg, sizeof(nets_msg), "network-interfaces: at most %d network interfaces", CONFIG_MAX_NETS);
+	drive_array(a, sizeof(a), 0, CONFIG_MAX_DRIVES + 1);
 	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": %s}", a);
 	cr_assert_neq(parse(json, cfg, err), 0);
-	cr_assert_not_null(strstr(err, "drives: at most 8 drives"), "%s", err);
+	cr_assert_not_null(strstr(err, drives_msg), "%s", err);
 
-	drive_array(a, sizeof(a), 0, 8);
+	drive_array(a, sizeof(a), 0, CONFIG_MAX_DRIVES);
 	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": %s}", a);
 	cr_assert_eq(parse(json, cfg, err), 0, "%s", err);
-	cr_assert_eq(cfg->ndrives, 8);
-	drive_array(a, sizeof(a), 8, 1);
+	cr_assert_eq(cfg->ndrives, CONFIG_MAX_DRIVES);
+	drive_array(a, sizeof(a), CONFIG_MAX_DRIVES, 1);
 	snprintf(json, sizeof(json), "{\"drives\": %s}", a);
 	cr_assert_neq(config_json_file(json, strlen(json), cfg, err, sizeof(err)), 0);
-	cr_assert_not_null(strstr(err, "drives: at most 8 drives"), "%s", err);
-	cr_assert_eq(cfg->ndrives, 8);
+	cr_assert_not_null(strstr(err, drives_msg), "%s", err);
+	cr_assert_eq(cfg->ndrives, CONFIG_MAX_DRIVES);
 
-	net_array(a, sizeof(a), 0, 9);
+	net_array(a, sizeof(a), 0, CONFIG_MAX_NETS + 1);
 	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"network-interfaces\": %s}", a);
 	cr_assert_neq(parse(json, cfg, err), 0);
-	cr_assert_not_null(strstr(err, "network-interfaces: at most 8 network interfaces"), "%s", err);
-	net_array(a, sizeof(a), 0, 8);
+	cr_assert_not_null(strstr(err, nets_msg), "%s", err);
+	net_array(a, sizeof(a), 0, CONFIG_MAX_NETS);
 	snprintf(json, sizeof(json), "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"network-interfaces\": %s}", a);
 	cr_assert_eq(parse(json, cfg, err), 0, "%s", err);
-	net_array(a, sizeof(a), 8, 1);
+	net_array(a, sizeof(a), CONFIG_MAX_NETS, 1);
 	snprintf(json, sizeof(json), "{\"network-interfaces\": %s}", a);
 	cr_assert_neq(config_json_file(json, strlen(json), cfg, err, sizeof(err)), 0);
-	cr_assert_not_null(strstr(err, "network-interfaces: at most 8 network interfaces"), "%s", err);
-	cr_assert_eq(cfg->nnets, 8);
+	cr_assert_not_null(strstr(err, nets_msg), "%s", err);
+	cr_assert_eq(cfg->nnets, CONFIG_MAX_NETS);
 	free(cfg);
 }
 

@@ -370,20 +370,26 @@ static void write_zero_page(struct load_ctx *c, struct boot_params *bp, uint64_t
 	bp->e820_entries = (uint8_t)sink.n;
 }
 
-static int check_file(const char *what, const char *path, char *err, size_t errlen)
+/* Firecracker's sentence (which clients match) with ember's detail. */
+static int check_file(const char *what, const char *sentence, const char *path, char *err, size_t errlen)
 {
-	int fd = open_image(what, path, err, errlen);
-	if (fd < 0)
+	char detail[512];
+	int fd = open_image(what, path, detail, sizeof(detail));
+	if (fd < 0) {
+		snprintf(err, errlen, "%s%s (os error %d); %s", sentence, strerror(-fd), -fd, detail);
 		return fd;
+	}
 	close(fd);
 	return 0;
 }
 
 int boot_check_images(const struct boot_images *img, char *err, size_t errlen)
 {
-	int ret = check_file("kernel", img->kernel_path, err, errlen);
+	int ret = check_file("kernel", "The kernel file cannot be opened: ", img->kernel_path, err, errlen);
 	if (!ret && img->initrd_path)
-		ret = check_file("initrd", img->initrd_path, err, errlen);
+		ret = check_file("initrd",
+				 "The initrd file cannot be opened due to invalid path or invalid permissions. ",
+				 img->initrd_path, err, errlen);
 	return ret;
 }
 

@@ -292,3 +292,25 @@ int snapfile_load(const char *path, uint8_t **buf, size_t *len, char *err, size_
 	}
 	return ret;
 }
+
+int snapfile_version(const char *path, uint32_t *version, char *err, size_t errlen)
+{
+	int fd = hostfile_open("snapshot", path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
+	if (fd < 0)
+		return fd;
+	uint8_t hdr[SNAPFILE_HEADER_SIZE];
+	ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
+	int e = n < 0 ? errno : 0;
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "snapshot %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (n != (ssize_t)sizeof(hdr) || memcmp(hdr, SNAPFILE_MAGIC, 8) != 0 ||
+	    get_le(hdr + 12, 4) != SNAPFILE_HEADER_SIZE) {
+		snprintf(err, errlen, "snapshot %s: not an ember snapshot state file (bad magic or header)", path);
+		return -EINVAL;
+	}
+	*version = (uint32_t)get_le(hdr + 8, 4);
+	return 0;
+}

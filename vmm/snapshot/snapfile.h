@@ -78,4 +78,14 @@ int snapfile_decode(const uint8_t *file, size_t len, const uint8_t **payload, si
  * -errno with the reason in err. */
 int snapfile_load(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen);
 
+/* The format version in the header of the state file at path (any
+ * version, readable by this ember or not: --describe-snapshot). Returns 0
+ * or -errno with the reason in err. */
+int snapfile_version(const char *path, uint32_t *version, char *err, size_t errlen);
+
+/* Versions as Firecracker prints them (--snapshot-version,
+ * --describe-snapshot): "v<major>.<minor>.<patch>"; ember's formats are
+ * numbered by a major version alone. */
+#define SNAPFILE_VERSION_FMT "v%u.0.0"
+
 #endif

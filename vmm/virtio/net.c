@@ -26,6 +26,8 @@ static uint64_t net_features(struct virtio_dev *vd)
 	uint64_t f = 0;
 	if (net->cfg.has_mac)
 		f |= 1ULL << VIRTIO_NET_F_MAC;
+	if (net->cfg.has_mtu)
+		f |= 1ULL << VIRTIO_NET_F_MTU;
 	/* The tap always takes our partial checksums and GSO frames. */
 	f |= (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_HOST_TSO4) |
 	     (1ULL << VIRTIO_NET_F_HOST_TSO6);
@@ -46,6 +48,7 @@ static void net_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data, 
 	struct virtio_net_config c;
 	memset(&c, 0, sizeof(c));
 	memcpy(c.mac, net->cfg.guest_mac, 6);
+	c.mtu = net->cfg.mtu; /* read by the guest only with VIRTIO_NET_F_MTU */
 	virtio_config_copy(&c, sizeof(c), off, data, len);
 }
 
@@ -347,6 +350,7 @@ static const struct virtio_ops net_ops = {
 	.restore = net_restore,
 };
 
+/* The messages are Firecracker's, which clients match. */
 static int open_tap(const char *name, char *err, size_t errlen)
 {
 	/* Blocking: io_uring waits for frames itself, whatever the kernel does
@@ -354,21 +358,58 @@ static int open_tap(const char *name, char *err, size_t errlen)
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		snprintf(err, errlen, "/dev/net/tun: %s", strerror(e));
+		snprintf(err, errlen, "Open tap device failed: Error while opening /dev/net/tun: %s (os error %d)",
+			 strerror(e), e);
 		return -e;
 	}
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	/* Without IFF_MULTI_QUEUE: the kernel refuses a multi-queue tap
+	 * (EINVAL), as it refuses one another process has open (EBUSY). */
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	int hdr = VNET_HDR_LEN;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		int e = errno;
-		snprintf(err, errlen, "tap %s: %s", name, strerror(e));
+		snprintf(err, errlen,
+			 "Open tap device failed: Error while creating ifreq structure: %s (os error %d). "
+			 "Invalid TUN/TAP Backend provided by %s. Check our documentation on setting up "
+			 "the network devices.", strerror(e), e, name);
+		close(fd);
+		return -e;
+	}
+	int hdr = VNET_HDR_LEN;
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "Setting vnet header size failed: %s (os error %d)", strerror(e), e);
 		close(fd);
 		return -e;
 	}
 	return fd;
+}
+
+static int check_mtu(const struct net_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->has_mtu && cfg->mtu < 68) {
+		snprintf(err, errlen, "Could not create the network device: MTU %u is out of range [68, 65535]",
+			 cfg->mtu);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int virtio_net_check(const struct net_config *cfg, char *err, size_t errlen)
+{
+	int ret = check_mtu(cfg, err, errlen);
+	if (ret)
+		return ret;
+	char msg[400];
+	int fd = open_tap(cfg->host_dev_name, msg, sizeof(msg));
+	if (fd < 0) {
+		snprintf(err, errlen, "Could not create the network device: %s", msg);
+		return fd;
+	}
+	close(fd);
+	return 0;
 }
 
 int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, unsigned index,
@@ -376,10 +417,14 @@ int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, 
 {
 	memset(net, 0, sizeof(*net));
 	net->cfg = *cfg;
-	char msg[160];
+	net->tap = -1;
+	int ret = check_mtu(cfg, err, errlen);
+	if (ret)
+		return ret;
+	char msg[400];
 	net->tap = open_tap(cfg->host_dev_name, msg, sizeof(msg));
 	if (net->tap < 0) {
-		snprintf(err, errlen, "network interface %s: %s", cfg->iface_id, msg);
+		snprintf(err, errlen, "Could not create the network device %s: %s", cfg->iface_id, msg);
 		return net->tap;
 	}
 	/* Learn which offloads the tap takes, then start with none. */

@@ -54,6 +54,12 @@ struct virtio_net {
 int virtio_net_init(struct virtio_net *net, struct vm *vm, struct evloop *loop, unsigned index,
 		    const struct net_config *cfg, char *err, size_t errlen);
 
+/* What PUT /network-interfaces checks, as Firecracker creates the device
+ * then: the MTU is 68-65535 and the tap opens as ember opens it (a
+ * multi-queue tap, or one held open elsewhere, does not). The tap is closed
+ * again. Returns 0 or -errno with Firecracker's message in err. */
+int virtio_net_check(const struct net_config *cfg, char *err, size_t errlen);
+
 /* After boot (PATCH /network-interfaces/{id}): new rate limiters (NULL
  * keeps one). Takes the device lock. */
 void virtio_net_update(struct virtio_net *net, const struct ratelimiter_config *rx,
