@@ -301,6 +301,13 @@ $(SECCOMP_TRACER): $(OBJ)/tests/integration/seccomp_tracer.o
 	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libseccomp 2>/dev/null)
 -include $(OBJ)/tests/integration/seccomp_tracer.d
 
+# Writes seccompiler-bin-format filter files for the --seccomp-filter tests.
+SECCOMP_FILE_GEN := $(OBJ)/seccomp-file-gen
+$(SECCOMP_FILE_GEN): $(OBJ)/tests/integration/seccomp_file_gen.o
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^
+-include $(OBJ)/tests/integration/seccomp_file_gen.d
+
 # Many clients at once on an API socket, every kind of connection.
 API_STRESS := $(OBJ)/api-stress
 $(API_STRESS): $(OBJ)/tests/integration/api_stress.o
@@ -309,9 +316,10 @@ $(API_STRESS): $(OBJ)/tests/integration/api_stress.o
 -include $(OBJ)/tests/integration/api_stress.d
 
 integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) \
-	     kernel testvm rootfs
+	     $(SECCOMP_FILE_GEN) kernel testvm rootfs
 	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) JAILER_TEST=$(JAILER_TEST) UFFD=$(UFFD) \
 		UFFD_CLIENT=$(UFFD_CLIENT) SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) \
+		SECCOMP_FILE_GEN=$(SECCOMP_FILE_GEN) \
 		tests/integration/run.sh
 
 test: deps
@@ -364,10 +372,12 @@ FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virt
                api/config_json.c api/http.c api/router.c vmm/snapshot/snapfile.c vmm/snapshot/decode.c \
                vmm/snapshot/memfile.c vmm/hostfile.c
 FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c
+FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
 FUZZ_MAXLEN_fuzz_snapshot     := 32768
 FUZZ_MAXLEN_fuzz_mmio         := 16384
 FUZZ_MAXLEN_fuzz_state_config := 8192
+FUZZ_MAXLEN_fuzz_seccomp_file := 8192
 
 FUZZ_NAMES  := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))

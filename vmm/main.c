@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "seccomp.h"
+#include "seccomp_file.h"
 #include "snapshot/snapfile.h"
 #include "snapshot/snapshot.h"
 #include "vcpu.h"
@@ -415,6 +416,13 @@ int main(int argc, char **argv)
 	/* Before the first untrusted input (the config file, the API, the
 	 * guest); the API and vCPU threads narrow it further. */
 	char msg[512];
+	if (e.opt.seccomp_filter) {
+		static struct seccomp_file f; /* the filters live as long as ember */
+		if (seccomp_file_load(e.opt.seccomp_filter, &f, msg, sizeof(msg)))
+			die("Seccomp error: %s (--seccomp-filter %s)", msg, e.opt.seccomp_filter);
+		for (int r = 0; r < 3; r++)
+			seccomp_use_custom((enum seccomp_role)(SECCOMP_ROLE_VMM + r), f.insns[r], f.len[r]);
+	}
 	if (seccomp_install(SECCOMP_ROLE_VMM, msg, sizeof(msg)))
 		die("%s", msg);
 	/* Every ember process builds a VM: let KVM start on it now, on a

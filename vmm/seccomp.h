@@ -30,6 +30,15 @@ void seccomp_disable(void);
 
 const char *seccomp_role_name(enum seccomp_role role);
 
+/* --seccomp-filter: install insns (len instructions, kept by the caller for
+ * the life of the process; len 0 for none) for role (VMM, API or vCPU)
+ * instead of ember's filter. Called for the three roles before the first
+ * seccomp_install(); the filters still stack, so the API and vCPU threads,
+ * created after the VMM thread installed its filter, are held to theirs
+ * and the VMM thread's. */
+struct sock_filter;
+void seccomp_use_custom(enum seccomp_role role, const struct sock_filter *insns, size_t len);
+
 #ifdef EMBER_TEST_HOOKS
 /* Test builds only: after installing the filter for this role, the thread
  * makes a syscall no filter allows, to show that it is killed. */

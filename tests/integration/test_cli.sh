@@ -216,3 +216,80 @@ test_config_kernel_not_a_kernel() {
 	expect_status 1
 	expect_err notkernel "not an ELF vmlinux or a bzImage"
 }
+
+# ---- --seccomp-filter: Firecracker's seccompiler-bin files ----
+
+SECCOMP_FILE_GEN=${SECCOMP_FILE_GEN:-$(dirname "$EMBER")/seccomp-file-gen}
+
+testvm_counter_config() {
+	cat > "$1" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/testvm.elf")", "boot_args": "testvm.counter=1000"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}
+JSON
+}
+
+# The file's programs are installed instead of ember's: with programs that
+# allow everything the VM runs and every thread is in seccomp filter mode
+# (Firecracker's test reads Seccomp: 2); ember-test's hook then calls
+# personality() on the vCPU thread, which ember's own filters kill for, and
+# it returns; a vCPU program that forbids it kills ember with SIGSYS.
+test_cli_seccomp_filter_installed() {
+	need_kvm || return
+	need_file "$SECCOMP_FILE_GEN" || return
+	need_file "$EMBER_TEST" || return
+	"$SECCOMP_FILE_GEN" "$T/allow.bpf" vmm=allow api=allow vcpu=allow || { fail "seccomp-file-gen"; return; }
+	"$SECCOMP_FILE_GEN" "$T/kill.bpf" vmm=allow api=allow vcpu=kill:135 || { fail "seccomp-file-gen"; return; }
+	testvm_counter_config "$T/vm.json"
+
+	start_api allow --seccomp-filter "$T/allow.bpf" || return
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.counter=1000\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out allow 'testvm: count 2' 60
+	local status threads=0
+	for status in /proc/"$API_PID"/task/*/status; do
+		threads=$((threads + 1))
+		grep -q '^Seccomp:[[:space:]]*2$' "$status" || fail "$status: $(grep Seccomp: "$status")"
+	done
+	[ "$threads" -ge 3 ] || fail "only $threads threads (VMM, API and vCPU expected)"
+	stop_api
+
+	local ember=$EMBER
+	EMBER=$EMBER_TEST
+	run_ember hook 60 --no-api --config-file "$T/vm.json" --seccomp-filter "$T/allow.bpf" --test-forbidden-syscall vcpu
+	expect_status 3
+	expect_err hook "personality() returned"
+	run_ember killed 60 --no-api --config-file "$T/vm.json" --seccomp-filter "$T/kill.bpf" --test-forbidden-syscall vcpu
+	expect_status 159 # SIGSYS
+	! grep -q "personality() returned" "$T/killed.err" || fail "the vCPU program did not stop personality()"
+	EMBER=$ember
+}
+
+# A file that is not a filter file is refused before anything runs, with
+# Firecracker's "Seccomp error: ..." and exit status 1.
+test_cli_seccomp_filter_malformed_refused() {
+	need_file "$SECCOMP_FILE_GEN" || return
+	"$SECCOMP_FILE_GEN" "$T/good.bpf" vmm=allow api=allow vcpu=allow || { fail "seccomp-file-gen"; return; }
+	printf 'Invalid BPF!' > "$T/invalid.bpf"
+	head -c $(($(stat -c %s "$T/good.bpf") - 1)) "$T/good.bpf" > "$T/short.bpf"
+	{ cat "$T/good.bpf"; printf 'x'; } > "$T/long.bpf"
+	"$SECCOMP_FILE_GEN" "$T/novcpu.bpf" vmm=allow api=allow
+	"$SECCOMP_FILE_GEN" "$T/extra.bpf" vmm=allow api=allow vcpu=allow jailer=allow
+	head -c 100001 /dev/zero > "$T/huge.bpf"
+	mkfifo "$T/fifo.bpf"
+	local c
+	for c in "invalid|Seccomp error: Filter deserialization failed" \
+		 "short|Seccomp error: Filter deserialization failed: the file ends early" \
+		 "long|Seccomp error: Filter deserialization failed: 1 bytes after the filters" \
+		 "novcpu|Seccomp error: Missing thread category: vcpu" \
+		 "extra|Seccomp error: Invalid thread categories: jailer" \
+		 "huge|Input size 100001 exceeds limit of 100000 bytes" \
+		 "missing|No such file or directory" \
+		 "fifo|is a FIFO, not a regular file"; do
+		local name=${c%%|*} want=${c#*|}
+		run_ember "$name" 10 --seccomp-filter "$T/$name.bpf" --api-sock "$T/$name.sock"
+		expect_status 1
+		expect_err "$name" "$want"
+		expect_err_lines "$name" 1
+		[ -e "$T/$name.sock" ] && fail "$name: ember served its API with a bad filter file"
+	done
+}
