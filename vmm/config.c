@@ -46,16 +46,22 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 	if (fields & MACHINE_F_TRACK_DIRTY)
 		m.track_dirty_pages = v->track_dirty_pages;
 
-	uint64_t host = host_mem_mib();
-	if (m.mem_size_mib > host) {
-		snprintf(err, errlen, "machine-config.mem_size_mib: %llu MiB is more than the host's %llu MiB",
-			 (unsigned long long)m.mem_size_mib, (unsigned long long)host);
-		return -EINVAL;
-	}
 	if (m.smt && m.vcpu_count > 1 && (m.vcpu_count & 1)) {
 		snprintf(err, errlen, "machine-config.vcpu_count: must be 1 or even when smt is enabled");
 		return -EINVAL;
 	}
 	*cur = m;
 	return 0;
+}
+
+int config_check_memory(const struct machine_config *m, char *err, size_t errlen)
+{
+	uint64_t host = host_mem_mib();
+	if (m->mem_size_mib <= host)
+		return 0;
+	/* Firecracker's text, with its C library's words for ENOMEM. */
+	snprintf(err, errlen, "Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error %d) "
+		 "(machine-config.mem_size_mib: %llu MiB is more than the host's %llu MiB)", ENOMEM,
+		 (unsigned long long)m->mem_size_mib, (unsigned long long)host);
+	return -ENOMEM;
 }

@@ -120,9 +120,14 @@ void config_defaults(struct vmm_config *cfg);
 /* Set machine-config from the fields of v named in the MACHINE_F_* mask.
  * A PUT (patch false) needs vcpu_count and mem_size_mib and resets the
  * rest to defaults; a PATCH changes only what it names. Then the whole is
- * checked (SMT needs an even vCPU count; memory within the host's).
+ * checked (SMT needs an even vCPU count; the memory size is checked when
+ * the VM starts, as Firecracker checks it: config_check_memory()).
  * Returns 0 or -EINVAL with the reason in err; cur changes only on 0. */
 int config_machine_apply(struct machine_config *cur, const struct machine_config *v,
 			 unsigned fields, bool patch, char *err, size_t errlen);
+
+/* At InstanceStart: guest memory no larger than the host's. Returns 0 or
+ * -ENOMEM with Firecracker's message (and the sizes) in err. */
+int config_check_memory(const struct machine_config *m, char *err, size_t errlen);
 
 #endif

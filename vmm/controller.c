@@ -95,6 +95,8 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 	uint64_t t0 = rl_now_ns();
 	char msg[512];
 	int ret = config_check_devices(&c->cfg, msg, sizeof(msg));
+	if (!ret)
+		ret = config_check_memory(&c->cfg.machine, msg, sizeof(msg));
 	if (ret) {
 		snprintf(err, errlen, "%s", msg);
 		return ret;
@@ -403,6 +405,8 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 {
 	struct vmm_config cfg;
 	int ret = restore_config(c, l, &img->cfg, &cfg, err, errlen);
+	if (!ret)
+		ret = config_check_memory(&cfg.machine, err, errlen); /* bounds mem_size_mib << 20 too */
 	if (ret)
 		return ret;
 	int mem_fd = -1;

@@ -220,8 +220,10 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 		err = mem_track_dirty(&vm->mem);
 	vm->track_dirty = src->track_dirty;
 	if (err) {
-		snprintf(errbuf, errlen, "cannot map %llu MiB of guest memory: %s",
-			  (unsigned long long)(mem_bytes >> 20), strerror(-err));
+		snprintf(errbuf, errlen,
+			 "Invalid Memory Configuration: Cannot create mmap region: %s (os error %d) (%llu MiB of guest memory)",
+			 /* Firecracker's words (its C library's) for ENOMEM */
+			 -err == ENOMEM ? "Out of memory" : strerror(-err), -err, (unsigned long long)(mem_bytes >> 20));
 		goto fail;
 	}
 	err = set_memory_slots(vm);

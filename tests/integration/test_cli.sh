@@ -144,7 +144,7 @@ test_config_mem_zero() {
 test_config_mem_beyond_host() {
 	local host_mib=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 ))
 	bad_config memhuge "{$(kernel_json), \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": $((host_mib * 2))}}" \
-		"machine-config.mem_size_mib: $((host_mib * 2)) MiB is more than the host's"
+		"Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error 12) (machine-config.mem_size_mib: $((host_mib * 2)) MiB is more than the host's"
 }
 
 test_config_vcpu_zero() {

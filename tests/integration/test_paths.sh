@@ -322,6 +322,13 @@ test_paths_fault_texts_match_firecracker() {
 	expect_api_t 400 PATCH /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/disk.img\"}"
 	grep -qF "The requested operation is not supported before starting the microVM." "$T/resp" ||
 		fail "PATCH before boot: $(cat "$T/resp")"
+	# Firecracker takes any memory size and fails at the start.
+	local host_mib=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 ))
+	expect_api_t 204 PATCH /machine-config "{\"mem_size_mib\": $((host_mib * 2))}"
+	expect_api_t 400 PUT /actions '{"action_type": "InstanceStart"}'
+	grep -qF "Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error 12)" "$T/resp" ||
+		fail "guest memory beyond the host's: $(cat "$T/resp")"
+	expect_api_t 204 PATCH /machine-config '{"mem_size_mib": 64}'
 	expect_api_t 204 PUT /actions '{"action_type": "InstanceStart"}'
 	local req
 	for req in "PUT /boot-source {\"kernel_image_path\": \"$kernel\"}" \
