@@ -392,7 +392,7 @@ static int restore_config(struct controller *c, const struct snapshot_load *l, c
 	}
 	if (l->has_vsock_override) {
 		if (!cfg->vsock.set) {
-			snprintf(err, errlen, "vsock_override: the snapshot has no vsock device");
+			snprintf(err, errlen, "Unknown Vsock Device (vsock_override: the snapshot has no vsock device)");
 			return -EINVAL;
 		}
 		snprintf(cfg->vsock.uds_path, sizeof(cfg->vsock.uds_path), "%s", l->vsock_uds_path);
@@ -413,9 +413,13 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 	if (l->backend == MEM_BACKEND_FILE) {
 		/* Its size and identity page only: guest memory is read when the
 		 * guest touches it. */
-		mem_fd = hostfile_open("memory file", l->backend_path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
-		if (mem_fd < 0)
+		char detail[CONFIG_PATH_MAX + 160];
+		mem_fd = hostfile_open("memory file", l->backend_path, O_RDONLY, 0, HOSTFILE_REG, detail, sizeof(detail));
+		if (mem_fd < 0) {
+			snprintf(err, errlen, "Failed to load guest memory: Error creating guest memory from file: Failed "
+				 "to load guest memory: %s (os error %d); %.200s", strerror(-mem_fd), -mem_fd, detail);
 			return mem_fd;
+		}
 		if ((ret = memfile_check(mem_fd, l->backend_path, &img->mem, err, errlen))) {
 			close(mem_fd);
 			return ret;
@@ -476,11 +480,22 @@ static void load_snapshot(struct controller *c, struct action *a)
 		return;
 	}
 	uint64_t t_parsed = 0;
-	if (snapfile_load(l->snapshot_path, &buf, &len, a->fault, sizeof(a->fault)) ||
-	    snapshot_parse(buf, len, img, a->fault, sizeof(a->fault)) ||
-	    !(t_parsed = rl_now_ns()) ||
-	    restore(c, l, img, t0, a->fault, sizeof(a->fault)))
-		a->status = 400;
+	char why[sizeof(a->fault) - 64] = "";
+	int ret = snapfile_load(l->snapshot_path, &buf, &len, why, sizeof(why));
+	if (ret && ret != -EINVAL && ret != -ENOMEM) {
+		char detail[sizeof(why)];
+		snprintf(detail, sizeof(detail), "%s", why);
+		snprintf(why, sizeof(why), "Failed to get snapshot state from file: Failed to open snapshot file: %s "
+			 "(os error %d); %.200s", strerror(-ret), -ret, detail);
+	}
+	if (!ret && (ret = snapshot_parse(buf, len, img, why, sizeof(why)))) {
+		char detail[sizeof(why)];
+		snprintf(detail, sizeof(detail), "%s", why);
+		snprintf(why, sizeof(why), "Failed to get snapshot state from file: %.300s", detail);
+	}
+	if (ret || !(t_parsed = rl_now_ns()) || restore(c, l, img, t0, why, sizeof(why)))
+		/* Firecracker's frame around the reason, which clients match. */
+		reply_error(a, 400, "Load snapshot error: Failed to restore from snapshot: %s", why);
 	else {
 		log_info("snapshot %s loaded (%s memory) in %llu us (state file read and checked in %llu us)%s",
 			 l->snapshot_path, l->backend == MEM_BACKEND_FILE ? "file" : "uffd",
@@ -587,8 +602,11 @@ void controller_handle(struct controller *c, struct action *a)
 			a->status = 500;
 		break;
 	case ACTION_SNAPSHOT_CREATE:
+		if (!post_boot(c, a))
+			break;
 		if (c->state != STATE_PAUSED)
-			reply_error(a, 400, "snapshots are taken of a paused VM: PATCH /vm {\"state\": \"Paused\"} first");
+			reply_error(a, 400, "Create snapshot error: Cannot save the microVM state: Operation not allowed: "
+				    "save/restore unavailable while running (PATCH /vm {\"state\": \"Paused\"} first)");
 		else if (snapshot_save(&c->machine, &c->cfg, &a->u.snap_create, a->fault, sizeof(a->fault)))
 			a->status = 400;
 		break;

@@ -346,7 +346,7 @@ test_snapshot_load_after_serial() {
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	testvm_snapshot || return
-	local n=$COUNT want
+	local n=$COUNT want state backend
 	start_api serial || return
 	expect_api 204 PUT /serial "{\"serial_out_path\": \"$T/console.out\"}"
 	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": true}"
@@ -363,6 +363,20 @@ test_snapshot_load_after_serial() {
 	expect_api 400 PUT /boot-source "{\"kernel_image_path\": \"$T/no-kernel\"}"
 	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}}"
 	expect_fault "Loading a microVM snapshot not allowed after configuring boot-specific resources."
+	stop_api
+
+	# Firecracker's fault texts for state and memory files that do not
+	# load (ember keeps serving after each).
+	: > "$T/empty.state"
+	start_api bad || return
+	local mem="{\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}" c
+	for c in "$T/empty.state|$mem|Load snapshot error: Failed to restore from snapshot: Failed to get snapshot state from file: IO Error: File too short to contain CRC" \
+		 "$T/missing.state|$mem|Load snapshot error: Failed to restore from snapshot: Failed to get snapshot state from file: Failed to open snapshot file: No such file or directory (os error 2)" \
+		 "$T/state|{\"backend_type\": \"File\", \"backend_path\": \"$T/missing.mem\"}|Load snapshot error: Failed to restore from snapshot: Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: No such file or directory (os error 2)"; do
+		IFS='|' read -r state backend want <<< "$c"
+		expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$state\", \"mem_backend\": $backend}"
+		expect_fault "$want"
+	done
 	stop_api
 
 	want=$("$EMBER" --snapshot-version)

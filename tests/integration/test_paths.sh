@@ -319,9 +319,13 @@ test_paths_fault_texts_match_firecracker() {
 	expect_api_t 204 PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/disk.img\", \"is_root_device\": true}"
 	expect_api_t 400 PUT /drives/scratch "{\"drive_id\": \"scratch\", \"path_on_host\": \"$T/disk.img\", \"is_root_device\": true}"
 	grep -qF "A root block device already exists!" "$T/resp" || fail "second root drive: $(cat "$T/resp")"
-	expect_api_t 400 PATCH /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/disk.img\"}"
-	grep -qF "The requested operation is not supported before starting the microVM." "$T/resp" ||
-		fail "PATCH before boot: $(cat "$T/resp")"
+	for req in "PATCH /drives/rootfs {\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/disk.img\"}" \
+		   "PUT /snapshot/create {\"snapshot_path\": \"$T/s\", \"mem_file_path\": \"$T/m\"}"; do
+		read -r method path body <<< "$req"
+		expect_api_t 400 "$method" "$path" "$body"
+		grep -qF "The requested operation is not supported before starting the microVM." "$T/resp" ||
+			fail "$method $path before boot: $(cat "$T/resp")"
+	done
 	# Firecracker takes any memory size and fails at the start.
 	local host_mib=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 ))
 	expect_api_t 204 PATCH /machine-config "{\"mem_size_mib\": $((host_mib * 2))}"
@@ -330,7 +334,11 @@ test_paths_fault_texts_match_firecracker() {
 		fail "guest memory beyond the host's: $(cat "$T/resp")"
 	expect_api_t 204 PATCH /machine-config '{"mem_size_mib": 64}'
 	expect_api_t 204 PUT /actions '{"action_type": "InstanceStart"}'
-	local req
+	expect_api_t 400 PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "foo.bar"}'
+	grep -qF "Error manipulating the backing file: No such file or directory (os error 2) foo.bar" "$T/resp" ||
+		fail "PATCH to a missing file: $(cat "$T/resp")"
+	expect_api_t 400 PUT /snapshot/create "{\"snapshot_path\": \"$T/s\", \"mem_file_path\": \"$T/m\"}"
+	grep -qF "save/restore unavailable while running" "$T/resp" || fail "snapshot of a running VM: $(cat "$T/resp")"
 	for req in "PUT /boot-source {\"kernel_image_path\": \"$kernel\"}" \
 		   'PUT /machine-config {"vcpu_count": 1, "mem_size_mib": 64}' \
 		   'PATCH /machine-config {"vcpu_count": 1}' \

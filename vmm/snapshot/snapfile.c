@@ -225,8 +225,13 @@ bool sr_done(struct snap_reader *r, const char *what)
 int snapfile_decode(const uint8_t *file, size_t len, const uint8_t **payload, size_t *plen,
 		    char *err, size_t errlen)
 {
-	if (len < SNAPFILE_HEADER_SIZE || memcmp(file, SNAPFILE_MAGIC, 8) != 0) {
-		snprintf(err, errlen, "not an ember snapshot (bad magic or shorter than its header)");
+	if (len < SNAPFILE_HEADER_SIZE) { /* Firecracker's words for it, then ember's */
+		snprintf(err, errlen, "IO Error: File too short to contain CRC (not an ember snapshot: "
+			 "shorter than its header)");
+		return -EINVAL;
+	}
+	if (memcmp(file, SNAPFILE_MAGIC, 8) != 0) {
+		snprintf(err, errlen, "not an ember snapshot (bad magic)");
 		return -EINVAL;
 	}
 	uint32_t version = (uint32_t)get_le(file + 8, 4);

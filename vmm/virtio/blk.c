@@ -385,12 +385,16 @@ static const struct virtio_ops blk_ops = {
 int virtio_blk_open(const struct drive_config *cfg, const char *path, uint64_t *sectors, char *err,
 		    size_t errlen)
 {
-	char what[sizeof(cfg->drive_id) + 8];
+	char what[sizeof(cfg->drive_id) + 8], detail[CONFIG_PATH_MAX + 160];
 	snprintf(what, sizeof(what), "drive %s:", cfg->drive_id);
 	int fd = hostfile_open(what, path, cfg->is_read_only ? O_RDONLY : O_RDWR, 0,
-			       HOSTFILE_REG | HOSTFILE_BLK, err, errlen);
-	if (fd < 0)
+			       HOSTFILE_REG | HOSTFILE_BLK, detail, sizeof(detail));
+	if (fd < 0) {
+		/* Firecracker's words (which clients match), then ember's. */
+		snprintf(err, errlen, "Virtio backend error: Error manipulating the backing file: %s (os error %d) %s; %s",
+			 strerror(-fd), -fd, path, detail);
 		return fd;
+	}
 	struct stat st;
 	uint64_t bytes = 0;
 	if (fstat(fd, &st) < 0) {
