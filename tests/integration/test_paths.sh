@@ -342,6 +342,8 @@ test_paths_fault_texts_match_firecracker() {
 	for req in "PUT /boot-source {\"kernel_image_path\": \"$kernel\"}" \
 		   'PUT /machine-config {"vcpu_count": 1, "mem_size_mib": 64}' \
 		   'PATCH /machine-config {"vcpu_count": 1}' \
+		   "PUT /logger {\"log_path\": \"$T/late.log\"}" \
+		   "PUT /metrics {\"metrics_path\": \"$T/late.metrics\"}" \
 		   'PUT /actions {"action_type": "InstanceStart"}' \
 		   "PUT /snapshot/load {\"snapshot_path\": \"$T/s\", \"mem_file_path\": \"$T/m\"}"; do
 		read -r method path body <<< "$req"
