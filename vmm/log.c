@@ -187,3 +187,11 @@ void die(const char *fmt, ...)
 	}
 	exit(1);
 }
+
+void log_signal_safe(const char *msg, size_t len)
+{
+	if (write(log_fd, msg, len) < 0 || log_fd == STDERR_FILENO)
+		return;
+	if (write(STDERR_FILENO, msg, len) < 0)
+		return;
+}

@@ -84,4 +84,8 @@ bool log_ratelimit_pass(struct log_ratelimit *rl);
  * paths. */
 noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* From a signal handler: msg (a whole line) to the log as it is, with one
+ * write() and no lock, and to stderr too if the log is elsewhere. */
+void log_signal_safe(const char *msg, size_t len);
+
 #endif

@@ -5,12 +5,14 @@
  *   seccomp-file-gen OUT NAME=SPEC...
  *     SPEC  allow          a program that allows every system call
  *           kill:NR[,NR]   one that kills the process on those calls
+ *           trap:NR[,NR]   one that sends SIGSYS on them (seccomp's "trap")
  *           empty          an empty program (no filter for the thread)
  *
  * Every program first kills any call of an architecture but x86-64. */
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -177,7 +179,8 @@ static size_t program(const char *spec, uint64_t *p)
 	p[n++] = insn(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, AUDIT_ARCH_X86_64);
 	p[n++] = insn(BPF_RET | BPF_K, 0, 0, SECCOMP_RET_KILL_PROCESS);
 	p[n++] = insn(BPF_LD | BPF_W | BPF_ABS, 0, 0, offsetof(struct seccomp_data, nr));
-	if (strncmp(spec, "kill:", 5) == 0) {
+	bool trap = strncmp(spec, "trap:", 5) == 0;
+	if (trap || strncmp(spec, "kill:", 5) == 0) {
 		for (const char *s = spec + 5; *s && n < MAX_INSNS - 3;) {
 			char *end;
 			unsigned long nr = strtoul(s, &end, 10);
@@ -186,7 +189,7 @@ static size_t program(const char *spec, uint64_t *p)
 				exit(2);
 			}
 			p[n++] = insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, (uint32_t)nr);
-			p[n++] = insn(BPF_RET | BPF_K, 0, 0, SECCOMP_RET_KILL_PROCESS);
+			p[n++] = insn(BPF_RET | BPF_K, 0, 0, trap ? SECCOMP_RET_TRAP : SECCOMP_RET_KILL_PROCESS);
 			s = *end == ',' ? end + 1 : end;
 		}
 	} else if (strcmp(spec, "allow") != 0) {
@@ -203,7 +206,7 @@ int main(int argc, char **argv)
 	const char *names[MAX_PROGS];
 	size_t name_len[MAX_PROGS], prog_len[MAX_PROGS], n = 0, total = 0;
 	if (argc < 2 || argc - 2 > MAX_PROGS) {
-		fprintf(stderr, "usage: seccomp-file-gen OUT NAME=allow|kill:NR[,NR]|empty ...\n");
+		fprintf(stderr, "usage: seccomp-file-gen OUT NAME=allow|kill:NR[,NR]|trap:NR[,NR]|empty ...\n");
 		return 2;
 	}
 	for (int i = 2; i < argc; i++, n++) {

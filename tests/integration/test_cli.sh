@@ -261,6 +261,15 @@ test_cli_seccomp_filter_installed() {
 	run_ember killed 60 --no-api --config-file "$T/vm.json" --seccomp-filter "$T/kill.bpf" --test-forbidden-syscall vcpu
 	expect_status 159 # SIGSYS
 	! grep -q "personality() returned" "$T/killed.err" || fail "the vCPU program did not stop personality()"
+	# A program whose action is "trap": the call is named in the log (as
+	# Firecracker names it) and ember exits with Firecracker's status 148.
+	"$SECCOMP_FILE_GEN" "$T/trap.bpf" vmm=allow api=allow vcpu=trap:135 || { fail "seccomp-file-gen"; EMBER=$ember; return; }
+	run_ember trapped 60 --no-api --config-file "$T/vm.json" --seccomp-filter "$T/trap.bpf" \
+		--test-forbidden-syscall vcpu --log-path "$T/trapped.log"
+	expect_status 148
+	grep -qF "Shutting down VM after intercepting a bad syscall (135)" "$T/trapped.log" ||
+		fail "the log does not name the trapped call: $(cat "$T/trapped.log")"
+	expect_err trapped "Shutting down VM after intercepting a bad syscall (135)"
 	EMBER=$ember
 }
 
