@@ -619,7 +619,7 @@ int config_json_net(const cJSON *obj, struct net_config *out, char *err, size_t 
 	int ret;
 	/* Any u16 here; the device refuses one outside 68-65535 (as Firecracker). */
 	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
-	    (ret = get_uint(obj, sec, "mtu", 0, UINT16_MAX, &mtu, &n.has_mtu, err, errlen)) ||
+	    (ret = get_uint(obj, sec, "mtu", "u16", 0, UINT16_MAX, &mtu, &n.has_mtu, err, errlen)) ||
 	    (ret = get_string(obj, sec, "iface_id", n.iface_id, sizeof(n.iface_id), true, NULL, err, errlen)) ||
 	    (ret = check_id(sec, "iface_id", n.iface_id, err, errlen)) ||
 	    (ret = get_string(obj, sec, "host_dev_name", n.host_dev_name, sizeof(n.host_dev_name), true,

@@ -368,7 +368,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	(void)uc;
 	char line[96] = "ember: Shutting down VM after intercepting ";
 	size_t n = strlen(line);
-	bool trapped = si->si_code == SYS_SECCOMP;
+	bool trapped = si->si_code == 1; /* SYS_SECCOMP (asm-generic/siginfo.h) */
 	if (trapped) {
 		memcpy(line + n, "a bad syscall (", 15);
 		n += 15;
