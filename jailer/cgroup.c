@@ -244,10 +244,32 @@ int cgroup_setup(struct jail *j)
 	return 0;
 }
 
+/* cgroup v2 and no --cgroup: the VMM goes into the parent cgroup
+ * (--parent-cgroup, by default <exec-name>) itself if it exists (nothing is made), as with
+ * Firecracker's jailer; if it does not, into none. */
+static int join_v2_parent(struct jail *j, const char *pid)
+{
+	char mount[PATH_MAX], file[PATH_MAX + 256];
+	if (find_mount(NULL, mount, sizeof(mount)))
+		return jail_report("--cgroup-version 2: no cgroup2 hierarchy is mounted (see /proc/mounts)");
+	snprintf(file, sizeof(file), "%s/%s", mount, j->parent_cgroup);
+	struct stat st;
+	if (stat(file, &st) < 0 || !S_ISDIR(st.st_mode))
+		return 0;
+	snprintf(file, sizeof(file), "%s/%s/cgroup.procs", mount, j->parent_cgroup);
+	int err = write_file_at(AT_FDCWD, file, pid);
+	if (err)
+		return jail_report("Failed to move process to cgroup (%s/%s): %s (os error %d) (to make a cgroup for "
+				   "the VM under it, give --cgroup settings)", mount, j->parent_cgroup, strerror(-err), -err);
+	return 0;
+}
+
 int cgroup_join(struct jail *j, pid_t pid)
 {
 	char buf[24];
 	snprintf(buf, sizeof(buf), "%d", (int)pid);
+	if (j->ncgroups == 0 && j->cgroup_version == 2)
+		return join_v2_parent(j, buf);
 	for (int i = 0; i < j->ncg; i++) {
 		char file[sizeof(j->cg[i].rel) + 16];
 		snprintf(file, sizeof(file), "%s/cgroup.procs", j->cg[i].rel);

@@ -85,26 +85,54 @@ static bool same_dir_at(int dirfd, const char *name, int fd)
 	       a.st_ino == b.st_ino;
 }
 
-/* The directories of rel ("lib/x86_64-linux-gnu"; "" for dirfd itself)
- * under dirfd, made one component at a time where missing. Returns an fd
- * of the last one, or -errno; "." and ".." (which would leave the jail's
- * root) are -EINVAL. */
-static int make_dirs_at(int dirfd, const char *rel)
+/* Record rel (relative to root/) as made by this run, for the undo in a
+ * root it did not make (in one it made, everything goes). Returns 0 or -1
+ * after reporting. */
+static int note_made(struct jail *j, const char *rel)
+{
+	if (j->root_made)
+		return 0;
+	for (int i = 0; i < j->nmade; i++) {
+		size_t n = strlen(j->made[i]);
+		if (!strncmp(rel, j->made[i], n) && (rel[n] == '/' || rel[n] == '\0'))
+			return 0; /* below what goes anyway */
+	}
+	if (j->nmade == JAIL_MAX_MADE || strlen(rel) >= sizeof(j->made[0]))
+		return jail_report("%s/%s: too many new entries in an existing jail root to undo them", j->root_dir, rel);
+	snprintf(j->made[j->nmade++], sizeof(j->made[0]), "%s", rel);
+	return 0;
+}
+
+/* The directories of rel ("lib/x86_64-linux-gnu") under root/, made one
+ * component at a time (mode 0755) where missing, or only opened if !make.
+ * Returns an fd of the last one, or -errno; "." and ".." (which would
+ * leave the jail's root) are -EINVAL. */
+static int root_dirs_at(struct jail *j, const char *rel, bool make)
 {
 	char buf[PATH_MAX];
 	if (snprintf(buf, sizeof(buf), "%s", rel) >= (int)sizeof(buf))
 		return -ENAMETOOLONG;
-	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	int fd = fcntl(j->root_fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	char *save = NULL;
-	for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-		bool made;
-		int sub = strcmp(c, ".") && strcmp(c, "..") ? make_dir_at(fd, c, 0755, &made) : -EINVAL;
+	for (char *c = buf; *c;) {
+		char *end = c + strcspn(c, "/");
+		char sep = *end;
+		*end = '\0';
+		bool made = false;
+		int sub = !*c ? fcntl(fd, F_DUPFD_CLOEXEC, 0)
+			  : !strcmp(c, ".") || !strcmp(c, "..") ? -EINVAL
+			  : make ? make_dir_at(fd, c, 0755, &made) : open_dir_at(fd, c);
 		close(fd);
 		if (sub < 0)
 			return sub;
 		fd = sub;
+		if (made && note_made(j, buf)) {
+			close(fd);
+			return -ENOSPC;
+		}
+		*end = sep;
+		c = sep ? end + 1 : end;
 	}
 	return fd;
 }
@@ -181,24 +209,27 @@ static int make_tree(struct jail *j)
 	if (fd < 0)
 		return report_dir(j->base_fd, j->exec_name, j->exec_dir, fd);
 	j->exec_dir_fd = fd;
-	if (mkdirat(j->exec_dir_fd, j->id, 0755) < 0) {
-		if (errno == ENOENT)
-			return 1;
-		if (errno == EEXIST)
-			return jail_report("jail %s already exists (a VM is using it, or it was not cleaned up: "
-					   "ember-jailer --cleanup --id %s --exec-file %s)",
-					   j->jail_dir, j->id, j->exec_file);
-		return jail_report("cannot create %s: %s", j->jail_dir, strerror(errno));
-	}
-	j->jail_created = true;
-	if ((fd = open_dir_at(j->exec_dir_fd, j->id)) < 0)
+	/* <id> and root/ may exist: an orchestrator stages the guest's files
+	 * in root/ before it starts the jailer. Then they are opened (never
+	 * through a symlink) and kept. */
+	fd = make_dir_at(j->exec_dir_fd, j->id, 0755, &j->jail_created);
+	if (fd == -ENOENT)
+		return 1;
+	if (fd < 0)
 		return report_dir(j->exec_dir_fd, j->id, j->jail_dir, fd);
 	j->jail_fd = fd;
-	if (mkdirat(j->jail_fd, "root", 0755) < 0)
-		return jail_report("cannot create %s: %s", j->root_dir, strerror(errno));
-	if ((fd = open_dir_at(j->jail_fd, "root")) < 0)
+	if ((fd = make_dir_at(j->jail_fd, "root", 0755, &j->root_made)) < 0)
 		return report_dir(j->jail_fd, "root", j->root_dir, fd);
 	j->root_fd = fd;
+	if (!j->root_made) {
+		char pid_file[300];
+		struct stat st;
+		snprintf(pid_file, sizeof(pid_file), "%s.pid", j->exec_name);
+		if (fstatat(j->root_fd, pid_file, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return jail_report("Failed to open file %s/%s: %s (os error %d): a VM ran in this jail; stop it "
+					   "and clean it up first (ember-jailer --cleanup --id %s --exec-file %s)",
+					   j->root_dir, pid_file, strerror(EEXIST), EEXIST, j->id, j->exec_file);
+	}
 	return 0;
 }
 
@@ -220,13 +251,36 @@ int jail_make_root(struct jail *j)
 		if (j->exec_dir_fd >= 0)
 			close(j->exec_dir_fd);
 		j->base_fd = j->exec_dir_fd = -1;
-		j->exec_dir_made = false;
+		j->exec_dir_made = j->jail_created = false;
 		if (tries == 3)
 			return jail_report("%s: removed again and again while the jail was being made", j->exec_dir);
 	}
 }
 
 /* ---- the binary and its libraries ------------------------------------ */
+
+/* Copy all of src into out (both open), from offset 0. 0 or -errno. */
+static int copy_contents(int src, int out, off_t size)
+{
+	bool plain = false; /* copy_file_range across file systems needs Linux 5.19 */
+	char buf[65536];
+	for (off_t pos = 0; pos < size;) {
+		off_t in = pos;
+		ssize_t n = plain ? pread(src, buf, sizeof(buf), pos)
+				  : copy_file_range(src, &in, out, NULL, (size_t)(size - pos), 0);
+		if (n < 0 && !plain && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+			plain = true;
+			continue;
+		}
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		ssize_t w = plain ? write(out, buf, (size_t)n) : n;
+		if (w != n)
+			return w < 0 ? -errno : -EIO;
+		pos += n;
+	}
+	return 0;
+}
 
 /* Hard link the open file src into dirfd as name, or copy it when they are
  * on different file systems. Returns 1 for a link, 2 for a copy, or -errno. */
@@ -242,28 +296,7 @@ static int place_file(int src, int dirfd, const char *name)
 	int out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 0755);
 	if (out < 0)
 		return -errno;
-	int err = 0;
-	bool plain = false; /* copy_file_range across file systems needs Linux 5.19 */
-	char buf[65536];
-	for (off_t pos = 0; pos < st.st_size;) {
-		off_t in = pos;
-		ssize_t n = plain ? pread(src, buf, sizeof(buf), pos)
-				  : copy_file_range(src, &in, out, NULL, (size_t)(st.st_size - pos), 0);
-		if (n < 0 && !plain && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
-			plain = true;
-			continue;
-		}
-		if (n <= 0) {
-			err = n < 0 ? -errno : -EIO;
-			break;
-		}
-		ssize_t w = plain ? write(out, buf, (size_t)n) : n;
-		if (w != n) {
-			err = w < 0 ? -errno : -EIO;
-			break;
-		}
-		pos += n;
-	}
+	int err = copy_contents(src, out, st.st_size);
 	if (close(out) < 0 && !err)
 		err = -errno;
 	return err ? err : 2;
@@ -300,12 +333,19 @@ static int elf_interpreter(struct jail *j)
 
 int jail_open_binary(struct jail *j)
 {
-	char err[PATH_MAX + 64];
+	char err[PATH_MAX + 64], real[PATH_MAX];
+	struct stat st;
+	/* Firecracker's jailer words these two failures so; clients match them. */
+	if (!realpath(j->exec_file, real))
+		return jail_report("--exec-file %s: Failed to canonicalize path %s: %s (os error %d)", j->exec_file,
+				   j->exec_file, strerror(errno), errno);
+	if (stat(real, &st) == 0 && !S_ISREG(st.st_mode))
+		return jail_report("--exec-file %s: %s is not a file (it is %s)", j->exec_file, real,
+				   hostfile_kind_name(st.st_mode));
 	int fd = hostfile_open("--exec-file", j->exec_file, O_RDONLY, 0, HOSTFILE_REG, err, sizeof(err));
 	if (fd < 0)
 		return jail_report("%s", err);
 	j->exec_fd = fd;
-	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return jail_report("--exec-file %s: %s", j->exec_file, strerror(errno));
 	if (!(st.st_mode & S_IXOTH))
@@ -384,33 +424,77 @@ static int place_at_same_path(struct jail *j, const char *path)
 	int src = hostfile_open("library", path, O_RDONLY, 0, HOSTFILE_REG, err, sizeof(err));
 	if (src < 0)
 		return jail_report("%s", err);
-	int at = make_dirs_at(j->root_fd, dir);
+	int at = root_dirs_at(j, dir[0] ? dir + 1 : dir, true);
 	int how = at < 0 ? at : place_file(src, at, slash + 1);
 	close(src);
 	if (at < 0)
-		return jail_report("cannot create the directory for %s: %s", shown, strerror(-at));
+		return at == -ENOSPC ? -1 : jail_report("cannot create the directory for %s: %s", shown, strerror(-at));
 	close(at);
 	if (how < 0)
 		return jail_report("cannot place %s at %s: %s", path, shown, strerror(-how));
 	count_placed(how);
+	return note_made(j, path + 1);
+}
+
+/* The VMM's own copy of the exec file in root/, owned by the jail's
+ * uid:gid with the source's mode: a copy, not a link, so that no two VMs
+ * share the binary's pages, and so that the chown does not reach the
+ * host's file. A file that exists there (the jail was used before) is
+ * overwritten only if it is a regular file with no other link: a link to
+ * a host file would be overwritten, and a symlink would be followed. */
+static int copy_exec(struct jail *j)
+{
+	char shown[PATH_MAX + 700];
+	snprintf(shown, sizeof(shown), "%s/%s", j->root_dir, j->exec_name);
+	struct stat src, st;
+	if (fstat(j->exec_fd, &src) < 0)
+		return jail_report("--exec-file %s: %s", j->exec_file, strerror(errno));
+	int out = openat(j->root_fd, j->exec_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700);
+	if (out >= 0) {
+		if (note_made(j, j->exec_name)) {
+			close(out);
+			return -1;
+		}
+	} else if (errno == EEXIST) {
+		/* Looked at before it is opened: no device or FIFO is opened. */
+		if (fstatat(j->root_fd, j->exec_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return jail_report("Failed to open %s: %s", shown, strerror(errno));
+		if (!S_ISREG(st.st_mode))
+			return jail_report("Failed to open %s: it is %s, not a regular file", shown,
+					   hostfile_kind_name(st.st_mode));
+		out = openat(j->root_fd, j->exec_name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	}
+	if (out < 0)
+		return jail_report("Failed to open %s: %s", shown, strerror(errno));
+	int err = fstat(out, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : st.st_nlink > 1 ? -EMLINK : 0;
+	if (!err && (ftruncate(out, 0) < 0 || fchown(out, j->uid, j->gid) < 0 || fchmod(out, src.st_mode & 0777) < 0))
+		err = -errno;
+	if (!err)
+		err = copy_contents(j->exec_fd, out, src.st_size);
+	if (close(out) < 0 && !err)
+		err = -errno;
+	if (err == -EMLINK)
+		return jail_report("Detected hard link at: %s (a file linked elsewhere is not overwritten)", shown);
+	if (err)
+		return jail_report("Failed to copy %s to %s: %s", j->exec_file, shown, strerror(-err));
 	return 0;
 }
 
 int jail_place_binary(struct jail *j)
 {
-	int how = place_file(j->exec_fd, j->root_fd, j->exec_name);
-	if (how < 0)
-		return jail_report("cannot place %s at %s/%s: %s", j->exec_file, j->root_dir, j->exec_name,
-				   strerror(-how));
-	count_placed(how);
+	if (copy_exec(j))
+		return -1;
 	/* A dynamically linked binary needs its loader and libraries inside
 	 * the jail, at the paths the loader searches; nothing else of the
 	 * host's /lib is visible. */
 	if (j->interp[0] && (place_at_same_path(j, j->interp) || list_libraries(j, place_at_same_path)))
 		return -1;
-	jail_log("placed %s and %d shared libraries in %s by %s", j->exec_name, links + copies - 1, j->root_dir,
-		 copies == 0 ? "hard link" : links == 0 ? "copy (the jail is on another file system)"
-						: "hard link and copy (some files are on another file system)");
+	if (links + copies == 0)
+		jail_log("copied %s to %s", j->exec_name, j->root_dir);
+	else
+		jail_log("copied %s to %s and placed %d shared libraries there by %s", j->exec_name, j->root_dir,
+			 links + copies, copies == 0 ? "hard link" : links == 0 ? "copy (the jail is on another file system)"
+				      : "hard link and copy (some files are on another file system)");
 	return 0;
 }
 
@@ -429,8 +513,43 @@ static const struct {
 	{ "", "userfaultfd", true },
 };
 
+/* fd (root/ or a directory in it) as the VMM's: mode 0700, owned by the
+ * jail's uid:gid, as Firecracker's jailer leaves them. */
+static int own_dir(struct jail *j, int fd, const char *rel)
+{
+	if (fchmod(fd, 0700) < 0 || fchown(fd, j->uid, j->gid) < 0)
+		return jail_report("cannot make %s%s%s mode 0700 owned by %u:%u: %s", j->root_dir, *rel ? "/" : "", rel,
+				   (unsigned)j->uid, (unsigned)j->gid, strerror(errno));
+	return 0;
+}
+
+/* root/rel, made where missing, as own_dir() leaves it. An fd, or -1. */
+static int jailed_dir(struct jail *j, const char *rel)
+{
+	int fd = root_dirs_at(j, rel, true);
+	if (fd < 0)
+		return fd == -ENOSPC ? -1 : jail_report("cannot create %s/%s: %s", j->root_dir, rel, strerror(-fd));
+	if (own_dir(j, fd, rel)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int jail_make_devices(struct jail *j)
 {
+	/* The VMM creates its API socket in run/ (by default), and the
+	 * orchestrator places drives and sockets in the root. */
+	int fd;
+	if (own_dir(j, j->root_fd, "") || (fd = jailed_dir(j, "dev")) < 0)
+		return -1;
+	close(fd);
+	if ((fd = jailed_dir(j, "dev/net")) < 0)
+		return -1;
+	close(fd);
+	if ((fd = jailed_dir(j, "run")) < 0)
+		return -1;
+	close(fd);
 	for (size_t i = 0; i < sizeof(jail_devices) / sizeof(jail_devices[0]); i++) {
 		char rel[64], host[80];
 		struct stat st;
@@ -442,25 +561,37 @@ int jail_make_devices(struct jail *j)
 				continue;
 			return jail_report("%s: %s", host, errno ? strerror(errno) : "not a character device");
 		}
-		int at = make_dirs_at(j->root_fd, rel);
+		int at = root_dirs_at(j, rel, false);
 		if (at < 0)
-			return jail_report("cannot create %s/%s: %s", j->root_dir, rel, strerror(-at));
+			return jail_report("cannot open %s/%s: %s", j->root_dir, rel, strerror(-at));
 		const char *name = jail_devices[i].name;
-		int err = mknodat(at, name, S_IFCHR | 0600, st.st_rdev) < 0 ? -errno
+		int err = mknodat(at, name, S_IFCHR | 0600, st.st_rdev) < 0 ? -errno : note_made(j, host + 1) ? -ENOSPC
 			  : fchownat(at, name, j->uid, j->gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 		close(at);
+		if (err == -ENOSPC)
+			return -1;
 		if (err)
-			return jail_report("cannot make %s%s (%u:%u) owned by %u:%u: %s", j->root_dir, host,
+			return jail_report("Failed to create %s%s via mknod (%u:%u, owned by %u:%u): %s", j->root_dir, host,
 					   major(st.st_rdev), minor(st.st_rdev), (unsigned)j->uid, (unsigned)j->gid,
 					   strerror(-err));
 	}
-	/* The VMM creates its API socket in /run (default /run/ember.socket),
-	 * and the orchestrator places drives and sockets in the root. */
-	if (mkdirat(j->root_fd, "run", 0700) < 0 || fchownat(j->root_fd, "run", j->uid, j->gid, AT_SYMLINK_NOFOLLOW) < 0)
-		return jail_report("cannot create %s/run: %s", j->root_dir, strerror(errno));
-	if (fchown(j->root_fd, j->uid, j->gid) < 0)
-		return jail_report("chown %s: %s", j->root_dir, strerror(errno));
 	return 0;
+}
+
+int jail_write_pid_file(struct jail *j, int pid)
+{
+	char name[300];
+	snprintf(name, sizeof(name), "%s.pid", j->exec_name);
+	/* A new file, never one that exists (jail_make_root() refused a jail
+	 * with one, and the jail's uid owns root/). */
+	int fd = openat(j->root_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return jail_report("Failed to open file %s/%s: %s", j->root_dir, name, strerror(errno));
+	int ret = note_made(j, name);
+	if (!ret && dprintf(fd, "%d", pid) < 0)
+		ret = jail_report("Failed to write to %s/%s: %s", j->root_dir, name, strerror(errno));
+	close(fd);
+	return ret;
 }
 
 /* ---- pivot_root --------------------------------------------------------- */
@@ -588,25 +719,48 @@ static int remove_contents(struct walk *w, int fd)
 	return ret;
 }
 
-/* Remove the held <id> and everything in it; its name only while it still
- * names the held directory (one renamed away is emptied, not unlinked). */
-static int remove_jail(struct jail *j)
+/* Remove the held directory fd, parent_fd/name (shown names it), and
+ * everything in it; its name only while it still names fd (one renamed
+ * away is emptied, not unlinked). */
+static int remove_held(int parent_fd, const char *name, int fd, const char *shown)
 {
 	static struct walk w;
 	unsigned long long parent;
-	int err = mount_id(j->jail_fd, &w.mnt);
+	int err = mount_id(fd, &w.mnt);
 	if (!err)
-		err = mount_id(j->exec_dir_fd, &parent);
+		err = mount_id(parent_fd, &parent);
 	if (err)
-		return jail_report("cannot inspect %s: %s", j->jail_dir, strerror(-err));
+		return jail_report("cannot inspect %s: %s", shown, strerror(-err));
 	if (w.mnt != parent)
-		return jail_report("left %s: it is a mount point (unmount it first)", j->jail_dir);
-	snprintf(w.path, sizeof(w.path), "%s", j->jail_dir);
-	if (remove_contents(&w, j->jail_fd))
+		return jail_report("left %s: it is a mount point (unmount it first)", shown);
+	snprintf(w.path, sizeof(w.path), "%s", shown);
+	if (remove_contents(&w, fd))
 		return -1;
-	if (same_dir_at(j->exec_dir_fd, j->id, j->jail_fd) && unlinkat(j->exec_dir_fd, j->id, AT_REMOVEDIR) < 0)
-		return jail_report("cannot remove %s: %s", j->jail_dir, strerror(errno));
+	if (same_dir_at(parent_fd, name, fd) && unlinkat(parent_fd, name, AT_REMOVEDIR) < 0)
+		return jail_report("cannot remove %s: %s", shown, strerror(errno));
 	return 0;
+}
+
+/* In a root this run did not make: remove what it made there, newest
+ * first, and nothing else. */
+static int remove_made(struct jail *j)
+{
+	static struct walk w;
+	int ret = 0;
+	if (mount_id(j->root_fd, &w.mnt) < 0)
+		return jail_report("cannot inspect %s: %s", j->root_dir, strerror(errno));
+	for (; j->nmade > 0; j->nmade--) {
+		char *rel = j->made[j->nmade - 1], *slash = strrchr(rel, '/');
+		if (slash)
+			*slash = '\0';
+		int at = slash ? root_dirs_at(j, rel, false) : fcntl(j->root_fd, F_DUPFD_CLOEXEC, 0);
+		snprintf(w.path, sizeof(w.path), "%s%s%s", j->root_dir, slash ? "/" : "", slash ? rel : "");
+		if (at >= 0 && remove_entry(&w, at, slash ? slash + 1 : rel))
+			ret = -1;
+		if (at >= 0)
+			close(at);
+	}
+	return ret;
 }
 
 /* rmdir that stays quiet when the directory is not empty (another jail is
@@ -622,10 +776,19 @@ static bool remove_if_empty(int dirfd, const char *name, const char *shown)
 
 void jail_remove_dir(struct jail *j)
 {
-	if (j->jail_created && j->jail_fd >= 0 && remove_jail(j) == 0)
-		j->jail_created = false;
-	if (j->jail_created)
-		return; /* what holds it stays too */
+	if (j->jail_created) {
+		if (j->jail_fd >= 0 && remove_held(j->exec_dir_fd, j->id, j->jail_fd, j->jail_dir) == 0)
+			j->jail_created = false;
+		if (j->jail_created)
+			return; /* what holds it stays too */
+	} else if (j->root_made) {
+		if (j->root_fd >= 0 && remove_held(j->jail_fd, "root", j->root_fd, j->root_dir) == 0)
+			j->root_made = false;
+		return; /* <id> was there before: so was all above it */
+	} else if (j->root_fd >= 0) {
+		remove_made(j);
+		return;
+	}
 	if (j->exec_dir_made && same_dir_at(j->base_fd, j->exec_name, j->exec_dir_fd) &&
 	    remove_if_empty(j->base_fd, j->exec_name, j->exec_dir))
 		j->exec_dir_made = false;

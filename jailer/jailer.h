@@ -24,6 +24,7 @@
 #define JAIL_MAX_CGROUP_SETTINGS 32
 #define JAIL_MAX_CGROUP_DIRS 16 /* one per v1 controller, or one for v2 */
 #define JAIL_MAX_ARGS 128
+#define JAIL_MAX_MADE 32 /* entries this run makes in a root it did not make */
 
 struct cgroup_setting {
 	char file[64];      /* e.g. memory.limit_in_bytes */
@@ -71,7 +72,13 @@ struct jail {
 	int exec_dir_fd;
 	bool jail_created;   /* <id> is this run's (or, for --cleanup, was found) */
 	int jail_fd;
+	bool root_made;      /* this run made <id>/root */
 	int root_fd;
+	/* In a root that existed (the orchestrator staged files in it), what
+	 * this run made there, relative to it: the undo removes only these.
+	 * Nothing below an entry is listed. */
+	char made[JAIL_MAX_MADE][128];
+	int nmade;
 	struct cgroup_dir cg[JAIL_MAX_CGROUP_DIRS];
 	int ncg;
 	bool cgroup_joined; /* this process is in them: leave before removing */
@@ -86,16 +93,27 @@ void jail_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * is a regular file everyone may execute and a 64-bit ELF; fills exec_fd and
  * interp. Done before anything is made. */
 int jail_open_binary(struct jail *j);
-/* Make (or open) the base and <exec-name>, make <id> and <id>/root (an
- * existing <id> is refused), all held by fds. */
+/* Make (or open) the base, <exec-name>, <id> and <id>/root, all held by
+ * fds. An existing <id>/root is used as it is (the orchestrator may have
+ * put the kernel and drives there), unless it holds <exec-name>.pid: a VM
+ * ran there and its jail was not cleaned up. */
 int jail_make_root(struct jail *j);
+/* Copy the exec file into root/ as <exec-name>, owned by the jail's uid:gid
+ * (an existing regular file there with no other link is overwritten), and
+ * place its loader and libraries, if any. */
 int jail_place_binary(struct jail *j);
+/* The device nodes, and root/, dev/, dev/net/ and run/ as mode 0700 owned by
+ * the jail's uid:gid (existing ones too). */
 int jail_make_devices(struct jail *j);
+/* Create root/<exec-name>.pid (it must not exist) with pid in it. */
+int jail_write_pid_file(struct jail *j, int pid);
 /* Check the jail is still where it was made, then enter it. */
 int jail_pivot_root(struct jail *j);
-/* Undo: remove <id> with everything in it (never following a symlink,
- * never leaving its mount), then <exec-name> and the base components if
- * this run made them and they are empty. */
+/* Undo: remove what this run made (never following a symlink, never
+ * leaving a mount): <id> with everything in it, or only root/ if <id>
+ * existed, or only the entries listed in made[] if root/ existed; then
+ * <exec-name> and the base components if this run made them and they are
+ * empty. */
 void jail_remove_dir(struct jail *j);
 /* --cleanup: hold the directories of an existing jail; a symlink or a
  * mount point where a directory should be is refused. */
@@ -110,6 +128,8 @@ extern const char *jail_test_after_root;
 
 /* jailer/cgroup.c */
 int cgroup_setup(struct jail *j);
+/* Move pid into the jail's cgroups; with cgroup v2 and no --cgroup, into the
+ * parent cgroup if it exists. */
 int cgroup_join(struct jail *j, pid_t pid);
 void cgroup_remove(struct jail *j);
 int cgroup_open_existing(struct jail *j);

@@ -3,17 +3,20 @@
  * The sequence, each step checked and reported on failure:
  *   close inherited fds, clear the environment, validate the flags and
  *   open (without blocking) and check the files they name;
- *   create <base>/<exec-name>/<id>/root, each directory held by an fd (see
- *   jailer.h), and place the binary (and, if it is dynamically linked, its
- *   loader and libraries) there by hard link, or by copy across file
- *   systems; make the device nodes;
- *   join the network namespace; set rlimits; create and join the cgroups;
+ *   create <base>/<exec-name>/<id>/root, or use the one that exists, each
+ *   directory held by an fd (see jailer.h); copy the binary there (and, if
+ *   it is dynamically linked, place its loader and libraries by hard link,
+ *   or by copy across file systems); make the device nodes;
+ *   join the network namespace; create and join the cgroups;
  *   optionally fork into a new PID namespace and/or daemonize;
  *   check the jail is still where it was made, unshare the mount namespace
  *   and pivot_root into the jail;
+ *   write <root>/<exec-name>.pid; set the rlimits;
  *   drop every capability and switch uid/gid (libcap-ng); no_new_privs;
- *   install the seccomp allow-list for the VMM (libseccomp); exec.
- * Any failure removes what was made (jail directory, cgroups) and exits 1.
+ *   install the seccomp allow-list for the VMM (libseccomp) unless the VMM
+ *   is told to run without one; exec.
+ * Any failure removes what this run made (jail directory, or what it made
+ * in an existing one; cgroups) and exits 1.
  * --cleanup removes them for a VM that has finished. */
 #include <cap-ng.h>
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,8 +95,10 @@ static void usage(FILE *f)
 		"  --cleanup               remove the jail directory and cgroups of a finished VM\n"
 		"  --version, --help\n"
 		"\n"
-		"With --new-pid-ns or --daemonize the jailer forks; the VMM's pid is written to\n"
-		"<jail>/root/<exec-name>.pid and the jailer exits 0 once the VMM has been exec'd.\n",
+		"The jail's root (its files, placed there before the jailer starts, are kept)\n"
+		"gets the VMM's pid in <exec-name>.pid. With --new-pid-ns or --daemonize the\n"
+		"jailer forks and exits 0 once the VMM has been exec'd. With --no-seccomp (or\n"
+		"--seccomp-filter) among the VMM arguments the jailer installs no filter of its own.\n",
 		DEFAULT_NOFILE);
 }
 
@@ -225,8 +231,16 @@ static int parse_args(int argc, char **argv, struct jail *j)
 	while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ID:
-			if (!vm_id_valid(optarg))
-				return jail_report("--id '%s': must be 1-64 letters, digits and '-'", optarg);
+			if (!vm_id_valid(optarg)) {
+				/* Firecracker's wording, which clients match, then ember's rule. */
+				size_t len = strlen(optarg), bad = strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+					"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
+				if (len == 0 || len > 64)
+					return jail_report("Invalid instance ID: Invalid len (%zu);  the length must be "
+							   "between 1 and 64 (--id: 1-64 letters, digits and '-')", len);
+				return jail_report("Invalid instance ID: Invalid char (%c) at position %zu (--id '%s': "
+						   "must be 1-64 letters, digits and '-')", optarg[bad], bad, optarg);
+			}
 			j->id = optarg;
 			break;
 		case OPT_EXEC: j->exec_file = optarg; break;
@@ -337,9 +351,13 @@ static int join_netns(struct jail *j)
 	return ret < 0 ? jail_report("--netns %s: cannot join: %s", j->netns, strerror(err)) : 0;
 }
 
+static struct rlimit saved_nofile = { RLIM_INFINITY, RLIM_INFINITY }, saved_fsize = { RLIM_INFINITY, RLIM_INFINITY };
+
 static int set_rlimits(struct jail *j)
 {
 	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &saved_nofile);
+	getrlimit(RLIMIT_FSIZE, &saved_fsize);
 	rl.rlim_cur = rl.rlim_max = (rlim_t)(j->rlimit_nofile >= 0 ? j->rlimit_nofile : DEFAULT_NOFILE);
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return jail_report("setrlimit no-file=%llu: %s", (unsigned long long)rl.rlim_cur, strerror(errno));
@@ -392,6 +410,22 @@ static unsigned long long now_us(clockid_t clock)
 	return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
 }
 
+/* With --no-seccomp the VMM is to run with no filter at all (as
+ * Firecracker's does), and with --seccomp-filter with only the one it is
+ * given: then the jailer installs none of its own, which would stay
+ * beneath. Otherwise its allow-list (the union of the VMM's thread roles)
+ * guards the exec and the VMM's start, until the VMM's own filters. */
+static bool vmm_sets_own_filter(const struct jail *j)
+{
+	for (int i = 0; i < j->nexec_args; i++) {
+		const char *a = j->exec_args[i];
+		a += a[0] == '-' && a[1] == '-'; /* the VMM also takes -flag */
+		if (!strcmp(a, "-no-seccomp") || !strcmp(a, "-seccomp-filter") || !strncmp(a, "-seccomp-filter=", 16))
+			return true;
+	}
+	return false;
+}
+
 static int exec_vmm(struct jail *j, unsigned long long start_us, unsigned long long start_cpu_us)
 {
 	char path[300], t1[24], t2[24];
@@ -420,6 +454,9 @@ static int exec_vmm(struct jail *j, unsigned long long start_us, unsigned long l
 static noreturn void undo_and_exit(struct jail *j)
 {
 	if (report_fd < 0) {
+		/* The undo opens directories; the VMM's limits are not for it. */
+		setrlimit(RLIMIT_NOFILE, &saved_nofile);
+		setrlimit(RLIMIT_FSIZE, &saved_fsize);
 		jail_remove_dir(j);
 		cgroup_remove(j);
 	}
@@ -427,7 +464,7 @@ static noreturn void undo_and_exit(struct jail *j)
 }
 
 /* With --new-pid-ns or --daemonize the jailer forks. The parent writes
- * the child's pid file and waits on a close-on-exec pipe: EOF means the
+ * the child's pid to the pid file and waits on a close-on-exec pipe: EOF means the
  * VMM was exec'd (exit 0); a message means the child failed, cleaned up
  * and exited (exit 1). Returns in the child only. */
 static void fork_and_wait(struct jail *j)
@@ -448,16 +485,14 @@ static void fork_and_wait(struct jail *j)
 		return;
 	}
 	close(pfd[1]);
-	char name[300], msg[1024];
-	snprintf(name, sizeof(name), "%s.pid", j->exec_name);
-	/* A new file, never one that exists (the jail's uid owns root/ and
-	 * could have linked something there). */
-	unlinkat(j->root_fd, name, 0);
-	int fd = openat(j->root_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0 || dprintf(fd, "%d\n", (int)pid) < 0)
-		jail_log("warning: cannot write %s/%s: %s", j->root_dir, name, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	char msg[1024];
+	if (jail_write_pid_file(j, (int)pid)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		jail_remove_dir(j);
+		cgroup_remove(j);
+		_exit(1);
+	}
 	ssize_t n;
 	do
 		n = read(pfd[0], msg, sizeof(msg));
@@ -553,7 +588,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (jail_make_root(&j) || jail_place_binary(&j) || jail_make_devices(&j) || join_netns(&j) ||
-	    set_rlimits(&j) || cgroup_setup(&j) || cgroup_join(&j, getpid()))
+	    cgroup_setup(&j) || cgroup_join(&j, getpid()))
 		undo_and_exit(&j);
 	if (j.new_pid_ns && unshare(CLONE_NEWPID) < 0) {
 		jail_report("unshare(CLONE_NEWPID): %s", strerror(errno));
@@ -571,10 +606,17 @@ int main(int argc, char **argv)
 		undo_and_exit(&j);
 	}
 	close(devnull);
+	/* Without a fork the VMM will have this process's pid. */
+	if (report_fd < 0 && jail_write_pid_file(&j, (int)getpid()))
+		undo_and_exit(&j);
+	/* The limits go last, so that they bind the VMM, not the jailer's own
+	 * work (a no-file limit below what it holds open would fail it). */
+	if (set_rlimits(&j))
+		undo_and_exit(&j);
 	char err[256];
 	if (check_exec_as_user(&j) || drop_privileges(&j))
 		undo_and_exit(&j);
-	if (seccomp_install(SECCOMP_ROLE_JAIL, err, sizeof(err))) {
+	if (!vmm_sets_own_filter(&j) && seccomp_install(SECCOMP_ROLE_JAIL, err, sizeof(err))) {
 		jail_report("%s", err);
 		undo_and_exit(&j);
 	}
