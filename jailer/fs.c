@@ -622,9 +622,12 @@ int jail_pivot_root(struct jail *j)
 		return jail_report("chdir %s: %s", j->root_dir, strerror(errno));
 	if (unshare(CLONE_NEWNS) < 0)
 		return jail_report("unshare(CLONE_NEWNS): %s", strerror(errno));
-	/* Nothing done to mounts from here on may propagate to the host. */
-	if (mount(NULL, "/", NULL, MS_PRIVATE | MS_REC, NULL) < 0)
-		return jail_report("making / private: %s", strerror(errno));
+	/* Nothing done to mounts from here on may propagate to the host;
+	 * mounts the host makes in the jail's root later still reach the jail
+	 * (an orchestrator may bind a drive in), as with Firecracker's jailer:
+	 * the bind below is a slave as well. */
+	if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+		return jail_report("making / a slave mount: %s", strerror(errno));
 	/* pivot_root needs the new root to be a mount point: bind the jail's
 	 * root onto itself, then enter that mount through its own fd. */
 	int tree = open_tree(AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);

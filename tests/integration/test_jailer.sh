@@ -672,3 +672,31 @@ test_jailer_cgroup_v2_parent_without_settings() {
 	"$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base" > /dev/null 2>&1
 	true
 }
+
+# A mount the host makes in the jail's root after the VMM started (an
+# orchestrator binding a drive in) reaches the jail, as with Firecracker's
+# jailer: the jail's mounts are slaves of the host's. (The base is a
+# shared mount of its own, as / is on most hosts.)
+test_jailer_host_mounts_reach_the_jail() {
+	need_kvm || return
+	need_jailer || return
+	local base=$T/shared id=mnt-$$ name
+	name=$(basename "$EMBER")
+	local root=$base/$name/$id/root pid
+	mkdir -p "$base" && mount -t tmpfs ember-it "$base" && mount --make-shared "$base" || { fail "cannot mount a shared tmpfs"; return; }
+	jailer_run jail "$JAILER" --id $id --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID --chroot-base-dir "$base" \
+		--daemonize -- --api-sock /run/api.sock
+	pid=$(cat "$root/$name.pid" 2>/dev/null)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		echo bound-late > "$T/late.img" && : > "$root/late.img" && mount --bind "$T/late.img" "$root/late.img" ||
+			fail "cannot bind a file into the jail"
+		[ "$(cat "/proc/$pid/root/late.img" 2>&1)" = bound-late ] ||
+			fail "the host's bind mount did not reach the jail: '$(cat "/proc/$pid/root/late.img" 2>&1)'"
+		umount "$root/late.img"
+		kill "$pid"
+		wait_for "! kill -0 $pid 2>/dev/null" 10 || kill -9 "$pid"
+	else
+		fail "no running VMM: $(cat "$T/jail.err")"
+	fi
+	umount -l "$base"
+}
