@@ -293,8 +293,13 @@ static int parse_args(int argc, char **argv, struct jail *j)
 		return jail_report("--id is required");
 	if (!j->exec_file)
 		return jail_report("--exec-file is required");
-	const char *name = strrchr(j->exec_file, '/');
-	name = name ? name + 1 : j->exec_file;
+	/* The jail is named after the file the path leads to (a symlink's
+	 * target), as with Firecracker's jailer; a path that leads nowhere is
+	 * refused below, when the file is opened. */
+	static char real[PATH_MAX];
+	const char *path = realpath(j->exec_file, real) ? real : j->exec_file;
+	const char *name = strrchr(path, '/');
+	name = name ? name + 1 : path;
 	if (!*name || strlen(name) >= sizeof(j->exec_name) || !valid_cgroup_path(name) || strchr(name, '/'))
 		return jail_report("--exec-file %s: the file name must be letters, digits, '_', '-' and '.'",
 				   j->exec_file);

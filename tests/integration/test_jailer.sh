@@ -700,3 +700,20 @@ test_jailer_host_mounts_reach_the_jail() {
 	fi
 	umount -l "$base"
 }
+
+# --exec-file through a symlink: the jail (and the binary in it) is named
+# after the file it leads to, as with Firecracker's jailer.
+test_jailer_exec_file_symlink_names_jail_after_target() {
+	need_jailer || return
+	local base=$T/jails id=lnk-$$ name
+	name=$(basename "$EMBER")
+	ln -s "$(realpath "$EMBER")" "$T/vmm-link"
+	jailer_run link "$JAILER" --id $id --exec-file "$T/vmm-link" --uid $JAIL_UID --gid $JAIL_GID \
+		--chroot-base-dir "$base" -- --version
+	grep -qF "copied $name to $base/$name/$id/root" "$T/link.err" || fail "the jailer failed: $(cat "$T/link.err")"
+	[ -f "$base/$name/$id/root/$name" ] && [ ! -e "$base/vmm-link" ] ||
+		fail "the jail is not named after the link's target: $(ls "$base" | tr '\n' ' ')"
+	"$JAILER" --cleanup --id $id --exec-file "$T/vmm-link" --chroot-base-dir "$base" > "$T/cleanup.err" 2>&1 ||
+		fail "--cleanup through the link: $(cat "$T/cleanup.err")"
+	[ ! -e "$base/$name/$id" ] || fail "--cleanup through the link left the jail"
+}
