@@ -2,6 +2,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <poll.h>
@@ -508,6 +509,24 @@ static void load_snapshot(struct controller *c, struct action *a)
 	free(buf);
 }
 
+/* A write past RLIMIT_FSIZE (ember-jailer --resource-limit fsize=N) raises
+ * SIGXFSZ, which ember keeps blocked (it takes signals through a signalfd),
+ * so the write fails with EFBIG instead. Firecracker dies of that signal at
+ * the write, without answering the request, and its clients and tests
+ * expect that: so when the signal is pending, ember stops here as it stops
+ * on a SIGXFSZ sent to it (Firecracker's line, the metric, a last metrics
+ * line, Firecracker's status 151), without answering. */
+static void stop_if_file_size_limit(struct controller *c)
+{
+	sigset_t pending;
+	if (sigpending(&pending) || sigismember(&pending, SIGXFSZ) != 1)
+		return;
+	log_error("Shutting down VM after intercepting signal %d, code %d.", SIGXFSZ, 0);
+	metrics_signal(SIGXFSZ);
+	controller_flush_metrics(c);
+	_exit(151);
+}
+
 void controller_handle(struct controller *c, struct action *a)
 {
 	a->status = 204;
@@ -607,8 +626,10 @@ void controller_handle(struct controller *c, struct action *a)
 		if (c->state != STATE_PAUSED)
 			reply_error(a, 400, "Create snapshot error: Cannot save the microVM state: Operation not allowed: "
 				    "save/restore unavailable while running (PATCH /vm {\"state\": \"Paused\"} first)");
-		else if (snapshot_save(&c->machine, &c->cfg, &a->u.snap_create, a->fault, sizeof(a->fault)))
+		else if (snapshot_save(&c->machine, &c->cfg, &a->u.snap_create, a->fault, sizeof(a->fault))) {
+			stop_if_file_size_limit(c);
 			a->status = 400;
+		}
 		break;
 	case ACTION_SNAPSHOT_LOAD:
 		load_snapshot(c, a);

@@ -88,6 +88,7 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(exit_group, ALL),          /* ember ends (any thread may fail fatally) */
 	ALLOW(rt_sigprocmask, ALL),      /* signals stay blocked outside the vCPU kick */
 	ALLOW(rt_sigaction, VMM),        /* signal set-up; the vCPU kick handler */
+	ALLOW(rt_sigpending, VMM),       /* a write failed EFBIG: was it SIGXFSZ? (controller.c) */
 	ALLOW(rt_sigreturn, ALL),        /* return from the vCPU kick handler */
 	ALLOW(restart_syscall, ALL),     /* a poll interrupted by the kick signal */
 	ALLOW(sigaltstack, ALL),         /* libc and sanitizer runtimes */
