@@ -168,3 +168,21 @@ test_logmetrics_signals_as_firecracker() {
 	[ "$(field "$T/s.json" "$n" signals sigpipe)" = 0 ] || fail "sigpipe was not reset by the flush"
 	tail -n 1 "$T/sig.log" | grep -qF "Firecracker exiting with error. exit_code=149" || fail "no exit line: $(tail -n 1 "$T/sig.log")"
 }
+
+# At Debug, each request line is followed by Firecracker's duration line
+# before the next request line (Firecracker's test framework pairs them).
+test_logmetrics_api_call_durations_at_debug() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	lm_boot dur "testvm.hang" --log-path "$T/dur.log" --level Debug || return
+	api GET /machine-config > /dev/null
+	expect_api 400 PUT /machine-config '{"vcpu_count": 0, "mem_size_mib": 64}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	stop_api
+	local out
+	out=$(awk '
+		/\] The API server received a / { if (open) { print "unpaired: " $0; exit } open = 1; n++ }
+		/\] Total previous API call duration: [0-9]+ us\.$/ { if (!open) { print "duration before a request"; exit } open = 0 }
+		END { if (open) print "last request unpaired"; else print "requests " n }' "$T/dur.log")
+	[[ $out == "requests "[5-9] ]] || fail "durations and requests do not pair: $out"
+}
