@@ -97,12 +97,14 @@ expect_err_lines() {
 
 # ---- the API socket, driven with curl as orchestrators drive it ----
 
-# start_api NAME [ARGS...]: ember serving $T/NAME.sock in the background.
+# start_api NAME [ARGS...]: ember serving $T/NAME.sock in the background
+# (run through the command in API_PREFIX, if set: see start_api_in).
 start_api() {
 	local name=$1
 	shift
 	API_SOCK="$T/$name.sock"
-	"$EMBER" --api-sock "$API_SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
+	# shellcheck disable=SC2086 # API_PREFIX is a command and its words
+	$API_PREFIX "$EMBER" --api-sock "$API_SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
 	API_PID=$!
 	local i
 	for i in $(seq 100); do

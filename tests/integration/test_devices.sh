@@ -219,19 +219,11 @@ netns_with_taps() {
 	done
 }
 
-# start_api_in NS NAME: start_api inside the network namespace NS.
+# start_api_in NS NAME [ARGS...]: start_api inside the network namespace NS.
 start_api_in() {
-	local ns=$1 name=$2
-	API_SOCK="$T/$name.sock"
-	ip netns exec "$ns" "$EMBER" --api-sock "$API_SOCK" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
-	API_PID=$!
-	local i
-	for i in $(seq 100); do
-		[ -S "$API_SOCK" ] && curl -s --unix-socket "$API_SOCK" http://localhost/ > /dev/null && return 0
-		sleep 0.05
-	done
-	fail "the API socket never accepted"
-	return 1
+	local ns=$1
+	shift
+	API_PREFIX="ip netns exec $ns" start_api "$@"
 }
 
 # expect_fault TEXT: the last answer's fault_message holds TEXT.
