@@ -29,7 +29,11 @@ UFFD    := $(OBJ)/ember-uffd
 EMBER_TEST := $(OBJ)/ember-test
 
 PKGS    := libcjson liburing libseccomp libcap-ng
-CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing \
+# Debug info as DWARF 4 (.debug_ranges) with the call frame information
+# also in .debug_frame (gcc writes it itself, not through .cfi directives,
+# next to the .eh_frame the unwinder needs): the sections Firecracker's
+# release .debug files carry, which its tests check for.
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -gdwarf-4 -fno-dwarf2-cfi-asm -fno-strict-aliasing \
            -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wimplicit-fallthrough -Wformat=2 -Wno-format-nonliteral \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -88,7 +92,8 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
 # build/ember, build/ember-jailer and build/ember-uffd, the binaries users
 # run, are never sanitized: make SAN=1 builds only the ones in build/san.
 USER_BINS := $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd
-all: $(EMBER) $(JAILER) $(UFFD) $(if $(filter 1,$(SAN)),,$(USER_BINS)) kernel testvm rootfs
+USER_DEBUG := $(addsuffix .debug,$(USER_BINS))
+all: $(EMBER) $(JAILER) $(UFFD) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel testvm rootfs
 
 deps:
 	@missing=$$(for p in $(DEBS); do \
@@ -157,17 +162,19 @@ $(OBJ)/ember-dynamic: $(VMM_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# build/ember and build/ember-jailer are the binaries users run; the
-# sanitized ones stay in build/san.
-$(BUILD)/ember: $(BUILD)/obj/ember
+# build/ember, build/ember-jailer and build/ember-uffd are the binaries
+# users run; the sanitized ones stay in build/san. As Firecracker ships its
+# binaries, each one's debug info is split off into <binary>.debug next to
+# it, and the binary keeps its symbol table and a .gnu_debuglink naming
+# that file (gdb and addr2line find it there). build/obj/ keeps the
+# unsplit binaries.
+define user_bin
+$(BUILD)/$(1) $(BUILD)/$(1).debug &: $(BUILD)/obj/$(1)
 	@mkdir -p $(BUILD)
-	cp $< $@
-$(BUILD)/ember-jailer: $(BUILD)/obj/ember-jailer
-	@mkdir -p $(BUILD)
-	cp $< $@
-$(BUILD)/ember-uffd: $(BUILD)/obj/ember-uffd
-	@mkdir -p $(BUILD)
-	cp $< $@
+	objcopy --only-keep-debug $$< $(BUILD)/$(1).debug
+	objcopy --strip-debug --add-gnu-debuglink=$(BUILD)/$(1).debug $$< $(BUILD)/$(1)
+endef
+$(foreach b,ember ember-jailer ember-uffd,$(eval $(call user_bin,$(b))))
 
 # ember-uffd: the page-fault handler that serves uffd snapshot restores.
 UFFD_OBJS := $(OBJ)/vmm/snapshot/uffd_handler/main.o $(OBJ)/vmm/snapshot/working_set.o \
