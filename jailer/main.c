@@ -191,6 +191,17 @@ static int parse_rlimit(struct jail *j, const char *arg)
 			return 0;
 		}
 		if (!strncmp(arg, "no-file=", 8) && v > 0) {
+			/* The VMM starts with stdin, stdout and stderr only (the
+			 * jailer's other fds are close-on-exec): at 3 or less its
+			 * first open fails, unseen once daemonized. Refused here
+			 * instead, before anything is made, as Firecracker's jailer
+			 * fails at its own next open; in the words of the EMFILE
+			 * message that Firecracker (built with musl) prints. */
+			if (v <= 3)
+				return jail_report("--resource-limit no-file=%llu leaves the VMM no file descriptor "
+						   "beyond stdin, stdout and stderr: No file descriptors available "
+						   "(os error %d)",
+						   v, EMFILE);
 			j->rlimit_nofile = (long long)v;
 			return 0;
 		}

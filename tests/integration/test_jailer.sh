@@ -717,3 +717,22 @@ test_jailer_exec_file_symlink_names_jail_after_target() {
 		fail "--cleanup through the link: $(cat "$T/cleanup.err")"
 	[ ! -e "$base/$name/$id" ] || fail "--cleanup through the link left the jail"
 }
+
+# --resource-limit no-file=3 leaves the VMM no descriptor beyond stdio: the
+# jailer refuses it (exit 1, Firecracker's EMFILE words on stderr) before
+# making anything, rather than daemonizing a VMM that fails unseen.
+test_jailer_no_file_limit_too_low_refused() {
+	need_jailer || return
+	local base=$T/jails id=nofile-$$ name
+	name=$(basename "$EMBER")
+	jailer_run nofile "$JAILER" --id $id --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID \
+		--chroot-base-dir "$base" --daemonize --resource-limit no-file=3 -- --api-sock /run/api.sock
+	expect_jailer nofile 1 "No file descriptors available (os error 24)"
+	[ ! -e "$base/$name/$id" ] || fail "the refused run left $base/$name/$id"
+	"$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base" > /dev/null 2>&1
+	# One descriptor more is the VMM's to fail on; the jailer accepts it.
+	jailer_run nofile4 "$JAILER" --id $id --exec-file "$EMBER" --uid $JAIL_UID --gid $JAIL_GID \
+		--chroot-base-dir "$base" --resource-limit no-file=4 -- --version
+	[ "$STATUS" = 0 ] || fail "no-file=4 refused: $STATUS $(cat "$T/nofile4.err")"
+	"$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base" > /dev/null 2>&1
+}
