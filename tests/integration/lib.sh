@@ -104,7 +104,7 @@ start_api() {
 	shift
 	API_SOCK="$T/$name.sock"
 	# shellcheck disable=SC2086 # API_PREFIX is a command and its words
-	$API_PREFIX "$EMBER" --api-sock "$API_SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
+	${API_PREFIX:-} "$EMBER" --api-sock "$API_SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" < /dev/null &
 	API_PID=$!
 	local i
 	for i in $(seq 100); do
