@@ -914,22 +914,25 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 	if (roots > 1)
 		return fail(err, errlen, "A root block device already exists!");
 	for (unsigned i = 0; i < cfg->nnets; i++) {
+		/* Firecracker checks an interface's MAC before it opens its tap. */
 		for (unsigned j = 0; j < i; j++) {
 			if (strcmp(cfg->nets[i].iface_id, cfg->nets[j].iface_id) == 0)
 				return fail(err, errlen, "network-interfaces.iface_id: \"%s\" used twice",
 					    cfg->nets[i].iface_id);
+			if (cfg->nets[i].has_mac && cfg->nets[j].has_mac &&
+			    memcmp(cfg->nets[i].guest_mac, cfg->nets[j].guest_mac, 6) == 0) {
+				const uint8_t *m = cfg->nets[i].guest_mac;
+				fail(err, errlen, "The MAC address is already in use: %02x:%02x:%02x:%02x:%02x:%02x",
+				     m[0], m[1], m[2], m[3], m[4], m[5]);
+				return -EADDRINUSE;
+			}
+		}
+		for (unsigned j = 0; j < i; j++)
 			if (strcmp(cfg->nets[i].host_dev_name, cfg->nets[j].host_dev_name) == 0)
 				return fail(err, errlen, "Could not create the network device: Open tap device failed: "
 					    "Error while creating ifreq structure: %s (os error %d). Invalid TUN/TAP "
 					    "Backend provided by %s. Check our documentation on setting up the network "
 					    "devices.", strerror(EBUSY), EBUSY, cfg->nets[i].host_dev_name);
-			if (cfg->nets[i].has_mac && cfg->nets[j].has_mac &&
-			    memcmp(cfg->nets[i].guest_mac, cfg->nets[j].guest_mac, 6) == 0) {
-				const uint8_t *m = cfg->nets[i].guest_mac;
-				return fail(err, errlen, "The MAC address is already in use: %02x:%02x:%02x:%02x:%02x:%02x",
-					    m[0], m[1], m[2], m[3], m[4], m[5]);
-			}
-		}
 	}
 	return 0;
 }

@@ -73,7 +73,8 @@ int config_json_metrics(const struct cJSON *obj, struct metrics_config *out, cha
 struct cJSON *config_json_machine_obj(const struct machine_config *m);
 struct cJSON *config_json_vm_obj(const struct vmm_config *cfg);
 
-/* Rules across entries: unique ids, tap names and MACs; one root drive. */
+/* Rules across entries: unique ids, tap names and MACs; one root drive.
+ * A MAC used twice is -EADDRINUSE, every other breach -EINVAL. */
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen);
 
 /* A whole config file (text of len bytes) into cfg, which the caller has

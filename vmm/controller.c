@@ -243,8 +243,18 @@ static void put_net(struct controller *c, struct action *a)
 	next.nets[i] = *n;
 	if (i == next.nnets)
 		next.nnets++;
-	if (config_check_devices(&next, a->fault, sizeof(a->fault)) ||
-	    virtio_net_check(n, a->fault, sizeof(a->fault))) {
+	int ret = config_check_devices(&next, a->fault, sizeof(a->fault));
+	if (!ret)
+		ret = virtio_net_check(n, a->fault, sizeof(a->fault));
+	if (ret) {
+		/* As in Firecracker, the interface being replaced is dropped once
+		 * the new one's MAC is found free, so a failure after that (its
+		 * tap) leaves no interface of that id. */
+		if (ret != -EADDRINUSE && i < c->cfg.nnets) {
+			memmove(&c->cfg.nets[i], &c->cfg.nets[i + 1],
+				(c->cfg.nnets - i - 1) * sizeof(c->cfg.nets[0]));
+			c->cfg.nnets--;
+		}
 		a->status = 400;
 		return;
 	}

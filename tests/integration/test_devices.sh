@@ -306,7 +306,8 @@ test_testvm_net_multicast_mac_and_mtu() {
 # A network interface is checked when it is configured, as Firecracker
 # creates the device then: a multi-queue tap, a tap another interface
 # holds and a MAC another interface has are refused with Firecracker's
-# messages.
+# messages; a replacement refused for its tap drops the interface it
+# replaced, as Firecracker's does.
 test_net_put_refusals_match_firecracker() {
 	need_netns || return
 	local ns=ember-it-mq-$$
@@ -322,6 +323,13 @@ test_net_put_refusals_match_firecracker() {
 	expect_api 400 PUT /network-interfaces/1 '{"iface_id": "1", "host_dev_name": "tap1", "guest_mac": "06:00:00:00:00:01"}'
 	expect_fault "Could not create the network device"
 	expect_api 204 PUT /network-interfaces/2 '{"iface_id": "2", "host_dev_name": "tap1", "guest_mac": "08:00:00:00:00:01"}'
+	# As in Firecracker, the failed replacement of "1" (its tap was taken)
+	# dropped "1": its MAC is free for another interface.
+	expect_api 204 PUT /network-interfaces/3 '{"iface_id": "3", "host_dev_name": "tap0", "guest_mac": "06:00:00:00:00:01"}'
+	expect_api 200 GET /vm/config
+	local ids
+	ids=$(python3 -c 'import json,sys; print(",".join(n["iface_id"] for n in json.load(open(sys.argv[1]))["network-interfaces"]))' "$T/resp")
+	[ "$ids" = 2,3 ] || fail "interfaces after the failed replacement: $ids"
 	stop_api
 	ip netns del $ns
 }
