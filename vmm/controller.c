@@ -504,10 +504,16 @@ static void load_snapshot(struct controller *c, struct action *a)
 		snprintf(detail, sizeof(detail), "%s", why);
 		snprintf(why, sizeof(why), "Failed to get snapshot state from file: %.300s", detail);
 	}
-	if (ret || !(t_parsed = rl_now_ns()) || restore(c, l, img, t0, why, sizeof(why)))
+	if (ret || !(t_parsed = rl_now_ns()) || restore(c, l, img, t0, why, sizeof(why))) {
 		/* Firecracker's frame around the reason, which clients match. */
 		reply_error(a, 400, "Load snapshot error: Failed to restore from snapshot: %s", why);
-	else {
+		/* A failed restore leaves the process unfit for another try:
+		 * Firecracker answers, then exits with status 1. */
+		log_error("Failed to build MicroVM: Loading snapshot failed.");
+		c->load_failed = true;
+		c->exit_code = 1;
+		evloop_stop(c->loop);
+	} else {
 		log_info("snapshot %s loaded (%s memory) in %llu us (state file read and checked in %llu us)%s",
 			 l->snapshot_path, l->backend == MEM_BACKEND_FILE ? "file" : "uffd",
 			 (unsigned long long)((rl_now_ns() - t0) / 1000),

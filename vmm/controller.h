@@ -40,6 +40,9 @@ struct controller {
 	struct machine machine;
 	struct evloop_watch stop_watch;       /* the VM asked to stop */
 	int exit_code;
+	/* A snapshot load failed past its checks of the request: as
+	 * Firecracker, ember stops after the answer, with exit_code 1. */
+	bool load_failed;
 
 	/* A restore through a page-fault handler: its socket is watched so a
 	 * dead handler stops the VM instead of leaving its faults waiting. */

@@ -543,7 +543,7 @@ int main(int argc, char **argv)
 	api_server_stop(&e.api);
 	controller_shutdown(c);
 	tty_restore(&e);
-	int code = err ? 1 : c->state != STATE_NOT_STARTED ? c->exit_code : e.exit_code;
+	int code = err ? 1 : c->state != STATE_NOT_STARTED || c->load_failed ? c->exit_code : e.exit_code;
 	/* The last line of a log file, as Firecracker's (its clients read the
 	 * exit code there). */
 	if (code == 0 && log_to_file())

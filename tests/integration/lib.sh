@@ -138,6 +138,28 @@ expect_api() {
 
 # ---- shared by several test files ----
 
+# load_fails NAME BODY WANT: a fresh ember answers PUT /snapshot/load BODY
+# with 400 and a fault containing WANT, then exits with status 1 (as
+# Firecracker, a failed restore ends the process).
+load_fails() {
+	start_api "$1" || return
+	expect_api 400 PUT /snapshot/load "$2"
+	grep -qF -- "$3" "$T/resp" || fail "$1: the fault lacks '$3': $(cat "$T/resp")"
+	local i
+	for i in $(seq 200); do
+		grep -qs '^State:.*Z' "/proc/$API_PID/status" || [ ! -d "/proc/$API_PID" ] && break
+		sleep 0.05
+	done
+	if ! grep -qs '^State:.*Z' "/proc/$API_PID/status" && [ -d "/proc/$API_PID" ]; then
+		fail "$1: ember still runs 10 s after a failed load"
+		stop_api
+		return 1
+	fi
+	wait "$API_PID"
+	local st=$?
+	[ "$st" -eq 1 ] || fail "$1: ember exited with $st after a failed load, expected 1"
+}
+
 # wait_out NAME PATTERN SECONDS: until the guest output has a line
 # matching PATTERN (grep -E).
 wait_out() {
