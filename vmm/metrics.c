@@ -556,7 +556,9 @@ void metrics_init(struct metrics *m, const char *id)
 int metrics_open(struct metrics *m, const struct metrics_config *cfg, char *err, size_t errlen)
 {
 	if (m->fd >= 0) {
-		snprintf(err, errlen, "metrics are already set up (to %s)", m->cfg.metrics_path);
+		/* Firecracker's text (its clients match it), then ember's detail. */
+		snprintf(err, errlen, "Metrics error: Cannot initialize the metrics system due to bad user input: "
+			 "Reinitialization of metrics not allowed. (metrics go to %s)", m->cfg.metrics_path);
 		return -EEXIST;
 	}
 	cJSON *props = NULL;

@@ -128,12 +128,15 @@ test_logmetrics_metrics_schema_deltas_and_devices() {
 		fail "no \"'pause vm' API request took $p1 us.\" line: $(grep -F "API request took" "$T/met.log")"
 }
 
-# No id, no properties by default; --metrics-path works as PUT /metrics.
+# No id, no properties by default; --metrics-path works as PUT /metrics,
+# and a PUT /metrics after it is refused with Firecracker's message.
 test_logmetrics_metrics_default_shape() {
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	: > "$T/d.json"
 	lm_boot def "testvm.counter=1000" --metrics-path "$T/d.json" || return
+	expect_api 400 PUT /metrics "{\"metrics_path\": \"$T/d2.json\"}"
+	grep -qF "Reinitialization of metrics not allowed." "$T/resp" || fail "a second metrics set-up: $(cat "$T/resp")"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	wait_out def 'testvm: count 2' 60
 	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
