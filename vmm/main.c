@@ -489,15 +489,18 @@ int main(int argc, char **argv)
 		die("cannot set up the VMM thread: %s", strerror(-err));
 
 	struct controller *c = &e.ctrl;
+	/* A config file's failures in Firecracker's words (its clients look
+ * for them in the log), with ember's reason after them. */
+#define CONFIG_FILE_FAILED "Failed to build MicroVM from Json: Configuration for VMM from one single json failed: %s"
 	if (e.opt.config_file) {
 		if (config_load_file(e.opt.config_file, &c->cfg, msg, sizeof(msg)))
-			die("%s", msg);
+			die(CONFIG_FILE_FAILED, msg);
 		if (c->cfg.logger.set && controller_apply_logger(c, &c->cfg.logger, msg, sizeof(msg)))
-			die("%s", msg);
+			die(CONFIG_FILE_FAILED, msg);
 		if (c->cfg.metrics.set) {
 			struct metrics_config m = c->cfg.metrics;
 			if (controller_apply_metrics(c, &m, msg, sizeof(msg)))
-				die("%s", msg);
+				die(CONFIG_FILE_FAILED, msg);
 		}
 	}
 	if (e.opt.metrics_path) {
@@ -521,10 +524,13 @@ int main(int argc, char **argv)
 	}
 
 	/* With a config file the VM boots at once, API or not (as Firecracker). */
-	if (e.opt.config_file && controller_start_instance(c, msg, sizeof(msg))) {
-		controller_close(c); /* a client may already wait for an answer */
-		api_server_stop(&e.api);
-		die("%s", msg);
+	if (e.opt.config_file) {
+		if (controller_start_instance(c, msg, sizeof(msg))) {
+			controller_close(c); /* a client may already wait for an answer */
+			api_server_stop(&e.api);
+			die("Failed to build MicroVM from Json: Could not Start MicroVM from one single json: %s", msg);
+		}
+		log_info("Successfully started microvm that was configured from one single json");
 	}
 	vcpu_release_prepared(); /* no request to answer first */
 

@@ -217,6 +217,29 @@ test_config_kernel_not_a_kernel() {
 	expect_err notkernel "not an ELF vmlinux or a bzImage"
 }
 
+# What a config file came to is logged in Firecracker's words (its clients
+# look for them): a file refused, a VM that would not start (both exit
+# status 1), and a VM started.
+test_config_file_outcome_logged() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	printf '{%s, "machine-config": {"mem_size_mib": 64}}\n' "$(kernel_json)" > "$T/novcpu.json"
+	run_ember novcpu 30 --no-api --config-file "$T/novcpu.json" --log-path "$T/novcpu.log"
+	expect_status 1
+	grep -qF "Failed to build MicroVM from Json: Configuration for VMM from one single json failed: " "$T/novcpu.log" ||
+		fail "a refused config file: $(cat "$T/novcpu.log")"
+	printf '{"boot-source": {"kernel_image_path": "%s"}}\n' "$(realpath "$BUILD/initramfs.cpio")" > "$T/nostart.json"
+	run_ember nostart 30 --no-api --config-file "$T/nostart.json" --log-path "$T/nostart.log"
+	expect_status 1
+	grep -qF "Failed to build MicroVM from Json: Could not Start MicroVM from one single json: " "$T/nostart.log" ||
+		fail "a VM that did not start: $(cat "$T/nostart.log")"
+	printf '{%s, "machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}\n' "$(kernel_json)" > "$T/ok.json"
+	run_ember ok 30 --no-api --config-file "$T/ok.json" --log-path "$T/ok.log"
+	expect_status 0
+	grep -qF "Successfully started microvm that was configured from one single json" "$T/ok.log" ||
+		fail "a VM started: $(cat "$T/ok.log")"
+}
+
 # ---- --seccomp-filter: Firecracker's seccompiler-bin files ----
 
 SECCOMP_FILE_GEN=${SECCOMP_FILE_GEN:-$(dirname "$EMBER")/seccomp-file-gen}
