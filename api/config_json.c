@@ -838,27 +838,11 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 		cJSON_AddNullToObject(root, "boot-source");
 	}
 	cJSON_AddNullToObject(root, "cpu-config");
-	/* ember also shows the logger, metrics and serial it was given (a
-	 * snapshot keeps them); Firecracker answers null for the first two. */
-	if (cfg->logger.set) {
-		cJSON *l = cJSON_AddObjectToObject(root, "logger");
-		if (cfg->logger.has_path)
-			cJSON_AddStringToObject(l, "log_path", cfg->logger.log_path);
-		if (cfg->logger.level >= 0)
-			cJSON_AddStringToObject(l, "level", log_level_name((enum log_level)cfg->logger.level));
-		if (cfg->logger.show_level >= 0)
-			cJSON_AddBoolToObject(l, "show_level", cfg->logger.show_level);
-		if (cfg->logger.show_log_origin >= 0)
-			cJSON_AddBoolToObject(l, "show_log_origin", cfg->logger.show_log_origin);
-	} else {
-		cJSON_AddNullToObject(root, "logger");
-	}
+	/* As Firecracker: null however the logger and metrics were set up
+	 * (they belong to the process, not to the VM). */
+	cJSON_AddNullToObject(root, "logger");
 	cJSON_AddItemToObject(root, "machine-config", config_json_machine_obj(&cfg->machine));
-	if (cfg->metrics.set)
-		cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "metrics"), "metrics_path",
-					cfg->metrics.metrics_path);
-	else
-		cJSON_AddNullToObject(root, "metrics");
+	cJSON_AddNullToObject(root, "metrics");
 	cJSON_AddNullToObject(root, "mmds-config");
 	cJSON *nets = cJSON_AddArrayToObject(root, "network-interfaces");
 	for (unsigned i = 0; i < cfg->nnets; i++) {
@@ -891,7 +875,13 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 		cJSON_AddNullToObject(root, "entropy");
 	cJSON_AddArrayToObject(root, "pmem");
 	cJSON_AddNullToObject(root, "memory-hotplug");
-	if (cfg->serial.set) {
+	return root;
+}
+
+cJSON *config_json_state_obj(const struct vmm_config *cfg)
+{
+	cJSON *root = config_json_vm_obj(cfg);
+	if (root && cfg->serial.set) {
 		cJSON *s = cJSON_AddObjectToObject(root, "serial");
 		if (cfg->serial.serial_out_path[0])
 			cJSON_AddStringToObject(s, "serial_out_path", cfg->serial.serial_out_path);

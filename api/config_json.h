@@ -69,9 +69,15 @@ int config_json_logger(const struct cJSON *obj, struct logger_config *out, char 
 int config_json_metrics(const struct cJSON *obj, struct metrics_config *out, char *err, size_t errlen);
 
 /* The typed configuration as JSON, in the config file's (and GET
- * /vm/config's) shape: feeding it back as --config-file gives the same VM. */
+ * /vm/config's) shape: feeding it back as --config-file gives the same VM.
+ * As in Firecracker, "logger" and "metrics" are null however they were set
+ * up, and the serial console is left out. */
 struct cJSON *config_json_machine_obj(const struct machine_config *m);
 struct cJSON *config_json_vm_obj(const struct vmm_config *cfg);
+/* config_json_vm_obj() and the serial console, which a snapshot keeps (a
+ * restored guest writes where it wrote before, unless PUT /serial came
+ * first); GET /vm/config leaves it out, as Firecracker. */
+struct cJSON *config_json_state_obj(const struct vmm_config *cfg);
 
 /* Rules across entries: unique ids, tap names and MACs; one root drive.
  * A MAC used twice is -EADDRINUSE, every other breach -EINVAL. */

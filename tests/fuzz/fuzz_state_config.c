@@ -67,7 +67,7 @@ static void check_counts(const struct vmm_config *c)
 /* The text snapshot_save() writes for a configuration. */
 static char *config_text(const struct vmm_config *c)
 {
-	cJSON *obj = config_json_vm_obj(c);
+	cJSON *obj = config_json_state_obj(c);
 	char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
 	cJSON_Delete(obj);
 	if (!text)

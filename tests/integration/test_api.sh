@@ -362,10 +362,17 @@ test_api_socket_that_exists_is_refused() {
 }
 
 # A config file with the API on: the VM boots at once; GET /vm/config
-# gives back a config that boots the same VM with --no-api.
+# gives back a config that boots the same VM with --no-api. As in
+# Firecracker, it shows the logger and metrics as null and leaves out the
+# serial console, though the file set them up.
 test_api_config_file_and_vm_config_roundtrip() {
 	need_kvm || return
 	write_config "$T/vm.json" "$BUILD/testvm.elf" "" "testvm.hang" 1 64
+	python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); t = sys.argv[2]
+c.update(logger={"log_path": t + "/vm.log"}, metrics={"metrics_path": t + "/vm.metrics"}, serial={"serial_out_path": t + "/vm.serial"})
+json.dump(c, open(sys.argv[1], "w"))' "$T/vm.json" "$T"
+	: > "$T/vm.log"
+	: > "$T/vm.metrics"
 	start_api cfg --config-file "$T/vm.json" || return
 	api GET / > /dev/null
 	grep -q '"state":"Running"' "$T/resp" || fail "not Running after --config-file"
@@ -378,6 +385,7 @@ test_api_config_file_and_vm_config_roundtrip() {
 		'"drives":[]' '"network-interfaces":[]' '"initrd_path":null' '"huge_pages":"None"'; do
 		grep -qF "$key" "$T/roundtrip.json" || fail "GET /vm/config lacks $key: $(cat "$T/roundtrip.json")"
 	done
+	! grep -qF '"serial"' "$T/roundtrip.json" || fail "GET /vm/config shows the serial console: $(cat "$T/roundtrip.json")"
 	stop_api
 	sed -i 's/testvm.hang//' "$T/roundtrip.json"
 	run_ember again 30 --no-api --config-file "$T/roundtrip.json"

@@ -515,3 +515,25 @@ Test(config_json, vm_config_has_firecrackers_shape)
 	free(text);
 	cJSON_Delete(o);
 }
+
+/* As Firecracker's GET /vm/config: the logger and metrics are null and the
+ * serial console is left out, even when set; a snapshot's state keeps the
+ * serial console. */
+Test(config_json, vm_config_hides_logger_metrics_serial)
+{
+	struct vmm_config cfg;
+	char err[256] = "";
+	cr_assert_eq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"logger\": {\"log_path\": \"/l\"},"
+			   " \"metrics\": {\"metrics_path\": \"/m\"}, \"serial\": {\"serial_out_path\": \"/s\"}}",
+			   &cfg, err), 0, "%s", err);
+	cr_assert(cfg.logger.set && cfg.metrics.set && cfg.serial.set);
+	cJSON *o = config_json_vm_obj(&cfg);
+	cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "logger")));
+	cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "metrics")));
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "serial"));
+	cJSON_Delete(o);
+	o = config_json_state_obj(&cfg);
+	cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "serial");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "serial_out_path")), "/s");
+	cJSON_Delete(o);
+}

@@ -292,7 +292,7 @@ static void put_devices(struct machine *m, struct snap_writer *w)
 static int build_state(struct machine *m, const struct vmm_config *cfg, const struct memfile_id *id,
 		       struct snap_writer *w, char *err, size_t errlen)
 {
-	cJSON *obj = config_json_vm_obj(cfg);
+	cJSON *obj = config_json_state_obj(cfg);
 	char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
 	cJSON_Delete(obj);
 	if (!text) {
