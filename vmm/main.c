@@ -88,7 +88,7 @@ static void usage(FILE *f)
 		"  --describe-snapshot PATH  print the format version of a snapshot state file and exit\n"
 		"  --start-time-us N, --start-time-cpu-us N, --parent-cpu-time-us N\n"
 		"                       set by a jailer: when it started (for the startup metrics)\n"
-		"  --version            print the version and exit\n"
+		"  --version            print the Firecracker version ember matches, then ember's, and exit\n"
 		"  --help               print this help and exit\n",
 		DEFAULT_MAX_PAYLOAD, (unsigned long long)0xc0000000ULL);
 }
@@ -242,7 +242,11 @@ static void parse_args(int argc, char **argv, struct options *o)
 			break;
 		}
 #endif
-		case OPT_VERSION: printf("ember v%s\n", EMBER_VERSION); exit(0);
+		case OPT_VERSION:
+			/* Firecracker's shape first (its clients take the version
+			 * from the first line), then ember's own version. */
+			printf("Firecracker v%s\n\nember v%s\n", EMBER_FIRECRACKER_API_VERSION, EMBER_VERSION);
+			exit(0);
 		case OPT_HELP: usage(stdout); exit(0);
 		default:
 			if (optopt)
