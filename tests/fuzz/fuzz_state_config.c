@@ -56,6 +56,9 @@ static void normalize(struct vmm_config *c)
 	bucket_normalize(&c->entropy.rate_limiter.bandwidth);
 	bucket_normalize(&c->entropy.rate_limiter.ops);
 	bucket_normalize(&c->serial.rate_limiter);
+	/* Not kept in the state file: a restore uses the loading process's own. */
+	memset(&c->logger, 0, sizeof(c->logger));
+	memset(&c->metrics, 0, sizeof(c->metrics));
 }
 
 static void check_counts(const struct vmm_config *c)
