@@ -323,7 +323,7 @@ $(API_STRESS): $(OBJ)/tests/integration/api_stress.o
 -include $(OBJ)/tests/integration/api_stress.d
 
 integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) \
-	     $(SECCOMP_FILE_GEN) kernel testvm rootfs
+	     $(SECCOMP_FILE_GEN) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel testvm rootfs
 	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) JAILER_TEST=$(JAILER_TEST) UFFD=$(UFFD) \
 		UFFD_CLIENT=$(UFFD_CLIENT) SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) \
 		SECCOMP_FILE_GEN=$(SECCOMP_FILE_GEN) \
