@@ -485,6 +485,11 @@ static noreturn void undo_and_exit(struct jail *j)
  * and exited (exit 1). Returns in the child only. */
 static void fork_and_wait(struct jail *j)
 {
+	/* A session leader's exit hangs up its terminal and sends SIGHUP to
+	 * the session: a jailer started as one (e.g. by screen) would stop
+	 * the VMM it leaves behind. So the child leads a session of its own
+	 * (--daemonize makes one later anyway). */
+	bool leader = !j->daemonize && getsid(0) == getpid();
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		jail_report("pipe: %s", strerror(errno));
@@ -498,6 +503,10 @@ static void fork_and_wait(struct jail *j)
 	if (pid == 0) {
 		close(pfd[0]);
 		report_fd = pfd[1];
+		if (leader && setsid() < 0) {
+			jail_report("setsid: %s", strerror(errno));
+			undo_and_exit(j);
+		}
 		return;
 	}
 	close(pfd[1]);

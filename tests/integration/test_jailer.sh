@@ -738,3 +738,32 @@ test_jailer_no_file_limit_too_low_refused() {
 		fail "no-file=4 refused: $STATUS $(cat "$T/nofile4.err")"
 	"$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base" > /dev/null 2>&1
 }
+
+# Started as a session leader with a terminal (as screen starts it), the
+# jailer's exit after a --new-pid-ns fork must not hang up the VMM: the
+# kernel sends the session SIGHUP when its leader exits.
+test_jailer_new_pid_ns_as_session_leader_survives_its_exit() {
+	need_kvm || return
+	need_jailer || return
+	command -v script > /dev/null || { fail "script (bsdutils) is missing"; return; }
+	local base=$T/jails id=lead-$$ name pid
+	name=$(basename "$EMBER")
+	local root=$base/$name/$id/root
+	# script runs the command in a new session on a pty; exec makes the
+	# jailer that session's leader. script ends when the jailer exits.
+	script -qec "exec '$JAILER' --id $id --exec-file '$EMBER' --uid $JAIL_UID --gid $JAIL_GID \
+		--chroot-base-dir '$base' --new-pid-ns -- --api-sock /run/api.sock" /dev/null \
+		> "$T/lead.out" 2>&1 < /dev/null ||
+		{ fail "the jailer failed: $(tail -3 "$T/lead.out")"; return; }
+	wait_for "[ -S '$root/run/api.sock' ]" 10 || { fail "no API socket: $(tail -3 "$T/lead.out")"; return; }
+	pid=$(cat "$root/$name.pid")
+	sleep 1 # a hangup, if any, has arrived by now
+	if kill -0 "$pid" 2>/dev/null; then
+		[ "$(awk '{ print $6 }' "/proc/$pid/stat")" = "$pid" ] || fail "the VMM does not lead a session of its own"
+		kill "$pid"
+		wait_for "! kill -0 '$pid' 2>/dev/null" 10 || kill -9 "$pid"
+	else
+		fail "the VMM died when the jailer exited: $(tail -3 "$T/lead.out")"
+	fi
+	"$JAILER" --cleanup --id $id --exec-file "$EMBER" --chroot-base-dir "$base" > /dev/null 2>&1
+}
