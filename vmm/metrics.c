@@ -264,11 +264,13 @@ static void add_vcpus(cJSON *root, struct machine *mach)
 	for (unsigned i = 0; mach && i < mach->vm.nvcpus && mach->vm.vcpus; i++) {
 		struct vcpu_stats *st = &mach->vm.vcpus[i].stats;
 		for (int k = 0; k < VCPU_NEXITS; k++) {
-			exits[k] += atomic_load(&st->exits[k]);
-			sum[k] += atomic_load(&st->sum_us[k]);
+			uint64_t n = atomic_load(&st->exits[k]);
 			uint64_t lo = atomic_load(&st->min_us[k]), hi = atomic_load(&st->max_us[k]);
-			if (lo && (!min[k] || lo < min[k]))
+			/* A vCPU without such an exit has no minimum. */
+			if (n && (!exits[k] || lo < min[k]))
 				min[k] = lo;
+			exits[k] += n;
+			sum[k] += atomic_load(&st->sum_us[k]);
 			if (hi > max[k])
 				max[k] = hi;
 		}

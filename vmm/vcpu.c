@@ -100,17 +100,28 @@ static uint64_t mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* One exit handled since t0 (µs): relaxed, only this thread writes. */
+static uint64_t own_load(atomic_ullong *a)
+{
+	return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+static void own_store(atomic_ullong *a, uint64_t v)
+{
+	atomic_store_explicit(a, v, memory_order_relaxed);
+}
+
+/* One exit handled since t0 (µs). Only this thread writes its counters,
+ * so plain relaxed loads and stores do (no locked read-modify-write on
+ * the exit path); readers see each value whole. */
 static void count_exit(struct vcpu_stats *st, enum vcpu_exit_kind k, uint64_t t0)
 {
-	uint64_t us = mono_us() - t0;
-	atomic_fetch_add_explicit(&st->exits[k], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st->sum_us[k], us, memory_order_relaxed);
-	uint64_t min = atomic_load_explicit(&st->min_us[k], memory_order_relaxed);
-	if (min == 0 || us < min)
-		atomic_store_explicit(&st->min_us[k], us, memory_order_relaxed);
-	if (us > atomic_load_explicit(&st->max_us[k], memory_order_relaxed))
-		atomic_store_explicit(&st->max_us[k], us, memory_order_relaxed);
+	uint64_t us = mono_us() - t0, n = own_load(&st->exits[k]);
+	own_store(&st->exits[k], n + 1);
+	own_store(&st->sum_us[k], own_load(&st->sum_us[k]) + us);
+	if (n == 0 || us < own_load(&st->min_us[k])) /* 0 µs is a real minimum */
+		own_store(&st->min_us[k], us);
+	if (us > own_load(&st->max_us[k]))
+		own_store(&st->max_us[k], us);
 }
 
 /* Returns false when the loop must end. */

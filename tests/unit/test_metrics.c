@@ -371,3 +371,30 @@ Test(metrics, config_emit_id_and_properties)
 	cr_assert_neq(config_json_metrics(o, &mc, err, sizeof(err)), 0);
 	cJSON_Delete(o);
 }
+
+/* An exit handled in under a microsecond is a real 0 µs minimum; a vCPU
+ * that had no such exit has no minimum to give. */
+Test(metrics, vcpu_exit_minimum_across_vcpus)
+{
+	struct machine *m = fake_machine();
+	free(m->vm.vcpus);
+	m->vm.nvcpus = 3;
+	m->vm.vcpus = calloc(3, sizeof(*m->vm.vcpus));
+	struct vcpu_stats *a = &m->vm.vcpus[0].stats, *b = &m->vm.vcpus[1].stats;
+	atomic_store(&a->exits[VCPU_EXIT_IO_OUT], 2);
+	atomic_store(&a->min_us[VCPU_EXIT_IO_OUT], 5);
+	atomic_store(&a->max_us[VCPU_EXIT_IO_OUT], 6);
+	atomic_store(&b->exits[VCPU_EXIT_IO_OUT], 1);
+	atomic_store(&b->min_us[VCPU_EXIT_IO_OUT], 0);
+	atomic_store(&a->exits[VCPU_EXIT_IO_IN], 1);
+	atomic_store(&a->min_us[VCPU_EXIT_IO_IN], 4);
+	atomic_store(&a->max_us[VCPU_EXIT_IO_IN], 4);
+	cJSON *l = metrics_line(&met, metrics_totals(&met, &cfg, m));
+	const cJSON *vcpu = cJSON_GetObjectItemCaseSensitive(l, "vcpu");
+	const cJSON *out = cJSON_GetObjectItemCaseSensitive(vcpu, "exit_io_out_agg");
+	const cJSON *in = cJSON_GetObjectItemCaseSensitive(vcpu, "exit_io_in_agg");
+	cr_assert_eq(cJSON_GetObjectItemCaseSensitive(out, "min_us")->valuedouble, 0);
+	cr_assert_eq(cJSON_GetObjectItemCaseSensitive(out, "max_us")->valuedouble, 6);
+	cr_assert_eq(cJSON_GetObjectItemCaseSensitive(in, "min_us")->valuedouble, 4);
+	cJSON_Delete(l);
+}
