@@ -88,7 +88,7 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace
 
-.PHONY: all deps kernel testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke soak soak-smoke clean
+.PHONY: all deps kernel kernel-acpi testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke soak soak-smoke clean
 # build/ember, build/ember-jailer and build/ember-uffd, the binaries users
 # run, are never sanitized: make SAN=1 builds only the ones in build/san.
 USER_BINS := $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd
@@ -199,6 +199,12 @@ kernel: $(BUILD)/bzImage
 $(BUILD)/bzImage $(BUILD)/vmlinux: $(KERNEL_INPUTS)
 	firmware/kernel/build.sh $(BUILD)
 	@touch $(BUILD)/bzImage $(BUILD)/vmlinux
+# The same kernel with ACPI on and command-line device discovery off: what
+# the tests of ember's ACPI tables boot.
+kernel-acpi: $(BUILD)/acpi/bzImage
+$(BUILD)/acpi/bzImage $(BUILD)/acpi/vmlinux: $(KERNEL_INPUTS) firmware/kernel/acpi.config
+	firmware/kernel/build.sh $(BUILD)/acpi acpi
+	@touch $(BUILD)/acpi/bzImage $(BUILD)/acpi/vmlinux
 
 # ---- test guest ------------------------------------------------------
 TESTVM_CFLAGS := -std=c11 -O2 -g -ffreestanding -fno-strict-aliasing -fno-pic -fno-pie -fno-stack-protector \
@@ -323,7 +329,7 @@ $(API_STRESS): $(OBJ)/tests/integration/api_stress.o
 -include $(OBJ)/tests/integration/api_stress.d
 
 integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) \
-	     $(SECCOMP_FILE_GEN) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel testvm rootfs
+	     $(SECCOMP_FILE_GEN) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel kernel-acpi testvm rootfs
 	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) JAILER_TEST=$(JAILER_TEST) UFFD=$(UFFD) \
 		UFFD_CLIENT=$(UFFD_CLIENT) SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) \
 		SECCOMP_FILE_GEN=$(SECCOMP_FILE_GEN) \
