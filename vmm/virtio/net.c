@@ -101,12 +101,117 @@ static void rx_done(struct evloop_op *op, int res, unsigned flags)
 	pthread_mutex_unlock(&net->vd.lock);
 }
 
+/* Take a receive chain into net->rx_chain: 1, or 0 if the guest has none
+ * (its next notify resumes us), or -1 if it broke the queue. */
+static int rx_pop(struct virtio_net *net)
+{
+	struct virtio_dev *vd = &net->vd;
+	struct virtq *q = &vd->vq[RXQ];
+	int r;
+	while ((r = virtq_pop(q, &vd->vm->mem, &net->rx_chain)) == 0)
+		if (!virtq_arm_notify(q))
+			return 0;
+	if (r < 0 || net->rx_chain.nread || net->rx_chain.write_len < (uint32_t)VNET_HDR_LEN) {
+		virtio_fail(vd, "malformed receive buffer");
+		return -1;
+	}
+	return 1;
+}
+
+static void rx_cancelled(struct evloop_op *op, int res, unsigned flags)
+{
+	struct virtio_net *net = container_of(op, struct virtio_net, rx_cancel_op);
+	(void)res, (void)flags; /* rx_done reports the outcome */
+	pthread_mutex_lock(&net->vd.lock);
+	net->rx_cancelling = false;
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+/* Cancel the tap read, so that the receive buffer it holds comes back
+ * (rx_done, -ECANCELED). Returns false if it could not be asked now. */
+static bool rx_cancel(struct virtio_net *net)
+{
+	if (net->rx_cancelling)
+		return true;
+	struct io_uring_sqe *sqe = evloop_sqe(net->vd.loop, &net->rx_cancel_op);
+	if (!sqe)
+		return false;
+	net->rx_cancel_op.complete = rx_cancelled;
+	io_uring_prep_cancel(sqe, &net->rx_op, 0);
+	net->rx_cancelling = true;
+	return true;
+}
+
+static void mmds_retry(struct evloop_timer *t)
+{
+	struct virtio_net *net = container_of(t, struct virtio_net, mmds_timer);
+	pthread_mutex_lock(&net->vd.lock);
+	if (net->vd.active)
+		rx_kick(net);
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+/* The MMDS responder's frames go to the guest before the tap's, under the
+ * same rate limiter. A tap read holding the receive buffer is cancelled so
+ * they need not wait for tap traffic. Returns true while they wait (no tap
+ * read may start then). */
+static bool rx_mmds(struct virtio_net *net)
+{
+	struct virtio_dev *vd = &net->vd;
+	struct virtq *q = &vd->vq[RXQ];
+	uint64_t now = rl_now_ns();
+	bool waiting = true, pushed = false;
+	const uint8_t *f;
+	size_t len;
+	while ((len = mmds_stack_peek(net->mmds, &f, now / 1000000))) {
+		if (net->rx_busy) {
+			if (!rx_cancel(net))
+				evloop_timer_arm(vd->loop, &net->rx_timer, 1000000ULL, rx_retry);
+			goto out;
+		}
+		if (!rl_admit(&net->rx_rl, now)) {
+			net->stats.rx_throttled++;
+			evloop_timer_arm(vd->loop, &net->rx_timer, rl_wait_ns(&net->rx_rl, 1, now), rx_retry);
+			goto out;
+		}
+		if (rx_pop(net) <= 0)
+			goto out;
+		uint32_t total = (uint32_t)(VNET_HDR_LEN + len);
+		if (net->rx_chain.write_len < total) {
+			/* A buffer too small for the frame: TCP sends it again. */
+			virtq_undo_pop(q);
+			mmds_stack_consume(net->mmds, false);
+			continue;
+		}
+		struct virtio_net_hdr_v1 hdr = { .num_buffers = 1 };
+		virtq_chain_write(&net->rx_chain, 0, &hdr, sizeof(hdr));
+		virtq_chain_write(&net->rx_chain, VNET_HDR_LEN, f, len);
+		virtq_push(q, net->rx_chain.head, total);
+		mmds_stack_consume(net->mmds, true);
+		pushed = true;
+		net->stats.rx_packets++;
+		net->stats.rx_bytes += total;
+		rl_charge(&net->rx_rl, total, now);
+	}
+	waiting = false;
+	uint64_t wait_ms = mmds_stack_next_timeout(net->mmds, now / 1000000);
+	if (wait_ms != UINT64_MAX)
+		evloop_timer_arm(vd->loop, &net->mmds_timer, (wait_ms + 1) * 1000000ULL, mmds_retry);
+out:
+	if (pushed)
+		virtio_signal(vd, RXQ);
+	return waiting;
+}
+
 /* Keep one tap read outstanding while the guest has receive buffers. */
 static void rx_kick(struct virtio_net *net)
 {
 	struct virtio_dev *vd = &net->vd;
-	struct virtq *q = &vd->vq[RXQ];
-	if (net->rx_busy || !vd->active || vd->paused)
+	if (!vd->active || vd->paused)
+		return;
+	if (net->mmds && rx_mmds(net))
+		return;
+	if (net->rx_busy)
 		return;
 	uint64_t now = rl_now_ns();
 	if (!rl_admit(&net->rx_rl, now)) {
@@ -114,18 +219,12 @@ static void rx_kick(struct virtio_net *net)
 		evloop_timer_arm(vd->loop, &net->rx_timer, rl_wait_ns(&net->rx_rl, 1, now), rx_retry);
 		return;
 	}
-	int r;
-	while ((r = virtq_pop(q, &vd->vm->mem, &net->rx_chain)) == 0)
-		if (!virtq_arm_notify(q))
-			return; /* no buffers: the guest's next notify resumes us */
-	if (r < 0 || net->rx_chain.nread || net->rx_chain.write_len < (uint32_t)VNET_HDR_LEN) {
-		virtio_fail(vd, "malformed receive buffer");
+	if (rx_pop(net) <= 0)
 		return;
-	}
 	int n = virtq_chain_iov(&net->rx_chain, true, 0, MAX_FRAME, net->rx_iov, VIRTQ_MAX_SIZE);
 	struct io_uring_sqe *sqe = evloop_sqe(vd->loop, &net->rx_op);
 	if (!sqe) {
-		virtq_undo_pop(q);
+		virtq_undo_pop(&vd->vq[RXQ]);
 		evloop_timer_arm(vd->loop, &net->rx_timer, 1000000ULL, rx_retry);
 		return;
 	}
@@ -190,12 +289,32 @@ static struct net_tx *tx_slot(struct virtio_net *net)
 	return net->tx_free;
 }
 
+/* A frame for the MMDS address goes to the responder, never to the tap. It
+ * is copied out of guest memory once and parsed from the copy (if the
+ * guest rewrites it meanwhile, the responder drops it). Returns whether it
+ * was one. */
+static bool tx_mmds(struct virtio_net *net, const struct virtq_chain *c)
+{
+	uint8_t head[VNET_HDR_LEN + 42];
+	size_t n = virtq_chain_read(c, 0, head, sizeof(head));
+	if (!mmds_stack_claims(net->mmds, head + VNET_HDR_LEN, n - VNET_HDR_LEN))
+		return false;
+	struct virtio_net_hdr_v1 hdr;
+	memcpy(&hdr, head, sizeof(hdr));
+	uint8_t *frame = mmds_stack_scratch(net->mmds);
+	n = virtq_chain_read(c, VNET_HDR_LEN, frame, MMDS_STACK_FRAME_MAX);
+	mmds_stack_receive(net->mmds, frame, n, hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM,
+			   rl_now_ns() / 1000000);
+	return true;
+}
+
 static void tx_process(struct virtio_net *net)
 {
 	struct virtio_dev *vd = &net->vd;
 	struct virtq *q = &vd->vq[TXQ];
 	struct virtq_chain c;
 	uint16_t used_before = q->used_idx;
+	unsigned to_mmds = 0;
 	if (vd->paused)
 		return;
 	for (;;) {
@@ -210,6 +329,17 @@ static void tx_process(struct virtio_net *net)
 		if (r < 0 || c.write_len || c.read_len < (uint32_t)VNET_HDR_LEN) {
 			virtio_fail(vd, "malformed transmit chain");
 			return;
+		}
+		/* Not charged to the rate limiter, as Firecracker does. A guest
+		 * that keeps the queue full of them yields to others after a
+		 * queue's worth. */
+		if (net->mmds && tx_mmds(net, &c)) {
+			virtq_push(q, c.head, 0);
+			if (++to_mmds == VIRTQ_MAX_SIZE) {
+				evloop_timer_arm(vd->loop, &net->tx_timer, 1000ULL, tx_retry);
+				break;
+			}
+			continue;
 		}
 		uint64_t now = rl_now_ns();
 		if (!rl_consume(&net->tx_rl, c.read_len, now)) {
@@ -243,6 +373,8 @@ static void tx_process(struct virtio_net *net)
 	}
 	if (q->used_idx != used_before)
 		virtio_signal(vd, TXQ);
+	if (to_mmds)
+		rx_kick(net); /* the answers */
 }
 
 /* ---- device -------------------------------------------------------- */
@@ -293,11 +425,7 @@ static void net_destroy(struct virtio_dev *vd)
 	struct virtio_net *net = vd->dev;
 	close(net->tap);
 	free(net->tx_reqs);
-}
-
-static void rx_cancelled(struct evloop_op *op, int res, unsigned flags)
-{
-	(void)op, (void)res, (void)flags; /* rx_done reports the outcome */
+	mmds_stack_free(net->mmds);
 }
 
 /* The tap read waits for a frame that may never come: cancel it, so the
@@ -305,13 +433,8 @@ static void rx_cancelled(struct evloop_op *op, int res, unsigned flags)
 static void net_pause(struct virtio_dev *vd)
 {
 	struct virtio_net *net = vd->dev;
-	if (!net->rx_busy)
-		return;
-	struct io_uring_sqe *sqe = evloop_sqe(vd->loop, &net->rx_cancel_op);
-	if (!sqe)
-		return; /* idle() stays false; the pause reports it */
-	net->rx_cancel_op.complete = rx_cancelled;
-	io_uring_prep_cancel(sqe, &net->rx_op, 0);
+	if (net->rx_busy)
+		rx_cancel(net); /* if it cannot, idle() stays false; the pause reports it */
 }
 
 static bool net_idle(struct virtio_dev *vd)
@@ -461,5 +584,27 @@ void virtio_net_update(struct virtio_net *net, const struct ratelimiter_config *
 		net->cfg.tx_rate_limiter = *tx;
 		rl_init(&net->tx_rl, tx, now);
 	}
+	pthread_mutex_unlock(&net->vd.lock);
+}
+
+int virtio_net_set_mmds(struct virtio_net *net, uint32_t ipv4, mmds_answer_fn fn, void *ctx,
+			size_t resp_cap)
+{
+	struct mmds_stack *m = mmds_stack_new(ipv4, fn, ctx, resp_cap, rl_now_ns() ^ (uintptr_t)net);
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_lock(&net->vd.lock);
+	struct mmds_stack *old = net->mmds;
+	net->mmds = m;
+	pthread_mutex_unlock(&net->vd.lock);
+	mmds_stack_free(old);
+	return 0;
+}
+
+void virtio_net_mmds_stats(struct virtio_net *net, struct mmds_stack_stats *sum)
+{
+	pthread_mutex_lock(&net->vd.lock);
+	if (net->mmds)
+		mmds_stack_stats_add(sum, mmds_stack_stats(net->mmds));
 	pthread_mutex_unlock(&net->vd.lock);
 }

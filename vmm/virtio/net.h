@@ -7,6 +7,7 @@
 
 #include "../config.h"
 #include "../io/ratelimit.h"
+#include "../mmds/stack.h"
 #include "virtio.h"
 
 #define NET_TX_SEGS 64 /* segments per transmitted frame we accept */
@@ -46,7 +47,11 @@ struct virtio_net {
 	unsigned tx_used;      /* slots of tx_reqs handed out at least once */
 	unsigned tx_inflight;
 	struct evloop_op rx_cancel_op;
+	bool rx_cancelling;
 	struct net_stats stats;
+	/* Frames for the MMDS address go here instead of the tap (NULL: none). */
+	struct mmds_stack *mmds;
+	struct evloop_timer mmds_timer; /* its next retransmission */
 };
 
 /* Open the tap cfg->host_dev_name and add the device. Returns 0 or
@@ -64,5 +69,16 @@ int virtio_net_check(const struct net_config *cfg, char *err, size_t errlen);
  * keeps one). Takes the device lock. */
 void virtio_net_update(struct virtio_net *net, const struct ratelimiter_config *rx,
 		       const struct ratelimiter_config *tx);
+
+/* From now on the device answers frames for the MMDS address ipv4 (host
+ * order) itself, fn answering the requests (see vmm/mmds/stack.h); an
+ * earlier responder is replaced with its connections. Returns 0 or
+ * -ENOMEM. Takes the device lock. */
+int virtio_net_set_mmds(struct virtio_net *net, uint32_t ipv4, mmds_answer_fn fn, void *ctx,
+			size_t resp_cap);
+
+/* Add the device's MMDS responder counters to *sum (nothing without one).
+ * Takes the device lock. */
+void virtio_net_mmds_stats(struct virtio_net *net, struct mmds_stack_stats *sum);
 
 #endif
