@@ -386,11 +386,13 @@ FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virt
                vmm/snapshot/memfile.c vmm/hostfile.c
 FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
+FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
 FUZZ_MAXLEN_fuzz_snapshot     := 32768
 FUZZ_MAXLEN_fuzz_mmio         := 16384
 FUZZ_MAXLEN_fuzz_state_config := 8192
 FUZZ_MAXLEN_fuzz_seccomp_file := 8192
+FUZZ_MAXLEN_fuzz_mmds_frames  := 8192
 
 FUZZ_NAMES  := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))

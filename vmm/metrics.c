@@ -209,6 +209,34 @@ static void add_net(cJSON *root, const char *key, struct virtio_net *net)
 	agg(o, "tap_write_agg", 0, 0, 0);
 }
 
+/* The network side's counts, summed over the interfaces that answer MMDS. */
+static struct mmds_stack_stats mmds_totals(struct machine *mach)
+{
+	struct mmds_stack_stats t = { 0 };
+	for (unsigned i = 0; mach && i < mach->nnet; i++)
+		virtio_net_mmds_stats(mach->net[i], &t);
+	return t;
+}
+
+static void add_mmds(cJSON *root, struct machine *mach)
+{
+	static const char *const zero_keys[] = { "rx_invalid_token", "rx_no_token", NULL };
+	struct mmds_stack_stats t = mmds_totals(mach);
+	cJSON *o = cJSON_AddObjectToObject(root, "mmds");
+	num(o, "rx_accepted", t.rx_accepted);
+	num(o, "rx_accepted_err", t.rx_accepted_err);
+	num(o, "rx_accepted_unusual", t.rx_accepted_unusual);
+	num(o, "rx_bad_eth", t.rx_bad_eth);
+	zeros(o, zero_keys);
+	num(o, "rx_count", t.rx_count);
+	num(o, "tx_bytes", t.tx_bytes);
+	num(o, "tx_count", t.tx_count);
+	num(o, "tx_errors", t.tx_errors);
+	num(o, "tx_frames", t.tx_frames);
+	num(o, "connections_created", t.connections_created);
+	num(o, "connections_destroyed", t.connections_destroyed);
+}
+
 static const char *const vsock_zero_keys[] = {
 	"activate_fails", "cfg_fails", "rx_queue_event_fails", "tx_queue_event_fails",
 	"ev_queue_event_fails", "muxer_event_fails", "conn_event_fails", "rx_queue_event_count",
@@ -329,6 +357,10 @@ static void add_ember(const struct metrics *m, cJSON *root, struct machine *mach
 		num(o, "guest_boot_time_us", atomic_load(&mach->boot_timer.boot_us));
 		num(o, "guest_boot_time_cpu_us", atomic_load(&mach->boot_timer.boot_cpu_us));
 	}
+	struct mmds_stack_stats mm = mmds_totals(mach);
+	cJSON *mo = cJSON_AddObjectToObject(o, "mmds");
+	num(mo, "rst_dropped", mm.rst_dropped);
+	num(mo, "connections_refused", mm.conn_refused);
 	cJSON *emu = cJSON_AddObjectToObject(o, "emulated_instructions");
 	for (int k = 0; k < EMU_NKINDS; k++)
 		num(emu, emu_kind_name((enum emu_kind)k), atomic_load(&mach->vm.emu.count[k]));
@@ -382,10 +414,7 @@ cJSON *metrics_totals(const struct metrics *m, const struct vmm_config *cfg, str
 	num(lg, "missed_log_count", log_missed_count());
 	num(lg, "rate_limited_log_count", log_rate_limited_count());
 
-	static const char *const mmds_keys[] = { "rx_accepted", "rx_accepted_err", "rx_accepted_unusual",
-		"rx_bad_eth", "rx_invalid_token", "rx_no_token", "rx_count", "tx_bytes", "tx_count",
-		"tx_errors", "tx_frames", "connections_created", "connections_destroyed", NULL };
-	zeros(cJSON_AddObjectToObject(root, "mmds"), mmds_keys);
+	add_mmds(root, mach);
 
 	if (mach)
 		for (unsigned i = 0; i < mach->nnet; i++) {
