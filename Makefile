@@ -66,7 +66,7 @@ BIN_LIBS    := $(STATIC_LIBS) -luring -lseccomp -lcap-ng -lpthread
 UFFD_LIBS   := $(STATIC_DIR)/libcjson.a
 endif
 
-VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c api/*.c)
+VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c vmm/mmds/*.c api/*.c)
 # The seccomp filters, compiled from vmm/seccomp/rules.c at build time.
 SECCOMP_GEN := $(OBJ)/seccomp-gen
 SECCOMP_FILTERS := $(OBJ)/gen/seccomp_filters.o
