@@ -36,10 +36,16 @@ struct mmds;                       /* store + config + tokens, owned by the VMM 
 struct mmds *mmds_new(size_t size_limit);
 void mmds_free(struct mmds *m);
 
-/* Replace the configuration (checked by the caller: config_json.c). A
- * change of version drops every token, as Firecracker does. */
+/* Replace the configuration (checked by the caller: config_json.c and
+ * the controller). Tokens handed out stay valid, as in Firecracker. */
 void mmds_set_config(struct mmds *m, const struct mmds_config *c);
 const struct mmds_config *mmds_get_config(const struct mmds *m);
+/* An ipv4_address Firecracker accepts: 169.254.0.0/16 without
+ * 169.254.0.0/24 and 169.254.255.0/24 (host byte order). */
+bool mmds_ipv4_valid(uint32_t addr);
+size_t mmds_size_limit(const struct mmds *m);
+/* A PUT has been made (or a restore brought a store): PATCH works. */
+bool mmds_initialized(const struct mmds *m);
 
 /* PUT /mmds: replace the store with the JSON document json[0..len).
  * PATCH /mmds: apply it as a JSON merge patch (RFC 7396); refused while no
@@ -54,6 +60,14 @@ int mmds_patch(struct mmds *m, const char *json, size_t len, char *err, size_t e
  * malloc'd (the caller frees), or NULL on ENOMEM. */
 char *mmds_get(const struct mmds *m);
 
+/* For the state file: the store as compact JSON, malloc'd, or NULL while
+ * uninitialized (or on ENOMEM: the caller cannot tell, so it checks
+ * mmds_initialized()). mmds_restore_store() puts such a text back (len 0:
+ * uninitialized), refusing JSON that does not parse or exceeds this
+ * store's limit: 0 or -EINVAL with the reason in err. */
+char *mmds_store_json(const struct mmds *m);
+int mmds_restore_store(struct mmds *m, const char *json, size_t len, char *err, size_t errlen);
+
 /* Answer one guest HTTP request held in req[0..len). Returns the length of the complete
    HTTP/1.1 response written to out[0..cap) (>0), 0 if the request is not complete yet
    (headers, or a body announced by Content-Length, still missing; the caller buffers
@@ -66,6 +80,11 @@ char *mmds_get(const struct mmds *m);
 ssize_t mmds_http_answer(struct mmds *m, const char *req, size_t len,
                          char *out, size_t cap, uint64_t now_ms);
 size_t mmds_request_limit(void);   /* the largest request accepted, bytes */
+/* Framing for a caller that buffers a stream: the length of the first
+ * complete request in req[0..len) (head and Content-Length body), 0 if it
+ * is incomplete, -EMSGSIZE if it exceeds mmds_request_limit(). Bytes past
+ * it belong to the next request; mmds_http_answer() answers the first. */
+ssize_t mmds_http_request_len(const char *req, size_t len);
 /* The largest response mmds_http_answer() can write for this store's limit. */
 size_t mmds_response_limit(const struct mmds *m);
 uint32_t mmds_ipv4(const struct mmds *m);   /* host byte order */
