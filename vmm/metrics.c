@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "machine.h"
+#include "mmds/mmds.h"
 #include "vcpu.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
@@ -102,7 +103,7 @@ struct req_key {
 
 static const struct req_key get_keys[] = {
 	{ "instance_info", M_GET, EP_ROOT }, { "machine_cfg", M_GET, EP_MACHINE_CONFIG },
-	{ "mmds", M_GET, -1 }, { "vmm_version", M_GET, EP_VERSION }, { "hotplug_memory", M_GET, -1 },
+	{ "mmds", M_GET, EP_MMDS }, { "vmm_version", M_GET, EP_VERSION }, { "hotplug_memory", M_GET, -1 },
 	{ NULL, 0, 0 },
 };
 static const struct req_key put_keys[] = {
@@ -110,13 +111,13 @@ static const struct req_key put_keys[] = {
 	{ "drive", M_PUT, EP_DRIVES }, { "logger", M_PUT, EP_LOGGER },
 	{ "machine_cfg", M_PUT, EP_MACHINE_CONFIG }, { "cpu_cfg", M_PUT, -1 },
 	{ "metrics", M_PUT, EP_METRICS }, { "network", M_PUT, EP_NETWORK_INTERFACES },
-	{ "mmds", M_PUT, -1 }, { "vsock", M_PUT, EP_VSOCK }, { "pmem", M_PUT, -1 },
+	{ "mmds", M_PUT, EP_MMDS }, { "vsock", M_PUT, EP_VSOCK }, { "pmem", M_PUT, -1 },
 	{ "serial", M_PUT, EP_SERIAL }, { "hotplug_memory", M_PUT, -1 },
 	{ NULL, 0, 0 },
 };
 static const struct req_key patch_keys[] = {
 	{ "drive", M_PATCH, EP_DRIVES }, { "network", M_PATCH, EP_NETWORK_INTERFACES },
-	{ "machine_cfg", M_PATCH, EP_MACHINE_CONFIG }, { "mmds", M_PATCH, -1 },
+	{ "machine_cfg", M_PATCH, EP_MACHINE_CONFIG }, { "mmds", M_PATCH, EP_MMDS },
 	{ "hotplug_memory", M_PATCH, -1 }, { "pmem", M_PATCH, -1 },
 	{ NULL, 0, 0 },
 };
@@ -382,10 +383,13 @@ cJSON *metrics_totals(const struct metrics *m, const struct vmm_config *cfg, str
 	num(lg, "missed_log_count", log_missed_count());
 	num(lg, "rate_limited_log_count", log_rate_limited_count());
 
-	static const char *const mmds_keys[] = { "rx_accepted", "rx_accepted_err", "rx_accepted_unusual",
-		"rx_bad_eth", "rx_invalid_token", "rx_no_token", "rx_count", "tx_bytes", "tx_count",
-		"tx_errors", "tx_frames", "connections_created", "connections_destroyed", NULL };
-	zeros(cJSON_AddObjectToObject(root, "mmds"), mmds_keys);
+	cJSON *mm = cJSON_AddObjectToObject(root, "mmds");
+#define MMDS_NUM(k) num(mm, #k, atomic_load_explicit(&mmds_metrics.k, memory_order_relaxed))
+	MMDS_NUM(rx_accepted); MMDS_NUM(rx_accepted_err); MMDS_NUM(rx_accepted_unusual);
+	MMDS_NUM(rx_bad_eth); MMDS_NUM(rx_invalid_token); MMDS_NUM(rx_no_token); MMDS_NUM(rx_count);
+	MMDS_NUM(tx_bytes); MMDS_NUM(tx_count); MMDS_NUM(tx_errors); MMDS_NUM(tx_frames);
+	MMDS_NUM(connections_created); MMDS_NUM(connections_destroyed);
+#undef MMDS_NUM
 
 	if (mach)
 		for (unsigned i = 0; i < mach->nnet; i++) {

@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "../../api/config_json.h"
+#include "../hostfile.h"
 #include "token.h"
 
 struct mmds_metrics mmds_metrics;
@@ -239,6 +242,65 @@ int mmds_restore_store(struct mmds *m, const char *json, size_t len, char *err, 
 	return replace(m, v, err, errlen);
 }
 
+/* A metadata file larger than this is refused before it is read whole. */
+#define METADATA_FILE_MAX (64u << 20)
+
+int mmds_load_file(struct mmds *m, const char *path, char *err, size_t errlen)
+{
+	char detail[512];
+	int fd = hostfile_open("--metadata", path, O_RDONLY, 0, HOSTFILE_REG | HOSTFILE_FIFO, detail,
+			       sizeof(detail));
+	if (fd < 0) {
+		snprintf(err, errlen, "Unable to open or read from the mmds content file: %s", detail);
+		return fd;
+	}
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	int ret = 0;
+	for (;;) {
+		if (!buf) {
+			ret = -ENOMEM;
+			snprintf(err, errlen, "--metadata %s: out of memory", path);
+			goto out;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "Unable to open or read from the mmds content file: %s: %s", path,
+				 strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == cap) {
+			if (cap >= METADATA_FILE_MAX) {
+				ret = -EFBIG;
+				snprintf(err, errlen, "--metadata %s: larger than %u bytes", path, METADATA_FILE_MAX);
+				goto out;
+			}
+			char *bigger = realloc(buf, cap * 2);
+			if (!bigger)
+				free(buf);
+			buf = bigger;
+			cap *= 2;
+		}
+	}
+	char why[256];
+	ret = mmds_put(m, buf, len, why, sizeof(why));
+	if (ret == -EINVAL)
+		snprintf(err, errlen, "MMDS error: metadata provided not valid json (%s: %s)", path, why);
+	else if (ret)
+		snprintf(err, errlen, "Populating MMDS from file failed: The MMDS patch request doesn't fit. "
+			 "(%s, limit %zu bytes)", path, m->limit);
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
 uint32_t mmds_ipv4(const struct mmds *m)
 {
 	return m->cfg.ipv4;
@@ -256,6 +318,31 @@ bool mmds_ipv4_valid(uint32_t a)
 {
 	/* RFC 3927 link-local, without its first and last /24. */
 	return (a >> 16) == 0xa9fe && ((a >> 8) & 0xff) != 0 && ((a >> 8) & 0xff) != 0xff;
+}
+
+int mmds_config_check(const struct mmds_config *c, const struct vmm_config *cfg, char *err, size_t errlen)
+{
+	/* Firecracker's order and words (VmmActionError::MmdsConfig). */
+	if (!mmds_ipv4_valid(c->ipv4))
+		return fail(err, errlen, "MMMDS config error: The MMDS IPv4 address is not link local.");
+	if (!c->nifaces)
+		return fail(err, errlen, "MMMDS config error: The list of network interface IDs that allow "
+			    "forwarding MMDS requests is empty.");
+	for (unsigned i = 0; i < c->nifaces; i++) {
+		unsigned k = 0;
+		while (k < cfg->nnets && strcmp(cfg->nets[k].iface_id, c->ifaces[i]) != 0)
+			k++;
+		if (k == cfg->nnets)
+			return fail(err, errlen, "MMMDS config error: The list of network interface IDs provided "
+				    "contains at least one ID that does not correspond to any existing network "
+				    "interface.");
+	}
+	return 0;
+}
+
+void mmds_set_size_limit(struct mmds *m, size_t limit)
+{
+	m->limit = limit ? limit : MMDS_SIZE_LIMIT_DEFAULT;
 }
 
 /* ---- answering the guest -------------------------------------------- */

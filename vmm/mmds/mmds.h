@@ -44,6 +44,11 @@ const struct mmds_config *mmds_get_config(const struct mmds *m);
  * 169.254.0.0/24 and 169.254.255.0/24 (host byte order). */
 bool mmds_ipv4_valid(uint32_t addr);
 size_t mmds_size_limit(const struct mmds *m);
+void mmds_set_size_limit(struct mmds *m, size_t limit); /* 0: the default */
+/* c against the VM's configuration, in Firecracker's order and words: a
+ * link-local ipv4 address, at least one interface, each one configured.
+ * Returns 0 or -EINVAL with the reason in err. */
+int mmds_config_check(const struct mmds_config *c, const struct vmm_config *cfg, char *err, size_t errlen);
 /* A PUT has been made (or a restore brought a store): PATCH works. */
 bool mmds_initialized(const struct mmds *m);
 
@@ -55,6 +60,11 @@ bool mmds_initialized(const struct mmds *m);
  * Firecracker's fault text in err. */
 int mmds_put(struct mmds *m, const char *json, size_t len, char *err, size_t errlen);
 int mmds_patch(struct mmds *m, const char *json, size_t len, char *err, size_t errlen);
+
+/* --metadata PATH: PUT the JSON in the file (a regular file or FIFO,
+ * opened without blocking: hostfile.h). Returns 0 or -errno with
+ * Firecracker's words and the path in err. */
+int mmds_load_file(struct mmds *m, const char *path, char *err, size_t errlen);
 
 /* GET /mmds: the whole store as compact JSON ("{}" while uninitialized),
  * malloc'd (the caller frees), or NULL on ENOMEM. */
