@@ -242,6 +242,49 @@ int mmds_restore_store(struct mmds *m, const char *json, size_t len, char *err, 
 	return replace(m, v, err, errlen);
 }
 
+/* For JSON that ends too early, a deserializer's words for where it ran
+ * out ("EOF while parsing an object at line 5 column 0"), which
+ * Firecracker's clients see for a truncated --metadata file; else false. */
+static bool eof_message(const char *t, size_t len, char *out, size_t cap)
+{
+	char stack[64];
+	size_t depth = 0, overflow = 0;
+	bool in_str = false, esc = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = t[i];
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '{' || c == '[') {
+			if (depth < sizeof(stack))
+				stack[depth++] = c;
+			else
+				overflow++;
+		} else if ((c == '}' || c == ']') && (overflow || depth)) {
+			if (overflow)
+				overflow--;
+			else
+				depth--;
+		}
+	}
+	if (!in_str && !depth)
+		return false;
+	unsigned line = 1;
+	size_t bol = 0;
+	for (size_t i = 0; i < len; i++)
+		if (t[i] == '\n')
+			line++, bol = i + 1;
+	snprintf(out, cap, "EOF while parsing %s at line %u column %zu",
+		 in_str ? "a string" : stack[depth - 1] == '{' ? "an object" : "a list", line, len - bol);
+	return true;
+}
+
 /* A metadata file larger than this is refused before it is read whole. */
 #define METADATA_FILE_MAX (64u << 20)
 
@@ -290,7 +333,9 @@ int mmds_load_file(struct mmds *m, const char *path, char *err, size_t errlen)
 	}
 	char why[256];
 	ret = mmds_put(m, buf, len, why, sizeof(why));
-	if (ret == -EINVAL)
+	if (ret == -EINVAL && eof_message(buf, len, why, sizeof(why)))
+		snprintf(err, errlen, "MMDS error: metadata provided not valid json: %s (%s)", why, path);
+	else if (ret == -EINVAL)
 		snprintf(err, errlen, "MMDS error: metadata provided not valid json (%s: %s)", path, why);
 	else if (ret)
 		snprintf(err, errlen, "Populating MMDS from file failed: The MMDS patch request doesn't fit. "
