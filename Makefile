@@ -66,7 +66,7 @@ BIN_LIBS    := $(STATIC_LIBS) -luring -lseccomp -lcap-ng -lpthread
 UFFD_LIBS   := $(STATIC_DIR)/libcjson.a
 endif
 
-VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/mmds/*.c vmm/snapshot/*.c api/*.c)
+VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c vmm/mmds/*.c api/*.c)
 # The seccomp filters, compiled from vmm/seccomp/rules.c at build time.
 SECCOMP_GEN := $(OBJ)/seccomp-gen
 SECCOMP_FILTERS := $(OBJ)/gen/seccomp_filters.o
@@ -383,7 +383,7 @@ FUZZ_LIBS   := -lcjson -lZydis -lpthread
 # What every target links, and what single targets link beside it.
 FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c \
                api/config_json.c api/http.c api/router.c vmm/snapshot/snapfile.c vmm/snapshot/decode.c \
-               vmm/snapshot/memfile.c vmm/hostfile.c
+               vmm/snapshot/memfile.c vmm/hostfile.c vmm/mmds/mmds.c vmm/mmds/token.c
 FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c

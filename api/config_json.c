@@ -3,6 +3,8 @@
 #include "../vmm/action.h"
 #include "../vmm/hostfile.h"
 #include "../vmm/log.h"
+#include "../vmm/mmds/mmds.h"
+#include <arpa/inet.h>
 
 #include <cJSON.h>
 #include <errno.h>
@@ -667,6 +669,46 @@ int config_json_vsock(const cJSON *obj, struct vsock_config *out, char *err, siz
 	return 0;
 }
 
+int config_json_mmds(const cJSON *obj, struct mmds_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "version", "network_interfaces", "ipv4_address", "imds_compat", NULL };
+	static const char *const versions[] = { "V1", "V2", NULL };
+	const char *sec = "mmds-config";
+	struct mmds_config m = { .set = true, .version = MMDS_V1, .ipv4 = MMDS_IPV4_DEFAULT };
+	int version = 0, ret;
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = config_json_variant(obj, sec, "version", versions, false, &version, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "imds_compat", &m.imds_compat, err, errlen)))
+		return ret;
+	m.version = version ? MMDS_V2 : MMDS_V1;
+	const cJSON *ifs = field(obj, "network_interfaces");
+	if (!ifs)
+		return missing(obj, sec, "network_interfaces", "a sequence", err, errlen);
+	if (!cJSON_IsArray(ifs))
+		return invalid_type(ifs, sec, "network_interfaces", "a sequence", err, errlen);
+	for (const cJSON *it = ifs->child; it; it = it->next) {
+		if (!cJSON_IsString(it))
+			return invalid_type(it, sec, "network_interfaces", "a string", err, errlen);
+		if (m.nifaces == CONFIG_MAX_NETS)
+			return fail(err, errlen, "%s.network_interfaces: more than %d", sec, CONFIG_MAX_NETS);
+		if (strlen(it->valuestring) >= sizeof(m.ifaces[0]))
+			return fail(err, errlen, "%s.network_interfaces: an id longer than %zu bytes", sec,
+				    sizeof(m.ifaces[0]) - 1);
+		strcpy(m.ifaces[m.nifaces++], it->valuestring);
+	}
+	const cJSON *ip = field(obj, "ipv4_address");
+	if (ip) {
+		struct in_addr a;
+		if (!cJSON_IsString(ip))
+			return invalid_type(ip, sec, "ipv4_address", "IPv4 address", err, errlen);
+		if (inet_pton(AF_INET, ip->valuestring, &a) != 1)
+			return serde_fail(ip, AT_VALUE, sec, "ipv4_address", err, errlen, "invalid IPv4 address syntax");
+		m.ipv4 = ntohl(a.s_addr);
+	}
+	*out = m;
+	return 0;
+}
+
 int config_json_entropy(const cJSON *obj, struct entropy_config *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "rate_limiter", NULL };
@@ -843,7 +885,26 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 	cJSON_AddNullToObject(root, "logger");
 	cJSON_AddItemToObject(root, "machine-config", config_json_machine_obj(&cfg->machine));
 	cJSON_AddNullToObject(root, "metrics");
-	cJSON_AddNullToObject(root, "mmds-config");
+	if (cfg->mmds.set) {
+		/* As Firecracker shows it: the interfaces in their device order. */
+		const struct mmds_config *m = &cfg->mmds;
+		cJSON *o = cJSON_AddObjectToObject(root, "mmds-config");
+		cJSON_AddStringToObject(o, "version", m->version == MMDS_V2 ? "V2" : "V1");
+		cJSON *ifs = cJSON_AddArrayToObject(o, "network_interfaces");
+		for (unsigned i = 0; i < cfg->nnets; i++)
+			for (unsigned j = 0; j < m->nifaces; j++)
+				if (strcmp(cfg->nets[i].iface_id, m->ifaces[j]) == 0) {
+					cJSON_AddItemToArray(ifs, cJSON_CreateString(m->ifaces[j]));
+					break;
+				}
+		char ip[INET_ADDRSTRLEN];
+		struct in_addr a = { .s_addr = htonl(m->ipv4) };
+		inet_ntop(AF_INET, &a, ip, sizeof(ip));
+		cJSON_AddStringToObject(o, "ipv4_address", ip);
+		cJSON_AddBoolToObject(o, "imds_compat", m->imds_compat);
+	} else {
+		cJSON_AddNullToObject(root, "mmds-config");
+	}
 	cJSON *nets = cJSON_AddArrayToObject(root, "network-interfaces");
 	for (unsigned i = 0; i < cfg->nnets; i++) {
 		const struct net_config *n = &cfg->nets[i];
@@ -930,13 +991,13 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 /* Sections of Firecracker's config file that ember does not implement
  * yet: accepted when empty, refused with a clear message otherwise. */
 static const char *const unsupported_sections[] = {
-	"balloon", "mmds-config", "cpu-config", "pmem", "memory-hotplug", NULL,
+	"balloon", "cpu-config", "pmem", "memory-hotplug", NULL,
 };
 
 static bool optional_section(const char *name)
 {
 	static const char *const known[] = { "machine-config", "drives", "network-interfaces",
-		"vsock", "entropy", "serial", "logger", "metrics", NULL };
+		"vsock", "entropy", "serial", "logger", "metrics", "mmds-config", NULL };
 	for (const char *const *s = known; *s; s++)
 		if (strcmp(name, *s) == 0)
 			return true;
@@ -1004,6 +1065,8 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 			ret = config_json_logger(it, &cfg->logger, err, errlen);
 		} else if (strcmp(it->string, "metrics") == 0) {
 			ret = config_json_metrics(it, &cfg->metrics, err, errlen);
+		} else if (strcmp(it->string, "mmds-config") == 0) {
+			ret = config_json_mmds(it, &cfg->mmds, err, errlen);
 		} else {
 			bool known = false;
 			for (const char *const *s = unsupported_sections; *s; s++)
@@ -1019,6 +1082,9 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 		ret = fail(err, errlen, "boot-source: missing (the kernel to boot)");
 	if (!ret)
 		ret = config_check_devices(cfg, err, errlen);
+	/* Against the interfaces, wherever the sections were in the file. */
+	if (!ret && cfg->mmds.set)
+		ret = mmds_config_check(&cfg->mmds, cfg, err, errlen);
 out:
 	cJSON_Delete(root);
 	return ret;

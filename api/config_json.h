@@ -67,6 +67,9 @@ int config_json_entropy(const struct cJSON *obj, struct entropy_config *out, cha
 int config_json_serial(const struct cJSON *obj, struct serial_config *out, char *err, size_t errlen);
 int config_json_logger(const struct cJSON *obj, struct logger_config *out, char *err, size_t errlen);
 int config_json_metrics(const struct cJSON *obj, struct metrics_config *out, char *err, size_t errlen);
+/* "mmds-config" / PUT /mmds/config: the fields only; mmds_config_check()
+ * (vmm/mmds/mmds.h) checks them against the network interfaces. */
+int config_json_mmds(const struct cJSON *obj, struct mmds_config *out, char *err, size_t errlen);
 
 /* The typed configuration as JSON, in the config file's (and GET
  * /vm/config's) shape: feeding it back as --config-file gives the same VM.

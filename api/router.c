@@ -15,6 +15,7 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_ENTROPY] = "entropy", [EP_SERIAL] = "serial", [EP_LOGGER] = "logger",
 	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_VM] = "vm",
 	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
+	[EP_MMDS] = "mmds",
 	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
@@ -46,8 +47,6 @@ static const struct {
 	{ "/pmem/", true, M_PUT | M_PATCH | M_DELETE },
 	{ "/drives/", true, M_DELETE },
 	{ "/network-interfaces/", true, M_DELETE },
-	{ "/mmds", false, M_GET | M_PUT | M_PATCH },
-	{ "/mmds/config", false, M_PUT },
 	{ "/hotplug/memory", false, M_GET | M_PUT | M_PATCH },
 };
 
@@ -316,6 +315,42 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 	}
 }
 
+/* /mmds and /mmds/<x>, as Firecracker reads them: GET and PATCH look at
+ * the first segment only; PUT takes "config" or nothing after it. */
+static void route_mmds(const struct http_request *req, const char *sub, struct action *a,
+		       struct route_result *r)
+{
+	char why[256];
+	if (req->method == HTTP_GET) {
+		a->type = ACTION_GET_MMDS;
+		return;
+	}
+	if (req->method == HTTP_PUT && sub && strcmp(sub, "config") != 0) {
+		answer(r, 400, "Unrecognized PUT request path `%s`.", sub);
+		return;
+	}
+	cJSON *obj = config_json_parse(req->body, req->body_len, why, sizeof(why));
+	if (!obj) {
+		answer(r, 400, DESERIALIZE_FAULT "%s.", why);
+		return;
+	}
+	if (req->method == HTTP_PUT && sub) {
+		a->type = ACTION_PUT_MMDS_CONFIG;
+		if (config_json_mmds(obj, &a->u.mmds_config, r->fault, sizeof(r->fault))) {
+			r->status = 400;
+			deserialize_fault(req, obj, r);
+		} else if (a->u.mmds_config.version == MMDS_V1) {
+			/* V1 (the default too) is deprecated, as Firecracker says. */
+			snprintf(r->deprecation, sizeof(r->deprecation),
+				 "PUT /mmds/config: V1 is deprecated. Use V2 instead.");
+		}
+	} else {
+		a->type = req->method == HTTP_PUT ? ACTION_PUT_MMDS : ACTION_PATCH_MMDS;
+		a->u.mmds_data = (struct mmds_data){ req->body, req->body_len };
+	}
+	cJSON_Delete(obj);
+}
+
 /* The id in the body must be the id in the path (Firecracker's words,
  * which differ for drives and interfaces). */
 static bool same_id(enum api_endpoint ep, const char *body_id, const char *path_id,
@@ -472,6 +507,7 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 	enum api_endpoint ep;
 	unsigned allowed;
 	bool body = req->body_len > 0;
+	const char *mmds_sub = NULL; /* /mmds/<this> */
 
 	if (strcmp(path, "/") == 0) {
 		ep = EP_ROOT, allowed = M_GET;
@@ -505,6 +541,9 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_SNAPSHOT_CREATE, allowed = M_PUT;
 	} else if (strcmp(path, "/snapshot/load") == 0) {
 		ep = EP_SNAPSHOT_LOAD, allowed = M_PUT;
+	} else if (strcmp(path, "/mmds") == 0 || strncmp(path, "/mmds/", 6) == 0) {
+		ep = EP_MMDS, allowed = M_GET | M_PUT | M_PATCH;
+		mmds_sub = path[5] && path[6] ? path + 6 : NULL;
 	} else {
 		ep = EP_UNKNOWN, allowed = 0;
 		for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
@@ -557,6 +596,13 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		return;
 	}
 	memset(a, 0, sizeof(*a));
+	if (ep == EP_MMDS) {
+		char sub[HTTP_MAX_PATH] = "";
+		if (mmds_sub)
+			snprintf(sub, sizeof(sub), "%.*s", (int)strcspn(mmds_sub, "/"), mmds_sub);
+		route_mmds(req, mmds_sub ? sub : NULL, a, r);
+		return;
+	}
 	if (req->method == HTTP_GET) {
 		a->type = ep == EP_ROOT ? ACTION_GET_INSTANCE_INFO
 		        : ep == EP_MACHINE_CONFIG ? ACTION_GET_MACHINE_CONFIG : ACTION_GET_VM_CONFIG;

@@ -181,9 +181,9 @@ static void log_outcome(int status, const char *fault)
 		log_info("The request was executed successfully. Status code: 200 OK.");
 	else if (status == 204)
 		log_info("The request was executed successfully. Status code: 204 No Content.");
-	else
-		log_error("Received Error. Status code: %d %s. Message: %s", status, http_reason(status),
-			  fault ? fault : "");
+	else /* Firecracker's words for 413 differ from the reason phrase */
+		log_error("Received Error. Status code: %d %s. Message: %s", status,
+			  status == 413 ? "Payload too large" : http_reason(status), fault ? fault : "");
 }
 
 static void serve_request(struct api_server *s, struct client *c, const struct http_request *req)

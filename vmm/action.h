@@ -33,6 +33,10 @@ enum action_type {
 	ACTION_RESUME,
 	ACTION_SNAPSHOT_CREATE,
 	ACTION_SNAPSHOT_LOAD,
+	ACTION_GET_MMDS,
+	ACTION_PUT_MMDS,
+	ACTION_PATCH_MMDS,
+	ACTION_PUT_MMDS_CONFIG,
 };
 
 /* machine-config fields present in a request */
@@ -91,6 +95,13 @@ struct snapshot_load {
 	char vsock_uds_path[CONFIG_UDS_MAX];
 };
 
+/* PUT|PATCH /mmds: the request's JSON body (checked to parse), which
+ * stays in the API thread's buffer while the action is handled. */
+struct mmds_data {
+	const char *json;
+	size_t len;
+};
+
 struct action {
 	enum action_type type;
 	union {
@@ -107,6 +118,8 @@ struct action {
 		struct metrics_config metrics;
 		struct snapshot_create snap_create;
 		struct snapshot_load snap_load;
+		struct mmds_data mmds_data;
+		struct mmds_config mmds_config;
 	} u;
 
 	/* The reply, set by the VMM thread. */

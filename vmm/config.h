@@ -100,6 +100,17 @@ struct metrics_config {
 	bool ember_counters;     /* ember's own group "ember" too (ember's key) */
 };
 
+/* PUT /mmds/config, or the config file's "mmds-config" (mmds/mmds.h). */
+enum mmds_version { MMDS_V1 = 1, MMDS_V2 = 2 };
+struct mmds_config {
+	bool set;                      /* configured (GET /vm/config shows it) */
+	enum mmds_version version;
+	unsigned nifaces;
+	char ifaces[CONFIG_MAX_NETS][CONFIG_ID_MAX]; /* network_interfaces */
+	uint32_t ipv4;                 /* host byte order */
+	bool imds_compat;
+};
+
 struct vmm_config {
 	struct boot_source_config boot;
 	struct machine_config machine;
@@ -112,6 +123,7 @@ struct vmm_config {
 	struct serial_config serial;
 	struct logger_config logger;
 	struct metrics_config metrics;
+	struct mmds_config mmds;
 };
 
 /* Firecracker's defaults: 1 vCPU, 128 MiB, no SMT. */

@@ -17,6 +17,7 @@
 #include "boot/boot.h"
 #include "hostfile.h"
 #include "log.h"
+#include "mmds/mmds.h"
 #include "snapshot/snapfile.h"
 #include "snapshot/snapshot.h"
 #include "vcpu.h"
@@ -79,6 +80,52 @@ static bool post_boot(struct controller *c, struct action *a)
 	return false;
 }
 
+/* Before the start the store is always there; after it, only for a VM
+ * whose MMDS was configured (Firecracker's store lives in the net devices). */
+static bool mmds_usable(struct controller *c, struct action *a)
+{
+	if (c->state == STATE_NOT_STARTED || c->cfg.mmds.set)
+		return true;
+	reply_error(a, 400, "MMDS error: The MMDS data store is not initialized.");
+	return false;
+}
+
+static void handle_mmds(struct controller *c, struct action *a)
+{
+	int ret = 0;
+	switch (a->type) {
+	case ACTION_GET_MMDS:
+		if (!mmds_usable(c, a))
+			return;
+		if (!(a->body = mmds_get(c->mmds)))
+			reply_error(a, 500, "out of memory");
+		else
+			a->status = 200;
+		return;
+	case ACTION_PUT_MMDS:
+	case ACTION_PATCH_MMDS:
+		if (!mmds_usable(c, a))
+			return;
+		ret = (a->type == ACTION_PUT_MMDS ? mmds_put : mmds_patch)(
+			c->mmds, a->u.mmds_data.json, a->u.mmds_data.len, a->fault, sizeof(a->fault));
+		if (ret)
+			a->status = ret == -EFBIG ? 413 : ret == -ENOMEM ? 500 : 400;
+		return;
+	case ACTION_PUT_MMDS_CONFIG:
+		if (!boot_config(c, a))
+			return;
+		if (mmds_config_check(&a->u.mmds_config, &c->cfg, a->fault, sizeof(a->fault))) {
+			a->status = 400;
+			return;
+		}
+		c->cfg.mmds = a->u.mmds_config;
+		mmds_set_config(c->mmds, &c->cfg.mmds);
+		return;
+	default:
+		return;
+	}
+}
+
 /* ---- the VM's lifetime ---------------------------------------------- */
 
 static void metrics_start(struct controller *c);
@@ -104,7 +151,7 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 	}
 	struct machine_params p = {
 		.cfg = &c->cfg, .loop = c->loop, .boot_timer = c->boot_timer,
-		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu, .mem_fd = -1,
+		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu, .mem_fd = -1, .mmds = c->mmds,
 	};
 	if ((ret = machine_build(&c->machine, &p, err, errlen)))
 		return ret;
@@ -418,6 +465,11 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 	int ret = restore_config(c, l, &img->cfg, &cfg, err, errlen);
 	if (!ret)
 		ret = config_check_memory(&cfg.machine, err, errlen); /* bounds mem_size_mib << 20 too */
+	/* The metadata store as it was (a store PUT before the load stays
+	 * if the snapshot has none). A failed load ends the process, so
+	 * taking it now changes nothing that lives on. */
+	if (!ret && img->mmds.len)
+		ret = mmds_restore_store(c->mmds, (const char *)img->mmds.p, img->mmds.len, err, errlen);
 	if (ret)
 		return ret;
 	int mem_fd = -1;
@@ -439,7 +491,7 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 	struct machine_params p = {
 		.cfg = &cfg, .loop = c->loop, .boot_timer = c->boot_timer,
 		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu,
-		.restoring = true, .mem_fd = mem_fd,
+		.restoring = true, .mem_fd = mem_fd, .mmds = c->mmds,
 	};
 	if ((ret = machine_build(&c->machine, &p, err, errlen)))
 		return ret; /* mem_fd went with the machine */
@@ -468,6 +520,7 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 		return ret;
 	}
 	c->cfg = cfg;
+	mmds_set_config(c->mmds, &c->cfg.mmds);
 	c->state = STATE_PAUSED;
 	/* Devices paused like the vCPUs (not started yet) until Resumed. */
 	if ((ret = machine_pause(&c->machine))) {
@@ -650,6 +703,12 @@ void controller_handle(struct controller *c, struct action *a)
 	case ACTION_SNAPSHOT_LOAD:
 		load_snapshot(c, a);
 		break;
+	case ACTION_GET_MMDS:
+	case ACTION_PUT_MMDS:
+	case ACTION_PATCH_MMDS:
+	case ACTION_PUT_MMDS_CONFIG:
+		handle_mmds(c, a);
+		break;
 	case ACTION_FLUSH_METRICS:
 		/* As Firecracker: after the start only; without metrics set up,
 		 * nothing is written and that is no error. */
@@ -778,6 +837,8 @@ int controller_init(struct controller *c, struct evloop *loop, const char *id, b
 	metrics_init(&c->metrics, id);
 	c->uffd.uffd = c->uffd.sock = -1;
 	config_defaults(&c->cfg);
+	if (!(c->mmds = mmds_new(0)))
+		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -794,4 +855,6 @@ void controller_shutdown(struct controller *c)
 	controller_flush_metrics(c);
 	if (c->state != STATE_NOT_STARTED)
 		machine_log_counters(&c->machine);
+	mmds_free(c->mmds);
+	c->mmds = NULL;
 }

@@ -31,6 +31,9 @@ struct controller {
 	uint64_t startup_us, startup_cpu_us;  /* exec -> API ready */
 
 	struct vmm_config cfg;
+	/* The metadata store (PUT|PATCH|GET /mmds), its configuration a copy
+	 * of cfg.mmds; the net devices answer the guest from it. */
+	struct mmds *mmds;
 	/* A request configured what only a boot uses (boot source, machine,
 	 * a device), even if it failed: a snapshot load is refused from then
 	 * on, as Firecracker refuses it. The logger, metrics and serial are

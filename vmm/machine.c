@@ -237,6 +237,7 @@ int machine_build(struct machine *m, const struct machine_params *p, char *err, 
 {
 	clear(m);
 	m->mem_fd = p->mem_fd; /* ours now, closed with the machine */
+	m->mmds = p->mmds;
 	int ret = build(m, p, err, errlen);
 	if (ret)
 		destroy(m);

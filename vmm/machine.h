@@ -21,6 +21,8 @@ struct virtio_net;
 struct virtio_vsock;
 struct virtio_rng;
 
+struct mmds;
+
 struct machine {
 	struct vm vm;
 	struct serial serial;
@@ -40,6 +42,7 @@ struct machine {
 	 * last snapshot, or the one restored): a Diff's base. 0: none. */
 	uint64_t mem_generation;
 	bool running;                 /* vCPUs started */
+	struct mmds *mmds;            /* the metadata service (the controller's; never NULL once built) */
 };
 
 struct machine_params {
@@ -51,6 +54,7 @@ struct machine_params {
 	 * registers (snapshot_apply sets everything). */
 	bool restoring;
 	int mem_fd;                   /* memory file to map (restore from File), or -1 */
+	struct mmds *mmds;            /* the metadata service its net devices may answer for */
 };
 
 /* Build the whole machine. Returns 0, or -errno with a one-line reason in

@@ -21,6 +21,7 @@
 #include "io/evloop.h"
 #include "log.h"
 #include "metrics.h"
+#include "mmds/mmds.h"
 #include "seccomp.h"
 #include "seccomp_file.h"
 #include "snapshot/snapfile.h"
@@ -43,7 +44,9 @@ struct options {
 	const char *id;
 	const char *metrics_path;
 	const char *seccomp_filter;
+	const char *metadata;         /* --metadata: the store's first contents */
 	size_t max_payload;
+	size_t mmds_size_limit;       /* 0: max_payload, as Firecracker */
 	bool no_api;
 	bool boot_timer;
 	/* Set by ember-jailer (as Firecracker's jailer does): when it started. */
@@ -75,6 +78,8 @@ static void usage(FILE *f)
 		"  --id ID              VM identifier (default anonymous-instance)\n"
 		"  --metrics-path PATH  write metrics (one JSON object a line) to PATH\n"
 		"  --http-api-max-payload-size BYTES  largest API request body (default %d)\n"
+		"  --metadata PATH      fill the MMDS data store with the JSON in PATH\n"
+		"  --mmds-size-limit BYTES  largest MMDS data store (default: the API payload limit)\n"
 		"  --boot-timer         log the time until the guest writes 123 to 0x%llx\n"
 		"  --level LEVEL        log level: Error, Warning, Info, Debug, Trace, Off\n"
 		"  --log-path PATH      write logs to PATH (file or FIFO) instead of stderr\n"
@@ -217,8 +222,17 @@ static void parse_args(int argc, char **argv, struct options *o)
 		case OPT_SNAPSHOT_VERSION: printf(SNAPFILE_VERSION_FMT "\n", SNAPFILE_VERSION); exit(0);
 		case OPT_DESCRIBE_SNAPSHOT: describe_snapshot(optarg);
 		/* Features of later versions: refused, never silently ignored. */
-		case OPT_METADATA: die_args("--metadata: MMDS is not supported yet");
-		case OPT_MMDS_SIZE_LIMIT: die_args("--mmds-size-limit: MMDS is not supported yet");
+		case OPT_METADATA: o->metadata = optarg; break;
+		case OPT_MMDS_SIZE_LIMIT: {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg || *optarg == '-' || v == 0 || v > (64ULL << 20))
+				die_args("--mmds-size-limit: '%s' is not a size from 1 to %llu bytes", optarg,
+					 64ULL << 20);
+			o->mmds_size_limit = (size_t)v;
+			break;
+		}
 		case OPT_ENABLE_PCI:
 			die_args("--enable-pci: PCI is not supported yet (ember's devices are virtio-mmio)");
 		case OPT_START_US: o->jailer_start_us = parse_us("--start-time-us", optarg); break;
@@ -493,6 +507,12 @@ int main(int argc, char **argv)
 		die("cannot set up the VMM thread: %s", strerror(-err));
 
 	struct controller *c = &e.ctrl;
+	mmds_set_size_limit(c->mmds, e.opt.mmds_size_limit ? e.opt.mmds_size_limit : e.opt.max_payload);
+	if (e.opt.metadata) {
+		if (mmds_load_file(c->mmds, e.opt.metadata, msg, sizeof(msg)))
+			die("%s", msg);
+		log_info("Successfully added metadata to mmds from file");
+	}
 	/* A config file's failures in Firecracker's words (its clients look
  * for them in the log), with ember's reason after them. */
 #define CONFIG_FILE_FAILED "Failed to build MicroVM from Json: Configuration for VMM from one single json failed: %s"

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "machine.h"
+#include "mmds/mmds.h"
 #include "vcpu.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
@@ -102,7 +103,7 @@ struct req_key {
 
 static const struct req_key get_keys[] = {
 	{ "instance_info", M_GET, EP_ROOT }, { "machine_cfg", M_GET, EP_MACHINE_CONFIG },
-	{ "mmds", M_GET, -1 }, { "vmm_version", M_GET, EP_VERSION }, { "hotplug_memory", M_GET, -1 },
+	{ "mmds", M_GET, EP_MMDS }, { "vmm_version", M_GET, EP_VERSION }, { "hotplug_memory", M_GET, -1 },
 	{ NULL, 0, 0 },
 };
 static const struct req_key put_keys[] = {
@@ -110,13 +111,13 @@ static const struct req_key put_keys[] = {
 	{ "drive", M_PUT, EP_DRIVES }, { "logger", M_PUT, EP_LOGGER },
 	{ "machine_cfg", M_PUT, EP_MACHINE_CONFIG }, { "cpu_cfg", M_PUT, -1 },
 	{ "metrics", M_PUT, EP_METRICS }, { "network", M_PUT, EP_NETWORK_INTERFACES },
-	{ "mmds", M_PUT, -1 }, { "vsock", M_PUT, EP_VSOCK }, { "pmem", M_PUT, -1 },
+	{ "mmds", M_PUT, EP_MMDS }, { "vsock", M_PUT, EP_VSOCK }, { "pmem", M_PUT, -1 },
 	{ "serial", M_PUT, EP_SERIAL }, { "hotplug_memory", M_PUT, -1 },
 	{ NULL, 0, 0 },
 };
 static const struct req_key patch_keys[] = {
 	{ "drive", M_PATCH, EP_DRIVES }, { "network", M_PATCH, EP_NETWORK_INTERFACES },
-	{ "machine_cfg", M_PATCH, EP_MACHINE_CONFIG }, { "mmds", M_PATCH, -1 },
+	{ "machine_cfg", M_PATCH, EP_MACHINE_CONFIG }, { "mmds", M_PATCH, EP_MMDS },
 	{ "hotplug_memory", M_PATCH, -1 }, { "pmem", M_PATCH, -1 },
 	{ NULL, 0, 0 },
 };
@@ -220,14 +221,15 @@ static struct mmds_stack_stats mmds_totals(struct machine *mach)
 
 static void add_mmds(cJSON *root, struct machine *mach)
 {
-	static const char *const zero_keys[] = { "rx_invalid_token", "rx_no_token", NULL };
 	struct mmds_stack_stats t = mmds_totals(mach);
 	cJSON *o = cJSON_AddObjectToObject(root, "mmds");
 	num(o, "rx_accepted", t.rx_accepted);
 	num(o, "rx_accepted_err", t.rx_accepted_err);
 	num(o, "rx_accepted_unusual", t.rx_accepted_unusual);
 	num(o, "rx_bad_eth", t.rx_bad_eth);
-	zeros(o, zero_keys);
+	/* the answerer's (mmds.c), the rest the responder's (stack.c), per device */
+	num(o, "rx_invalid_token", atomic_load_explicit(&mmds_metrics.rx_invalid_token, memory_order_relaxed));
+	num(o, "rx_no_token", atomic_load_explicit(&mmds_metrics.rx_no_token, memory_order_relaxed));
 	num(o, "rx_count", t.rx_count);
 	num(o, "tx_bytes", t.tx_bytes);
 	num(o, "tx_count", t.tx_count);

@@ -1,6 +1,7 @@
 /* Decoding a state file into a struct snapshot_image: everything that
  * reads untrusted snapshot bytes before a machine exists (the fuzz
  * target's entry point). */
+#include <cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ static const char *section_name(uint32_t tag)
 	case TAG_VM: return "VM";
 	case TAG_SERIAL: return "serial";
 	case TAG_I8042: return "i8042";
+	case TAG_MMDS: return "MMDS";
 	default: return "other";
 	}
 }
@@ -89,12 +91,13 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 	struct snap_reader r, sec;
 	sr_init(&r, payload, plen);
 	/* Each kind of section once, but vCPUs and virtio devices: one each. */
-	bool have_config = false, have_mem = false, have_vm = false, have_serial = false, have_i8042 = false;
+	bool have_config = false, have_mem = false, have_vm = false, have_serial = false, have_i8042 = false,
+	     have_mmds = false;
 	uint32_t tag;
 	while (sr_section(&r, &tag, &sec)) {
 		bool *once = tag == TAG_CONFIG ? &have_config : tag == TAG_MEMORY ? &have_mem :
 			     tag == TAG_VM ? &have_vm : tag == TAG_SERIAL ? &have_serial :
-			     tag == TAG_I8042 ? &have_i8042 : NULL;
+			     tag == TAG_I8042 ? &have_i8042 : tag == TAG_MMDS ? &have_mmds : NULL;
 		if (once && *once) {
 			sr_fail(&r, "two %s sections", section_name(tag));
 			break;
@@ -136,6 +139,16 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 		case TAG_I8042:
 			img->i8042 = (struct snap_blob){ sec.p, sec.len };
 			break;
+		case TAG_MMDS: {
+			/* JSON, checked now: a restore takes it whole or refuses. */
+			char why[256];
+			struct cJSON *doc = sec.len ? config_json_parse((const char *)sec.p, sec.len, why, sizeof(why)) : NULL;
+			if (!doc)
+				sr_fail(&r, "MMDS section: %s", sec.len ? why : "empty");
+			cJSON_Delete(doc);
+			img->mmds = (struct snap_blob){ sec.p, sec.len };
+			break;
+		}
 		case TAG_VIRTIO: {
 			if (img->ndevices == SNAP_MAX_DEVICES) {
 				sr_fail(&r, "more than %d virtio devices", SNAP_MAX_DEVICES);

@@ -15,6 +15,7 @@
 #include "../hostfile.h"
 #include "../log.h"
 #include "../machine.h"
+#include "../mmds/mmds.h"
 #include "../vcpu.h"
 #include "../virtio/blk.h"
 #include "../virtio/net.h"
@@ -304,6 +305,16 @@ static int build_state(struct machine *m, const struct vmm_config *cfg, const st
 	sw_end(w);
 	free(text);
 	memfile_id_put(w, id);
+	if (m->mmds && mmds_initialized(m->mmds)) {
+		if (!(text = mmds_store_json(m->mmds))) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		sw_begin(w, TAG_MMDS);
+		sw_bytes(w, text, strlen(text));
+		sw_end(w);
+		free(text);
+	}
 	int ret = save_vm(&m->vm, w, err, errlen);
 	if (!ret)
 		put_devices(m, w);

@@ -62,6 +62,7 @@ struct snapshot_image {
 	unsigned nvcpus;
 	struct snap_vcpu *vcpus;    /* nvcpus, malloc'd */
 	struct snap_blob serial, i8042;
+	struct snap_blob mmds;      /* the metadata store's JSON (checked), len 0 if none */
 	unsigned ndevices;
 	struct snap_blob devices[SNAP_MAX_DEVICES];
 };

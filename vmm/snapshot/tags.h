@@ -11,6 +11,7 @@
 #define TAG_SERIAL TAG('U', 'A', 'R', 'T')
 #define TAG_I8042 TAG('I', '8', '0', '4')
 #define TAG_VIRTIO TAG('V', 'I', 'O', ' ')
+#define TAG_MMDS TAG('M', 'M', 'D', 'S') /* the metadata store's JSON, if it has one */
 
 #define SNAP_PAGE 4096ULL
 
