@@ -11,6 +11,7 @@
 #include "hostfile.h"
 #include "layout.h"
 #include "log.h"
+#include "mmds/mmds.h"
 #include "vcpu.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
@@ -89,6 +90,25 @@ static int announce(struct machine *m, const struct virtio_dev *vd, char *err, s
 	return 0;
 }
 
+static ssize_t answer_mmds(void *ctx, const char *req, size_t len, char *out, size_t cap, uint64_t now_ms)
+{
+	return mmds_http_answer(ctx, req, len, out, cap, now_ms);
+}
+
+/* An interface among mmds-config's network_interfaces answers the MMDS
+ * address itself (the configuration the VM is built from: on a restore,
+ * the snapshot's). */
+static int attach_mmds(struct machine *m, const struct vmm_config *cfg, struct virtio_net *net)
+{
+	if (!m->mmds || !cfg->mmds.set)
+		return 0;
+	for (unsigned i = 0; i < cfg->mmds.nifaces; i++)
+		if (strcmp(cfg->mmds.ifaces[i], net->cfg.iface_id) == 0)
+			return virtio_net_set_mmds(net, cfg->mmds.ipv4, answer_mmds, mmds_http_request_len, m->mmds,
+						   mmds_response_limit(m->mmds));
+	return 0;
+}
+
 /* virtio-mmio devices in a fixed order: the root drive first (so it is
  * /dev/vda), the other drives, network interfaces, vsock, entropy. */
 static int attach_virtio(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
@@ -134,7 +154,7 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 			return -ENOMEM;
 		m->net[m->nnet++] = net;
 		if ((ret = virtio_net_init(net, &m->vm, p->loop, index++, &cfg->nets[i], err, errlen)) ||
-		    (ret = announce(m, &net->vd, err, errlen)))
+		    (ret = announce(m, &net->vd, err, errlen)) || (ret = attach_mmds(m, cfg, net)))
 			return ret;
 	}
 	if (cfg->vsock.set) {

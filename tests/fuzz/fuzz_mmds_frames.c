@@ -190,7 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(ports, 0, sizeof(ports));
 	resp_len = 100;
 	resp_force = 0;
-	struct mmds_stack *s = mmds_stack_new(MMDS_IP, answer, NULL, 16384, 1);
+	struct mmds_stack *s = mmds_stack_new(MMDS_IP, answer, NULL, NULL, 16384, 1);
 	if (!s)
 		return 0;
 	uint64_t now = 0;

@@ -42,7 +42,7 @@ static void setup(void)
 {
 	memset(&ans, 0, sizeof(ans));
 	ans.body_len = 5;
-	st = mmds_stack_new(MMDS_IP, answer, NULL, 65536, 42);
+	st = mmds_stack_new(MMDS_IP, answer, NULL, NULL, 65536, 42);
 	cr_assert_not_null(st);
 }
 
@@ -727,4 +727,43 @@ Test(mmds_stack, claims_only_the_mmds_address)
 	put16(frame + 12, 0x86dd);
 	cr_assert_not(mmds_stack_claims(st, frame, 54));
 	cr_assert_not(mmds_stack_claims(st, frame, 10));
+}
+
+/* A framing callback: a request is its head, "\r\n\r\n" included. */
+static ssize_t head_len(const char *r, size_t len)
+{
+	for (size_t i = 0; i + 3 < len; i++)
+		if (memcmp(r + i, "\r\n\r\n", 4) == 0)
+			return (ssize_t)(i + 4);
+	return len >= 100 ? -EMSGSIZE : 0;
+}
+
+Test(mmds_stack, framing_callback_delimits_pipelined_requests)
+{
+	mmds_stack_free(st);
+	st = mmds_stack_new(MMDS_IP, answer, head_len, NULL, 65536, 42);
+	uint32_t isn = connect_port(GPORT, 100, 0);
+	char two[256];
+	int n = snprintf(two, sizeof(two), "%s%s", "GET /a HTTP/1.1\r\n\r\n", "GET /b HTTP/1.1\r\n\r\n");
+	send_tcp(&(struct tcpf){ .seq = 101, .ack = isn + 1, .flags = 0x18, .data = two, .len = (size_t)n }, 0);
+	cr_assert_eq(ans.calls, 1);
+	cr_assert_eq(ans.last_len, 19);
+	cr_assert_arr_eq(ans.last, "GET /a", 6);
+	struct seg g;
+	cr_assert(next_seg(&g, 0));
+	cr_assert_eq(g.win, MMDS_STACK_RECV_MAX - 19, "the second request still buffered");
+	/* The first answer acknowledged: the second is answered. */
+	send_tcp(&(struct tcpf){ .seq = 101 + (uint32_t)n, .ack = isn + 1 + (uint32_t)g.len, .flags = 0x10 }, 0);
+	cr_assert_eq(ans.calls, 2);
+	cr_assert_arr_eq(ans.last, "GET /b", 6);
+	/* Over the callback's bound: reset. */
+	uint32_t isn2 = connect_port(GPORT + 1, 100, 0);
+	static char junk[120];
+	memset(junk, 'x', sizeof(junk));
+	send_tcp(&(struct tcpf){ .sport = GPORT + 1, .seq = 101, .ack = isn2 + 1, .flags = 0x10, .data = junk,
+				 .len = sizeof(junk) }, 0);
+	bool rst = false;
+	while (next_seg(&g, 0))
+		rst |= g.dport == GPORT + 1 && (g.flags & 0x04);
+	cr_assert(rst);
 }

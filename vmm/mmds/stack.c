@@ -102,6 +102,7 @@ struct mmds_stack {
 	bool arp_pending;
 	uint32_t arp_dest;
 	mmds_answer_fn fn;
+	mmds_request_len_fn len_fn;
 	void *ctx;
 	size_t resp_cap;
 	char *resp_buf;
@@ -414,12 +415,18 @@ static void conn_answer(struct mmds_stack *s, struct conn *c, uint64_t now)
 {
 	if (c->send_fin || c->resp)
 		return;
-	size_t end = request_end(c->recv, c->recv_len), used = 0;
+	size_t used = 0;
 	ssize_t n = 0;
-	if (end) {
-		used = end;
-		n = s->fn(s->ctx, (const char *)c->recv, end, s->resp_buf, s->resp_cap, now);
-		if (n == 0 && c->recv_len > end) {
+	if (s->len_fn) {
+		n = s->len_fn((const char *)c->recv, c->recv_len);
+		if (n > 0) {
+			used = (size_t)n;
+			n = used <= c->recv_len ? s->fn(s->ctx, (const char *)c->recv, used, s->resp_buf, s->resp_cap, now)
+						: -EINVAL;
+		}
+	} else if ((used = request_end(c->recv, c->recv_len))) {
+		n = s->fn(s->ctx, (const char *)c->recv, used, s->resp_buf, s->resp_cap, now);
+		if (n == 0 && c->recv_len > used) {
 			/* A head that announces a body: answer with what came so far. */
 			used = c->recv_len;
 			n = s->fn(s->ctx, (const char *)c->recv, used, s->resp_buf, s->resp_cap, now);
@@ -894,8 +901,8 @@ static void stack_clear(struct mmds_stack *s)
 	s->out_len = 0;
 }
 
-struct mmds_stack *mmds_stack_new(uint32_t ipv4, mmds_answer_fn fn, void *ctx, size_t resp_cap,
-				  uint64_t seed)
+struct mmds_stack *mmds_stack_new(uint32_t ipv4, mmds_answer_fn fn, mmds_request_len_fn len_fn, void *ctx,
+				  size_t resp_cap, uint64_t seed)
 {
 	struct mmds_stack *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -907,6 +914,7 @@ struct mmds_stack *mmds_stack_new(uint32_t ipv4, mmds_answer_fn fn, void *ctx, s
 	}
 	s->ip = ipv4;
 	s->fn = fn;
+	s->len_fn = len_fn;
 	s->ctx = ctx;
 	s->resp_cap = resp_cap;
 	s->rng = seed | 1; /* xorshift needs a non-zero state */

@@ -38,6 +38,10 @@
 typedef ssize_t (*mmds_answer_fn)(void *ctx, const char *req, size_t len, char *out, size_t cap,
 				  uint64_t now_ms);
 
+/* The length of the first complete request in req[0..len) (head and
+ * body), 0 if it is incomplete, or -errno (-EMSGSIZE: over the bound). */
+typedef ssize_t (*mmds_request_len_fn)(const char *req, size_t len);
+
 /* Firecracker's "mmds" metrics group, as far as the network side counts it,
  * and ember's own counts of what a flood costs the guest. */
 struct mmds_stack_stats {
@@ -58,10 +62,11 @@ struct mmds_stack_stats {
 struct mmds_stack;
 
 /* A responder for ipv4 (host order); seed picks initial sequence
- * numbers. fn answers requests. resp_cap bounds one response. NULL if out
- * of memory. */
-struct mmds_stack *mmds_stack_new(uint32_t ipv4, mmds_answer_fn fn, void *ctx, size_t resp_cap,
-				  uint64_t seed);
+ * numbers. fn answers requests, which len_fn delimits in the byte stream
+ * (NULL: a request ends at its head's blank line, unless fn wants more).
+ * resp_cap bounds one response. NULL if out of memory. */
+struct mmds_stack *mmds_stack_new(uint32_t ipv4, mmds_answer_fn fn, mmds_request_len_fn len_fn, void *ctx,
+				  size_t resp_cap, uint64_t seed);
 void mmds_stack_free(struct mmds_stack *s);
 
 /* A new address (PUT /mmds/config after the device exists): connections

@@ -587,10 +587,10 @@ void virtio_net_update(struct virtio_net *net, const struct ratelimiter_config *
 	pthread_mutex_unlock(&net->vd.lock);
 }
 
-int virtio_net_set_mmds(struct virtio_net *net, uint32_t ipv4, mmds_answer_fn fn, void *ctx,
-			size_t resp_cap)
+int virtio_net_set_mmds(struct virtio_net *net, uint32_t ipv4, mmds_answer_fn fn, mmds_request_len_fn len_fn,
+			void *ctx, size_t resp_cap)
 {
-	struct mmds_stack *m = mmds_stack_new(ipv4, fn, ctx, resp_cap, rl_now_ns() ^ (uintptr_t)net);
+	struct mmds_stack *m = mmds_stack_new(ipv4, fn, len_fn, ctx, resp_cap, rl_now_ns() ^ (uintptr_t)net);
 	if (!m)
 		return -ENOMEM;
 	pthread_mutex_lock(&net->vd.lock);

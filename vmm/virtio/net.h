@@ -71,11 +71,11 @@ void virtio_net_update(struct virtio_net *net, const struct ratelimiter_config *
 		       const struct ratelimiter_config *tx);
 
 /* From now on the device answers frames for the MMDS address ipv4 (host
- * order) itself, fn answering the requests (see vmm/mmds/stack.h); an
- * earlier responder is replaced with its connections. Returns 0 or
- * -ENOMEM. Takes the device lock. */
-int virtio_net_set_mmds(struct virtio_net *net, uint32_t ipv4, mmds_answer_fn fn, void *ctx,
-			size_t resp_cap);
+ * order) itself, fn answering the requests len_fn delimits (see
+ * vmm/mmds/stack.h); an earlier responder is replaced with its
+ * connections. Returns 0 or -ENOMEM. Takes the device lock. */
+int virtio_net_set_mmds(struct virtio_net *net, uint32_t ipv4, mmds_answer_fn fn, mmds_request_len_fn len_fn,
+			void *ctx, size_t resp_cap);
 
 /* Add the device's MMDS responder counters to *sum (nothing without one).
  * Takes the device lock. */
