@@ -1,0 +1,101 @@
+# Run by tests/integration/test_mmds_linux.sh inside a Linux guest (busybox
+# sh): fetches MMDS over eth0 with busybox wget (nc for the token PUT,
+# which wget cannot send) and prints one "mmds: name=value" line a check.
+# (No wget -T: Debian's busybox 1.35 wget crashes with it.)
+# $1: V1 or V2, the version the host configured.
+M=169.254.169.254
+ip addr add 10.0.0.2/24 dev eth0
+ip link set eth0 up
+ip route add $M dev eth0
+
+# token TTL: a V2 session token (the response's body, its last line)
+token() {
+	printf 'PUT /latest/api/token HTTP/1.1\r\nHost: %s\r\nX-metadata-token-ttl-seconds: %s\r\n\r\n' $M "$1" |
+		nc -w 5 $M 80 | tail -n 1
+}
+# get TOKEN PATH [HEADER]: the body, or wget's error on stderr
+get() {
+	if [ -n "$3" ]; then
+		wget -q -O - --header "X-metadata-token: $1" --header "$3" "http://$M$2"
+	else
+		wget -q -O - --header "X-metadata-token: $1" "http://$M$2"
+	fi
+}
+# status TOKEN PATH: "served" or wget's error (with the HTTP status)
+status() {
+	if [ -n "$1" ]; then
+		wget -q -O /dev/null --header "X-metadata-token: $1" "http://$M$2" 2>/tmp/err
+	else
+		wget -q -O /dev/null "http://$M$2" 2>/tmp/err
+	fi && echo served || tr '\n' ' ' < /tmp/err
+}
+
+echo "mmds: version=$1"
+if [ "$1" = V1 ]; then
+	echo "mmds: v1-plain=$(wget -q -O - http://$M/latest/meta-data/ami-id)"
+	echo "mmds: v1-no-token=$(status "" /latest/meta-data/ami-id)"
+	echo "mmds: v1-wrong-token=$(status wrong-token /latest/meta-data/ami-id)"
+	t=$(token 60)
+	echo "mmds: v1-with-token=$(get "$t" /latest/meta-data/ami-id)"
+	echo "mmds: v1-json=$(wget -q -O - --header 'Accept: application/json' http://$M/latest/meta-data)"
+	# A flood: more connections held open than the responder keeps (they
+	# all start at once, when the FIFO gets its writer). The tap (the host
+	# at 10.0.0.1) must still answer meanwhile.
+	mkfifo /tmp/hold
+	i=0
+	while [ $i -lt 45 ]; do
+		nc $M 80 < /tmp/hold > /dev/null 2>&1 &
+		i=$((i + 1))
+	done
+	sleep 100 > /tmp/hold &
+	sleep 5
+	echo "mmds: flooding"
+	sleep 5 # the host reads the metrics
+	echo "mmds: flood-ping=$(ping -c 3 -W 5 10.0.0.1 > /dev/null 2>&1 && echo ok || echo lost)"
+	sleep 5 # the held connections are idle long enough to make room
+	echo "mmds: after-flood=$(wget -q -O - http://$M/latest/meta-data/ami-id)"
+	echo "mmds: done"
+	exit 0
+fi
+
+t=$(token 21600) # valid until the restore (the longest TTL)
+echo "mmds: token-length=${#t}"
+echo "mmds: ami=$(get "$t" /latest/meta-data/ami-id)"
+echo "mmds: list=$(get "$t" /latest/meta-data/ | tr '\n' ,)"
+echo "mmds: json=$(get "$t" /latest/meta-data 'Accept: application/json')"
+echo "mmds: no-token=$(status "" /latest/meta-data/ami-id)"
+echo "mmds: wrong-token=$(status "$t"x /latest/meta-data/ami-id)"
+printf 'PUT /latest/api/token HTTP/1.1\r\nX-metadata-token-ttl-seconds: 0\r\n\r\n' | nc -w 5 $M 80 > /tmp/bad
+echo "mmds: ttl-0=$(head -n 1 /tmp/bad)"
+# (10 s: a slow guest takes a while between getting a token and using it)
+s=$(token 10)
+echo "mmds: short-lived=$(get "$s" /latest/meta-data/ami-id)"
+sleep 11
+echo "mmds: expired=$(status "$s" /latest/meta-data/ami-id)"
+echo "mmds: phase1-done"
+
+# The host patches the store now (a new token: this guest may be slow
+# enough for the first to expire).
+i=0
+v=
+while [ $i -lt 300 ] && [ -z "$v" ]; do
+	v=$(get "$(token 60)" /patched 2>/dev/null)
+	[ -n "$v" ] || sleep 1
+	i=$((i + 1))
+done
+echo "mmds: patched=$v"
+echo "mmds: ready-for-snapshot"
+
+# The host snapshots this VM, restores it in a new ember and marks the
+# store; connections open across the snapshot are gone, so ask again.
+v=
+while [ -z "$v" ]; do
+	n=$(token 60)
+	v=$(get "$n" /restored 2>/dev/null)
+	[ -n "$v" ] || sleep 1
+done
+echo "mmds: restored=$v"
+echo "mmds: after-restore=$(get "$n" /latest/meta-data/ami-id) $(get "$n" /patched)"
+echo "mmds: after-restore-no-token=$(status "" /latest/meta-data/ami-id)"
+echo "mmds: after-restore-old-token=$(status "$t" /latest/meta-data/ami-id)"
+echo "mmds: done"
