@@ -99,6 +99,11 @@ Test(mmds_store, empty_until_put_and_patch_refused_before)
 	put("{\"b\":{\"y\":1,\"x\":2},\"a\":\"s\"}");
 	cr_assert(mmds_initialized(m));
 	expect_store("{\"a\":\"s\",\"b\":{\"x\":2,\"y\":1}}"); /* keys sorted, as Firecracker's */
+	put("null");
+	expect_store("{}");
+	cr_assert(mmds_initialized(m), "a PUT of null initializes the store");
+	cr_assert_eq(mmds_patch(m, "{\"a\":1}", 7, err, sizeof(err)), 0);
+	expect_store("{\"a\":1}");
 }
 
 Test(mmds_store, put_refuses_bad_json_and_keeps_the_store)
