@@ -631,8 +631,9 @@ void controller_handle(struct controller *c, struct action *a)
 			.kernel_path = a->u.boot.kernel_image_path,
 			.initrd_path = a->u.boot.initrd_path[0] ? a->u.boot.initrd_path : NULL,
 		};
-		if (boot_check_images(&img, a->fault, sizeof(a->fault)))
-			a->status = 400;
+		char why[sizeof(a->fault) - 32];
+		if (boot_check_images(&img, why, sizeof(why)))
+			reply_error(a, 400, "Boot source error: %s", why); /* Firecracker's frame */
 		else
 			c->cfg.boot = a->u.boot;
 		break;

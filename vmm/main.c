@@ -508,11 +508,6 @@ int main(int argc, char **argv)
 
 	struct controller *c = &e.ctrl;
 	mmds_set_size_limit(c->mmds, e.opt.mmds_size_limit ? e.opt.mmds_size_limit : e.opt.max_payload);
-	if (e.opt.metadata) {
-		if (mmds_load_file(c->mmds, e.opt.metadata, msg, sizeof(msg)))
-			die("%s", msg);
-		log_info("Successfully added metadata to mmds from file");
-	}
 	/* A config file's failures in Firecracker's words (its clients look
  * for them in the log), with ember's reason after them. */
 #define CONFIG_FILE_FAILED "Failed to build MicroVM from Json: Configuration for VMM from one single json failed: %s"
@@ -537,6 +532,16 @@ int main(int argc, char **argv)
 		if (api_server_start(&e.api, e.opt.api_sock, e.opt.max_payload, c, msg, sizeof(msg)))
 			die("%s", msg);
 		c->api_metrics = api_server_metrics;
+	}
+	/* After the API is up, as Firecracker fills the store (its clients
+	 * wait for the API's start line, then for this one or the error). */
+	if (e.opt.metadata) {
+		if (mmds_load_file(c->mmds, e.opt.metadata, msg, sizeof(msg))) {
+			controller_close(c);
+			api_server_stop(&e.api);
+			die("%s", msg);
+		}
+		log_info("Successfully added metadata to mmds from file");
 	}
 	c->startup_us = us_since(&e.start_wall, CLOCK_MONOTONIC);
 	c->startup_cpu_us = us_since(&e.start_cpu, CLOCK_PROCESS_CPUTIME_ID);

@@ -63,9 +63,7 @@ test_cli_no_api_needs_config() {
 # line (never silently ignored), as a bad flag is.
 test_cli_unsupported_features_refused() {
 	local args name
-	for args in "--metadata $T/meta.json|metadata|--metadata: MMDS is not supported yet" \
-		    "--mmds-size-limit 1024|mmds|--mmds-size-limit: MMDS is not supported yet" \
-		    "--enable-pci|pci|--enable-pci: PCI is not supported yet"; do
+	for args in "--enable-pci|pci|--enable-pci: PCI is not supported yet"; do
 		IFS='|' read -r flags name want <<< "$args"
 		# shellcheck disable=SC2086
 		run_ember "$name" 10 $flags --api-sock "$T/$name.sock"

@@ -1,9 +1,11 @@
+#include <cJSON.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../api/config_json.h"
 #include "../../vmm/mmds/mmds.h"
 #include "../../vmm/mmds/token.h"
 
@@ -97,6 +99,11 @@ Test(mmds_store, empty_until_put_and_patch_refused_before)
 	put("{\"b\":{\"y\":1,\"x\":2},\"a\":\"s\"}");
 	cr_assert(mmds_initialized(m));
 	expect_store("{\"a\":\"s\",\"b\":{\"x\":2,\"y\":1}}"); /* keys sorted, as Firecracker's */
+	put("null");
+	expect_store("{}");
+	cr_assert(mmds_initialized(m), "a PUT of null initializes the store");
+	cr_assert_eq(mmds_patch(m, "{\"a\":1}", 7, err, sizeof(err)), 0);
+	expect_store("{\"a\":1}");
 }
 
 Test(mmds_store, put_refuses_bad_json_and_keeps_the_store)
@@ -444,4 +451,87 @@ Test(mmds_http, small_output_gets_a_short_500)
 	cr_assert_gt(n, 0);
 	cr_assert_eq(strncmp(small, "HTTP/1.1 500 ", 13), 0);
 	cr_assert_geq(mmds_response_limit(m), (size_t)MMDS_SIZE_LIMIT_DEFAULT);
+}
+
+/* ---- the configuration ---------------------------------------------- */
+
+static int parse_config(const char *json, struct mmds_config *c)
+{
+	cJSON *o = cJSON_Parse(json);
+	cr_assert_not_null(o);
+	int ret = config_json_mmds(o, c, err, sizeof(err));
+	cJSON_Delete(o);
+	return ret;
+}
+
+Test(mmds_config, fields_defaults_and_refusals)
+{
+	struct mmds_config c;
+	cr_assert_eq(parse_config("{\"network_interfaces\": [\"eth0\", \"eth1\"]}", &c), 0, "%s", err);
+	cr_assert(c.set);
+	cr_assert_eq(c.version, MMDS_V1);
+	cr_assert_eq(c.ipv4, MMDS_IPV4_DEFAULT);
+	cr_assert_not(c.imds_compat);
+	cr_assert_eq(c.nifaces, 2);
+	cr_assert_str_eq(c.ifaces[1], "eth1");
+	cr_assert_eq(parse_config("{\"version\": \"V2\", \"network_interfaces\": [], \"ipv4_address\": "
+				  "\"169.254.169.250\", \"imds_compat\": true}", &c), 0);
+	cr_assert_eq(c.version, MMDS_V2);
+	cr_assert_eq(c.ipv4, 0xa9fea9fa);
+	cr_assert(c.imds_compat);
+	cr_assert_eq(parse_config("{}", &c), -EINVAL);
+	cr_assert(strstr(err, "missing field `network_interfaces`"), "%s", err);
+	cr_assert_eq(parse_config("{\"network_interfaces\": [], \"version\": \"V3\"}", &c), -EINVAL);
+	cr_assert(strstr(err, "unknown variant `V3`, expected `V1` or `V2`"), "%s", err);
+	cr_assert_eq(parse_config("{\"network_interfaces\": [], \"ipv4_address\": \"169.254.1\"}", &c), -EINVAL);
+	cr_assert(strstr(err, "invalid IPv4 address syntax"), "%s", err);
+	cr_assert_eq(parse_config("{\"network_interfaces\": [1]}", &c), -EINVAL);
+	cr_assert_eq(parse_config("{\"network_interfaces\": [], \"x\": 1}", &c), -EINVAL);
+	cr_assert(strstr(err, "unknown field `x`"), "%s", err);
+}
+
+Test(mmds_config, checked_against_the_interfaces)
+{
+	struct vmm_config vm;
+	config_defaults(&vm);
+	vm.nnets = 1;
+	snprintf(vm.nets[0].iface_id, sizeof(vm.nets[0].iface_id), "eth0");
+	struct mmds_config c;
+	cr_assert_eq(parse_config("{\"network_interfaces\": [\"eth0\"]}", &c), 0);
+	cr_assert_eq(mmds_config_check(&c, &vm, err, sizeof(err)), 0);
+	cr_assert_eq(parse_config("{\"network_interfaces\": []}", &c), 0);
+	cr_assert_eq(mmds_config_check(&c, &vm, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "The list of network interface IDs that allow forwarding MMDS requests is empty."));
+	cr_assert_eq(parse_config("{\"network_interfaces\": [\"eth0\", \"foo\"]}", &c), 0);
+	cr_assert_eq(mmds_config_check(&c, &vm, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "does not correspond to any existing network interface."));
+	/* The address is checked first, as Firecracker checks it. */
+	cr_assert_eq(parse_config("{\"network_interfaces\": [], \"ipv4_address\": \"169.254.255.1\"}", &c), 0);
+	cr_assert_eq(mmds_config_check(&c, &vm, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "The MMDS IPv4 address is not link local."), "%s", err);
+}
+
+Test(mmds_config, config_file_section_and_vm_config)
+{
+	struct vmm_config vm;
+	config_defaults(&vm);
+	const char *file = "{\"mmds-config\": {\"version\": \"V2\", \"network_interfaces\": [\"b\", \"a\"]},"
+			   " \"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			   " \"network-interfaces\": [{\"iface_id\": \"a\", \"host_dev_name\": \"t0\"},"
+			   " {\"iface_id\": \"b\", \"host_dev_name\": \"t1\"}]}";
+	cr_assert_eq(config_json_file(file, strlen(file), &vm, err, sizeof(err)), 0, "%s", err);
+	cr_assert(vm.mmds.set);
+	cJSON *o = config_json_vm_obj(&vm);
+	char *s = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "mmds-config"));
+	/* Interfaces in their device order, as Firecracker lists them. */
+	cr_assert_str_eq(s, "{\"version\":\"V2\",\"network_interfaces\":[\"a\",\"b\"],"
+			    "\"ipv4_address\":\"169.254.169.254\",\"imds_compat\":false}");
+	free(s);
+	cJSON_Delete(o);
+	struct vmm_config bad;
+	config_defaults(&bad);
+	const char *missing = "{\"mmds-config\": {\"network_interfaces\": [\"c\"]},"
+			      " \"boot-source\": {\"kernel_image_path\": \"/k\"}}";
+	cr_assert_eq(config_json_file(missing, strlen(missing), &bad, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "does not correspond to any existing network interface"), "%s", err);
 }

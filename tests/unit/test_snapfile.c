@@ -256,3 +256,41 @@ Test(snapfile, memory_section_round_trip)
 	cr_assert_eq(memcmp(&id, &got, sizeof(id)), 0);
 	sw_free(&w);
 }
+
+/* The MMDS section: the data store's JSON, checked when the file is read,
+ * at most once. */
+static void put_mmds(struct snap_writer *w, const char *json)
+{
+	sw_begin(w, TAG_MMDS);
+	sw_bytes(w, json, strlen(json));
+	sw_end(w);
+}
+
+Test(snapfile, mmds_section_is_json_once)
+{
+	static const struct { const char *first, *second, *why; } bad[] = {
+		{ "{\"a\":", NULL, "MMDS section: invalid JSON" },
+		{ "", NULL, "MMDS section: empty" },
+		{ "{\"a\":1,\"a\":2}", NULL, "MMDS section:" },
+		{ "{\"a\":1}", "{\"b\":2}", "two MMDS sections" },
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		struct snap_writer w;
+		sw_init(&w);
+		put_mmds(&w, bad[k].first);
+		if (bad[k].second)
+			put_mmds(&w, bad[k].second);
+		char err[300];
+		cr_assert_eq(parse_payload(&w, err, sizeof(err)), -EINVAL);
+		cr_assert(strstr(err, bad[k].why), "case %zu: %s", k, err);
+		sw_free(&w);
+	}
+	/* A good one passes its own check (the file then lacks the rest). */
+	struct snap_writer w;
+	sw_init(&w);
+	put_mmds(&w, "{\"latest\":{\"meta-data\":{}}}");
+	char err[300];
+	cr_assert_eq(parse_payload(&w, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "a required section is missing"), "%s", err);
+	sw_free(&w);
+}

@@ -214,7 +214,7 @@ int mmds_patch(struct mmds *m, const char *json, size_t len, char *err, size_t e
 
 char *mmds_get(const struct mmds *m)
 {
-	if (!m->store)
+	if (!m->store || cJSON_IsNull(m->store))
 		return strdup("{}"); /* null, as Firecracker's API shows it */
 	return cJSON_PrintUnformatted(m->store);
 }

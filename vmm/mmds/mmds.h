@@ -66,7 +66,7 @@ int mmds_patch(struct mmds *m, const char *json, size_t len, char *err, size_t e
  * Firecracker's words and the path in err. */
 int mmds_load_file(struct mmds *m, const char *path, char *err, size_t errlen);
 
-/* GET /mmds: the whole store as compact JSON ("{}" while uninitialized),
+/* GET /mmds: the whole store as compact JSON ("{}" while uninitialized or null),
  * malloc'd (the caller frees), or NULL on ENOMEM. */
 char *mmds_get(const struct mmds *m);
 
