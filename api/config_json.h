@@ -56,6 +56,13 @@ int config_json_boot_source(const struct cJSON *obj, struct boot_source_config *
 int config_json_machine(const struct cJSON *obj, bool put, struct machine_config *out,
 			unsigned *fields, char *err, size_t errlen);
 
+/* A custom CPU template (PUT /cpu-config, the config file's "cpu-config"),
+ * in Firecracker's format: "kvm_capabilities" ["N", "!N"],
+ * "cpuid_modifiers" [{"leaf", "subleaf", "flags", "modifiers":
+ * [{"register", "bitmap"}]}], "msr_modifiers" [{"addr", "bitmap"}]; see
+ * vmm/boot/cpu_template.h for the bitmaps. */
+int config_json_cpu_template(const struct cJSON *obj, struct cpu_template *out, char *err, size_t errlen);
+
 /* One entry of each device section, as in the config file and the API. */
 int config_json_rate_limiter(const struct cJSON *obj, const char *section,
 			     struct ratelimiter_config *out, char *err, size_t errlen);
@@ -84,7 +91,8 @@ struct cJSON *config_json_state_obj(const struct vmm_config *cfg);
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen);
 
 /* A whole config file (text of len bytes) into cfg, which the caller has
- * set to defaults. */
+ * set to defaults. A "cpu-config" path is refused here (the text may be a
+ * snapshot's); config_load_file() follows it. */
 int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char *err,
 		     size_t errlen);
 

@@ -15,6 +15,7 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_ENTROPY] = "entropy", [EP_SERIAL] = "serial", [EP_LOGGER] = "logger",
 	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_VM] = "vm",
 	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
+	[EP_CPU_CONFIG] = "cpu_config",
 	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
@@ -42,7 +43,6 @@ static const struct {
 	{ "/balloon/hinting/start", false, M_PATCH },
 	{ "/balloon/hinting/status", false, M_GET },
 	{ "/balloon/hinting/stop", false, M_PATCH },
-	{ "/cpu-config", false, M_PUT },
 	{ "/pmem/", true, M_PUT | M_PATCH | M_DELETE },
 	{ "/drives/", true, M_DELETE },
 	{ "/network-interfaces/", true, M_DELETE },
@@ -432,6 +432,10 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 		a->type = ACTION_PUT_METRICS;
 		ret = config_json_metrics(obj, &a->u.metrics, err, el);
 		break;
+	case EP_CPU_CONFIG:
+		a->type = ACTION_PUT_CPU_CONFIG;
+		ret = config_json_cpu_template(obj, &a->u.cpu_config, err, el);
+		break;
 	case EP_ACTIONS: {
 		static const char *const keys[] = { "action_type", NULL };
 		static const char *const types[] = { "FlushMetrics", "InstanceStart", "SendCtrlAltDel", NULL };
@@ -505,6 +509,8 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_SNAPSHOT_CREATE, allowed = M_PUT;
 	} else if (strcmp(path, "/snapshot/load") == 0) {
 		ep = EP_SNAPSHOT_LOAD, allowed = M_PUT;
+	} else if (strcmp(path, "/cpu-config") == 0) {
+		ep = EP_CPU_CONFIG, allowed = M_PUT;
 	} else {
 		ep = EP_UNKNOWN, allowed = 0;
 		for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {

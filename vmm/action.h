@@ -14,6 +14,7 @@ enum action_type {
 	ACTION_GET_INSTANCE_INFO,
 	ACTION_GET_MACHINE_CONFIG,
 	ACTION_PUT_MACHINE_CONFIG,
+	ACTION_PUT_CPU_CONFIG,
 	ACTION_PATCH_MACHINE_CONFIG,
 	ACTION_GET_VM_CONFIG,
 	ACTION_PUT_BOOT_SOURCE,
@@ -40,6 +41,7 @@ enum action_type {
 #define MACHINE_F_MEM_SIZE 0x2
 #define MACHINE_F_SMT 0x4
 #define MACHINE_F_TRACK_DIRTY 0x8
+#define MACHINE_F_CPU_TEMPLATE 0x10
 
 struct machine_update {
 	struct machine_config value;
@@ -95,6 +97,7 @@ struct action {
 	enum action_type type;
 	union {
 		struct machine_update machine;
+		struct cpu_template cpu_config;   /* PUT /cpu-config */
 		struct boot_source_config boot;
 		struct drive_config drive;
 		struct drive_update drive_update;

@@ -45,6 +45,9 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		m.smt = v->smt;
 	if (fields & MACHINE_F_TRACK_DIRTY)
 		m.track_dirty_pages = v->track_dirty_pages;
+	/* As Firecracker: a PUT without cpu_template keeps the template
+	 * (static or custom); "None" drops it. */
+	m.cpu_template = (fields & MACHINE_F_CPU_TEMPLATE) ? v->cpu_template : cur->cpu_template;
 
 	if (m.smt && m.vcpu_count > 1 && (m.vcpu_count & 1)) {
 		snprintf(err, errlen, "machine-config.vcpu_count: must be 1 or even when smt is enabled");

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "boot/cpu_template.h"
 #include "io/ratelimit.h"
 
 #define CONFIG_MAX_VCPUS 32
@@ -27,6 +28,9 @@ struct machine_config {
 	uint64_t mem_size_mib;
 	bool smt;
 	bool track_dirty_pages;
+	/* A static template (machine-config "cpu_template"), or CUSTOM: the
+	 * vmm_config's cpu_custom (PUT /cpu-config). The last one set wins. */
+	enum cpu_template_kind cpu_template;
 };
 
 #define CONFIG_ID_MAX 64
@@ -112,6 +116,7 @@ struct vmm_config {
 	struct serial_config serial;
 	struct logger_config logger;
 	struct metrics_config metrics;
+	struct cpu_template cpu_custom;   /* when machine.cpu_template is CUSTOM */
 };
 
 /* Firecracker's defaults: 1 vCPU, 128 MiB, no SMT. */
@@ -119,7 +124,8 @@ void config_defaults(struct vmm_config *cfg);
 
 /* Set machine-config from the fields of v named in the MACHINE_F_* mask.
  * A PUT (patch false) needs vcpu_count and mem_size_mib and resets the
- * rest to defaults; a PATCH changes only what it names. Then the whole is
+ * rest to defaults (but a CPU template, kept unless named, as Firecracker
+ * keeps it); a PATCH changes only what it names. Then the whole is
  * checked (SMT needs an even vCPU count; the memory size is checked when
  * the VM starts, as Firecracker checks it: config_check_memory()).
  * Returns 0 or -EINVAL with the reason in err; cur changes only on 0. */

@@ -571,6 +571,13 @@ void controller_handle(struct controller *c, struct action *a)
 					 a->type == ACTION_PATCH_MACHINE_CONFIG, a->fault, sizeof(a->fault)))
 			a->status = 400;
 		break;
+	case ACTION_PUT_CPU_CONFIG:
+		/* Replaces a static template, as Firecracker: the last one set wins. */
+		if (boot_config(c, a)) {
+			c->cfg.cpu_custom = a->u.cpu_config;
+			c->cfg.machine.cpu_template = CPU_TEMPLATE_CUSTOM;
+		}
+		break;
 	case ACTION_PUT_BOOT_SOURCE: {
 		if (!boot_config(c, a))
 			break;

@@ -157,6 +157,51 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 	return 0;
 }
 
+/* The CPU template the VM boots with (none on a restore: the snapshot's
+ * CPUID and MSRs come back as they were), checked against this host. */
+static int resolve_cpu_template(const struct vmm_config *cfg, const struct vm *vm, struct cpu_template **out,
+				char *err, size_t errlen)
+{
+	enum cpu_template_kind kind = cfg->machine.cpu_template;
+	*out = NULL;
+	if (kind == CPU_TEMPLATE_NONE)
+		return 0;
+	struct cpu_template *t = malloc(sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	int ret = cpu_template_check_host(kind, vm->cpuid, err, errlen);
+	if (kind == CPU_TEMPLATE_CUSTOM)
+		*t = cfg->cpu_custom;
+	else
+		cpu_template_static(kind, t);
+	if (!ret)
+		ret = cpu_template_check_caps(t, vm->kvm_fd, err, errlen);
+	if (ret) {
+		free(t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+static int setup_vcpus(struct machine *m, const struct machine_params *p, const struct boot_entry *entry,
+		       char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	struct cpu_template *tmpl = NULL;
+	int ret = p->restoring ? 0 : resolve_cpu_template(p->cfg, vm, &tmpl, err, errlen);
+	for (unsigned i = 0; !ret && i < vm->nvcpus; i++) {
+		if ((ret = vcpu_create(vm, &vm->vcpus[i], i)))
+			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
+		else if (p->restoring && (ret = boot_setup_cpuid(&vm->vcpus[i])))
+			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
+		else if (!p->restoring)
+			ret = boot_setup_vcpu(&vm->vcpus[i], entry, tmpl, err, errlen);
+	}
+	free(tmpl);
+	return ret;
+}
+
 static int build(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
 {
 	const struct vmm_config *cfg = p->cfg;
@@ -222,15 +267,7 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		return -ENOMEM;
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vm->vcpus[i].fd = -1;
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		if ((ret = vcpu_create(vm, &vm->vcpus[i], i)) ||
-		    (ret = p->restoring ? boot_setup_cpuid(&vm->vcpus[i])
-				       : boot_setup_vcpu(&vm->vcpus[i], &entry))) {
-			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
-			return ret;
-		}
-	}
-	return 0;
+	return setup_vcpus(m, p, &entry, err, errlen);
 }
 
 int machine_build(struct machine *m, const struct machine_params *p, char *err, size_t errlen)

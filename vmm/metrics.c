@@ -108,7 +108,7 @@ static const struct req_key get_keys[] = {
 static const struct req_key put_keys[] = {
 	{ "actions", M_PUT, EP_ACTIONS }, { "boot_source", M_PUT, EP_BOOT_SOURCE },
 	{ "drive", M_PUT, EP_DRIVES }, { "logger", M_PUT, EP_LOGGER },
-	{ "machine_cfg", M_PUT, EP_MACHINE_CONFIG }, { "cpu_cfg", M_PUT, -1 },
+	{ "machine_cfg", M_PUT, EP_MACHINE_CONFIG }, { "cpu_cfg", M_PUT, EP_CPU_CONFIG },
 	{ "metrics", M_PUT, EP_METRICS }, { "network", M_PUT, EP_NETWORK_INTERFACES },
 	{ "mmds", M_PUT, -1 }, { "vsock", M_PUT, EP_VSOCK }, { "pmem", M_PUT, -1 },
 	{ "serial", M_PUT, EP_SERIAL }, { "hotplug_memory", M_PUT, -1 },

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "boot/cpu_template.h"
 #include "layout.h"
 #include "log.h"
 #include "vcpu.h"
@@ -39,6 +40,7 @@ static int get_supported_cpuid(struct vm *vm)
 			return -ENOMEM;
 		c->nent = nent;
 		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			cpu_host_override_apply(c); /* tests only: see cpu_template.h */
 			vm->cpuid = c;
 			return 0;
 		}

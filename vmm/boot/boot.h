@@ -56,9 +56,13 @@ int boot_check_images(const struct boot_images *img, char *err, size_t errlen);
 int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *entry,
 	      char *err, size_t errlen);
 
-/* CPUID, MSRs, FPU, LAPIC and registers for vCPU; the boot vCPU (id 0)
- * starts at entry, the others wait for INIT/SIPI in the in-kernel LAPIC. */
-int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry);
+/* CPUID (with the CPU template tmpl, or NULL), MSRs, FPU, LAPIC and
+ * registers for vCPU; the boot vCPU (id 0) starts at entry, the others
+ * wait for INIT/SIPI in the in-kernel LAPIC. Returns 0, or -errno with a
+ * one-line reason in err (logged). */
+struct cpu_template;
+int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry, const struct cpu_template *tmpl,
+		    char *err, size_t errlen);
 
 /* Only the CPUID part of it: what a vCPU restored from a snapshot needs
  * before its saved registers go in. Returns 0 or -errno (logged). */
