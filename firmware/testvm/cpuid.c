@@ -3,7 +3,9 @@
  *   "testvm: cpuid LLLLLLLL.SS eax=XXXXXXXX ebx=... ecx=... edx=..."
  * (hex), for every basic and extended leaf up to the maximum each range
  * reports (bounded), the subleaves of the indexed leaves, and the
- * hypervisor range.
+ * hypervisor range. Then the MSR a custom template test sets:
+ *   "testvm: msr 00000277=XXXXXXXXXXXXXXXX" (IA32_PAT, which every x86
+ * CPU has).
  *
  * Each CPUID runs twice: as it comes and right after a CLI (on kvm_pvm a
  * privileged instruction sends the next ones through the host's
@@ -92,11 +94,24 @@ static void dump_range(uint32_t base, uint32_t cap)
 			dump(leaf, sub);
 }
 
+static void msr_dump(uint32_t msr)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	puts_serial("testvm: msr ");
+	put_hex32(msr);
+	puts_serial("=");
+	put_hex32(hi);
+	put_hex32(lo);
+	puts_serial("\n");
+}
+
 void cpuid_dump(void)
 {
 	dump_range(0x0, 0x20);
 	dump(0x40000000, 0);
 	dump(0x40000001, 0);
 	dump_range(0x80000000, 0x21);
+	msr_dump(0x277);
 	puts_serial("testvm: cpuid end\n");
 }

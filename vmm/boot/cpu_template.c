@@ -449,7 +449,17 @@ static uint32_t reg_of(const struct kvm_cpuid_entry2 *e, enum cpuid_reg r)
 	return r == CPUID_EAX ? e->eax : r == CPUID_EBX ? e->ebx : r == CPUID_ECX ? e->ecx : e->edx;
 }
 
+static const struct kvm_cpuid_entry2 *find_in(const struct kvm_cpuid_entry2 *e, unsigned n, uint32_t leaf,
+					      uint32_t subleaf)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (e[i].function == leaf && e[i].index == subleaf)
+			return &e[i];
+	return NULL;
+}
+
 unsigned cpu_cpuid_missing(const struct kvm_cpuid_entry2 *saved, unsigned nsaved,
+			   const struct kvm_cpuid_entry2 *source, unsigned nsource,
 			   const struct kvm_cpuid2 *host, char *out, size_t outlen)
 {
 	unsigned n = 0;
@@ -458,14 +468,13 @@ unsigned cpu_cpuid_missing(const struct kvm_cpuid_entry2 *saved, unsigned nsaved
 		out[0] = 0;
 	for (size_t f = 0; f < COUNT(feature_regs); f++) {
 		const struct feature_reg *fr = &feature_regs[f];
-		const struct kvm_cpuid_entry2 *s = NULL;
-		for (unsigned i = 0; i < nsaved && !s; i++)
-			if (saved[i].function == fr->leaf && saved[i].index == fr->subleaf)
-				s = &saved[i];
-		if (!s)
+		const struct kvm_cpuid_entry2 *s = find_in(saved, nsaved, fr->leaf, fr->subleaf);
+		const struct kvm_cpuid_entry2 *src = find_in(source, nsource, fr->leaf, fr->subleaf);
+		if (!s || !src)
 			continue;
-		const struct kvm_cpuid_entry2 *h = find_entry(host, fr->leaf, fr->subleaf);
-		uint32_t lack = reg_of(s, fr->reg) & ~(h ? reg_of(h, fr->reg) : 0) & ~fr->ignore;
+		const struct kvm_cpuid_entry2 *h = find_in(host->entries, host->nent, fr->leaf, fr->subleaf);
+		uint32_t lack = reg_of(s, fr->reg) & reg_of(src, fr->reg) & ~(h ? reg_of(h, fr->reg) : 0) &
+				~fr->ignore;
 		for (unsigned bit = 0; bit < 32; bit++) {
 			if (!(lack & (1u << bit)))
 				continue;

@@ -116,11 +116,15 @@ int cpu_template_check_caps(const struct cpu_template *t, int kvm_fd, char *err,
 /* ---- restoring a snapshot on another host ---- */
 
 /* The CPU features that the guest CPUID saved (a vCPU's table in a
- * snapshot) announces and host (KVM_GET_SUPPORTED_CPUID) cannot provide:
- * their names ("avx2, leaf 0x7.0 ecx bit 30") into out, comma-separated.
- * Only the feature-flag registers count, less the bits ember or KVM set
- * themselves (the hypervisor bit, HTT, OSXSAVE, OSPKE). Returns how many. */
+ * snapshot) has from the CPU of the host that took it (source: what KVM
+ * supported there) and that host (KVM_GET_SUPPORTED_CPUID here) cannot
+ * provide: their names ("avx2, leaf 0x7.0 ecx bit 30") into out,
+ * comma-separated. Only the feature-flag registers count, less the bits
+ * ember or KVM set themselves (the hypervisor bit, HTT, OSXSAVE, OSPKE);
+ * a bit a template set without the source host having it is the
+ * template's, not the CPU's. Returns how many. */
 unsigned cpu_cpuid_missing(const struct kvm_cpuid_entry2 *saved, unsigned nsaved,
+			   const struct kvm_cpuid_entry2 *source, unsigned nsource,
 			   const struct kvm_cpuid2 *host, char *out, size_t outlen);
 
 /* ---- test hook ---- */

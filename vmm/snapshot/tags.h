@@ -11,6 +11,10 @@
 #define TAG_SERIAL TAG('U', 'A', 'R', 'T')
 #define TAG_I8042 TAG('I', '8', '0', '4')
 #define TAG_VIRTIO TAG('V', 'I', 'O', ' ')
+/* A vCPU's CPUID, after its VCPU section (older files have none). */
+#define TAG_CPUID TAG('C', 'P', 'I', 'D')
+/* The CPUID KVM supported on the host that took the snapshot (once). */
+#define TAG_HOST_CPUID TAG('H', 'C', 'P', 'U')
 
 #define SNAP_PAGE 4096ULL
 
