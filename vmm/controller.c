@@ -572,8 +572,9 @@ void controller_handle(struct controller *c, struct action *a)
 			a->status = 400;
 		break;
 	case ACTION_PUT_CPU_CONFIG:
-		/* Replaces a static template, as Firecracker: the last one set wins. */
-		if (boot_config(c, a)) {
+		/* Replaces a static template, as Firecracker: the last one set
+		 * wins. Like Firecracker, it does not refuse a later snapshot load. */
+		if (pre_boot(c, a)) {
 			c->cfg.cpu_custom = a->u.cpu_config;
 			c->cfg.machine.cpu_template = CPU_TEMPLATE_CUSTOM;
 		}
