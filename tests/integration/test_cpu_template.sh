@@ -156,7 +156,9 @@ test_cpu_template_custom_guest_view() {
 	local pat_fv
 	read -r -a pat_fv <<< "$(bitmap_fv "$CUSTOM_PAT_BITMAP")"
 	cpuid_boot base "" && calibrate || return
-	cpuid_boot custom "" "{\"kvm_capabilities\": [\"!56\", \"1\"], \"cpuid_modifiers\": $(spec_json "$CUSTOM_SPEC"), \"msr_modifiers\": [{\"addr\": \"0x277\", \"bitmap\": \"$CUSTOM_PAT_BITMAP\"}]}" || return
+	# From a file, as a config file may name one.
+	echo "{\"kvm_capabilities\": [\"!56\", \"1\"], \"cpuid_modifiers\": $(spec_json "$CUSTOM_SPEC"), \"msr_modifiers\": [{\"addr\": \"0x277\", \"bitmap\": \"$CUSTOM_PAT_BITMAP\"}]}" > "$T/template.json"
+	cpuid_boot custom "" "\"$T/template.json\"" || return
 	check_view base custom "$CUSTOM_SPEC"
 	[ "$CHECKED" -ge 30 ] || fail "only $CHECKED bits of the custom template could be checked"
 	local base_pat got_pat

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../api/config_json.h"
+#include "../../vmm/action.h"
 #include "../../vmm/boot/cpu_template.h"
 
 /* ---- bitmaps, numbers, capabilities ---- */
@@ -294,4 +295,50 @@ Test(cpu_template, json_bounded)
 	cr_assert_eq(parse(json, &t, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "more than"), "%s", err);
 	free(json);
+}
+
+/* ---- the config file's "cpu-config" ---- */
+
+Test(cpu_template, config_file_custom_wins_and_paths_only_from_disk)
+{
+	static struct vmm_config cfg;
+	char err[512];
+	const char *both = "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"cpu-config\": {\"cpuid_modifiers\": []}, "
+			   "\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"T2\"}}";
+	config_defaults(&cfg);
+	cr_assert_eq(config_json_file(both, strlen(both), &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.machine.cpu_template, CPU_TEMPLATE_CUSTOM, "cpu-config applies after machine-config");
+	const char *path = "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"cpu-config\": \"/etc/passwd\"}";
+	config_defaults(&cfg);
+	cr_assert_eq(config_json_file(path, strlen(path), &cfg, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "a path is allowed only in a config file"), "%s", err);
+	const char *t2 = "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1, "
+			 "\"mem_size_mib\": 128, \"cpu_template\": \"T2CL\"}}";
+	config_defaults(&cfg);
+	cr_assert_eq(config_json_file(t2, strlen(t2), &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.machine.cpu_template, CPU_TEMPLATE_T2CL);
+	cJSON *o = config_json_machine_obj(&cfg.machine);
+	char *text = cJSON_PrintUnformatted(o);
+	cr_assert(strstr(text, "\"smt\":false,\"cpu_template\":\"T2CL\",\"track_dirty_pages\""), "%s", text);
+	free(text);
+	cJSON_Delete(o);
+	cfg.machine.cpu_template = CPU_TEMPLATE_CUSTOM;
+	o = config_json_machine_obj(&cfg.machine);
+	text = cJSON_PrintUnformatted(o);
+	cr_assert(!strstr(text, "cpu_template"), "a custom template shows as none: %s", text);
+	free(text);
+	cJSON_Delete(o);
+}
+
+Test(cpu_template, machine_config_put_keeps_the_template)
+{
+	struct machine_config cur = { .vcpu_count = 1, .mem_size_mib = 128, .cpu_template = CPU_TEMPLATE_CUSTOM };
+	struct machine_config v = { .vcpu_count = 2, .mem_size_mib = 256 };
+	char err[256];
+	cr_assert_eq(config_machine_apply(&cur, &v, MACHINE_F_VCPU_COUNT | MACHINE_F_MEM_SIZE, false, err, sizeof(err)), 0);
+	cr_assert_eq(cur.cpu_template, CPU_TEMPLATE_CUSTOM);
+	v.cpu_template = CPU_TEMPLATE_NONE;
+	cr_assert_eq(config_machine_apply(&cur, &v, MACHINE_F_VCPU_COUNT | MACHINE_F_MEM_SIZE | MACHINE_F_CPU_TEMPLATE,
+					  false, err, sizeof(err)), 0);
+	cr_assert_eq(cur.cpu_template, CPU_TEMPLATE_NONE, "\"None\" drops it");
 }
