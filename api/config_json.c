@@ -772,6 +772,30 @@ int config_json_drive(const cJSON *obj, struct drive_config *out, char *err, siz
 	return 0;
 }
 
+int config_json_pmem(const cJSON *obj, struct pmem_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "id", "path_on_host", "root_device", "read_only",
+		"rate_limiter", NULL };
+	const char *sec = "pmem";
+	struct pmem_config p;
+	memset(&p, 0, sizeof(p));
+	int ret;
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_string(obj, sec, "id", p.id, sizeof(p.id), true, NULL, err, errlen)) ||
+	    (ret = get_string(obj, sec, "path_on_host", p.path_on_host, sizeof(p.path_on_host), true,
+			      NULL, err, errlen)) ||
+	    (ret = check_id(sec, "id", p.id, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "root_device", &p.root_device, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "read_only", &p.read_only, err, errlen)) ||
+	    (ret = config_json_rate_limiter(field(obj, "rate_limiter"), "pmem.rate_limiter",
+					    &p.rate_limiter, err, errlen)))
+		return ret;
+	if (!p.path_on_host[0])
+		return fail(err, errlen, "pmem.path_on_host: empty");
+	*out = p;
+	return 0;
+}
+
 static int parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned v[6];
@@ -1053,7 +1077,17 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 				 &cfg->entropy.rate_limiter);
 	else
 		cJSON_AddNullToObject(root, "entropy");
-	cJSON_AddArrayToObject(root, "pmem");
+	cJSON *pmems = cJSON_AddArrayToObject(root, "pmem");
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		const struct pmem_config *p = &cfg->pmems[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "id", p->id);
+		cJSON_AddStringToObject(o, "path_on_host", p->path_on_host);
+		cJSON_AddBoolToObject(o, "root_device", p->root_device);
+		cJSON_AddBoolToObject(o, "read_only", p->read_only);
+		add_rate_limiter(o, "rate_limiter", &p->rate_limiter);
+		cJSON_AddItemToArray(pmems, o);
+	}
 	cJSON_AddNullToObject(root, "memory-hotplug");
 	return root;
 }
@@ -1083,6 +1117,18 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 	}
 	if (roots > 1)
 		return fail(err, errlen, "A root block device already exists!");
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(cfg->pmems[i].id, cfg->pmems[j].id) == 0)
+				return fail(err, errlen, "pmem.id: \"%s\" used twice", cfg->pmems[i].id);
+		if (!cfg->pmems[i].root_device)
+			continue;
+		if (roots)
+			return fail(err, errlen, "Attempt to add pmem as a root device while the root device "
+				    "defined as a block device");
+		if (config_pmem_root(cfg) != (int)i)
+			return fail(err, errlen, "A root pmem device already exist");
+	}
 	for (unsigned i = 0; i < cfg->nnets; i++) {
 		/* Firecracker checks an interface's MAC before it opens its tap. */
 		for (unsigned j = 0; j < i; j++) {
@@ -1110,13 +1156,13 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 /* Sections of Firecracker's config file that ember does not implement
  * yet: accepted when empty, refused with a clear message otherwise. */
 static const char *const unsupported_sections[] = {
-	"balloon", "mmds-config", "pmem", "memory-hotplug", NULL,
+	"balloon", "mmds-config", "memory-hotplug", NULL,
 };
 
 static bool optional_section(const char *name)
 {
 	static const char *const known[] = { "machine-config", "drives", "network-interfaces",
-		"vsock", "entropy", "serial", "logger", "metrics", "cpu-config", NULL };
+		"vsock", "entropy", "serial", "logger", "metrics", "cpu-config", "pmem", NULL };
 	for (const char *const *s = known; *s; s++)
 		if (strcmp(name, *s) == 0)
 			return true;
@@ -1208,6 +1254,14 @@ static int parse_file(const char *text, size_t len, bool allow_paths, struct vmm
 						   CONFIG_MAX_NETS);
 				else if (!(ret = config_json_net(n, &cfg->nets[cfg->nnets], err, errlen)))
 					cfg->nnets++;
+			}
+		} else if (strcmp(it->string, "pmem") == 0) {
+			/* Entries with one id replace each other, as PUT /pmem does. */
+			ret = parse_array(it, "pmem", err, errlen);
+			for (const cJSON *d = it->child; d && !ret; d = d->next) {
+				struct pmem_config p;
+				if (!(ret = config_json_pmem(d, &p, err, errlen)))
+					ret = config_pmem_put(cfg, &p, err, errlen);
 			}
 		} else if (strcmp(it->string, "vsock") == 0) {
 			ret = config_json_vsock(it, &cfg->vsock, err, errlen);

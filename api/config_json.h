@@ -68,6 +68,7 @@ int config_json_rate_limiter(const struct cJSON *obj, const char *section,
 			     struct ratelimiter_config *out, char *err, size_t errlen);
 int config_json_drive(const struct cJSON *obj, struct drive_config *out, char *err, size_t errlen);
 int config_json_net(const struct cJSON *obj, struct net_config *out, char *err, size_t errlen);
+int config_json_pmem(const struct cJSON *obj, struct pmem_config *out, char *err, size_t errlen);
 int config_json_vsock(const struct cJSON *obj, struct vsock_config *out, char *err, size_t errlen);
 int config_json_entropy(const struct cJSON *obj, struct entropy_config *out, char *err,
 			size_t errlen);
@@ -86,7 +87,8 @@ struct cJSON *config_json_vm_obj(const struct vmm_config *cfg);
  * first); GET /vm/config leaves it out, as Firecracker. */
 struct cJSON *config_json_state_obj(const struct vmm_config *cfg);
 
-/* Rules across entries: unique ids, tap names and MACs; one root drive.
+/* Rules across entries: unique ids, tap names and MACs; one root device
+ * among the drives and pmem devices.
  * A MAC used twice is -EADDRINUSE, every other breach -EINVAL. */
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen);
 

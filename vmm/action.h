@@ -22,6 +22,8 @@ enum action_type {
 	ACTION_PATCH_DRIVE,
 	ACTION_PUT_NET,
 	ACTION_PATCH_NET,
+	ACTION_PUT_PMEM,
+	ACTION_PATCH_PMEM,
 	ACTION_PUT_VSOCK,
 	ACTION_PUT_ENTROPY,
 	ACTION_PUT_SERIAL,
@@ -64,6 +66,13 @@ struct net_update {
 	struct ratelimiter_config rx, tx;
 };
 
+/* PATCH /pmem/{id}: after boot, a new rate limiter (or nothing). */
+struct pmem_update {
+	char id[CONFIG_ID_MAX];
+	bool has_rate_limiter;
+	struct ratelimiter_config rate_limiter;
+};
+
 enum snapshot_type { SNAPSHOT_FULL, SNAPSHOT_DIFF };
 
 /* PUT /snapshot/create */
@@ -103,6 +112,8 @@ struct action {
 		struct drive_update drive_update;
 		struct net_config net;
 		struct net_update net_update;
+		struct pmem_config pmem;
+		struct pmem_update pmem_update;
 		struct vsock_config vsock;
 		struct entropy_config entropy;
 		struct serial_config serial;

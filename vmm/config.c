@@ -68,3 +68,40 @@ int config_check_memory(const struct machine_config *m, char *err, size_t errlen
 		 (unsigned long long)m->mem_size_mib, (unsigned long long)host);
 	return -ENOMEM;
 }
+
+int config_pmem_root(const struct vmm_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->npmems; i++)
+		if (cfg->pmems[i].root_device)
+			return (int)i;
+	return -1;
+}
+
+int config_pmem_put(struct vmm_config *cfg, const struct pmem_config *p, char *err, size_t errlen)
+{
+	if (p->root_device) {
+		for (unsigned i = 0; i < cfg->ndrives; i++)
+			if (cfg->drives[i].is_root_device) {
+				snprintf(err, errlen, "Attempt to add pmem as a root device while the root device "
+					 "defined as a block device");
+				return -EINVAL;
+			}
+	}
+	unsigned i;
+	for (i = 0; i < cfg->npmems; i++)
+		if (strcmp(cfg->pmems[i].id, p->id) == 0)
+			break;
+	int root = config_pmem_root(cfg);
+	if (p->root_device && root >= 0 && (unsigned)root != i) {
+		snprintf(err, errlen, "A root pmem device already exist");
+		return -EINVAL;
+	}
+	if (i == CONFIG_MAX_PMEMS) {
+		snprintf(err, errlen, "pmem: at most %d devices", CONFIG_MAX_PMEMS);
+		return -EINVAL;
+	}
+	cfg->pmems[i] = *p;
+	if (i == cfg->npmems)
+		cfg->npmems++;
+	return 0;
+}

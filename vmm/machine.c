@@ -14,6 +14,7 @@
 #include "vcpu.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
+#include "virtio/pmem.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 
@@ -46,6 +47,10 @@ static void destroy(struct machine *m)
 	for (unsigned i = 0; i < m->nnet; i++) {
 		virtio_dev_destroy(&m->net[i]->vd);
 		free(m->net[i]);
+	}
+	for (unsigned i = 0; i < m->npmem; i++) {
+		virtio_dev_destroy(&m->pmem[i]->vd);
+		free(m->pmem[i]);
 	}
 	if (m->vsock) {
 		virtio_dev_destroy(&m->vsock->vd);
@@ -89,15 +94,39 @@ static int announce(struct machine *m, const struct virtio_dev *vd, char *err, s
 	return 0;
 }
 
+/* Where the pmem regions go: above RAM and the MMIO gap, 1 GiB-aligned so
+ * no region shares a Linux memory section with RAM. */
+static uint64_t pmem_base(const struct guest_mem *mem)
+{
+	uint64_t top = LAYOUT_MMIO_GAP_END;
+	for (unsigned i = 0; i < mem->nregions; i++)
+		if (mem->regions[i].gpa + mem->regions[i].size > top)
+			top = mem->regions[i].gpa + mem->regions[i].size;
+	return (top + LAYOUT_PMEM_BASE_ALIGN - 1) & ~(LAYOUT_PMEM_BASE_ALIGN - 1);
+}
+
+/* The root parameters of a root device, unless the boot args choose one. */
+static int add_root(struct machine *m, const char *root, char *err, size_t errlen)
+{
+	if (boot_cmdline_has(m->cmdline, "root"))
+		return 0;
+	if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), root)) {
+		snprintf(err, errlen, "kernel command line too long for the root device");
+		return -E2BIG;
+	}
+	return 0;
+}
+
 /* virtio-mmio devices in a fixed order: the root drive first (so it is
- * /dev/vda), the other drives, network interfaces, vsock, entropy. */
+ * /dev/vda), the other drives, network interfaces, pmem devices (in their
+ * /dev/pmemN order, as Firecracker), vsock, entropy. */
 static int attach_virtio(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
 {
 	const struct vmm_config *cfg = p->cfg;
 	unsigned index = 0;
 	int ret;
 	/* One GSI each (layout.h); Firecracker's message. */
-	if (cfg->ndrives + cfg->nnets + cfg->vsock.set + cfg->entropy.set > IRQ_VIRTIO_COUNT) {
+	if (cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set > IRQ_VIRTIO_COUNT) {
 		snprintf(err, errlen, "Could not allocate GSI: The requested resource is not available.");
 		return -ENOSPC;
 	}
@@ -119,13 +148,11 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 			return ret;
 		/* As Firecracker: the root drive sets root= (and ro/rw), unless
 		 * the boot args already choose a root. */
-		if (d->is_root_device && !boot_cmdline_has(m->cmdline, "root")) {
+		if (d->is_root_device) {
 			char root[CONFIG_ID_MAX + 32];
 			virtio_blk_root_param(blk, root, sizeof(root));
-			if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), root)) {
-				snprintf(err, errlen, "kernel command line too long for the root device");
-				return -E2BIG;
-			}
+			if ((ret = add_root(m, root, err, errlen)))
+				return ret;
 		}
 	}
 	for (unsigned i = 0; i < cfg->nnets; i++) {
@@ -136,6 +163,23 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 		if ((ret = virtio_net_init(net, &m->vm, p->loop, index++, &cfg->nets[i], err, errlen)) ||
 		    (ret = announce(m, &net->vd, err, errlen)))
 			return ret;
+	}
+	uint64_t gpa = pmem_base(&m->vm.mem);
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		struct virtio_pmem *pm = calloc(1, sizeof(*pm));
+		if (!pm)
+			return -ENOMEM;
+		m->pmem[m->npmem++] = pm;
+		if ((ret = virtio_pmem_init(pm, &m->vm, p->loop, index++, gpa, &cfg->pmems[i], err, errlen)) ||
+		    (ret = announce(m, &pm->vd, err, errlen)))
+			return ret;
+		gpa += pm->size;
+		if (cfg->pmems[i].root_device) {
+			char root[48];
+			virtio_pmem_root_param(pm, i, root, sizeof(root));
+			if ((ret = add_root(m, root, err, errlen)))
+				return ret;
+		}
 	}
 	if (cfg->vsock.set) {
 		if (!(m->vsock = calloc(1, sizeof(*m->vsock))))
@@ -287,6 +331,8 @@ unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs)
 		devs[n++] = &m->blk[i]->vd;
 	for (unsigned i = 0; i < m->nnet; i++)
 		devs[n++] = &m->net[i]->vd;
+	for (unsigned i = 0; i < m->npmem; i++)
+		devs[n++] = &m->pmem[i]->vd;
 	if (m->vsock)
 		devs[n++] = &m->vsock->vd;
 	if (m->rng)
@@ -296,7 +342,7 @@ unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs)
 
 int machine_start_devices(struct machine *m, bool restored, char *err, size_t errlen)
 {
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++) {
 		int ret = virtio_dev_start_io(devs[i]);
@@ -341,7 +387,7 @@ int machine_pause(struct machine *m)
 	int ret = vm_pause_vcpus(&m->vm);
 	if (ret)
 		return ret;
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++)
 		virtio_dev_pause(devs[i]);
@@ -350,7 +396,7 @@ int machine_pause(struct machine *m)
 
 bool machine_idle(struct machine *m)
 {
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++)
 		if (!virtio_dev_idle(devs[i]))
@@ -360,7 +406,7 @@ bool machine_idle(struct machine *m)
 
 void machine_resume(struct machine *m)
 {
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++)
 		virtio_dev_resume(devs[i]);
@@ -381,6 +427,14 @@ struct virtio_blk *machine_drive(struct machine *m, const char *drive_id)
 	for (unsigned i = 0; i < m->nblk; i++)
 		if (strcmp(m->blk[i]->cfg.drive_id, drive_id) == 0)
 			return m->blk[i];
+	return NULL;
+}
+
+struct virtio_pmem *machine_pmem(struct machine *m, const char *id)
+{
+	for (unsigned i = 0; i < m->npmem; i++)
+		if (strcmp(m->pmem[i]->cfg.id, id) == 0)
+			return m->pmem[i];
 	return NULL;
 }
 
@@ -410,6 +464,8 @@ void machine_log_counters(struct machine *m)
 		log_device(&m->blk[i]->vd, m->blk[i]->cfg.drive_id);
 	for (unsigned i = 0; i < m->nnet; i++)
 		log_device(&m->net[i]->vd, m->net[i]->cfg.iface_id);
+	for (unsigned i = 0; i < m->npmem; i++)
+		log_device(&m->pmem[i]->vd, m->pmem[i]->cfg.id);
 	if (m->vsock)
 		log_device(&m->vsock->vd, "vsock");
 	if (m->rng)

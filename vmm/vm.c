@@ -268,6 +268,29 @@ void vm_destroy(struct vm *vm)
 	vm->stop_fd = vm->vm_fd = vm->kvm_fd = -1;
 }
 
+int vm_add_memory(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool read_only)
+{
+	if (read_only && ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0)
+		return -EOPNOTSUPP;
+	struct kvm_userspace_memory_region slot = {
+		.slot = MEM_MAX_REGIONS + vm->extra_slots,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+		.flags = read_only ? KVM_MEM_READONLY : 0,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+		return -errno;
+	vm->extra_slots++;
+	return (int)slot.slot;
+}
+
+void vm_remove_memory(struct vm *vm, int slot)
+{
+	struct kvm_userspace_memory_region r = { .slot = (uint32_t)slot };
+	ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r); /* size 0 deletes it */
+}
+
 int vm_irqfd(struct vm *vm, unsigned gsi)
 {
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

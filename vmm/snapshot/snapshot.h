@@ -26,7 +26,7 @@ struct machine;
 
 #define SNAP_MAX_MSRS 256
 #define SNAP_MAX_CPUID 256   /* KVM's own limit on a vCPU's CPUID entries */
-#define SNAP_MAX_DEVICES (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2)
+#define SNAP_MAX_DEVICES (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + CONFIG_MAX_PMEMS + 2)
 
 struct snap_vcpu {
 	struct kvm_regs regs;
