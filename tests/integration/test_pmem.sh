@@ -204,3 +204,27 @@ JSON
 	wait "${pids[@]}" 2>/dev/null
 	cmp -s "$T/root.img" "$T/root.orig" || fail "the read-only root file changed"
 }
+
+# A writable pmem root: the guest's writes (which Linux's pmem driver
+# follows with clwb, emulated by ember on kvm_pvm) and its sync (flush
+# requests) end in the host file.
+test_pmem_linux_rw_root_writes_reach_the_file() {
+	need_kvm || return
+	need_file "$BUILD/vmlinux" || return
+	need_file "$BUILD/rootfs.ext4" || return
+	command -v debugfs > /dev/null || { skip "needs debugfs (e2fsprogs)"; return; }
+	cp "$BUILD/rootfs.ext4" "$T/root.img"
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
+  "boot_args": "console=ttyS0 reboot=k panic=1 quiet rootflags=dax ember.cmd=\"grep ' / ' /proc/mounts; echo written-in-guest > /root/x; sync; echo guest-synced\""},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
+ "pmem": [{"id": "rootfs", "path_on_host": "$T/root.img", "root_device": true}]}
+JSON
+	run_ember rw "$LINUX_TIMEOUT" --no-api --config-file "$T/vm.json" --level Debug
+	expect_status 0
+	expect_out rw "guest-synced"
+	grep -qE '^/dev/root / ext4 rw,.*dax' "$T/rw.out" || fail "the root is not a writable DAX mount: $(grep ' / ' "$T/rw.out")"
+	grep -q "pmem rootfs: .*fsync_count=[1-9]" "$T/rw.err" || fail "no flush reached the file: $(grep 'pmem rootfs' "$T/rw.err")"
+	[ "$(debugfs -R 'cat /root/x' "$T/root.img" 2>/dev/null)" = written-in-guest ] ||
+		fail "the guest's file is not in the host file"
+}
