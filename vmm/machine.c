@@ -82,12 +82,17 @@ int machine_open_serial_out(const char *path, char *err, size_t errlen)
 			     errlen);
 }
 
-/* Announce a virtio device on the kernel command line. */
+/* Announce a virtio device to the guest: into the list the command line
+ * and the ACPI tables are both made from, and onto the command line. */
 static int announce(struct machine *m, const struct virtio_dev *vd, char *err, size_t errlen)
 {
-	char word[64];
-	virtio_dev_cmdline(vd, word, sizeof(word));
-	if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), word)) {
+	if (m->nmmio_devs >= IRQ_VIRTIO_COUNT) {
+		snprintf(err, errlen, "Could not allocate GSI: The requested resource is not available.");
+		return -ENOSPC;
+	}
+	struct boot_mmio_dev *d = &m->mmio_devs[m->nmmio_devs++];
+	*d = (struct boot_mmio_dev){ .base = vd->base, .size = LAYOUT_VIRTIO_MMIO_SIZE, .irq = vd->irq };
+	if (boot_cmdline_add_mmio(m->cmdline, sizeof(m->cmdline), d)) {
 		snprintf(err, errlen, "kernel command line too long for the virtio devices");
 		return -E2BIG;
 	}
@@ -302,6 +307,8 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		return ret;
 	}
 
+	img.mmio_devs = m->mmio_devs;
+	img.nmmio_devs = m->nmmio_devs;
 	struct boot_entry entry;
 	if (!p->restoring && (ret = boot_load(vm, &img, &entry, err, errlen)))
 		return ret;

@@ -9,11 +9,13 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "boot/boot.h"
 #include "config.h"
 #include "devices/boot_timer.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "io/evloop.h"
+#include "layout.h"
 #include "vm.h"
 
 struct virtio_blk;
@@ -38,6 +40,10 @@ struct machine {
 	struct virtio_vsock *vsock;
 	struct virtio_rng *rng;
 	char cmdline[4096];           /* what the guest kernel was given */
+	/* The virtio-mmio devices as the guest is told of them (command line
+	 * and ACPI), in attach order. */
+	struct boot_mmio_dev mmio_devs[IRQ_VIRTIO_COUNT];
+	unsigned nmmio_devs;
 	int mem_fd;                   /* the memory file RAM is mapped from, or -1 */
 	/* The generation of the snapshot memory file RAM last matched (the
 	 * last snapshot, or the one restored): a Diff's base. 0: none. */
