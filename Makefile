@@ -86,7 +86,8 @@ JAILER_TEST_OBJS := $(filter-out $(OBJ)/jailer/main.o $(OBJ)/jailer/fs.o,$(JAILE
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
-        musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace
+        musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace \
+        acpica-tools
 
 .PHONY: all deps kernel kernel-acpi testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke soak soak-smoke clean
 # build/ember, build/ember-jailer and build/ember-uffd, the binaries users
