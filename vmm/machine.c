@@ -19,9 +19,12 @@
 #include "virtio/vsock.h"
 
 /* Used when the config gives no boot_args: a console on the serial port,
- * reboot through the i8042, and no probing of what ember does not have. */
+ * reboot through the i8042, and no probing of what ember does not have.
+ * Not i8042.nopnp (nor does Firecracker's default have it): an ACPI
+ * kernel takes the i8042's interrupt from its PNP0303 device, and without
+ * it Ctrl-Alt-Del never arrives. */
 #define DEFAULT_BOOT_ARGS \
-	"console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+	"console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd"
 
 static bool host_is_pvm(void)
 {

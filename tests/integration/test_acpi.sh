@@ -55,25 +55,47 @@ JSON
 	expect_err acpi "Guest-boot-time ="
 }
 
-# The PVH entry (vmlinux), whose start_info names the RSDP (rsdp_paddr);
-# an initramfs, one vCPU and the entropy device, which must be the first
-# (and only) ACPI virtio device.
-test_acpi_linux_pvh_entropy_device() {
+# The PVH entry (vmlinux), whose start_info names the RSDP (rsdp_paddr),
+# with ember's default boot args, an initramfs, one vCPU and the entropy
+# device, which must be the first (and only) ACPI virtio device. With no
+# ember.cmd the guest runs a shell on its console: the commands typed into
+# ember's stdin reach it only if the serial port's interrupt (from the
+# DSDT's PNP0501) works, and SendCtrlAltDel ends it only if the i8042's
+# (from its PNP0303) does.
+test_acpi_linux_pvh_default_args_console_and_ctrl_alt_del() {
 	need_kvm || return
 	need_file "$BUILD/acpi/vmlinux" || return
 	need_file "$BUILD/initramfs.cpio" || return
 	cat > "$T/vm.json" <<JSON
 {"boot-source": {"kernel_image_path": "$(realpath "$BUILD/acpi/vmlinux")",
-  "initrd_path": "$(realpath "$BUILD/initramfs.cpio")",
-  "boot_args": "console=ttyS0 reboot=k panic=1 pci=off quiet ember.cmd=\"dmesg | grep -oE 'ACPI: RSDP 0x[0-9A-F]+'; echo rng=\$(readlink -f /sys/bus/virtio/devices/virtio0); echo hwrng=\$(cat /sys/class/misc/hw_random/rng_current)\""},
+  "initrd_path": "$(realpath "$BUILD/initramfs.cpio")"},
  "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
  "entropy": {}}
 JSON
-	run_ember pvh $LINUX_TIMEOUT --no-api --config-file "$T/vm.json"
+	mkfifo "$T/console"
+	API_SOCK="$T/pvh.sock"
+	"$EMBER" --api-sock "$API_SOCK" --config-file "$T/vm.json" > "$T/pvh.out" 2> "$T/pvh.err" < "$T/console" &
+	API_PID=$!
+	local console
+	exec {console}> "$T/console"
+	if wait_out pvh "ember-init: ready" $LINUX_TIMEOUT; then
+		echo 'echo rng=$(readlink -f /sys/bus/virtio/devices/virtio0) hwrng=$(cat /sys/class/misc/hw_random/rng_current); echo typed-$((6*7))' >&$console
+		if wait_out pvh "^typed-42" 120; then
+			expect_api 204 PUT /actions '{"action_type": "SendCtrlAltDel"}'
+			local i
+			for i in $(seq 600); do
+				kill -0 $API_PID 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -0 $API_PID 2>/dev/null && fail "SendCtrlAltDel did not end the guest within 60 s"
+		fi
+	fi
+	exec {console}>&-
+	stop_api
 	tr -d '\r' < "$T/pvh.out" > "$T/guest.out"
-	expect_status 0
 	expect_out guest "ACPI: RSDP 0x00000000000E0000"
-	grep -q "^rng=.*/LNRO0005:00/virtio0$" "$T/guest.out" || fail "the entropy device is not LNRO0005:00: $(grep rng= "$T/guest.out")"
-	expect_out guest "hwrng=virtio_rng.0"
+	grep -q "^rng=.*/LNRO0005:00/virtio0 hwrng=virtio_rng.0$" "$T/guest.out" ||
+		fail "the entropy device is not LNRO0005:00: $(grep "^rng=" "$T/guest.out")"
+	expect_out guest "Ctrl-Alt-Del: shutting down"
 	expect_err pvh "guest reset (i8042)"
 }
