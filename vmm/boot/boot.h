@@ -66,9 +66,9 @@ bool boot_cmdline_has(const char *cmdline, const char *param);
  * exists. boot_load() opens them the same way again. */
 int boot_check_images(const struct boot_images *img, char *err, size_t errlen);
 
-/* Load everything the guest needs into vm's memory (the MP table and the
- * ACPI tables among it). On error returns
- * -errno and writes a one-line reason into err. */
+/* Load everything the guest needs into vm's memory, the MP table and the
+ * ACPI tables among it. On error returns -errno and writes a one-line
+ * reason into err. */
 int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *entry,
 	      char *err, size_t errlen);
 
