@@ -86,7 +86,8 @@ JAILER_TEST_OBJS := $(filter-out $(OBJ)/jailer/main.o $(OBJ)/jailer/fs.o,$(JAILE
 DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
-        musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace
+        musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace \
+        acpica-tools
 
 .PHONY: all deps kernel kernel-acpi testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke soak soak-smoke clean
 # build/ember, build/ember-jailer and build/ember-uffd, the binaries users
@@ -383,8 +384,8 @@ FUZZ_LIBS   := -lcjson -lZydis -lpthread
 # What every target links, and what single targets link beside it.
 FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c \
                api/config_json.c api/http.c api/router.c vmm/snapshot/snapfile.c vmm/snapshot/decode.c \
-               vmm/snapshot/memfile.c vmm/hostfile.c vmm/mmds/mmds.c vmm/mmds/token.c
-FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c
+               vmm/snapshot/memfile.c vmm/hostfile.c vmm/boot/cpu_template.c vmm/mmds/mmds.c vmm/mmds/token.c
+FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c vmm/virtio/pmem.c
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.

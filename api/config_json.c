@@ -442,7 +442,8 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 {
 	static const char *const keys[] = { "vcpu_count", "mem_size_mib", "smt", "cpu_template",
 		"track_dirty_pages", "huge_pages", NULL };
-	static const char *const templates[] = { "C3", "T2", "T2S", "T2CL", "T2A", "V1N1", "None", NULL };
+	/* Firecracker's x86 variants, in its order (its refusal lists them so). */
+	static const char *const templates[] = { "C3", "T2", "T2S", "None", "T2CL", "T2A", NULL };
 	static const char *const page_sizes[] = { "None", "2M", NULL };
 	const char *sec = "machine-config";
 	struct machine_config m;
@@ -479,12 +480,15 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 	    (ret = get_bool(obj, sec, "track_dirty_pages", &m.track_dirty_pages, err, errlen)))
 		return ret;
 
-	/* Accepted for compatibility when they ask for nothing special. */
-	which = 6;
+	which = -1;
 	if ((ret = config_json_variant(obj, sec, "cpu_template", templates, false, &which, err, errlen)))
 		return ret;
-	if (strcmp(templates[which], "None") != 0)
-		return fail(err, errlen, "%s.cpu_template: ember supports only \"None\"", sec);
+	if (which >= 0) {
+		static const enum cpu_template_kind kinds[] = { CPU_TEMPLATE_C3, CPU_TEMPLATE_T2, CPU_TEMPLATE_T2S,
+			CPU_TEMPLATE_NONE, CPU_TEMPLATE_T2CL, CPU_TEMPLATE_T2A };
+		m.cpu_template = kinds[which];
+		f |= MACHINE_F_CPU_TEMPLATE;
+	}
 	which = 0;
 	if ((ret = config_json_variant(obj, sec, "huge_pages", page_sizes, false, &which, err, errlen)))
 		return ret;
@@ -493,6 +497,179 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 
 	*out = m;
 	*fields = f;
+	return 0;
+}
+
+/* A string a CPU template's own deserializer reads (a number with its
+ * base, a bitmap, a capability), refused in its words. */
+static int template_string(const cJSON *v, const char *section, const char *key, const char **out,
+			   char *err, size_t errlen)
+{
+	if (!v)
+		return serde_fail(NULL, AT_NONE, section, key, err, errlen, "missing field `%s`", key);
+	if (!cJSON_IsString(v))
+		return invalid_type(v, section, key, "a string", err, errlen);
+	*out = v->valuestring;
+	return 0;
+}
+
+/* A custom template's text error (from cpu_template.c) at node v. */
+static int template_fault(const cJSON *v, const char *section, const char *key, const char *why,
+			  char *err, size_t errlen)
+{
+	return serde_fail(v, AT_VALUE, section, key, err, errlen, "%s", why);
+}
+
+/* A required member of a template's list entry: absent is serde's
+ * "missing field" at the entry's end. */
+static const cJSON *member(const cJSON *obj, const char *key)
+{
+	return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+static int template_list(const cJSON *obj, const char *section, const char *key, const cJSON **out,
+			 char *err, size_t errlen)
+{
+	const cJSON *v = member(obj, key);
+	*out = NULL;
+	if (!v)
+		return 0; /* #[serde(default)]: an empty list */
+	if (!cJSON_IsArray(v))
+		return invalid_type(v, section, key, "a sequence", err, errlen);
+	*out = v;
+	return 0;
+}
+
+static int template_entry_list(const cJSON *obj, const char *section, const char *key, const cJSON **out,
+			       char *err, size_t errlen)
+{
+	const cJSON *v = member(obj, key);
+	if (!v)
+		return serde_fail(obj, AT_END, section, key, err, errlen, "missing field `%s`", key);
+	if (!cJSON_IsArray(v))
+		return invalid_type(v, section, key, "a sequence", err, errlen);
+	*out = v;
+	return 0;
+}
+
+static int template_number(const cJSON *obj, const char *section, const char *key, uint64_t max,
+			   uint64_t *out, char *err, size_t errlen)
+{
+	const cJSON *v = member(obj, key);
+	const char *str;
+	char why[300];
+	if (!v)
+		return serde_fail(obj, AT_END, section, key, err, errlen, "missing field `%s`", key);
+	int ret = template_string(v, section, key, &str, err, errlen);
+	if (!ret && cpu_number_parse(str, max, out, why, sizeof(why)))
+		ret = template_fault(v, section, key, why, err, errlen);
+	return ret;
+}
+
+static int template_bitmap(const cJSON *obj, const char *section, unsigned bits, uint64_t *filter,
+			   uint64_t *value, char *err, size_t errlen)
+{
+	const cJSON *v = member(obj, "bitmap");
+	const char *str;
+	char why[300];
+	if (!v)
+		return serde_fail(obj, AT_END, section, "bitmap", err, errlen, "missing field `bitmap`");
+	int ret = template_string(v, section, "bitmap", &str, err, errlen);
+	if (!ret && cpu_bitmap_parse(str, bits, filter, value, why, sizeof(why)))
+		ret = template_fault(v, section, "bitmap", why, err, errlen);
+	return ret;
+}
+
+int config_json_cpu_template(const cJSON *obj, struct cpu_template *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "kvm_capabilities", "cpuid_modifiers", "msr_modifiers", NULL };
+	static const char *const regs[] = { "eax", "ebx", "ecx", "edx" };
+	const char *sec = "cpu-config";
+	const cJSON *caps, *cpuid, *msrs;
+	char why[300];
+	int ret;
+	memset(out, 0, sizeof(*out));
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = template_list(obj, sec, "kvm_capabilities", &caps, err, errlen)) ||
+	    (ret = template_list(obj, sec, "cpuid_modifiers", &cpuid, err, errlen)) ||
+	    (ret = template_list(obj, sec, "msr_modifiers", &msrs, err, errlen)))
+		return ret;
+	for (const cJSON *c = caps ? caps->child : NULL; c; c = c->next) {
+		const char *str;
+		if ((ret = template_string(c, sec, "kvm_capabilities", &str, err, errlen)))
+			return ret;
+		if (out->ncaps == CPU_TEMPLATE_MAX_CAPS)
+			return fail(err, errlen, "%s.kvm_capabilities: more than %d", sec, CPU_TEMPLATE_MAX_CAPS);
+		if (cpu_kvm_cap_parse(str, &out->caps[out->ncaps++], why, sizeof(why)))
+			return template_fault(c, sec, "kvm_capabilities", why, err, errlen);
+	}
+	/* Members other than these are ignored, as Firecracker's
+	 * deserializer ignores them (only the top level refuses them). */
+	for (const cJSON *l = cpuid ? cpuid->child : NULL; l; l = l->next) {
+		const char *lsec = "cpu-config.cpuid_modifiers";
+		uint64_t leaf, subleaf, flags;
+		bool present;
+		const cJSON *mods = NULL;
+		if (!cJSON_IsObject(l))
+			return invalid_type(l, lsec, NULL, "struct CpuidLeafModifier", err, errlen);
+		if ((ret = template_number(l, lsec, "leaf", UINT32_MAX, &leaf, err, errlen)) ||
+		    (ret = template_number(l, lsec, "subleaf", UINT32_MAX, &subleaf, err, errlen)))
+			return ret;
+		if (!member(l, "flags"))
+			return serde_fail(l, AT_END, lsec, "flags", err, errlen, "missing field `flags`");
+		if ((ret = get_uint(l, lsec, "flags", "u32", 0, UINT32_MAX, &flags, &present, err, errlen)))
+			return ret;
+		if (!present)
+			return invalid_type(member(l, "flags"), lsec, "flags", "u32", err, errlen);
+		if ((ret = template_entry_list(l, lsec, "modifiers", &mods, err, errlen)))
+			return ret;
+		struct cpuid_modifier base = { (uint32_t)leaf, (uint32_t)subleaf, (uint32_t)flags, CPUID_REG_NONE, 0, 0 };
+		if (!mods->child) {
+			if (out->ncpuid == CPU_TEMPLATE_MAX_CPUID)
+				return fail(err, errlen, "%s: more than %d register modifiers", lsec, CPU_TEMPLATE_MAX_CPUID);
+			out->cpuid[out->ncpuid++] = base;
+		}
+		for (const cJSON *m = mods->child; m; m = m->next) {
+			const char *rsec = "cpu-config.cpuid_modifiers.modifiers";
+			const char *reg;
+			uint64_t filter, value;
+			if (!cJSON_IsObject(m))
+				return invalid_type(m, rsec, NULL, "struct CpuidRegisterModifier", err, errlen);
+			if (!member(m, "register"))
+				return serde_fail(m, AT_END, rsec, "register", err, errlen, "missing field `register`");
+			if ((ret = template_string(member(m, "register"), rsec, "register", &reg, err, errlen)))
+				return ret;
+			int r = -1;
+			for (int i = 0; i < 4; i++)
+				if (strcmp(reg, regs[i]) == 0)
+					r = i;
+			if (r < 0)
+				return template_fault(member(m, "register"), rsec, "register",
+						      "Invalid CPUID register. Must be one of [eax, ebx, ecx, edx]", err, errlen);
+			if ((ret = template_bitmap(m, rsec, 32, &filter, &value, err, errlen)))
+				return ret;
+			if (out->ncpuid == CPU_TEMPLATE_MAX_CPUID)
+				return fail(err, errlen, "%s: more than %d register modifiers", lsec, CPU_TEMPLATE_MAX_CPUID);
+			struct cpuid_modifier *cm = &out->cpuid[out->ncpuid++];
+			*cm = base;
+			cm->reg = (enum cpuid_reg)r;
+			cm->filter = (uint32_t)filter;
+			cm->value = (uint32_t)value;
+		}
+	}
+	for (const cJSON *m = msrs ? msrs->child : NULL; m; m = m->next) {
+		const char *msec = "cpu-config.msr_modifiers";
+		uint64_t addr;
+		if (!cJSON_IsObject(m))
+			return invalid_type(m, msec, NULL, "struct RegisterModifier", err, errlen);
+		if (out->nmsrs == CPU_TEMPLATE_MAX_MSRS)
+			return fail(err, errlen, "%s: more than %d", msec, CPU_TEMPLATE_MAX_MSRS);
+		struct msr_modifier *mm = &out->msrs[out->nmsrs++];
+		if ((ret = template_number(m, msec, "addr", UINT32_MAX, &addr, err, errlen)) ||
+		    (ret = template_bitmap(m, msec, 64, &mm->filter, &mm->value, err, errlen)))
+			return ret;
+		mm->addr = (uint32_t)addr;
+	}
 	return 0;
 }
 
@@ -594,6 +771,30 @@ int config_json_drive(const cJSON *obj, struct drive_config *out, char *err, siz
 					    &d.rate_limiter, err, errlen)))
 		return ret;
 	*out = d;
+	return 0;
+}
+
+int config_json_pmem(const cJSON *obj, struct pmem_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "id", "path_on_host", "root_device", "read_only",
+		"rate_limiter", NULL };
+	const char *sec = "pmem";
+	struct pmem_config p;
+	memset(&p, 0, sizeof(p));
+	int ret;
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_string(obj, sec, "id", p.id, sizeof(p.id), true, NULL, err, errlen)) ||
+	    (ret = get_string(obj, sec, "path_on_host", p.path_on_host, sizeof(p.path_on_host), true,
+			      NULL, err, errlen)) ||
+	    (ret = check_id(sec, "id", p.id, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "root_device", &p.root_device, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "read_only", &p.read_only, err, errlen)) ||
+	    (ret = config_json_rate_limiter(field(obj, "rate_limiter"), "pmem.rate_limiter",
+					    &p.rate_limiter, err, errlen)))
+		return ret;
+	if (!p.path_on_host[0])
+		return fail(err, errlen, "pmem.path_on_host: empty");
+	*out = p;
 	return 0;
 }
 
@@ -847,6 +1048,9 @@ cJSON *config_json_machine_obj(const struct machine_config *m)
 	cJSON_AddNumberToObject(o, "vcpu_count", m->vcpu_count);
 	cJSON_AddNumberToObject(o, "mem_size_mib", (double)m->mem_size_mib);
 	cJSON_AddBoolToObject(o, "smt", m->smt);
+	/* Only a static template, as Firecracker (a custom one shows as none). */
+	if (m->cpu_template != CPU_TEMPLATE_NONE && m->cpu_template != CPU_TEMPLATE_CUSTOM)
+		cJSON_AddStringToObject(o, "cpu_template", cpu_template_name(m->cpu_template));
 	cJSON_AddBoolToObject(o, "track_dirty_pages", m->track_dirty_pages);
 	cJSON_AddStringToObject(o, "huge_pages", "None");
 	return o;
@@ -934,7 +1138,17 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 				 &cfg->entropy.rate_limiter);
 	else
 		cJSON_AddNullToObject(root, "entropy");
-	cJSON_AddArrayToObject(root, "pmem");
+	cJSON *pmems = cJSON_AddArrayToObject(root, "pmem");
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		const struct pmem_config *p = &cfg->pmems[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "id", p->id);
+		cJSON_AddStringToObject(o, "path_on_host", p->path_on_host);
+		cJSON_AddBoolToObject(o, "root_device", p->root_device);
+		cJSON_AddBoolToObject(o, "read_only", p->read_only);
+		add_rate_limiter(o, "rate_limiter", &p->rate_limiter);
+		cJSON_AddItemToArray(pmems, o);
+	}
 	cJSON_AddNullToObject(root, "memory-hotplug");
 	return root;
 }
@@ -964,6 +1178,18 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 	}
 	if (roots > 1)
 		return fail(err, errlen, "A root block device already exists!");
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(cfg->pmems[i].id, cfg->pmems[j].id) == 0)
+				return fail(err, errlen, "pmem.id: \"%s\" used twice", cfg->pmems[i].id);
+		if (!cfg->pmems[i].root_device)
+			continue;
+		if (roots)
+			return fail(err, errlen, "Attempt to add pmem as a root device while the root device "
+				    "defined as a block device");
+		if (config_pmem_root(cfg) != (int)i)
+			return fail(err, errlen, "A root pmem device already exist");
+	}
 	for (unsigned i = 0; i < cfg->nnets; i++) {
 		/* Firecracker checks an interface's MAC before it opens its tap. */
 		for (unsigned j = 0; j < i; j++) {
@@ -991,13 +1217,13 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 /* Sections of Firecracker's config file that ember does not implement
  * yet: accepted when empty, refused with a clear message otherwise. */
 static const char *const unsupported_sections[] = {
-	"balloon", "cpu-config", "pmem", "memory-hotplug", NULL,
+	"balloon", "memory-hotplug", NULL,
 };
 
 static bool optional_section(const char *name)
 {
 	static const char *const known[] = { "machine-config", "drives", "network-interfaces",
-		"vsock", "entropy", "serial", "logger", "metrics", "mmds-config", NULL };
+		"vsock", "entropy", "serial", "logger", "metrics", "mmds-config", "cpu-config", "pmem", NULL };
 	for (const char *const *s = known; *s; s++)
 		if (strcmp(name, *s) == 0)
 			return true;
@@ -1014,14 +1240,49 @@ static int parse_array(const cJSON *arr, const char *section, char *err, size_t 
 	return 0;
 }
 
-int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char *err,
-		     size_t errlen)
+static int read_small_file(const char *what, const char *path, char **buf, size_t *len, char *err,
+			   size_t errlen);
+
+/* "cpu-config": a custom CPU template, inline or (in a config file read
+ * from disk) the path of a JSON file holding one. It replaces a static
+ * template that machine-config names, as Firecracker applies it after. */
+static int file_cpu_config(const cJSON *v, bool allow_path, struct vmm_config *cfg, char *err, size_t errlen)
+{
+	int ret;
+	if (cJSON_IsString(v)) {
+		if (!allow_path)
+			return fail(err, errlen, "cpu-config: a path is allowed only in a config file");
+		char *text = NULL;
+		size_t len = 0;
+		if ((ret = read_small_file("cpu-config", v->valuestring, &text, &len, err, errlen)))
+			return ret;
+		char why[256];
+		cJSON *root = config_json_parse(text, len, why, sizeof(why));
+		free(text);
+		if (!root)
+			return fail(err, errlen, "cpu-config %s: %s", v->valuestring, why);
+		ret = config_json_cpu_template(root, &cfg->cpu_custom, err, errlen);
+		cJSON_Delete(root);
+	} else if (cJSON_IsObject(v)) {
+		ret = config_json_cpu_template(v, &cfg->cpu_custom, err, errlen);
+	} else {
+		return fail(err, errlen, "cpu-config: data did not match any variant of untagged enum "
+			    "CustomCpuTemplateOrPath");
+	}
+	if (!ret)
+		cfg->machine.cpu_template = CPU_TEMPLATE_CUSTOM;
+	return ret;
+}
+
+static int parse_file(const char *text, size_t len, bool allow_paths, struct vmm_config *cfg, char *err,
+		      size_t errlen)
 {
 	char why[256];
 	cJSON *root = config_json_parse(text, len, why, sizeof(why));
 	if (!root)
 		return fail(err, errlen, "config file: %s", why);
 	int ret = 0;
+	const cJSON *cpu_config = NULL;
 	if (!cJSON_IsObject(root)) {
 		ret = fail(err, errlen, "config file: expected a JSON object at the top level");
 		goto out;
@@ -1055,6 +1316,14 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 				else if (!(ret = config_json_net(n, &cfg->nets[cfg->nnets], err, errlen)))
 					cfg->nnets++;
 			}
+		} else if (strcmp(it->string, "pmem") == 0) {
+			/* Entries with one id replace each other, as PUT /pmem does. */
+			ret = parse_array(it, "pmem", err, errlen);
+			for (const cJSON *d = it->child; d && !ret; d = d->next) {
+				struct pmem_config p;
+				if (!(ret = config_json_pmem(d, &p, err, errlen)))
+					ret = config_pmem_put(cfg, &p, err, errlen);
+			}
 		} else if (strcmp(it->string, "vsock") == 0) {
 			ret = config_json_vsock(it, &cfg->vsock, err, errlen);
 		} else if (strcmp(it->string, "entropy") == 0) {
@@ -1067,6 +1336,8 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 			ret = config_json_metrics(it, &cfg->metrics, err, errlen);
 		} else if (strcmp(it->string, "mmds-config") == 0) {
 			ret = config_json_mmds(it, &cfg->mmds, err, errlen);
+		} else if (strcmp(it->string, "cpu-config") == 0) {
+			cpu_config = it;
 		} else {
 			bool known = false;
 			for (const char *const *s = unsupported_sections; *s; s++)
@@ -1078,6 +1349,8 @@ int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char 
 				ret = fail(err, errlen, "%s: not supported by ember yet", it->string);
 		}
 	}
+	if (!ret && cpu_config)
+		ret = file_cpu_config(cpu_config, allow_paths, cfg, err, errlen);
 	if (!ret && !cfg->boot.set)
 		ret = fail(err, errlen, "boot-source: missing (the kernel to boot)");
 	if (!ret)
@@ -1090,41 +1363,62 @@ out:
 	return ret;
 }
 
-int config_load_file(const char *path, struct vmm_config *cfg, char *err, size_t errlen)
+int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char *err, size_t errlen)
 {
-	int fd = hostfile_open("config file", path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
+	return parse_file(text, len, false, cfg, err, errlen);
+}
+
+/* Read path (a regular file of at most CONFIG_FILE_MAX bytes, opened
+ * without waiting) into *buf (malloc'd, NUL-terminated). */
+static int read_small_file(const char *what, const char *path, char **buf, size_t *len, char *err,
+			   size_t errlen)
+{
+	int fd = hostfile_open(what, path, O_RDONLY, 0, HOSTFILE_REG, err, errlen);
 	if (fd < 0)
 		return fd;
 	struct stat st;
-	int ret;
-	char *buf = NULL;
+	int ret = 0;
+	char *b = NULL;
 	if (fstat(fd, &st) < 0) {
-		ret = fail(err, errlen, "config file %s: %s", path, strerror(errno));
+		ret = fail(err, errlen, "%s %s: %s", what, path, strerror(errno));
 		goto out;
 	}
 	if (st.st_size > CONFIG_FILE_MAX) {
-		ret = fail(err, errlen, "config file %s: larger than %d bytes", path, CONFIG_FILE_MAX);
+		ret = fail(err, errlen, "%s %s: larger than %d bytes", what, path, CONFIG_FILE_MAX);
 		goto out;
 	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		ret = fail(err, errlen, "config file %s: out of memory", path);
+	if (!(b = malloc((size_t)st.st_size + 1))) {
+		ret = fail(err, errlen, "%s %s: out of memory", what, path);
 		goto out;
 	}
 	size_t got = 0;
 	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			ret = fail(err, errlen, "config file %s: read failed", path);
+			ret = fail(err, errlen, "%s %s: read failed", what, path);
 			goto out;
 		}
 		got += (size_t)n;
 	}
-	ret = config_json_file(buf, got, cfg, err, errlen);
+	b[got] = 0;
+	*buf = b;
+	*len = got;
+	b = NULL;
 out:
-	free(buf);
+	free(b);
 	close(fd);
+	return ret;
+}
+
+int config_load_file(const char *path, struct vmm_config *cfg, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int ret = read_small_file("config file", path, &buf, &len, err, errlen);
+	if (!ret)
+		ret = parse_file(buf, len, true, cfg, err, errlen);
+	free(buf);
 	return ret;
 }

@@ -56,11 +56,19 @@ int config_json_boot_source(const struct cJSON *obj, struct boot_source_config *
 int config_json_machine(const struct cJSON *obj, bool put, struct machine_config *out,
 			unsigned *fields, char *err, size_t errlen);
 
+/* A custom CPU template (PUT /cpu-config, the config file's "cpu-config"),
+ * in Firecracker's format: "kvm_capabilities" ["N", "!N"],
+ * "cpuid_modifiers" [{"leaf", "subleaf", "flags", "modifiers":
+ * [{"register", "bitmap"}]}], "msr_modifiers" [{"addr", "bitmap"}]; see
+ * vmm/boot/cpu_template.h for the bitmaps. */
+int config_json_cpu_template(const struct cJSON *obj, struct cpu_template *out, char *err, size_t errlen);
+
 /* One entry of each device section, as in the config file and the API. */
 int config_json_rate_limiter(const struct cJSON *obj, const char *section,
 			     struct ratelimiter_config *out, char *err, size_t errlen);
 int config_json_drive(const struct cJSON *obj, struct drive_config *out, char *err, size_t errlen);
 int config_json_net(const struct cJSON *obj, struct net_config *out, char *err, size_t errlen);
+int config_json_pmem(const struct cJSON *obj, struct pmem_config *out, char *err, size_t errlen);
 int config_json_vsock(const struct cJSON *obj, struct vsock_config *out, char *err, size_t errlen);
 int config_json_entropy(const struct cJSON *obj, struct entropy_config *out, char *err,
 			size_t errlen);
@@ -82,12 +90,14 @@ struct cJSON *config_json_vm_obj(const struct vmm_config *cfg);
  * first); GET /vm/config leaves it out, as Firecracker. */
 struct cJSON *config_json_state_obj(const struct vmm_config *cfg);
 
-/* Rules across entries: unique ids, tap names and MACs; one root drive.
+/* Rules across entries: unique ids, tap names and MACs; one root device
+ * among the drives and pmem devices.
  * A MAC used twice is -EADDRINUSE, every other breach -EINVAL. */
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen);
 
 /* A whole config file (text of len bytes) into cfg, which the caller has
- * set to defaults. */
+ * set to defaults. A "cpu-config" path is refused here (the text may be a
+ * snapshot's); config_load_file() follows it. */
 int config_json_file(const char *text, size_t len, struct vmm_config *cfg, char *err,
 		     size_t errlen);
 

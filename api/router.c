@@ -15,7 +15,7 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_ENTROPY] = "entropy", [EP_SERIAL] = "serial", [EP_LOGGER] = "logger",
 	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_VM] = "vm",
 	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
-	[EP_MMDS] = "mmds",
+	[EP_MMDS] = "mmds", [EP_CPU_CONFIG] = "cpu_config", [EP_PMEM] = "pmem",
 	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
@@ -43,8 +43,7 @@ static const struct {
 	{ "/balloon/hinting/start", false, M_PATCH },
 	{ "/balloon/hinting/status", false, M_GET },
 	{ "/balloon/hinting/stop", false, M_PATCH },
-	{ "/cpu-config", false, M_PUT },
-	{ "/pmem/", true, M_PUT | M_PATCH | M_DELETE },
+	{ "/pmem/", true, M_DELETE },
 	{ "/drives/", true, M_DELETE },
 	{ "/network-interfaces/", true, M_DELETE },
 	{ "/hotplug/memory", false, M_GET | M_PUT | M_PATCH },
@@ -358,7 +357,7 @@ static bool same_id(enum api_endpoint ep, const char *body_id, const char *path_
 {
 	if (strcmp(body_id, path_id) == 0)
 		return true;
-	if (ep == EP_DRIVES)
+	if (ep == EP_DRIVES || ep == EP_PMEM)
 		answer(r, 400, "The id from the path does not match the id from the body!");
 	else
 		answer(r, 400, "The id from the path [%s] does not match the id from the body [%s]!",
@@ -445,6 +444,24 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 				goto out;
 		}
 		break;
+	case EP_PMEM:
+		if (!patch) {
+			a->type = ACTION_PUT_PMEM;
+			ret = config_json_pmem(obj, &a->u.pmem, err, el);
+			if (!ret && !same_id(ep, a->u.pmem.id, id, r))
+				goto out;
+		} else {
+			/* Only the rate limiter changes after boot (Firecracker's schema). */
+			static const char *const keys[] = { "id", "rate_limiter", NULL };
+			struct pmem_update *u = &a->u.pmem_update;
+			a->type = ACTION_PATCH_PMEM;
+			if (!only_keys(obj, "pmem", keys, r) ||
+			    !copy_str(obj, "pmem", "id", true, u->id, sizeof(u->id), r) ||
+			    !same_id(ep, u->id, id, r) ||
+			    get_rate_limiter(obj, "rate_limiter", "pmem", &u->has_rate_limiter, &u->rate_limiter, r))
+				goto out;
+		}
+		break;
 	case EP_VSOCK:
 		a->type = ACTION_PUT_VSOCK;
 		ret = config_json_vsock(obj, &a->u.vsock, err, el);
@@ -466,6 +483,10 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 	case EP_METRICS:
 		a->type = ACTION_PUT_METRICS;
 		ret = config_json_metrics(obj, &a->u.metrics, err, el);
+		break;
+	case EP_CPU_CONFIG:
+		a->type = ACTION_PUT_CPU_CONFIG;
+		ret = config_json_cpu_template(obj, &a->u.cpu_config, err, el);
 		break;
 	case EP_ACTIONS: {
 		static const char *const keys[] = { "action_type", NULL };
@@ -523,6 +544,8 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_DRIVES, allowed = M_PUT | M_PATCH;
 	} else if ((id = path_id(path, "/network-interfaces/")) && req->method != HTTP_DELETE) {
 		ep = EP_NETWORK_INTERFACES, allowed = M_PUT | M_PATCH;
+	} else if ((id = path_id(path, "/pmem/")) && req->method != HTTP_DELETE) {
+		ep = EP_PMEM, allowed = M_PUT | M_PATCH;
 	} else if (strcmp(path, "/vsock") == 0) {
 		ep = EP_VSOCK, allowed = M_PUT;
 	} else if (strcmp(path, "/entropy") == 0) {
@@ -544,6 +567,8 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 	} else if (strcmp(path, "/mmds") == 0 || strncmp(path, "/mmds/", 6) == 0) {
 		ep = EP_MMDS, allowed = M_GET | M_PUT | M_PATCH;
 		mmds_sub = path[5] && path[6] ? path + 6 : NULL;
+	} else if (strcmp(path, "/cpu-config") == 0) {
+		ep = EP_CPU_CONFIG, allowed = M_PUT;
 	} else {
 		ep = EP_UNKNOWN, allowed = 0;
 		for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {

@@ -14,6 +14,7 @@ enum action_type {
 	ACTION_GET_INSTANCE_INFO,
 	ACTION_GET_MACHINE_CONFIG,
 	ACTION_PUT_MACHINE_CONFIG,
+	ACTION_PUT_CPU_CONFIG,
 	ACTION_PATCH_MACHINE_CONFIG,
 	ACTION_GET_VM_CONFIG,
 	ACTION_PUT_BOOT_SOURCE,
@@ -21,6 +22,8 @@ enum action_type {
 	ACTION_PATCH_DRIVE,
 	ACTION_PUT_NET,
 	ACTION_PATCH_NET,
+	ACTION_PUT_PMEM,
+	ACTION_PATCH_PMEM,
 	ACTION_PUT_VSOCK,
 	ACTION_PUT_ENTROPY,
 	ACTION_PUT_SERIAL,
@@ -44,6 +47,7 @@ enum action_type {
 #define MACHINE_F_MEM_SIZE 0x2
 #define MACHINE_F_SMT 0x4
 #define MACHINE_F_TRACK_DIRTY 0x8
+#define MACHINE_F_CPU_TEMPLATE 0x10
 
 struct machine_update {
 	struct machine_config value;
@@ -64,6 +68,13 @@ struct net_update {
 	char iface_id[CONFIG_ID_MAX];
 	bool has_rx, has_tx;
 	struct ratelimiter_config rx, tx;
+};
+
+/* PATCH /pmem/{id}: after boot, a new rate limiter (or nothing). */
+struct pmem_update {
+	char id[CONFIG_ID_MAX];
+	bool has_rate_limiter;
+	struct ratelimiter_config rate_limiter;
 };
 
 enum snapshot_type { SNAPSHOT_FULL, SNAPSHOT_DIFF };
@@ -106,11 +117,14 @@ struct action {
 	enum action_type type;
 	union {
 		struct machine_update machine;
+		struct cpu_template cpu_config;   /* PUT /cpu-config */
 		struct boot_source_config boot;
 		struct drive_config drive;
 		struct drive_update drive_update;
 		struct net_config net;
 		struct net_update net_update;
+		struct pmem_config pmem;
+		struct pmem_update pmem_update;
 		struct vsock_config vsock;
 		struct entropy_config entropy;
 		struct serial_config serial;

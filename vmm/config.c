@@ -45,6 +45,9 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		m.smt = v->smt;
 	if (fields & MACHINE_F_TRACK_DIRTY)
 		m.track_dirty_pages = v->track_dirty_pages;
+	/* As Firecracker: a PUT without cpu_template keeps the template
+	 * (static or custom); "None" drops it. */
+	m.cpu_template = (fields & MACHINE_F_CPU_TEMPLATE) ? v->cpu_template : cur->cpu_template;
 
 	if (m.smt && m.vcpu_count > 1 && (m.vcpu_count & 1)) {
 		snprintf(err, errlen, "machine-config.vcpu_count: must be 1 or even when smt is enabled");
@@ -64,4 +67,41 @@ int config_check_memory(const struct machine_config *m, char *err, size_t errlen
 		 "(machine-config.mem_size_mib: %llu MiB is more than the host's %llu MiB)", ENOMEM,
 		 (unsigned long long)m->mem_size_mib, (unsigned long long)host);
 	return -ENOMEM;
+}
+
+int config_pmem_root(const struct vmm_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->npmems; i++)
+		if (cfg->pmems[i].root_device)
+			return (int)i;
+	return -1;
+}
+
+int config_pmem_put(struct vmm_config *cfg, const struct pmem_config *p, char *err, size_t errlen)
+{
+	if (p->root_device) {
+		for (unsigned i = 0; i < cfg->ndrives; i++)
+			if (cfg->drives[i].is_root_device) {
+				snprintf(err, errlen, "Attempt to add pmem as a root device while the root device "
+					 "defined as a block device");
+				return -EINVAL;
+			}
+	}
+	unsigned i;
+	for (i = 0; i < cfg->npmems; i++)
+		if (strcmp(cfg->pmems[i].id, p->id) == 0)
+			break;
+	int root = config_pmem_root(cfg);
+	if (p->root_device && root >= 0 && (unsigned)root != i) {
+		snprintf(err, errlen, "A root pmem device already exist");
+		return -EINVAL;
+	}
+	if (i == CONFIG_MAX_PMEMS) {
+		snprintf(err, errlen, "pmem: at most %d devices", CONFIG_MAX_PMEMS);
+		return -EINVAL;
+	}
+	cfg->pmems[i] = *p;
+	if (i == cfg->npmems)
+		cfg->npmems++;
+	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "boot/cpu_template.h"
 #include "io/ratelimit.h"
 
 #define CONFIG_MAX_VCPUS 32
@@ -27,6 +28,9 @@ struct machine_config {
 	uint64_t mem_size_mib;
 	bool smt;
 	bool track_dirty_pages;
+	/* A static template (machine-config "cpu_template"), or CUSTOM: the
+	 * vmm_config's cpu_custom (PUT /cpu-config). The last one set wins. */
+	enum cpu_template_kind cpu_template;
 };
 
 #define CONFIG_ID_MAX 64
@@ -35,6 +39,7 @@ struct machine_config {
  * as Firecracker checks it); these bound what the configuration holds. */
 #define CONFIG_MAX_DRIVES 17
 #define CONFIG_MAX_NETS 17
+#define CONFIG_MAX_PMEMS 17
 #define CONFIG_UDS_MAX 108 /* sun_path */
 
 enum cache_type { CACHE_UNSAFE, CACHE_WRITEBACK };
@@ -60,6 +65,15 @@ struct net_config {
 	uint16_t mtu;
 	struct ratelimiter_config rx_rate_limiter;
 	struct ratelimiter_config tx_rate_limiter;
+};
+
+/* PUT /pmem/{id}: a host file mapped into guest memory (virtio-pmem). */
+struct pmem_config {
+	char id[CONFIG_ID_MAX];
+	char path_on_host[CONFIG_PATH_MAX];
+	bool root_device;
+	bool read_only;                 /* mapped read-only, a read-only memory slot */
+	struct ratelimiter_config rate_limiter; /* of flush requests */
 };
 
 struct vsock_config {
@@ -118,12 +132,15 @@ struct vmm_config {
 	struct drive_config drives[CONFIG_MAX_DRIVES];
 	unsigned nnets;
 	struct net_config nets[CONFIG_MAX_NETS];
+	unsigned npmems;
+	struct pmem_config pmems[CONFIG_MAX_PMEMS]; /* in /dev/pmemN order */
 	struct vsock_config vsock;
 	struct entropy_config entropy;
 	struct serial_config serial;
 	struct logger_config logger;
 	struct metrics_config metrics;
 	struct mmds_config mmds;
+	struct cpu_template cpu_custom;   /* when machine.cpu_template is CUSTOM */
 };
 
 /* Firecracker's defaults: 1 vCPU, 128 MiB, no SMT. */
@@ -131,7 +148,8 @@ void config_defaults(struct vmm_config *cfg);
 
 /* Set machine-config from the fields of v named in the MACHINE_F_* mask.
  * A PUT (patch false) needs vcpu_count and mem_size_mib and resets the
- * rest to defaults; a PATCH changes only what it names. Then the whole is
+ * rest to defaults (but a CPU template, kept unless named, as Firecracker
+ * keeps it); a PATCH changes only what it names. Then the whole is
  * checked (SMT needs an even vCPU count; the memory size is checked when
  * the VM starts, as Firecracker checks it: config_check_memory()).
  * Returns 0 or -EINVAL with the reason in err; cur changes only on 0. */
@@ -141,5 +159,14 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 /* At InstanceStart: guest memory no larger than the host's. Returns 0 or
  * -ENOMEM with Firecracker's message (and the sizes) in err. */
 int config_check_memory(const struct machine_config *m, char *err, size_t errlen);
+
+/* Add pmem device p, or replace the one with its id, keeping Firecracker's
+ * rules for the root device: no root pmem device while a drive is the root,
+ * and one root pmem device at most. Returns 0, or -EINVAL (cfg unchanged)
+ * with Firecracker's message in err. */
+int config_pmem_put(struct vmm_config *cfg, const struct pmem_config *p, char *err, size_t errlen);
+
+/* Index of the root pmem device, or -1. */
+int config_pmem_root(const struct vmm_config *cfg);
 
 #endif

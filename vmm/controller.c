@@ -24,6 +24,7 @@
 #include "version.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
+#include "virtio/pmem.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 
@@ -239,6 +240,10 @@ static void put_drive(struct controller *c, struct action *a)
 		return;
 	}
 	close(fd);
+	if (d->is_root_device && config_pmem_root(&c->cfg) >= 0) {
+		reply_error(a, 400, "Attempt to add block as a root device while the root device defined as a pmem device");
+		return;
+	}
 	struct vmm_config next = c->cfg;
 	unsigned i;
 	for (i = 0; i < next.ndrives; i++)
@@ -341,6 +346,30 @@ static void patch_net(struct controller *c, struct action *a)
 		if (strcmp(c->cfg.nets[i].iface_id, u->iface_id) == 0)
 			c->cfg.nets[i] = net->cfg;
 	a->status = 204;
+}
+
+/* As Firecracker, the file is opened when the VM starts, not here. */
+static void put_pmem(struct controller *c, struct action *a)
+{
+	if (config_pmem_put(&c->cfg, &a->u.pmem, a->fault, sizeof(a->fault)))
+		a->status = 400;
+}
+
+static void patch_pmem(struct controller *c, struct action *a)
+{
+	const struct pmem_update *u = &a->u.pmem_update;
+	if (!u->has_rate_limiter)
+		return; /* nothing to change: 204, as Firecracker */
+	struct virtio_pmem *pm = machine_pmem(&c->machine, u->id);
+	if (!pm) {
+		reply_error(a, 400, "Unable to patch the pmem device: Device not found (no pmem device \"%s\"). "
+			    "Please verify the request arguments.", u->id);
+		return;
+	}
+	virtio_pmem_update(pm, &u->rate_limiter);
+	for (unsigned i = 0; i < c->cfg.npmems; i++)
+		if (strcmp(c->cfg.pmems[i].id, u->id) == 0)
+			c->cfg.pmems[i] = pm->cfg;
 }
 
 /* ---- pause, resume, snapshots --------------------------------------- */
@@ -624,6 +653,14 @@ void controller_handle(struct controller *c, struct action *a)
 					 a->type == ACTION_PATCH_MACHINE_CONFIG, a->fault, sizeof(a->fault)))
 			a->status = 400;
 		break;
+	case ACTION_PUT_CPU_CONFIG:
+		/* Replaces a static template, as Firecracker: the last one set
+		 * wins. Like Firecracker, it does not refuse a later snapshot load. */
+		if (pre_boot(c, a)) {
+			c->cfg.cpu_custom = a->u.cpu_config;
+			c->cfg.machine.cpu_template = CPU_TEMPLATE_CUSTOM;
+		}
+		break;
 	case ACTION_PUT_BOOT_SOURCE: {
 		if (!boot_config(c, a))
 			break;
@@ -653,6 +690,14 @@ void controller_handle(struct controller *c, struct action *a)
 	case ACTION_PATCH_NET:
 		if (post_boot(c, a))
 			patch_net(c, a);
+		break;
+	case ACTION_PUT_PMEM:
+		if (boot_config(c, a))
+			put_pmem(c, a);
+		break;
+	case ACTION_PATCH_PMEM:
+		if (post_boot(c, a))
+			patch_pmem(c, a);
 		break;
 	case ACTION_PUT_VSOCK:
 		if (boot_config(c, a))

@@ -19,6 +19,7 @@ static const char *const kind_names[EMU_NKINDS] = {
 	[EMU_CMPXCHG16B] = "cmpxchg16b",
 	[EMU_CLAC] = "clac",
 	[EMU_STAC] = "stac",
+	[EMU_CLFLUSH] = "clflush",
 };
 
 const char *emu_kind_name(enum emu_kind kind)
@@ -445,6 +446,25 @@ static int do_clac_stac(struct emu_machine *m, const ZydisDecodedInstruction *in
 	return 0;
 }
 
+/* Writing a cache line back changes nothing a guest can see in memory
+ * (ember's guest memory is coherent host memory; durability is what the
+ * virtio-pmem flush request is for). What remains of it: the address must
+ * translate, else the #PF the CPU would raise. */
+static int do_clflush(struct emu_machine *m, const ZydisDecodedInstruction *in,
+		      const ZydisDecodedOperand *ops)
+{
+	uint64_t gva, gpa;
+	uint32_t pf;
+	if (ops[0].type != ZYDIS_OPERAND_TYPE_MEMORY || operand_address(m, in, &ops[0], &gva))
+		return -ENOTSUP;
+	if (emu_translate(m->mem, &m->sregs, gva, false, user_mode(m), &gpa, &pf)) {
+		raise_page_fault(m, gva, pf);
+		return 0;
+	}
+	advance(m, in);
+	return 0;
+}
+
 int emu_execute(struct emu_machine *m, const uint8_t *insn, size_t len, enum emu_kind *kind)
 {
 	ZydisMachineMode mode;
@@ -499,6 +519,12 @@ int emu_execute(struct emu_machine *m, const uint8_t *insn, size_t len, enum emu
 	case ZYDIS_MNEMONIC_STAC:
 		*kind = EMU_STAC;
 		err = do_clac_stac(m, &in, true);
+		break;
+	case ZYDIS_MNEMONIC_CLWB:
+	case ZYDIS_MNEMONIC_CLFLUSHOPT:
+	case ZYDIS_MNEMONIC_CLFLUSH:
+		*kind = EMU_CLFLUSH;
+		err = do_clflush(m, &in, ops);
 		break;
 	default:
 		return -ENOTSUP;

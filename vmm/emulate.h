@@ -31,6 +31,7 @@ enum emu_kind {
 	EMU_CMPXCHG16B,
 	EMU_CLAC,
 	EMU_STAC,
+	EMU_CLFLUSH,     /* clwb, clflushopt, clflush (a Linux pmem driver's writes) */
 	EMU_NKINDS
 };
 

@@ -8,11 +8,15 @@
  *   0x0002_0000  kernel command line
  *   0x0009_fc00  MP table (the EBDA, where Linux scans for it)
  *   0x000a_0000  legacy VGA/ROM hole, reserved in the e820 map
+ *   0x000e_0000  ACPI tables: the RSDP (where Linux's BIOS-area scan
+ *                finds it, and boot_params says so) and the tables after it
  *   0x0010_0000  kernel (bzImage protected-mode part; ELF at its own paddr)
  *   ...          RAM; the initrd sits at the top of low RAM
  *   0xc000_0000  MMIO gap: boot timer, then virtio-mmio devices
  *   0xfec0_0000  IOAPIC;  0xfee0_0000 LAPIC
  *   0x1_0000_0000 RAM above the gap, if the guest has more than 3 GiB
+ *   ...          virtio-pmem regions, from the first 1 GiB boundary at or
+ *                above 4 GiB and the end of RAM, each 2 MiB-aligned
  */
 #ifndef EMBER_LAYOUT_H
 #define EMBER_LAYOUT_H
@@ -26,6 +30,8 @@
 #define LAYOUT_CMDLINE 0x20000ULL
 #define LAYOUT_CMDLINE_MAX 4096ULL
 #define LAYOUT_EBDA 0x9fc00ULL
+#define LAYOUT_ACPI 0xe0000ULL
+#define LAYOUT_ACPI_SIZE 0x20000ULL /* up to LAYOUT_HIMEM, inside the reserved hole */
 #define LAYOUT_HIMEM 0x100000ULL
 #define LAYOUT_BOOT_STACK 0x8ff0ULL
 
@@ -35,6 +41,7 @@
 #define LAYOUT_BOOT_TIMER_SIZE 0x1000ULL
 #define LAYOUT_VIRTIO_MMIO_BASE 0xc0001000ULL
 #define LAYOUT_VIRTIO_MMIO_SIZE 0x1000ULL
+#define LAYOUT_PMEM_BASE_ALIGN (1ULL << 30)
 #define LAYOUT_IOAPIC 0xfec00000ULL
 #define LAYOUT_LAPIC 0xfee00000ULL
 /* KVM needs three pages for the TSS and one for the EPT identity map,
@@ -45,6 +52,7 @@
 /* Legacy I/O ports. */
 #define PORT_I8042_DATA 0x60
 #define PORT_I8042_CMD 0x64
+#define IRQ_I8042 1
 #define PORT_COM1 0x3f8
 #define IRQ_COM1 4
 /* GSIs handed to virtio-mmio devices, one each: IOAPIC pins 5-21, 17

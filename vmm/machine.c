@@ -15,13 +15,17 @@
 #include "vcpu.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
+#include "virtio/pmem.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 
 /* Used when the config gives no boot_args: a console on the serial port,
- * reboot through the i8042, and no probing of what ember does not have. */
+ * reboot through the i8042, and no probing of what ember does not have.
+ * Not i8042.nopnp (nor does Firecracker's default have it): an ACPI
+ * kernel takes the i8042's interrupt from its PNP0303 device, and without
+ * it Ctrl-Alt-Del never arrives. */
 #define DEFAULT_BOOT_ARGS \
-	"console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+	"console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd"
 
 static bool host_is_pvm(void)
 {
@@ -47,6 +51,10 @@ static void destroy(struct machine *m)
 	for (unsigned i = 0; i < m->nnet; i++) {
 		virtio_dev_destroy(&m->net[i]->vd);
 		free(m->net[i]);
+	}
+	for (unsigned i = 0; i < m->npmem; i++) {
+		virtio_dev_destroy(&m->pmem[i]->vd);
+		free(m->pmem[i]);
 	}
 	if (m->vsock) {
 		virtio_dev_destroy(&m->vsock->vd);
@@ -78,12 +86,17 @@ int machine_open_serial_out(const char *path, char *err, size_t errlen)
 			     errlen);
 }
 
-/* Announce a virtio device on the kernel command line. */
+/* Announce a virtio device to the guest: into the list the command line
+ * and the ACPI tables are both made from, and onto the command line. */
 static int announce(struct machine *m, const struct virtio_dev *vd, char *err, size_t errlen)
 {
-	char word[64];
-	virtio_dev_cmdline(vd, word, sizeof(word));
-	if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), word)) {
+	if (m->nmmio_devs >= IRQ_VIRTIO_COUNT) {
+		snprintf(err, errlen, "Could not allocate GSI: The requested resource is not available.");
+		return -ENOSPC;
+	}
+	struct boot_mmio_dev *d = &m->mmio_devs[m->nmmio_devs++];
+	*d = (struct boot_mmio_dev){ .base = vd->base, .size = LAYOUT_VIRTIO_MMIO_SIZE, .irq = vd->irq };
+	if (boot_cmdline_add_mmio(m->cmdline, sizeof(m->cmdline), d)) {
 		snprintf(err, errlen, "kernel command line too long for the virtio devices");
 		return -E2BIG;
 	}
@@ -109,15 +122,39 @@ static int attach_mmds(struct machine *m, const struct vmm_config *cfg, struct v
 	return 0;
 }
 
+/* Where the pmem regions go: above RAM and the MMIO gap, 1 GiB-aligned so
+ * no region shares a Linux memory section with RAM. */
+static uint64_t pmem_base(const struct guest_mem *mem)
+{
+	uint64_t top = LAYOUT_MMIO_GAP_END;
+	for (unsigned i = 0; i < mem->nregions; i++)
+		if (mem->regions[i].gpa + mem->regions[i].size > top)
+			top = mem->regions[i].gpa + mem->regions[i].size;
+	return (top + LAYOUT_PMEM_BASE_ALIGN - 1) & ~(LAYOUT_PMEM_BASE_ALIGN - 1);
+}
+
+/* The root parameters of a root device, unless the boot args choose one. */
+static int add_root(struct machine *m, const char *root, char *err, size_t errlen)
+{
+	if (boot_cmdline_has(m->cmdline, "root"))
+		return 0;
+	if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), root)) {
+		snprintf(err, errlen, "kernel command line too long for the root device");
+		return -E2BIG;
+	}
+	return 0;
+}
+
 /* virtio-mmio devices in a fixed order: the root drive first (so it is
- * /dev/vda), the other drives, network interfaces, vsock, entropy. */
+ * /dev/vda), the other drives, network interfaces, pmem devices (in their
+ * /dev/pmemN order, as Firecracker), vsock, entropy. */
 static int attach_virtio(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
 {
 	const struct vmm_config *cfg = p->cfg;
 	unsigned index = 0;
 	int ret;
 	/* One GSI each (layout.h); Firecracker's message. */
-	if (cfg->ndrives + cfg->nnets + cfg->vsock.set + cfg->entropy.set > IRQ_VIRTIO_COUNT) {
+	if (cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set > IRQ_VIRTIO_COUNT) {
 		snprintf(err, errlen, "Could not allocate GSI: The requested resource is not available.");
 		return -ENOSPC;
 	}
@@ -139,13 +176,11 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 			return ret;
 		/* As Firecracker: the root drive sets root= (and ro/rw), unless
 		 * the boot args already choose a root. */
-		if (d->is_root_device && !boot_cmdline_has(m->cmdline, "root")) {
+		if (d->is_root_device) {
 			char root[CONFIG_ID_MAX + 32];
 			virtio_blk_root_param(blk, root, sizeof(root));
-			if (boot_cmdline_append(m->cmdline, sizeof(m->cmdline), root)) {
-				snprintf(err, errlen, "kernel command line too long for the root device");
-				return -E2BIG;
-			}
+			if ((ret = add_root(m, root, err, errlen)))
+				return ret;
 		}
 	}
 	for (unsigned i = 0; i < cfg->nnets; i++) {
@@ -156,6 +191,23 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 		if ((ret = virtio_net_init(net, &m->vm, p->loop, index++, &cfg->nets[i], err, errlen)) ||
 		    (ret = announce(m, &net->vd, err, errlen)) || (ret = attach_mmds(m, cfg, net)))
 			return ret;
+	}
+	uint64_t gpa = pmem_base(&m->vm.mem);
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		struct virtio_pmem *pm = calloc(1, sizeof(*pm));
+		if (!pm)
+			return -ENOMEM;
+		m->pmem[m->npmem++] = pm;
+		if ((ret = virtio_pmem_init(pm, &m->vm, p->loop, index++, gpa, &cfg->pmems[i], err, errlen)) ||
+		    (ret = announce(m, &pm->vd, err, errlen)))
+			return ret;
+		gpa += pm->size;
+		if (cfg->pmems[i].root_device) {
+			char root[48];
+			virtio_pmem_root_param(pm, i, root, sizeof(root));
+			if ((ret = add_root(m, root, err, errlen)))
+				return ret;
+		}
 	}
 	if (cfg->vsock.set) {
 		if (!(m->vsock = calloc(1, sizeof(*m->vsock))))
@@ -175,6 +227,51 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 			return ret;
 	}
 	return 0;
+}
+
+/* The CPU template the VM boots with (none on a restore: the snapshot's
+ * CPUID and MSRs come back as they were), checked against this host. */
+static int resolve_cpu_template(const struct vmm_config *cfg, const struct vm *vm, struct cpu_template **out,
+				char *err, size_t errlen)
+{
+	enum cpu_template_kind kind = cfg->machine.cpu_template;
+	*out = NULL;
+	if (kind == CPU_TEMPLATE_NONE)
+		return 0;
+	struct cpu_template *t = malloc(sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	int ret = cpu_template_check_host(kind, vm->cpuid, err, errlen);
+	if (kind == CPU_TEMPLATE_CUSTOM)
+		*t = cfg->cpu_custom;
+	else
+		cpu_template_static(kind, t);
+	if (!ret)
+		ret = cpu_template_check_caps(t, vm->kvm_fd, err, errlen);
+	if (ret) {
+		free(t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+static int setup_vcpus(struct machine *m, const struct machine_params *p, const struct boot_entry *entry,
+		       char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	struct cpu_template *tmpl = NULL;
+	int ret = p->restoring ? 0 : resolve_cpu_template(p->cfg, vm, &tmpl, err, errlen);
+	for (unsigned i = 0; !ret && i < vm->nvcpus; i++) {
+		if ((ret = vcpu_create(vm, &vm->vcpus[i], i)))
+			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
+		else if (p->restoring && (ret = boot_setup_cpuid(&vm->vcpus[i])))
+			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
+		else if (!p->restoring)
+			ret = boot_setup_vcpu(&vm->vcpus[i], entry, tmpl, err, errlen);
+	}
+	free(tmpl);
+	return ret;
 }
 
 static int build(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
@@ -233,6 +330,8 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		return ret;
 	}
 
+	img.mmio_devs = m->mmio_devs;
+	img.nmmio_devs = m->nmmio_devs;
 	struct boot_entry entry;
 	if (!p->restoring && (ret = boot_load(vm, &img, &entry, err, errlen)))
 		return ret;
@@ -242,15 +341,7 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		return -ENOMEM;
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vm->vcpus[i].fd = -1;
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		if ((ret = vcpu_create(vm, &vm->vcpus[i], i)) ||
-		    (ret = p->restoring ? boot_setup_cpuid(&vm->vcpus[i])
-				       : boot_setup_vcpu(&vm->vcpus[i], &entry))) {
-			snprintf(err, errlen, "vcpu %u: %s", i, strerror(-ret));
-			return ret;
-		}
-	}
-	return 0;
+	return setup_vcpus(m, p, &entry, err, errlen);
 }
 
 int machine_build(struct machine *m, const struct machine_params *p, char *err, size_t errlen)
@@ -271,6 +362,8 @@ unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs)
 		devs[n++] = &m->blk[i]->vd;
 	for (unsigned i = 0; i < m->nnet; i++)
 		devs[n++] = &m->net[i]->vd;
+	for (unsigned i = 0; i < m->npmem; i++)
+		devs[n++] = &m->pmem[i]->vd;
 	if (m->vsock)
 		devs[n++] = &m->vsock->vd;
 	if (m->rng)
@@ -280,7 +373,7 @@ unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs)
 
 int machine_start_devices(struct machine *m, bool restored, char *err, size_t errlen)
 {
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++) {
 		int ret = virtio_dev_start_io(devs[i]);
@@ -325,7 +418,7 @@ int machine_pause(struct machine *m)
 	int ret = vm_pause_vcpus(&m->vm);
 	if (ret)
 		return ret;
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++)
 		virtio_dev_pause(devs[i]);
@@ -334,7 +427,7 @@ int machine_pause(struct machine *m)
 
 bool machine_idle(struct machine *m)
 {
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++)
 		if (!virtio_dev_idle(devs[i]))
@@ -344,7 +437,7 @@ bool machine_idle(struct machine *m)
 
 void machine_resume(struct machine *m)
 {
-	struct virtio_dev *devs[CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2];
+	struct virtio_dev *devs[MACHINE_MAX_VIRTIO];
 	unsigned n = machine_virtio_devices(m, devs);
 	for (unsigned i = 0; i < n; i++)
 		virtio_dev_resume(devs[i]);
@@ -365,6 +458,14 @@ struct virtio_blk *machine_drive(struct machine *m, const char *drive_id)
 	for (unsigned i = 0; i < m->nblk; i++)
 		if (strcmp(m->blk[i]->cfg.drive_id, drive_id) == 0)
 			return m->blk[i];
+	return NULL;
+}
+
+struct virtio_pmem *machine_pmem(struct machine *m, const char *id)
+{
+	for (unsigned i = 0; i < m->npmem; i++)
+		if (strcmp(m->pmem[i]->cfg.id, id) == 0)
+			return m->pmem[i];
 	return NULL;
 }
 
@@ -394,6 +495,8 @@ void machine_log_counters(struct machine *m)
 		log_device(&m->blk[i]->vd, m->blk[i]->cfg.drive_id);
 	for (unsigned i = 0; i < m->nnet; i++)
 		log_device(&m->net[i]->vd, m->net[i]->cfg.iface_id);
+	for (unsigned i = 0; i < m->npmem; i++)
+		log_device(&m->pmem[i]->vd, m->pmem[i]->cfg.id);
 	if (m->vsock)
 		log_device(&m->vsock->vd, "vsock");
 	if (m->rng)

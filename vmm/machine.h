@@ -9,15 +9,18 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "boot/boot.h"
 #include "config.h"
 #include "devices/boot_timer.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "io/evloop.h"
+#include "layout.h"
 #include "vm.h"
 
 struct virtio_blk;
 struct virtio_net;
+struct virtio_pmem;
 struct virtio_vsock;
 struct virtio_rng;
 
@@ -34,9 +37,15 @@ struct machine {
 	unsigned nblk;
 	struct virtio_net *net[CONFIG_MAX_NETS];
 	unsigned nnet;
+	struct virtio_pmem *pmem[CONFIG_MAX_PMEMS]; /* /dev/pmemN order */
+	unsigned npmem;
 	struct virtio_vsock *vsock;
 	struct virtio_rng *rng;
 	char cmdline[4096];           /* what the guest kernel was given */
+	/* The virtio-mmio devices as the guest is told of them (command line
+	 * and ACPI), in attach order. */
+	struct boot_mmio_dev mmio_devs[IRQ_VIRTIO_COUNT];
+	unsigned nmmio_devs;
 	int mem_fd;                   /* the memory file RAM is mapped from, or -1 */
 	/* The generation of the snapshot memory file RAM last matched (the
 	 * last snapshot, or the one restored): a Diff's base. 0: none. */
@@ -85,7 +94,8 @@ bool machine_idle(struct machine *m);
 void machine_resume(struct machine *m);
 
 /* The virtio devices in their fixed order (as machine_build made them).
- * Returns how many; devs has room for CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2. */
+ * Returns how many; devs has room for MACHINE_MAX_VIRTIO. */
+#define MACHINE_MAX_VIRTIO (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + CONFIG_MAX_PMEMS + 2)
 struct virtio_dev;
 unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs);
 
@@ -95,6 +105,7 @@ void machine_stop(struct machine *m);
 /* The drive or network interface with that id, or NULL. */
 struct virtio_blk *machine_drive(struct machine *m, const char *drive_id);
 struct virtio_net *machine_net(struct machine *m, const char *iface_id);
+struct virtio_pmem *machine_pmem(struct machine *m, const char *id);
 
 /* Debug-level log of every device's counters (at exit). */
 void machine_log_counters(struct machine *m);

@@ -276,6 +276,14 @@ static void parse_args(int argc, char **argv, struct options *o)
 		die_args("--no-seccomp and --seccomp-filter cannot be used together");
 	if (no_seccomp)
 		seccomp_disable();
+#ifdef EMBER_TEST_HOOKS
+	/* The host CPU as the CPU template tests pretend it is (another
+	 * vendor or model, a missing feature): cpu_template.h. */
+	const char *host_cpuid = getenv("EMBER_TEST_HOST_CPUID");
+	if (host_cpuid && cpu_host_override_set(host_cpuid))
+		die("EMBER_TEST_HOST_CPUID: '%s' is not LEAF.SUBLEAF:REG=VALUE or LEAF.SUBLEAF:REG&~MASK, "
+		    "comma-separated", host_cpuid);
+#endif
 }
 
 /* ---- terminal and event loop ---------------------------------------- */

@@ -15,6 +15,7 @@
 #include "mmds/mmds.h"
 #include "vcpu.h"
 #include "virtio/blk.h"
+#include "virtio/pmem.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
@@ -109,16 +110,16 @@ static const struct req_key get_keys[] = {
 static const struct req_key put_keys[] = {
 	{ "actions", M_PUT, EP_ACTIONS }, { "boot_source", M_PUT, EP_BOOT_SOURCE },
 	{ "drive", M_PUT, EP_DRIVES }, { "logger", M_PUT, EP_LOGGER },
-	{ "machine_cfg", M_PUT, EP_MACHINE_CONFIG }, { "cpu_cfg", M_PUT, -1 },
+	{ "machine_cfg", M_PUT, EP_MACHINE_CONFIG }, { "cpu_cfg", M_PUT, EP_CPU_CONFIG },
 	{ "metrics", M_PUT, EP_METRICS }, { "network", M_PUT, EP_NETWORK_INTERFACES },
-	{ "mmds", M_PUT, EP_MMDS }, { "vsock", M_PUT, EP_VSOCK }, { "pmem", M_PUT, -1 },
+	{ "mmds", M_PUT, EP_MMDS }, { "vsock", M_PUT, EP_VSOCK }, { "pmem", M_PUT, EP_PMEM },
 	{ "serial", M_PUT, EP_SERIAL }, { "hotplug_memory", M_PUT, -1 },
 	{ NULL, 0, 0 },
 };
 static const struct req_key patch_keys[] = {
 	{ "drive", M_PATCH, EP_DRIVES }, { "network", M_PATCH, EP_NETWORK_INTERFACES },
 	{ "machine_cfg", M_PATCH, EP_MACHINE_CONFIG }, { "mmds", M_PATCH, EP_MMDS },
-	{ "hotplug_memory", M_PATCH, -1 }, { "pmem", M_PATCH, -1 },
+	{ "hotplug_memory", M_PATCH, -1 }, { "pmem", M_PATCH, EP_PMEM },
 	{ NULL, 0, 0 },
 };
 
@@ -285,6 +286,30 @@ static void add_entropy(cJSON *root, struct virtio_rng *rng)
 	num(o, "entropy_rate_limiter_throttled", throttled);
 }
 
+/* "pmem": the sum over the devices (Firecracker's schema has no
+ * per-device groups for it yet). */
+static void add_pmem(cJSON *root, struct machine *mach)
+{
+	uint64_t cfg_fails = 0, event_fails = 0, notifies = 0, throttled = 0, rl_events = 0;
+	for (unsigned i = 0; mach && i < mach->npmem; i++) {
+		struct virtio_pmem *pm = mach->pmem[i];
+		pthread_mutex_lock(&pm->vd.lock);
+		cfg_fails += pm->stats.cfg_fails;
+		event_fails += pm->stats.io_errors + pm->stats.invalid + pm->vd.stats.failures;
+		notifies += pm->vd.stats.notifies;
+		throttled += pm->stats.throttled;
+		rl_events += pm->stats.rl_events;
+		pthread_mutex_unlock(&pm->vd.lock);
+	}
+	cJSON *o = cJSON_AddObjectToObject(root, "pmem");
+	num(o, "activate_fails", 0);
+	num(o, "cfg_fails", cfg_fails);
+	num(o, "event_fails", event_fails);
+	num(o, "queue_event_count", notifies);
+	num(o, "rate_limiter_throttled_events", throttled);
+	num(o, "rate_limiter_event_count", rl_events);
+}
+
 static void add_vcpus(cJSON *root, struct machine *mach)
 {
 	static const char *const names[VCPU_NEXITS] = { "exit_io_in", "exit_io_out", "exit_mmio_read",
@@ -446,9 +471,7 @@ cJSON *metrics_totals(const struct metrics *m, const struct vmm_config *cfg, str
 	cJSON *irq = cJSON_AddObjectToObject(root, "interrupts");
 	num(irq, "triggers", 0);
 	num(irq, "config_updates", 0);
-	static const char *const pmem_keys[] = { "activate_fails", "cfg_fails", "event_fails",
-		"queue_event_count", "rate_limiter_throttled_events", "rate_limiter_event_count", NULL };
-	zeros(cJSON_AddObjectToObject(root, "pmem"), pmem_keys);
+	add_pmem(root, mach);
 	static const char *const hotplug_keys[] = { "activate_fails", "queue_event_fails",
 		"queue_event_count", "plug_count", "plug_bytes", "plug_fails", "unplug_count",
 		"unplug_bytes", "unplug_fails", "unplug_discard_fails", "state_count", "state_fails",

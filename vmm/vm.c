@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "boot/cpu_template.h"
 #include "layout.h"
 #include "log.h"
 #include "vcpu.h"
@@ -39,6 +40,7 @@ static int get_supported_cpuid(struct vm *vm)
 			return -ENOMEM;
 		c->nent = nent;
 		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			cpu_host_override_apply(c); /* tests only: see cpu_template.h */
 			vm->cpuid = c;
 			return 0;
 		}
@@ -264,6 +266,29 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	vm->stop_fd = vm->vm_fd = vm->kvm_fd = -1;
+}
+
+int vm_add_memory(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool read_only)
+{
+	if (read_only && ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0)
+		return -EOPNOTSUPP;
+	struct kvm_userspace_memory_region slot = {
+		.slot = MEM_MAX_REGIONS + vm->extra_slots,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+		.flags = read_only ? KVM_MEM_READONLY : 0,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+		return -errno;
+	vm->extra_slots++;
+	return (int)slot.slot;
+}
+
+void vm_remove_memory(struct vm *vm, int slot)
+{
+	struct kvm_userspace_memory_region r = { .slot = (uint32_t)slot };
+	ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r); /* size 0 deletes it */
 }
 
 int vm_irqfd(struct vm *vm, unsigned gsi)

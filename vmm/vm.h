@@ -24,6 +24,7 @@ struct vm {
 	int vm_fd;
 	int run_size;            /* size of each vCPU's kvm_run mapping */
 	struct guest_mem mem;
+	unsigned extra_slots;    /* memory slots after RAM's (vm_add_memory) */
 	struct bus pio;
 	struct bus mmio;
 	unsigned nvcpus;
@@ -77,6 +78,15 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
  * mapping, in memory-file order. Clears the logs. Returns 0 or -errno. */
 int vm_take_dirty(struct vm *vm, uint64_t *bitmap);
 void vm_destroy(struct vm *vm);
+
+/* Map host memory [host, host+size) (page-aligned) at guest-physical gpa,
+ * as a memory slot of its own outside RAM (a virtio-pmem region);
+ * read_only: the guest's writes exit to ember as MMIO. Setup time only.
+ * Returns the slot number, or -errno (-EOPNOTSUPP: this host's KVM has no
+ * read-only slots). */
+int vm_add_memory(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool read_only);
+/* Remove a slot vm_add_memory made. */
+void vm_remove_memory(struct vm *vm, int slot);
 
 /* An eventfd that raises GSI gsi (edge) each time it is written. */
 int vm_irqfd(struct vm *vm, unsigned gsi);

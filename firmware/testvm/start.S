@@ -27,7 +27,8 @@ pvh_start:
 	mov %eax, %ss
 	mov $stack_top, %esp
 
-	/* PML4[0] -> PDPT; PDPT[0..3] -> 4 page directories of 2 MiB pages. */
+	/* PML4[0] -> PDPT; PDPT[0..7] -> 8 page directories of 2 MiB pages:
+	 * the first 8 GiB, where the virtio-pmem regions of small guests lie too. */
 	mov $pdpt, %eax
 	or $0x3, %eax
 	mov %eax, pml4
@@ -38,7 +39,7 @@ pvh_start:
 	or $0x3, %eax
 	mov %eax, pdpt(,%ecx,8)
 	inc %ecx
-	cmp $4, %ecx
+	cmp $8, %ecx
 	jne 2b
 	xor %ecx, %ecx
 3:	mov %ecx, %eax
@@ -49,7 +50,7 @@ pvh_start:
 	shr $11, %eax                   /* high dword: bits 32+ of the address */
 	mov %eax, pd+4(,%ecx,8)
 	inc %ecx
-	cmp $2048, %ecx
+	cmp $4096, %ecx
 	jne 3b
 
 	mov $pml4, %eax
@@ -98,7 +99,7 @@ gdt_desc:
 	.align 4096
 pml4:	.skip 4096
 pdpt:	.skip 4096
-pd:	.skip 4096 * 4
+pd:	.skip 4096 * 8
 	.align 16
 stack:	.skip 16384
 stack_top:

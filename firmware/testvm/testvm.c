@@ -15,6 +15,8 @@
  *                    offsets, one at a time, between markers
  *   testvm.netbench  transmit full-size frames through the first network
  *                    device, between markers
+ *   testvm.cpuid     print the CPUID leaves the guest sees (cpuid.c), for
+ *                    the CPU template tests
  *   testvm.waitinput  before resetting, wait for a byte on the serial port
  *                    (a host looks at the running VM, then ends it)
  *   testvm.unknown   an instruction (andn) that such hosts cannot emulate and
@@ -329,6 +331,8 @@ void testvm_main(const struct hvm_start_info *si)
 			put_dec(r);
 			puts_serial("\n");
 		}
+		if (has_word("testvm.cpuid"))
+			cpuid_dump();
 		if (has_word("testvm.emulate"))
 			emulate_checks();
 		if (has_word("testvm.virtio"))

@@ -35,5 +35,6 @@ void virtio_checks(void);
 void virtio_blk_bench(void);
 void virtio_blk_iops(void);
 void virtio_net_bench(void);
+void cpuid_dump(void);
 
 #endif

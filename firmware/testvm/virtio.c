@@ -35,6 +35,7 @@
 #define ID_BLOCK 2
 #define ID_RNG 4
 #define ID_VSOCK 19
+#define ID_PMEM 27
 
 #define QSZ 32
 #define MAX_DEVS 24
@@ -362,6 +363,83 @@ static void blk_checks(void)
 	wait_needs_reset(d);
 }
 
+/* ---- pmem ---------------------------------------------------------- */
+
+static uint32_t pmem_req;
+static volatile uint32_t pmem_resp;
+
+/* One request of type; the device's answer, or -1 if none came. */
+static int64_t pmem_request(struct vdev *d, uint32_t type)
+{
+	struct vq *q = &d->vq[0];
+	pmem_req = type;
+	pmem_resp = 0xffffffffu;
+	q->desc[0] = (struct desc){ (uintptr_t)&pmem_req, 4, F_NEXT, 1 };
+	q->desc[1] = (struct desc){ (uintptr_t)&pmem_resp, 4, F_WRITE, 0 };
+	publish(d, 0, 0);
+	if (wait_used(d, 0) != 4)
+		return -1;
+	return pmem_resp;
+}
+
+static void break_no_answer(struct vq *q)
+{
+	q->desc[0] = (struct desc){ (uintptr_t)&pmem_req, 4, 0, 0 };
+	good_head(q);
+}
+
+/* The region (config space: start and size) must hold the host's test
+ * pattern; a writable one takes the guest's bytes (the host reads them in
+ * the file), a read-only one drops them. */
+static void pmem_check(struct vdev *d, const char *name_ro)
+{
+	uint64_t start = (uint64_t)rd(d, 0x100) | ((uint64_t)rd(d, 0x104) << 32);
+	uint64_t size = (uint64_t)rd(d, 0x108) | ((uint64_t)rd(d, 0x10c) << 32);
+	puts_serial("testvm: virtio.pmem.region ");
+	put_hex(start);
+	puts_serial(" ");
+	put_hex(size);
+	puts_serial("\n");
+	if (start < (4ULL << 30) || start + size > (8ULL << 30) || (start | size) & ((2ULL << 20) - 1)) {
+		result("virtio.pmem.region", false, "region not 2 MiB-aligned between 4 and 8 GiB");
+		return;
+	}
+	volatile uint8_t *region = (volatile uint8_t *)(uintptr_t)start;
+	bool ok = true;
+	static const char pattern[] = "ember-testpmem";
+	for (unsigned i = 0; i < sizeof(pattern) - 1; i++)
+		ok = ok && region[i] == (uint8_t)pattern[i];
+	result("virtio.pmem.read", ok, "the region does not start with the file's test pattern");
+	static const char mark[] = "written-by-guest";
+	for (unsigned i = 0; i < sizeof(mark); i++)
+		region[4096 + i] = (uint8_t)mark[i];
+	ok = true;
+	for (unsigned i = 0; i < sizeof(mark); i++)
+		ok = ok && region[4096 + i] == (name_ro ? 0 : (uint8_t)mark[i]);
+	result(name_ro ? name_ro : "virtio.pmem.write", ok,
+	       name_ro ? "a write to the read-only region stuck" : "the guest's write did not stick");
+}
+
+static void pmem_checks(void)
+{
+	struct vdev *d = find(ID_PMEM, 0);
+	if (!d)
+		return;
+	result("virtio.pmem.setup", setup(d, 1), "driver setup refused");
+	pmem_check(d, NULL);
+	result("virtio.pmem.flush", pmem_request(d, 0) == 0, "flush not answered with 0");
+	int64_t r = pmem_request(d, 7);
+	result("virtio.pmem.unknown-type", r > 0, "an unknown request type was not refused");
+	malformed(d, 1, "virtio.pmem.malformed-no-answer", break_no_answer);
+	result("virtio.pmem.flush-after-reset", pmem_request(d, 0) == 0, "device did not recover");
+	struct vdev *ro = find(ID_PMEM, 1);
+	if (ro) {
+		setup(ro, 1);
+		pmem_check(ro, "virtio.pmem.read-only-drops-write");
+		result("virtio.pmem.read-only-flush", pmem_request(ro, 0) == 0, "flush not answered with 0");
+	}
+}
+
 /* ---- entropy, net, vsock --------------------------------------------- */
 
 static uint8_t rng_buf[64];
@@ -443,6 +521,7 @@ void virtio_checks(void)
 	put_dec(ndevs);
 	puts_serial("\n");
 	blk_checks();
+	pmem_checks();
 	rng_checks();
 	net_checks();
 	vsock_checks();

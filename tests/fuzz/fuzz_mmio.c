@@ -1,6 +1,6 @@
 /* libFuzzer target: the virtio-mmio transport (vmm/virtio/mmio.c) driving
- * a real device, virtio-blk on a memory file (Sync or Async engine) or
- * virtio-rng, the way a guest and the VMM thread's event loop do, in any
+ * a real device, virtio-blk on a memory file (Sync or Async engine),
+ * virtio-rng or virtio-pmem on a memory file, the way a guest and the VMM thread's event loop do, in any
  * order the input picks.
  *
  * Input: a device byte (see setup()), rate-limiter bytes, then operations
@@ -43,6 +43,7 @@
 #include "../../vmm/snapshot/snapfile.h"
 #include "../../vmm/snapshot/tags.h"
 #include "../../vmm/virtio/blk.h"
+#include "../../vmm/virtio/pmem.h"
 #include "../../vmm/virtio/rng.h"
 #include "../../vmm/vm.h"
 
@@ -65,10 +66,13 @@ static bool trace; /* FUZZ_MMIO_TRACE set: each operation to stderr, for triage 
 
 static struct {
 	bool rng;                        /* virtio-rng, else virtio-blk */
+	bool pmem;                       /* virtio-pmem (before rng and blk) */
 	struct drive_config drive;
+	struct pmem_config pmem_cfg;
 	struct ratelimiter_config rl;
 	struct virtio_blk blk;
 	struct virtio_rng rngdev;
+	struct virtio_pmem pmemdev;
 	struct virtio_dev *vd;
 	/* What the event loop holds. */
 	struct { struct evloop_op *op; struct io_uring_sqe sqe; } io[MAX_INFLIGHT];
@@ -96,6 +100,24 @@ int vm_irqfd(struct vm *v, unsigned gsi)
 	(void)gsi;
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	return fd < 0 ? -errno : fd;
+}
+
+/* The pmem region's memory slot: the guest's accesses to it never reach
+ * ember, so there is nothing to do. */
+int vm_add_memory(struct vm *v, uint64_t gpa, uint64_t size, void *host, bool read_only)
+{
+	(void)v;
+	(void)gpa;
+	(void)size;
+	(void)host;
+	(void)read_only;
+	return MEM_MAX_REGIONS;
+}
+
+void vm_remove_memory(struct vm *v, int slot)
+{
+	(void)v;
+	(void)slot;
 }
 
 int vm_ioeventfd(struct vm *v, uint64_t addr, uint32_t value, int fd)
@@ -267,7 +289,11 @@ static void dev_create(void)
 	char err[256] = "";
 	int ret;
 	bus_init(&vm.mmio);
-	if (h.rng) {
+	if (h.pmem) {
+		ret = virtio_pmem_init(&h.pmemdev, &vm, &loop, 0, LAYOUT_MMIO_GAP_END + (1ULL << 30), &h.pmem_cfg, err,
+				       sizeof(err));
+		h.vd = &h.pmemdev.vd;
+	} else if (h.rng) {
 		ret = virtio_rng_init(&h.rngdev, &vm, &loop, 0, &h.rl);
 		h.vd = &h.rngdev.vd;
 	} else {
@@ -549,7 +575,9 @@ static void op_update(struct input *in)
 {
 	uint8_t how = u8(in);
 	char err[256];
-	if (h.rng)
+	if (h.pmem && (how & 2))
+		virtio_pmem_update(&h.pmemdev, &h.rl);
+	if (h.rng || h.pmem)
 		return;
 	const char *path = how & 1 ? h.drive.path_on_host : NULL;
 	if (virtio_blk_update(&h.blk, path, how & 2 ? &h.rl : NULL, err, sizeof(err)))
@@ -609,8 +637,9 @@ static void run_op(struct input *in)
 	}
 }
 
-/* The device byte: bit 0 virtio-rng (else virtio-blk); for blk, bit 1 the
- * Async engine, bit 2 read-only, bit 3 a writeback cache. Bit 4: a rate
+/* The device byte: bit 5 virtio-pmem (bit 2: read-only), else bit 0
+ * virtio-rng, else virtio-blk; for blk, bit 1 the Async engine, bit 2
+ * read-only, bit 3 a writeback cache. Bit 4: a rate
  * limiter, its bandwidth and ops bucket sizes and bursts from the next 6
  * bytes. Buckets refill so slowly that no refill falls within one input,
  * which keeps runs repeatable. */
@@ -618,6 +647,7 @@ static void setup(struct input *in)
 {
 	uint8_t dev = u8(in);
 	h.rng = dev & 1;
+	h.pmem = dev & 0x20;
 	memset(&h.drive, 0, sizeof(h.drive));
 	snprintf(h.drive.drive_id, sizeof(h.drive.drive_id), "fuzz");
 	snprintf(h.drive.path_on_host, sizeof(h.drive.path_on_host), "/proc/self/fd/%d", disk_fd);
@@ -631,6 +661,11 @@ static void setup(struct input *in)
 		h.rl.ops = (struct token_bucket_config){ .size = u8(in), .one_time_burst = u8(in), .refill_time_ms = slow };
 	}
 	h.drive.rate_limiter = h.rl;
+	memset(&h.pmem_cfg, 0, sizeof(h.pmem_cfg));
+	snprintf(h.pmem_cfg.id, sizeof(h.pmem_cfg.id), "fuzz");
+	snprintf(h.pmem_cfg.path_on_host, sizeof(h.pmem_cfg.path_on_host), "%s", h.drive.path_on_host);
+	h.pmem_cfg.read_only = dev & 4;
+	h.pmem_cfg.rate_limiter = h.rl;
 	h.next_buf = BUF_START;
 	memset(h.next_desc, 0, sizeof(h.next_desc));
 }

@@ -53,6 +53,10 @@ static void normalize(struct vmm_config *c)
 		bucket_normalize(&c->nets[i].tx_rate_limiter.bandwidth);
 		bucket_normalize(&c->nets[i].tx_rate_limiter.ops);
 	}
+	for (unsigned i = 0; i < c->npmems; i++) {
+		bucket_normalize(&c->pmems[i].rate_limiter.bandwidth);
+		bucket_normalize(&c->pmems[i].rate_limiter.ops);
+	}
 	bucket_normalize(&c->entropy.rate_limiter.bandwidth);
 	bucket_normalize(&c->entropy.rate_limiter.ops);
 	bucket_normalize(&c->serial.rate_limiter);
@@ -63,7 +67,7 @@ static void normalize(struct vmm_config *c)
 
 static void check_counts(const struct vmm_config *c)
 {
-	if (c->ndrives > CONFIG_MAX_DRIVES || c->nnets > CONFIG_MAX_NETS)
+	if (c->ndrives > CONFIG_MAX_DRIVES || c->nnets > CONFIG_MAX_NETS || c->npmems > CONFIG_MAX_PMEMS)
 		fatal("more devices than the configuration holds", NULL);
 }
 
@@ -118,7 +122,7 @@ static void state_file(struct snap_writer *w, const uint8_t *config, size_t len,
 	sw_end(&p);
 	sw_begin(&p, TAG_I8042);
 	sw_end(&p);
-	unsigned ndev = cfg->ndrives + cfg->nnets + cfg->vsock.set + cfg->entropy.set;
+	unsigned ndev = cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set;
 	for (unsigned i = 0; i < ndev; i++) {
 		sw_begin(&p, TAG_VIRTIO);
 		sw_u32(&p, i);

@@ -298,3 +298,23 @@ Test(emulate, emulated_writes_are_tracked_for_diff_snapshots)
 	cr_assert_eq(set, 1, "%zu pages dirty, only the written one should be", set);
 	free(bits);
 }
+
+/* A Linux pmem driver writes cache lines back (clwb, clflushopt, clflush)
+ * after its writes: nothing changes but RIP, and an address that does not
+ * translate faults. */
+Test(emulate, cache_line_writebacks)
+{
+	enum emu_kind kind;
+	m.regs.rax = 0x600040;
+	cr_assert_eq(RUN(&kind, 0x66, 0x0f, 0xae, 0x30), 0); /* clwb (%rax) */
+	cr_assert_eq(kind, EMU_CLFLUSH);
+	cr_assert_eq(m.exception, -1);
+	cr_assert_eq(m.regs.rip, 0x400104);
+	cr_assert_eq(RUN(&kind, 0x66, 0x0f, 0xae, 0x38), 0); /* clflushopt (%rax) */
+	cr_assert_eq(RUN(&kind, 0x0f, 0xae, 0x38), 0);       /* clflush (%rax) */
+	cr_assert_eq(m.regs.rip, 0x40010b);
+	m.regs.rax = 0x602000; /* not present */
+	cr_assert_eq(RUN(&kind, 0x66, 0x0f, 0xae, 0x30), 0);
+	cr_assert_eq(m.exception, EMU_VEC_PF);
+	cr_assert_eq(m.regs.rip, 0x40010b);
+}

@@ -128,6 +128,12 @@ Test(loader, pvh_elf_with_initrd_and_cmdline)
 	cr_assert_eq(map[2][0], LAYOUT_HIMEM);
 	cr_assert_eq(map[2][0] + map[2][1], 64 << 20);
 	cr_assert_eq((uint32_t)map[1][2], 2, "EBDA..1 MiB reserved");
+
+	/* The ACPI tables, inside that reserved hole. */
+	uint64_t rsdp;
+	memcpy(&rsdp, (uint8_t *)si + 32, 8);
+	cr_assert_eq(rsdp, LAYOUT_ACPI);
+	cr_assert_eq(memcmp(mem_ptr(&vm.mem, rsdp, 8), "RSD PTR ", 8), 0);
 }
 
 Test(loader, elf_without_pvh_uses_64bit_protocol)
@@ -146,6 +152,8 @@ Test(loader, elf_without_pvh_uses_64bit_protocol)
 	cr_assert_eq(bp->e820_entries, 3);
 	cr_assert_eq(bp->e820_table[0].type, 1);
 	cr_assert_str_eq((char *)mem_ptr(&vm.mem, LAYOUT_CMDLINE, 6), "quiet");
+	cr_assert_eq(bp->acpi_rsdp_addr, LAYOUT_ACPI);
+	cr_assert_eq(memcmp(mem_ptr(&vm.mem, LAYOUT_ACPI, 8), "RSD PTR ", 8), 0);
 }
 
 /* A fake bzImage: real-mode setup sector with the header, then payload. */

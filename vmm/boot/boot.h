@@ -25,10 +25,21 @@ struct boot_entry {
 	uint64_t arg;  /* EBX (PVH) or RSI (64-bit boot protocol) */
 };
 
+/* A virtio-mmio device as the guest learns of it: one list of these is
+ * both the kernel command line's virtio_mmio.device= words and the ACPI
+ * DSDT's devices, so the two cannot disagree. */
+struct boot_mmio_dev {
+	uint64_t base;
+	uint64_t size;
+	uint32_t irq;  /* GSI */
+};
+
 struct boot_images {
 	const char *kernel_path;  /* ELF vmlinux (PVH note or 64-bit entry) or bzImage */
 	const char *initrd_path;  /* may be NULL */
-	const char *cmdline;
+	const char *cmdline;      /* already holds the devices' virtio_mmio.device= words */
+	const struct boot_mmio_dev *mmio_devs; /* for the ACPI tables, in guest order */
+	unsigned nmmio_devs;
 };
 
 /* The guest's kernel command line: args, plus on software-virtualized
@@ -43,6 +54,10 @@ int boot_cmdline_build(const char *args, bool pvm_host, char *out, size_t len, c
  * "--" that starts init's arguments. Returns 0 or -E2BIG. */
 int boot_cmdline_append(char *cmdline, size_t len, const char *param);
 
+/* Add "virtio_mmio.device=<size>@<base>:<irq>" for dev. Returns 0 or
+ * -E2BIG. */
+int boot_cmdline_add_mmio(char *cmdline, size_t len, const struct boot_mmio_dev *dev);
+
 /* Does cmdline set the parameter named by param ("key" or "key=value")? */
 bool boot_cmdline_has(const char *cmdline, const char *param);
 
@@ -51,14 +66,19 @@ bool boot_cmdline_has(const char *cmdline, const char *param);
  * exists. boot_load() opens them the same way again. */
 int boot_check_images(const struct boot_images *img, char *err, size_t errlen);
 
-/* Load everything the guest needs into vm's memory. On error returns
- * -errno and writes a one-line reason into err. */
+/* Load everything the guest needs into vm's memory, the MP table and the
+ * ACPI tables among it. On error returns -errno and writes a one-line
+ * reason into err. */
 int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *entry,
 	      char *err, size_t errlen);
 
-/* CPUID, MSRs, FPU, LAPIC and registers for vCPU; the boot vCPU (id 0)
- * starts at entry, the others wait for INIT/SIPI in the in-kernel LAPIC. */
-int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry);
+/* CPUID (with the CPU template tmpl, or NULL), MSRs, FPU, LAPIC and
+ * registers for vCPU; the boot vCPU (id 0) starts at entry, the others
+ * wait for INIT/SIPI in the in-kernel LAPIC. Returns 0, or -errno with a
+ * one-line reason in err (logged). */
+struct cpu_template;
+int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry, const struct cpu_template *tmpl,
+		    char *err, size_t errlen);
 
 /* Only the CPUID part of it: what a vCPU restored from a snapshot needs
  * before its saved registers go in. Returns 0 or -errno (logged). */

@@ -80,3 +80,11 @@ int boot_cmdline_build(const char *args, bool pvm_host, char *out, size_t len, c
 	}
 	return 0;
 }
+
+int boot_cmdline_add_mmio(char *cmdline, size_t len, const struct boot_mmio_dev *dev)
+{
+	char word[80];
+	snprintf(word, sizeof(word), "virtio_mmio.device=%lluK@0x%llx:%u", (unsigned long long)(dev->size >> 10),
+		 (unsigned long long)dev->base, dev->irq);
+	return boot_cmdline_append(cmdline, len, word);
+}

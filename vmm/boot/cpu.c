@@ -1,6 +1,7 @@
 /* Per-vCPU x86 state at power-on: CPUID, MSRs, FPU, LAPIC LVTs and the
  * registers of the chosen boot entry (boot.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -10,6 +11,7 @@
 #include "../vcpu.h"
 #include "../vm.h"
 #include "boot.h"
+#include "cpu_template.h"
 
 /* GDT slots used for the boot CPU state. The guest replaces this GDT
  * almost at once; it only has to make the loaded segments consistent. */
@@ -70,7 +72,9 @@ void boot_cpuid_topology(struct kvm_cpuid_entry2 *e, unsigned id, unsigned ncpus
 	}
 }
 
-static int setup_cpuid(struct vcpu *vcpu)
+/* The CPUID KVM supports, with the template's modifiers (tmpl may be
+ * NULL), then ember's own changes: topology, the hypervisor bit, no PMU. */
+static int setup_cpuid(struct vcpu *vcpu, const struct cpu_template *tmpl, char *err, size_t errlen)
 {
 	const struct kvm_cpuid2 *sup = vcpu->vm->cpuid;
 	unsigned ncpus = vcpu->vm->nvcpus;
@@ -79,6 +83,10 @@ static int setup_cpuid(struct vcpu *vcpu)
 	if (!c)
 		return -ENOMEM;
 	memcpy(c, sup, size);
+	if (tmpl && cpu_template_apply_cpuid(tmpl, c, err, errlen)) {
+		free(c);
+		return -EINVAL;
+	}
 
 	for (unsigned i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
@@ -120,11 +128,11 @@ static int setup_cpuid(struct vcpu *vcpu)
 			break;
 		}
 	}
-	int err = 0;
+	int ret = 0;
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, c) < 0)
-		err = -errno;
+		ret = -errno;
 	free(c);
-	return err;
+	return ret;
 }
 
 #define MSR_IA32_SYSENTER_CS 0x174
@@ -138,6 +146,41 @@ static int setup_cpuid(struct vcpu *vcpu)
 #define MSR_IA32_TSC 0x10
 #define MSR_IA32_MISC_ENABLE 0x1a0
 #define MSR_MTRR_DEF_TYPE 0x2ff
+
+/* The template's MSRs: each read from KVM (with the vCPU's CPUID in place,
+ * which decides what KVM offers), modified and written back. Before the
+ * boot MSRs, which win where both name one (as in Firecracker). */
+static int setup_template_msrs(struct vcpu *vcpu, const struct cpu_template *tmpl, char *err, size_t errlen)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} one;
+	for (unsigned i = 0; tmpl && i < tmpl->nmsrs; i++) {
+		const struct msr_modifier *m = &tmpl->msrs[i];
+		memset(&one, 0, sizeof(one));
+		one.hdr.nmsrs = 1;
+		one.e.index = m->addr;
+		int n = ioctl(vcpu->fd, KVM_GET_MSRS, &one);
+		if (n < 0)
+			return -errno;
+		if (n != 1) {
+			snprintf(err, errlen, "System configuration error: Failed to create guest config: KVM vcpu "
+				 "ioctl failed: Failed to get KVM vcpu msr: %#x", m->addr);
+			return -EINVAL;
+		}
+		one.e.data = cpu_modifier_apply(one.e.data, m->filter, m->value);
+		n = ioctl(vcpu->fd, KVM_SET_MSRS, &one);
+		if (n < 0)
+			return -errno;
+		if (n != 1) {
+			snprintf(err, errlen, "vcpu %u: KVM refused MSR %#x = %#llx (cpu template)", vcpu->id, m->addr,
+				 (unsigned long long)one.e.data);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
 
 static int setup_msrs(struct vcpu *vcpu)
 {
@@ -274,18 +317,23 @@ static int setup_boot_registers(struct vcpu *vcpu, const struct boot_entry *entr
 
 int boot_setup_cpuid(struct vcpu *vcpu)
 {
-	int err = setup_cpuid(vcpu);
+	char msg[8];
+	int err = setup_cpuid(vcpu, NULL, msg, sizeof(msg));
 	if (err)
 		log_error("vcpu %u: KVM_SET_CPUID2: %s", vcpu->id, strerror(-err));
 	return err;
 }
 
-int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry)
+int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry, const struct cpu_template *tmpl,
+		    char *errbuf, size_t errlen)
 {
 	int err;
 	const char *step;
-	if ((err = setup_cpuid(vcpu))) {
+	errbuf[0] = 0;
+	if ((err = setup_cpuid(vcpu, tmpl, errbuf, errlen))) {
 		step = "KVM_SET_CPUID2";
+	} else if ((err = setup_template_msrs(vcpu, tmpl, errbuf, errlen))) {
+		step = "cpu template MSRs";
 	} else if ((err = setup_msrs(vcpu))) {
 		step = "KVM_SET_MSRS";
 	} else if ((err = setup_fpu(vcpu))) {
@@ -297,6 +345,8 @@ int boot_setup_vcpu(struct vcpu *vcpu, const struct boot_entry *entry)
 	} else {
 		return 0;
 	}
-	log_error("vcpu %u: %s: %s", vcpu->id, step, strerror(-err));
+	if (!errbuf[0])
+		snprintf(errbuf, errlen, "vcpu %u: %s: %s", vcpu->id, step, strerror(-err));
+	log_error("%s", errbuf);
 	return err;
 }

@@ -20,6 +20,7 @@
 #include "../layout.h"
 #include "../log.h"
 #include "../vm.h"
+#include "acpi.h"
 #include "boot.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
@@ -336,6 +337,7 @@ static int write_pvh_info(struct load_ctx *c, uint64_t cmdline_gpa)
 		.cmdline_paddr = cmdline_gpa,
 		.memmap_paddr = PVH_MEMMAP,
 		.memmap_entries = sink.n,
+		.rsdp_paddr = LAYOUT_ACPI,
 	};
 	if (c->initrd_size) {
 		*mod = (struct hvm_modlist_entry){ .paddr = c->initrd_gpa, .size = c->initrd_size };
@@ -368,6 +370,7 @@ static void write_zero_page(struct load_ctx *c, struct boot_params *bp, uint64_t
 	struct e820_sink sink = { .max = E820_MAX_ENTRIES_ZEROPAGE, .zero_page = bp->e820_table };
 	e820_build(&c->vm->mem, &sink);
 	bp->e820_entries = (uint8_t)sink.n;
+	bp->acpi_rsdp_addr = LAYOUT_ACPI;
 }
 
 /* Firecracker's sentence (which clients match) with ember's detail. */
@@ -436,6 +439,10 @@ int boot_load(struct vm *vm, const struct boot_images *img, struct boot_entry *e
 
 	if (mptable_write(&vm->mem, LAYOUT_EBDA, vm->nvcpus))
 		return fail(&c, -ENOMEM, "guest memory too small for the MP table");
+	/* Both: a kernel without ACPI reads the MP table and the command
+	 * line's devices; one with ACPI prefers the tables. */
+	if ((ret = acpi_write(&vm->mem, vm->nvcpus, img->mmio_devs, img->nmmio_devs)))
+		return fail(&c, ret, "ACPI tables: %s", strerror(-ret));
 
 	if (entry->mode == BOOT_PVH) {
 		if ((ret = write_pvh_info(&c, LAYOUT_CMDLINE)))

@@ -24,6 +24,8 @@ static const char *section_name(uint32_t tag)
 	case TAG_SERIAL: return "serial";
 	case TAG_I8042: return "i8042";
 	case TAG_MMDS: return "MMDS";
+	case TAG_CPUID: return "cpuid";
+	case TAG_HOST_CPUID: return "host cpuid";
 	default: return "other";
 	}
 }
@@ -57,6 +59,38 @@ static bool get_vcpu(struct snap_reader *r, struct snap_vcpu *s)
 	if (!r->bad && s->mp_state.mp_state > KVM_MP_STATE_AP_RESET_HOLD)
 		return sr_fail(r, "vcpu: unknown MP state %u", s->mp_state.mp_state);
 	return sr_done(r, "vcpu section");
+}
+
+/* A CPUID table: entries KVM could take back (KVM's count limit, its flag
+ * bits), each leaf/subleaf once. */
+static bool get_cpuid(struct snap_reader *r, struct kvm_cpuid_entry2 *entries, uint32_t *count)
+{
+	const uint32_t known_flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX | KVM_CPUID_FLAG_STATEFUL_FUNC |
+				     KVM_CPUID_FLAG_STATE_READ_NEXT;
+	uint32_t n = sr_u32(r);
+	*count = 0;
+	if (!r->bad && n > SNAP_MAX_CPUID)
+		return sr_fail(r, "cpuid: %u entries, at most %d", n, SNAP_MAX_CPUID);
+	for (uint32_t i = 0; i < n && !r->bad; i++) {
+		struct kvm_cpuid_entry2 *e = &entries[i];
+		memset(e, 0, sizeof(*e));
+		e->function = sr_u32(r);
+		e->index = sr_u32(r);
+		e->flags = sr_u32(r);
+		e->eax = sr_u32(r);
+		e->ebx = sr_u32(r);
+		e->ecx = sr_u32(r);
+		e->edx = sr_u32(r);
+		if (r->bad)
+			break;
+		if (e->flags & ~known_flags)
+			return sr_fail(r, "cpuid: leaf %#x.%u has unknown flags %#x", e->function, e->index, e->flags);
+		for (uint32_t j = 0; j < i; j++)
+			if (entries[j].function == e->function && entries[j].index == e->index)
+				return sr_fail(r, "cpuid: leaf %#x.%u twice", e->function, e->index);
+	}
+	*count = n;
+	return sr_done(r, "cpuid section");
 }
 
 static bool get_vm(struct snap_reader *r, struct snapshot_image *img)
@@ -93,11 +127,14 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 	/* Each kind of section once, but vCPUs and virtio devices: one each. */
 	bool have_config = false, have_mem = false, have_vm = false, have_serial = false, have_i8042 = false,
 	     have_mmds = false;
+	bool have_host_cpuid = false;
+	unsigned ncpuid = 0;
 	uint32_t tag;
 	while (sr_section(&r, &tag, &sec)) {
 		bool *once = tag == TAG_CONFIG ? &have_config : tag == TAG_MEMORY ? &have_mem :
 			     tag == TAG_VM ? &have_vm : tag == TAG_SERIAL ? &have_serial :
-			     tag == TAG_I8042 ? &have_i8042 : tag == TAG_MMDS ? &have_mmds : NULL;
+			     tag == TAG_I8042 ? &have_i8042 : tag == TAG_MMDS ? &have_mmds :
+			     tag == TAG_HOST_CPUID ? &have_host_cpuid : NULL;
 		if (once && *once) {
 			sr_fail(&r, "two %s sections", section_name(tag));
 			break;
@@ -132,6 +169,20 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 			}
 			if (!get_vcpu(&sec, &img->vcpus[img->nvcpus++]))
 				sr_fail(&r, "vcpu %u: %s", img->nvcpus - 1, sec.why);
+			break;
+		case TAG_CPUID:
+			/* After the VCPU section it belongs to, once each. */
+			if (ncpuid >= img->nvcpus) {
+				sr_fail(&r, "a cpuid section without its vCPU section");
+				break;
+			}
+			ncpuid++;
+			if (!get_cpuid(&sec, img->vcpus[ncpuid - 1].cpuid, &img->vcpus[ncpuid - 1].ncpuid))
+				sr_fail(&r, "vcpu %u: %s", ncpuid - 1, sec.why);
+			break;
+		case TAG_HOST_CPUID:
+			if (!get_cpuid(&sec, img->source_cpuid, &img->nsource_cpuid))
+				sr_fail(&r, "host %s", sec.why);
 			break;
 		case TAG_SERIAL:
 			img->serial = (struct snap_blob){ sec.p, sec.len };
@@ -172,10 +223,15 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 	if (!r.bad && img->mem.mem_size != img->cfg.machine.mem_size_mib << 20)
 		sr_fail(&r, "memory section says %llu bytes, the configuration %llu MiB",
 			(unsigned long long)img->mem.mem_size, (unsigned long long)img->cfg.machine.mem_size_mib);
+	if (!r.bad && ncpuid && ncpuid != img->nvcpus)
+		sr_fail(&r, "%u cpuid sections for %u vCPUs", ncpuid, img->nvcpus);
+	if (!r.bad && (ncpuid > 0) != have_host_cpuid)
+		sr_fail(&r, "the vCPUs' CPUID without the host's, or the host's without theirs");
+	img->has_cpuid = ncpuid > 0;
 	if (!r.bad && img->nvcpus != img->cfg.machine.vcpu_count)
 		sr_fail(&r, "%u vCPU sections for %u configured vCPUs", img->nvcpus, img->cfg.machine.vcpu_count);
 	if (!r.bad) {
-		unsigned want = img->cfg.ndrives + img->cfg.nnets + img->cfg.vsock.set + img->cfg.entropy.set;
+		unsigned want = img->cfg.ndrives + img->cfg.nnets + img->cfg.npmems + img->cfg.vsock.set + img->cfg.entropy.set;
 		if (img->ndevices != want)
 			sr_fail(&r, "%u device sections for %u configured devices", img->ndevices, want);
 	}

@@ -15,6 +15,7 @@
 #include "../hostfile.h"
 #include "../log.h"
 #include "../machine.h"
+#include "../boot/cpu_template.h"
 #include "../mmds/mmds.h"
 #include "../vcpu.h"
 #include "../virtio/blk.h"
@@ -87,11 +88,36 @@ static int save_vcpu(struct vcpu *vcpu, const uint32_t *msr_idx, uint32_t nmsr, 
 	GET(KVM_GET_LAPIC, &s->lapic, "KVM_GET_LAPIC");
 	GET(KVM_GET_VCPU_EVENTS, &s->events, "KVM_GET_VCPU_EVENTS");
 	GET(KVM_GET_MP_STATE, &s->mp_state, "KVM_GET_MP_STATE");
-#undef GET
 	int err = get_msrs(vcpu, msr_idx, nmsr, s);
-	if (err)
+	if (err) {
 		*what = "KVM_GET_MSRS";
-	return err;
+		return err;
+	}
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[SNAP_MAX_CPUID];
+	} cpuid = { .hdr.nent = SNAP_MAX_CPUID };
+	GET(KVM_GET_CPUID2, &cpuid, "KVM_GET_CPUID2");
+	s->ncpuid = cpuid.hdr.nent;
+	memcpy(s->cpuid, cpuid.e, s->ncpuid * sizeof(s->cpuid[0]));
+#undef GET
+	return 0;
+}
+
+static void put_cpuid(struct snap_writer *w, uint32_t tag, const struct kvm_cpuid_entry2 *e, uint32_t n)
+{
+	sw_begin(w, tag);
+	sw_u32(w, n);
+	for (uint32_t i = 0; i < n; i++, e++) {
+		sw_u32(w, e->function);
+		sw_u32(w, e->index);
+		sw_u32(w, e->flags);
+		sw_u32(w, e->eax);
+		sw_u32(w, e->ebx);
+		sw_u32(w, e->ecx);
+		sw_u32(w, e->edx);
+	}
+	sw_end(w);
 }
 
 static void put_vcpu(struct snap_writer *w, const struct snap_vcpu *s)
@@ -117,6 +143,7 @@ static void put_vcpu(struct snap_writer *w, const struct snap_vcpu *s)
 		sw_u64(w, s->msrs[i].data);
 	}
 	sw_end(w);
+	put_cpuid(w, TAG_CPUID, s->cpuid, s->ncpuid);
 }
 
 static int save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
@@ -142,6 +169,8 @@ static int save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errle
 	sw_bytes(w, &pit, sizeof(pit));
 	sw_u64(w, clock.clock);
 	sw_end(w);
+	put_cpuid(w, TAG_HOST_CPUID, vm->cpuid->entries,
+		  vm->cpuid->nent < SNAP_MAX_CPUID ? vm->cpuid->nent : SNAP_MAX_CPUID);
 
 	bool xsave = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
 	bool xcrs = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0;
@@ -440,6 +469,35 @@ static int apply_vcpu(struct vcpu *vcpu, const struct snap_vcpu *s, const char *
 	return 0;
 }
 
+/* The guest's CPUID as it was, where this host can provide it: a guest
+ * told of a feature the CPU lacks would fault on its first use. Before
+ * the MSRs, whose validity KVM judges by CPUID. */
+static int restore_cpuid(struct vcpu *vcpu, const struct snapshot_image *img, const struct snap_vcpu *s,
+			 const struct kvm_cpuid2 *host, char *err, size_t errlen)
+{
+	char names[400];
+	unsigned n = cpu_cpuid_missing(s->cpuid, s->ncpuid, img->source_cpuid, img->nsource_cpuid, host, names,
+				       sizeof(names));
+	if (n) {
+		snprintf(err, errlen, "the snapshot's guest CPU has %u feature%s this host's CPU (KVM) cannot "
+			 "provide: %s", n, n == 1 ? "" : "s", names);
+		return -EINVAL;
+	}
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[SNAP_MAX_CPUID];
+	} cpuid;
+	memset(&cpuid, 0, sizeof(cpuid));
+	cpuid.hdr.nent = s->ncpuid;
+	memcpy(cpuid.e, s->cpuid, s->ncpuid * sizeof(s->cpuid[0]));
+	if (ioctl(vcpu->fd, KVM_SET_CPUID2, &cpuid) < 0) {
+		int ret = -errno;
+		snprintf(err, errlen, "vcpu %u: KVM_SET_CPUID2 (the snapshot's CPUID): %s", vcpu->id, strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
 int snapshot_apply(struct machine *m, const struct snapshot_image *img, char *err, size_t errlen)
 {
 	struct vm *vm = &m->vm;
@@ -454,6 +512,11 @@ int snapshot_apply(struct machine *m, const struct snapshot_image *img, char *er
 	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0 || ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0) {
 		snprintf(err, errlen, "KVM_SET_PIT2/KVM_SET_CLOCK: %s", strerror(errno));
 		return -errno;
+	}
+	for (unsigned i = 0; img->has_cpuid && i < vm->nvcpus; i++) {
+		int ret = restore_cpuid(&vm->vcpus[i], img, &img->vcpus[i], vm->cpuid, err, errlen);
+		if (ret)
+			return ret;
 	}
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		const char *what = "";

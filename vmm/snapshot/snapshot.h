@@ -25,7 +25,8 @@
 struct machine;
 
 #define SNAP_MAX_MSRS 256
-#define SNAP_MAX_DEVICES (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + 2)
+#define SNAP_MAX_CPUID 256   /* KVM's own limit on a vCPU's CPUID entries */
+#define SNAP_MAX_DEVICES (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + CONFIG_MAX_PMEMS + 2)
 
 struct snap_vcpu {
 	struct kvm_regs regs;
@@ -44,6 +45,10 @@ struct snap_vcpu {
 	struct kvm_mp_state mp_state;
 	uint32_t nmsrs;
 	struct kvm_msr_entry msrs[SNAP_MAX_MSRS];
+	/* The CPUID the guest saw (its CPU template included): restored as
+	 * it was, on a host that can provide every feature it announces. */
+	uint32_t ncpuid;
+	struct kvm_cpuid_entry2 cpuid[SNAP_MAX_CPUID];
 };
 
 struct snap_blob {
@@ -61,6 +66,12 @@ struct snapshot_image {
 	struct kvm_clock_data clock;
 	unsigned nvcpus;
 	struct snap_vcpu *vcpus;    /* nvcpus, malloc'd */
+	bool has_cpuid;             /* each vCPU's CPUID is in vcpus (not in older files) */
+	/* What KVM supported on the host the snapshot was taken on (with
+	 * has_cpuid): a feature the guest has from that host's CPU must be on
+	 * this one's too. */
+	uint32_t nsource_cpuid;
+	struct kvm_cpuid_entry2 source_cpuid[SNAP_MAX_CPUID];
 	struct snap_blob serial, i8042;
 	struct snap_blob mmds;      /* the metadata store's JSON (checked), len 0 if none */
 	unsigned ndevices;
@@ -83,8 +94,9 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 void snapshot_image_free(struct snapshot_image *img);
 
 /* Put the saved state into a machine built from img->cfg (vCPUs created,
- * devices built, nothing started). Returns 0, or -errno with the reason
- * in err. */
+ * devices built, nothing started). The saved CPUID goes back first, and
+ * only if this host's KVM supports every CPU feature it announces (else
+ * -EINVAL naming them). Returns 0, or -errno with the reason in err. */
 int snapshot_apply(struct machine *m, const struct snapshot_image *img, char *err, size_t errlen);
 
 /* Write the pages of a Diff memory file onto its base: both ember memory

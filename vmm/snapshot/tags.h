@@ -12,6 +12,10 @@
 #define TAG_I8042 TAG('I', '8', '0', '4')
 #define TAG_VIRTIO TAG('V', 'I', 'O', ' ')
 #define TAG_MMDS TAG('M', 'M', 'D', 'S') /* the metadata store's JSON, if it has one */
+/* A vCPU's CPUID, after its VCPU section (older files have none). */
+#define TAG_CPUID TAG('C', 'P', 'I', 'D')
+/* The CPUID KVM supported on the host that took the snapshot (once). */
+#define TAG_HOST_CPUID TAG('H', 'C', 'P', 'U')
 
 #define SNAP_PAGE 4096ULL
 

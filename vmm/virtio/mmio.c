@@ -333,11 +333,6 @@ void virtio_counters(struct virtio_dev *vd, char *buf, size_t len)
 	pthread_mutex_unlock(&vd->lock);
 }
 
-void virtio_dev_cmdline(const struct virtio_dev *vd, char *buf, size_t len)
-{
-	snprintf(buf, len, "virtio_mmio.device=4K@0x%llx:%u", (unsigned long long)vd->base, vd->irq);
-}
-
 /* ---- pause and snapshots ---------------------------------------------- */
 
 void virtio_dev_pause(struct virtio_dev *vd)

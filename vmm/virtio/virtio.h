@@ -145,9 +145,6 @@ int virtio_dev_restore(struct virtio_dev *vd, struct snap_reader *r);
 /* Undo virtio_dev_init (and the device's own setup), before start_io. */
 void virtio_dev_destroy(struct virtio_dev *vd);
 
-/* The kernel command-line word that announces the device to Linux. */
-void virtio_dev_cmdline(const struct virtio_dev *vd, char *buf, size_t len);
-
 /* After pushing used buffers on queue q: interrupt the driver if it asked
  * for one. Lock held. */
 void virtio_signal(struct virtio_dev *vd, unsigned q);
