@@ -62,7 +62,8 @@ static const struct static_cpuid c3_cpuid[] = {
 	/* clear 1 GiB pages */
 	{ 0x80000001, 0x0, 0, CPUID_EDX, "xxxx_x0xx_xxxx_xxxx_xxxx_xxxx_xxxx_xxxx" },
 };
-static const struct static_cpuid t2_cpuid[] = {
+/* The standard leaves, as T2, T2S, T2CL and T2A all have them. */
+static const struct static_cpuid t2_base_cpuid[] = {
 	/* family 6, model 0x3f, stepping 2 (Haswell), as a T2 */
 	{ 0x1, 0x0, 0, CPUID_EAX, "xxxx_0000_0000_0011_xx00_0110_1111_0010" },
 	/* clear DTES64, MONITOR, DS-CPL, VMX, SMX, EIST, TM2, CNXT-ID, SDBG, xTPR, PDCM, DCA */
@@ -79,30 +80,9 @@ static const struct static_cpuid t2_cpuid[] = {
 	{ 0xd, 0x0, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xx0x_0000_0xxx" },
 	/* clear XSAVEC, XGETBV with ECX=1, XSAVES/XRSTORS */
 	{ 0xd, 0x1, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_000x" },
-	/* clear PREFETCHW, MONITORX */
-	{ 0x80000001, 0x0, 0, CPUID_ECX, "xx0x_xxxx_xxxx_xxxx_xxxx_xxx0_xxxx_xxxx" },
-	/* clear 1 GiB pages */
-	{ 0x80000001, 0x0, 0, CPUID_EDX, "xxxx_x0xx_xxxx_xxxx_xxxx_xxxx_xxxx_xxxx" },
-	/* clear WBNOINVD */
-	{ 0x80000008, 0x0, 0, CPUID_EBX, "xxxx_xxxx_xxxx_xxxx_xxxx_xx0x_xxxx_xxxx" },
 };
-static const struct static_cpuid t2s_cpuid[] = {
-	/* family 6, model 0x3f, stepping 2 (Haswell), as a T2 */
-	{ 0x1, 0x0, 0, CPUID_EAX, "xxxx_0000_0000_0011_xx00_0110_1111_0010" },
-	/* clear DTES64, MONITOR, DS-CPL, VMX, SMX, EIST, TM2, CNXT-ID, SDBG, xTPR, PDCM, DCA */
-	{ 0x1, 0x0, 0, CPUID_ECX, "xxxx_xxxx_xxxx_x0xx_00xx_00x0_0000_00xx" },
-	/* clear PSN, DS, ACPI, SS, TM, IA64, PBE; set MCE, MTRR */
-	{ 0x1, 0x0, 0, CPUID_EDX, "000x_0xxx_x00x_x0xx_xxx1_xxxx_1xxx_xxxx" },
-	/* clear SGX, HLE, RTM, RDT-M, MPX, RDT-A, AVX512F, AVX512DQ, RDSEED, ADX, AVX512_IFMA, PCOMMIT, CLFLUSHOPT, CLWB, Intel PT, AVX512PF, AVX512ER, AVX512CD, SHA, AVX512BW, AVX512VL; set ERMS */
-	{ 0x7, 0x0, 1, CPUID_EBX, "0000_0000_000x_0000_00x0_0x1x_xxx0_x0xx" },
-	/* clear AVX512_VBMI, UMIP, PKU, OSPKE, AVX512_VBMI2, GFNI, VAES, VPCLMULQDQ, AVX512_VNNI, AVX512_BITALG, AVX512_VPOPCNTDQ, LA57, RDPID, SGX_LC */
-	{ 0x7, 0x0, 1, CPUID_ECX, "x0xx_xxxx_x0xx_xxx0_x0x0_0000_x0x0_000x" },
-	/* clear AVX512_4VNNIW, AVX512_4FMAPS, FSRM, AVX512_VP2INTERSECT */
-	{ 0x7, 0x0, 1, CPUID_EDX, "xxxx_xxxx_xxxx_xxxx_xxxx_xxx0_xxx0_00xx" },
-	/* clear MPX BNDREGS state, MPX BNDCSR state, AVX-512 opmask state, AVX-512 ZMM_Hi256 state, AVX-512 Hi16_ZMM state, PKRU state */
-	{ 0xd, 0x0, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xx0x_0000_0xxx" },
-	/* clear XSAVEC, XGETBV with ECX=1, XSAVES/XRSTORS */
-	{ 0xd, 0x1, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_000x" },
+/* The extended leaves, as T2 and T2S have them. */
+static const struct static_cpuid t2_ext_cpuid[] = {
 	/* clear PREFETCHW, MONITORX */
 	{ 0x80000001, 0x0, 0, CPUID_ECX, "xx0x_xxxx_xxxx_xxxx_xxxx_xxx0_xxxx_xxxx" },
 	/* clear 1 GiB pages */
@@ -114,23 +94,7 @@ static const struct static_msr t2s_msrs[] = {
 	/* IA32_ARCH_CAPABILITIES: clear RDCL_NO, IBRS_ALL, SSB_NO, MDS_NO, TSX_CTRL, TAA_NO, MCU_CONTROL, DOITM, SBDR_SSDP_NO, FBSDP_NO, PSDP_NO, bit 16, FB_CLEAR_CTRL, BHI_NO, XAPIC_DISABLE_STATUS, bit 22, OVERCLOCKING_STATUS, PBRSB_NO, bit 25, bit 28, bit 29, bit 30, bit 31, bit 32, bit 33, bit 34, bit 35, bit 36, bit 37, bit 38, bit 39, bit 40, bit 41, bit 42, bit 43, bit 44, bit 45, bit 46, bit 47, bit 48, bit 49, bit 50, bit 51, bit 52, bit 53, bit 54, bit 55, bit 56, bit 57, bit 58, bit 59, bit 60, bit 61, bit 62, bit 63; set RSBA, SKIP_L1DFL_VMENTRY, IF_PSCHANGE_MC_NO, MISC_PACKAGE_CTLS, ENERGY_FILTERING_CTL, FB_CLEAR, RRSBA, GDS_NO, RFDS_NO */
 	{ 0x10a, "0000_0000_0000_0000_0000_0000_0000_0000_0000_1100_0000_1010_0000_1100_0100_1100" },
 };
-static const struct static_cpuid t2cl_cpuid[] = {
-	/* family 6, model 0x3f, stepping 2 (Haswell), as a T2 */
-	{ 0x1, 0x0, 0, CPUID_EAX, "xxxx_0000_0000_0011_xx00_0110_1111_0010" },
-	/* clear DTES64, MONITOR, DS-CPL, VMX, SMX, EIST, TM2, CNXT-ID, SDBG, xTPR, PDCM, DCA */
-	{ 0x1, 0x0, 0, CPUID_ECX, "xxxx_xxxx_xxxx_x0xx_00xx_00x0_0000_00xx" },
-	/* clear PSN, DS, ACPI, SS, TM, IA64, PBE; set MCE, MTRR */
-	{ 0x1, 0x0, 0, CPUID_EDX, "000x_0xxx_x00x_x0xx_xxx1_xxxx_1xxx_xxxx" },
-	/* clear SGX, HLE, RTM, RDT-M, MPX, RDT-A, AVX512F, AVX512DQ, RDSEED, ADX, AVX512_IFMA, PCOMMIT, CLFLUSHOPT, CLWB, Intel PT, AVX512PF, AVX512ER, AVX512CD, SHA, AVX512BW, AVX512VL; set ERMS */
-	{ 0x7, 0x0, 1, CPUID_EBX, "0000_0000_000x_0000_00x0_0x1x_xxx0_x0xx" },
-	/* clear AVX512_VBMI, UMIP, PKU, OSPKE, AVX512_VBMI2, GFNI, VAES, VPCLMULQDQ, AVX512_VNNI, AVX512_BITALG, AVX512_VPOPCNTDQ, LA57, RDPID, SGX_LC */
-	{ 0x7, 0x0, 1, CPUID_ECX, "x0xx_xxxx_x0xx_xxx0_x0x0_0000_x0x0_000x" },
-	/* clear AVX512_4VNNIW, AVX512_4FMAPS, FSRM, AVX512_VP2INTERSECT */
-	{ 0x7, 0x0, 1, CPUID_EDX, "xxxx_xxxx_xxxx_xxxx_xxxx_xxx0_xxx0_00xx" },
-	/* clear MPX BNDREGS state, MPX BNDCSR state, AVX-512 opmask state, AVX-512 ZMM_Hi256 state, AVX-512 Hi16_ZMM state, PKRU state */
-	{ 0xd, 0x0, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xx0x_0000_0xxx" },
-	/* clear XSAVEC, XGETBV with ECX=1, XSAVES/XRSTORS */
-	{ 0xd, 0x1, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_000x" },
+static const struct static_cpuid t2cl_ext_cpuid[] = {
 	/* clear SSE4A, MisAlignSse, PREFETCHW, MONITORX */
 	{ 0x80000001, 0x0, 0, CPUID_ECX, "xx0x_xxxx_xxxx_xxxx_xxxx_xxx0_00xx_xxxx" },
 	/* clear MmxExt, MMX, FXSR, FFXSR, 1 GiB pages */
@@ -142,23 +106,7 @@ static const struct static_msr t2cl_msrs[] = {
 	/* IA32_ARCH_CAPABILITIES: clear MCU_CONTROL, MISC_PACKAGE_CTLS, ENERGY_FILTERING_CTL, DOITM, bit 16, FB_CLEAR_CTRL, BHI_NO, XAPIC_DISABLE_STATUS, bit 22, OVERCLOCKING_STATUS, bit 25, bit 29, bit 30, bit 31, bit 32, bit 33, bit 34, bit 35, bit 36, bit 37, bit 38, bit 39, bit 40, bit 41, bit 42, bit 43, bit 44, bit 45, bit 46, bit 47, bit 48, bit 49, bit 50, bit 51, bit 52, bit 53, bit 54, bit 55, bit 56, bit 57, bit 58, bit 59, bit 60, bit 61, bit 62, bit 63 */
 	{ 0x10a, "0000_0000_0000_0000_0000_0000_0000_0000_000x_xx0x_0000_x0x0_xxx0_000x_xxxx_xxxx" },
 };
-static const struct static_cpuid t2a_cpuid[] = {
-	/* family 6, model 0x3f, stepping 2 (Haswell), as a T2 */
-	{ 0x1, 0x0, 0, CPUID_EAX, "xxxx_0000_0000_0011_xx00_0110_1111_0010" },
-	/* clear DTES64, MONITOR, DS-CPL, VMX, SMX, EIST, TM2, CNXT-ID, SDBG, xTPR, PDCM, DCA */
-	{ 0x1, 0x0, 0, CPUID_ECX, "xxxx_xxxx_xxxx_x0xx_00xx_00x0_0000_00xx" },
-	/* clear PSN, DS, ACPI, SS, TM, IA64, PBE; set MCE, MTRR */
-	{ 0x1, 0x0, 0, CPUID_EDX, "000x_0xxx_x00x_x0xx_xxx1_xxxx_1xxx_xxxx" },
-	/* clear SGX, HLE, RTM, RDT-M, MPX, RDT-A, AVX512F, AVX512DQ, RDSEED, ADX, AVX512_IFMA, PCOMMIT, CLFLUSHOPT, CLWB, Intel PT, AVX512PF, AVX512ER, AVX512CD, SHA, AVX512BW, AVX512VL; set ERMS */
-	{ 0x7, 0x0, 1, CPUID_EBX, "0000_0000_000x_0000_00x0_0x1x_xxx0_x0xx" },
-	/* clear AVX512_VBMI, UMIP, PKU, OSPKE, AVX512_VBMI2, GFNI, VAES, VPCLMULQDQ, AVX512_VNNI, AVX512_BITALG, AVX512_VPOPCNTDQ, LA57, RDPID, SGX_LC */
-	{ 0x7, 0x0, 1, CPUID_ECX, "x0xx_xxxx_x0xx_xxx0_x0x0_0000_x0x0_000x" },
-	/* clear AVX512_4VNNIW, AVX512_4FMAPS, FSRM, AVX512_VP2INTERSECT */
-	{ 0x7, 0x0, 1, CPUID_EDX, "xxxx_xxxx_xxxx_xxxx_xxxx_xxx0_xxx0_00xx" },
-	/* clear MPX BNDREGS state, MPX BNDCSR state, AVX-512 opmask state, AVX-512 ZMM_Hi256 state, AVX-512 Hi16_ZMM state, PKRU state */
-	{ 0xd, 0x0, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xx0x_0000_0xxx" },
-	/* clear XSAVEC, XGETBV with ECX=1, XSAVES/XRSTORS */
-	{ 0xd, 0x1, 1, CPUID_EAX, "xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_xxxx_000x" },
+static const struct static_cpuid t2a_ext_cpuid[] = {
 	/* clear SVM, SSE4A, MisAlignSse, PREFETCHW, MONITORX */
 	{ 0x80000001, 0x0, 0, CPUID_ECX, "xx0x_xxxx_xxxx_xxxx_xxxx_xxx0_00xx_x0xx" },
 	/* clear MmxExt, FFXSR, 1 GiB pages */
@@ -180,20 +128,25 @@ static const struct {
 	const char *name;
 	const char *vendor;
 	uint32_t models[3];      /* 0: no more */
-	const struct static_cpuid *cpuid;
-	size_t ncpuid;
+	const struct static_cpuid *cpuid[2];   /* the T2 family's: the shared base, its own */
+	size_t ncpuid[2];
 	const struct static_msr *msrs;
 	size_t nmsrs;
 } statics[] = {
 	[CPU_TEMPLATE_C3] = { "C3", "GenuineIntel", { FMS_SKYLAKE, FMS_CASCADE_LAKE, FMS_ICE_LAKE },
-			      c3_cpuid, COUNT(c3_cpuid), NULL, 0 },
+			      { c3_cpuid }, { COUNT(c3_cpuid) }, NULL, 0 },
 	[CPU_TEMPLATE_T2] = { "T2", "GenuineIntel", { FMS_SKYLAKE, FMS_CASCADE_LAKE, FMS_ICE_LAKE },
-			      t2_cpuid, COUNT(t2_cpuid), NULL, 0 },
+			      { t2_base_cpuid, t2_ext_cpuid }, { COUNT(t2_base_cpuid), COUNT(t2_ext_cpuid) },
+			      NULL, 0 },
 	[CPU_TEMPLATE_T2S] = { "T2S", "GenuineIntel", { FMS_SKYLAKE, FMS_CASCADE_LAKE },
-			       t2s_cpuid, COUNT(t2s_cpuid), t2s_msrs, COUNT(t2s_msrs) },
+			       { t2_base_cpuid, t2_ext_cpuid }, { COUNT(t2_base_cpuid), COUNT(t2_ext_cpuid) },
+			       t2s_msrs, COUNT(t2s_msrs) },
 	[CPU_TEMPLATE_T2CL] = { "T2CL", "GenuineIntel", { FMS_CASCADE_LAKE, FMS_ICE_LAKE },
-				t2cl_cpuid, COUNT(t2cl_cpuid), t2cl_msrs, COUNT(t2cl_msrs) },
-	[CPU_TEMPLATE_T2A] = { "T2A", "AuthenticAMD", { FMS_MILAN }, t2a_cpuid, COUNT(t2a_cpuid), NULL, 0 },
+				{ t2_base_cpuid, t2cl_ext_cpuid }, { COUNT(t2_base_cpuid), COUNT(t2cl_ext_cpuid) },
+				t2cl_msrs, COUNT(t2cl_msrs) },
+	[CPU_TEMPLATE_T2A] = { "T2A", "AuthenticAMD", { FMS_MILAN },
+			       { t2_base_cpuid, t2a_ext_cpuid }, { COUNT(t2_base_cpuid), COUNT(t2a_ext_cpuid) },
+			       NULL, 0 },
 };
 
 static bool is_static(enum cpu_template_kind kind)
@@ -212,14 +165,16 @@ void cpu_template_static(enum cpu_template_kind kind, struct cpu_template *out)
 	if (!is_static(kind))
 		return;
 	char err[160];
-	for (size_t i = 0; i < statics[kind].ncpuid; i++) {
-		const struct static_cpuid *s = &statics[kind].cpuid[i];
-		struct cpuid_modifier *m = &out->cpuid[out->ncpuid++];
-		uint64_t f = 0, v = 0;
-		/* The tables are ember's own: a unit test parses each one. */
-		(void)cpu_bitmap_parse(s->bitmap, 32, &f, &v, err, sizeof(err));
-		*m = (struct cpuid_modifier){ s->leaf, s->subleaf, s->flags, s->reg, (uint32_t)f, (uint32_t)v };
-	}
+	for (size_t part = 0; part < 2; part++)
+		for (size_t i = 0; i < statics[kind].ncpuid[part]; i++) {
+			const struct static_cpuid *s = &statics[kind].cpuid[part][i];
+			struct cpuid_modifier *m = &out->cpuid[out->ncpuid++];
+			uint64_t f = 0, v = 0;
+			/* The tables are ember's own: a unit test parses each one. */
+			(void)cpu_bitmap_parse(s->bitmap, 32, &f, &v, err, sizeof(err));
+			*m = (struct cpuid_modifier){ s->leaf, s->subleaf, s->flags, s->reg, (uint32_t)f,
+						      (uint32_t)v };
+		}
 	for (size_t i = 0; i < statics[kind].nmsrs; i++) {
 		struct msr_modifier *m = &out->msrs[out->nmsrs++];
 		m->addr = statics[kind].msrs[i].addr;
