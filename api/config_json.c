@@ -444,7 +444,9 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 		"track_dirty_pages", "huge_pages", NULL };
 	/* Firecracker's x86 variants, in its order (its refusal lists them so). */
 	static const char *const templates[] = { "C3", "T2", "T2S", "None", "T2CL", "T2A", NULL };
-	static const char *const page_sizes[] = { "None", "2M", NULL };
+	/* Firecracker's variants, in its order. */
+	static const char *const page_sizes[] = { "None", "Transparent", "2M", NULL };
+	static const enum mem_pages page_kinds[] = { MEM_PAGES_NONE, MEM_PAGES_TRANSPARENT, MEM_PAGES_2M };
 	const char *sec = "machine-config";
 	struct machine_config m;
 	memset(&m, 0, sizeof(m));
@@ -489,11 +491,13 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 		m.cpu_template = kinds[which];
 		f |= MACHINE_F_CPU_TEMPLATE;
 	}
-	which = 0;
+	which = -1;
 	if ((ret = config_json_variant(obj, sec, "huge_pages", page_sizes, false, &which, err, errlen)))
 		return ret;
-	if (which != 0)
-		return fail(err, errlen, "%s.huge_pages: ember supports only \"None\" so far", sec);
+	if (which >= 0) {
+		m.huge_pages = page_kinds[which];
+		f |= MACHINE_F_HUGE_PAGES;
+	}
 
 	*out = m;
 	*fields = f;
@@ -1052,7 +1056,7 @@ cJSON *config_json_machine_obj(const struct machine_config *m)
 	if (m->cpu_template != CPU_TEMPLATE_NONE && m->cpu_template != CPU_TEMPLATE_CUSTOM)
 		cJSON_AddStringToObject(o, "cpu_template", cpu_template_name(m->cpu_template));
 	cJSON_AddBoolToObject(o, "track_dirty_pages", m->track_dirty_pages);
-	cJSON_AddStringToObject(o, "huge_pages", "None");
+	cJSON_AddStringToObject(o, "huge_pages", config_huge_pages_name(m->huge_pages));
 	return o;
 }
 

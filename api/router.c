@@ -230,7 +230,10 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 	static const char *const keys[] = { "snapshot_path", "mem_file_path", "mem_backend",
 		"enable_diff_snapshots", "track_dirty_pages", "resume_vm", "network_overrides",
 		"vsock_override", "clock_realtime", "huge_pages", NULL };
-	static const char *const page_sizes[] = { "None", "2M", NULL };
+	/* Firecracker's variants: "Snapshot" (the default) keeps the snapshot's. */
+	static const char *const page_sizes[] = { "Snapshot", "None", "Transparent", "2M", NULL };
+	static const enum mem_pages page_kinds[] = { MEM_PAGES_NONE, MEM_PAGES_NONE, MEM_PAGES_TRANSPARENT,
+		MEM_PAGES_2M };
 	static const char *const backend_keys[] = { "backend_type", "backend_path", NULL };
 	static const char *const backends[] = { "File", "Uffd", NULL };
 	static const char *const net_keys[] = { "iface_id", "host_dev_name", NULL };
@@ -265,10 +268,8 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 	int pages = 0;
 	if (!get_variant(obj, "snapshot_load", "huge_pages", page_sizes, false, &pages, r))
 		return;
-	if (pages) {
-		answer(r, 400, "snapshot_load.huge_pages: ember supports only \"None\" so far");
-		return;
-	}
+	l->has_huge_pages = pages > 0;
+	l->huge_pages = page_kinds[pages];
 	bool has_file = get(obj, "mem_file_path") != NULL;
 	if (mb && has_file) {
 		answer(r, 400, DESERIALIZE_FAULT "too many fields: either `mem_backend` or `mem_file_path` exclusively is required.");

@@ -48,6 +48,7 @@ enum action_type {
 #define MACHINE_F_SMT 0x4
 #define MACHINE_F_TRACK_DIRTY 0x8
 #define MACHINE_F_CPU_TEMPLATE 0x10
+#define MACHINE_F_HUGE_PAGES 0x20
 
 struct machine_update {
 	struct machine_config value;
@@ -100,6 +101,8 @@ struct snapshot_load {
 	char backend_path[CONFIG_PATH_MAX]; /* the memory file, or the handler's socket */
 	bool track_dirty_pages;
 	bool resume_vm;
+	bool has_huge_pages;     /* else the snapshot's huge_pages */
+	enum mem_pages huge_pages;
 	unsigned nnet_overrides;
 	struct net_override net_overrides[CONFIG_MAX_NETS];
 	bool has_vsock_override;

@@ -45,6 +45,8 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		m.smt = v->smt;
 	if (fields & MACHINE_F_TRACK_DIRTY)
 		m.track_dirty_pages = v->track_dirty_pages;
+	if (fields & MACHINE_F_HUGE_PAGES)
+		m.huge_pages = v->huge_pages;
 	/* As Firecracker: a PUT without cpu_template keeps the template
 	 * (static or custom); "None" drops it. */
 	m.cpu_template = (fields & MACHINE_F_CPU_TEMPLATE) ? v->cpu_template : cur->cpu_template;
@@ -53,8 +55,20 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		snprintf(err, errlen, "machine-config.vcpu_count: must be 1 or even when smt is enabled");
 		return -EINVAL;
 	}
+	/* Huge pages (either kind) need a whole number of 2 MiB pages. */
+	if (m.huge_pages != MEM_PAGES_NONE && (m.mem_size_mib % 2)) {
+		snprintf(err, errlen, "The memory size (MiB) is either 0, or not a multiple of the configured page size. "
+			 "(machine-config.mem_size_mib: %llu MiB with huge_pages \"%s\")",
+			 (unsigned long long)m.mem_size_mib, config_huge_pages_name(m.huge_pages));
+		return -EINVAL;
+	}
 	*cur = m;
 	return 0;
+}
+
+const char *config_huge_pages_name(enum mem_pages p)
+{
+	return p == MEM_PAGES_2M ? "2M" : p == MEM_PAGES_TRANSPARENT ? "Transparent" : "None";
 }
 
 int config_check_memory(const struct machine_config *m, char *err, size_t errlen)

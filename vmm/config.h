@@ -11,6 +11,7 @@
 
 #include "boot/cpu_template.h"
 #include "io/ratelimit.h"
+#include "memory.h"
 
 #define CONFIG_MAX_VCPUS 32
 #define CONFIG_PATH_MAX 4096
@@ -31,6 +32,7 @@ struct machine_config {
 	/* A static template (machine-config "cpu_template"), or CUSTOM: the
 	 * vmm_config's cpu_custom (PUT /cpu-config). The last one set wins. */
 	enum cpu_template_kind cpu_template;
+	enum mem_pages huge_pages;       /* "None", "Transparent", "2M" */
 };
 
 #define CONFIG_ID_MAX 64
@@ -150,11 +152,15 @@ void config_defaults(struct vmm_config *cfg);
  * A PUT (patch false) needs vcpu_count and mem_size_mib and resets the
  * rest to defaults (but a CPU template, kept unless named, as Firecracker
  * keeps it); a PATCH changes only what it names. Then the whole is
- * checked (SMT needs an even vCPU count; the memory size is checked when
+ * checked (SMT needs an even vCPU count, huge pages an even mem_size_mib;
+ * the memory size is checked against the host when
  * the VM starts, as Firecracker checks it: config_check_memory()).
  * Returns 0 or -EINVAL with the reason in err; cur changes only on 0. */
 int config_machine_apply(struct machine_config *cur, const struct machine_config *v,
 			 unsigned fields, bool patch, char *err, size_t errlen);
+
+/* machine-config's name of a huge_pages value: "None", "Transparent", "2M". */
+const char *config_huge_pages_name(enum mem_pages p);
 
 /* At InstanceStart: guest memory no larger than the host's. Returns 0 or
  * -ENOMEM with Firecracker's message (and the sizes) in err. */

@@ -465,6 +465,14 @@ static int restore_config(struct controller *c, const struct snapshot_load *l, c
 	if (c->cfg.serial.set)
 		cfg->serial = c->cfg.serial; /* PUT /serial before the load */
 	cfg->machine.track_dirty_pages = l->track_dirty_pages;
+	if (l->has_huge_pages)
+		cfg->machine.huge_pages = l->huge_pages;
+	if (cfg->machine.huge_pages != MEM_PAGES_NONE && cfg->machine.mem_size_mib % 2) {
+		snprintf(err, errlen, "The memory size (MiB) is either 0, or not a multiple of the configured page size. "
+			 "(huge_pages \"%s\" for the snapshot's %llu MiB)", config_huge_pages_name(cfg->machine.huge_pages),
+			 (unsigned long long)cfg->machine.mem_size_mib);
+		return -EINVAL;
+	}
 	for (unsigned i = 0; i < l->nnet_overrides; i++) {
 		const struct net_override *o = &l->net_overrides[i];
 		unsigned k;

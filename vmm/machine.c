@@ -283,7 +283,8 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		snprintf(err, errlen, "no boot source: PUT /boot-source first");
 		return -EINVAL;
 	}
-	struct vm_memory src = { .fd = p->mem_fd, .track_dirty = cfg->machine.track_dirty_pages };
+	struct vm_memory src = { .fd = p->mem_fd, .track_dirty = cfg->machine.track_dirty_pages,
+				 .pages = cfg->machine.huge_pages };
 	struct boot_images img = {
 		.kernel_path = cfg->boot.kernel_image_path,
 		.initrd_path = cfg->boot.initrd_path[0] ? cfg->boot.initrd_path : NULL,

@@ -1,23 +1,42 @@
 #include "memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "layout.h"
 
-static int map_ram(struct guest_mem *mem, uint64_t size, int fd)
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << 26) /* log2(2 MiB) << MAP_HUGE_SHIFT */
+#endif
+
+static int map_ram(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages pages)
 {
 	memset(mem, 0, sizeof(*mem));
-	if (size == 0 || (size & 0xfff))
+	uint64_t align = pages == MEM_PAGES_NONE ? 4096 : MEM_HUGE_2M;
+	if (size == 0 || (size & (align - 1)) || (fd >= 0 && pages == MEM_PAGES_2M))
 		return -EINVAL;
-	/* NORESERVE: the guest's RAM is committed page by page as it touches it. */
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0), fd, 0);
+	/* NORESERVE: the guest's RAM is committed page by page as it touches
+	 * it. Not for hugetlbfs pages: there it would turn a short pool into a
+	 * SIGBUS at the guest's first touch of a page the pool lacks, so the
+	 * mapping reserves them (and fails with ENOMEM) up front. */
+	int flags = MAP_PRIVATE | (fd < 0 ? MAP_ANONYMOUS : 0);
+	flags |= pages == MEM_PAGES_2M ? MAP_HUGETLB | MAP_HUGE_2MB : MAP_NORESERVE;
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
+	if (pages == MEM_PAGES_TRANSPARENT && madvise(p, size, MADV_HUGEPAGE) != 0) {
+		int e = errno; /* EINVAL: a kernel without transparent huge pages */
+		munmap(p, size);
+		return -e;
+	}
 	mem->file_backed = fd >= 0;
+	mem->pages = pages;
+	mem->page_size = pages == MEM_PAGES_2M ? MEM_HUGE_2M : 4096;
 	/* Guest RAM never belongs in a core dump of ember. */
 	madvise(p, size, MADV_DONTDUMP);
 	mem->host = p;
@@ -35,14 +54,47 @@ static int map_ram(struct guest_mem *mem, uint64_t size, int fd)
 	return 0;
 }
 
-int mem_init(struct guest_mem *mem, uint64_t size)
+int mem_init_pages(struct guest_mem *mem, uint64_t size, enum mem_pages pages)
 {
-	return map_ram(mem, size, -1);
+	return map_ram(mem, size, -1, pages);
 }
 
-int mem_init_file(struct guest_mem *mem, uint64_t size, int fd)
+int mem_init(struct guest_mem *mem, uint64_t size)
 {
-	return map_ram(mem, size, fd);
+	return map_ram(mem, size, -1, MEM_PAGES_NONE);
+}
+
+int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages pages)
+{
+	if (pages != MEM_PAGES_2M)
+		return map_ram(mem, size, fd, pages);
+	int ret = map_ram(mem, size, -1, pages);
+	for (uint64_t off = 0; !ret && off < size;) {
+		ssize_t n = pread(fd, mem->host + off, size - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			ret = n < 0 ? -errno : -EIO; /* the file was checked to be long enough */
+		else
+			off += (uint64_t)n;
+	}
+	if (ret)
+		mem_destroy(mem);
+	return ret;
+}
+
+long mem_huge_free(void)
+{
+	int fd = open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char buf[32];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
 }
 
 int mem_track_dirty(struct guest_mem *mem)

@@ -13,6 +13,14 @@
 
 #define MEM_MAX_REGIONS 2
 
+/* What backs guest RAM (machine-config "huge_pages"). */
+enum mem_pages {
+	MEM_PAGES_NONE,        /* 4 KiB pages */
+	MEM_PAGES_TRANSPARENT, /* 4 KiB, advised MADV_HUGEPAGE (transparent huge pages) */
+	MEM_PAGES_2M,          /* 2 MiB hugetlbfs pages from the host's pool */
+};
+#define MEM_HUGE_2M (2ULL << 20)
+
 struct mem_region {
 	uint64_t gpa;
 	uint64_t size;
@@ -23,6 +31,8 @@ struct guest_mem {
 	uint8_t *host;  /* the whole mapping */
 	uint64_t size;  /* bytes of guest RAM */
 	bool file_backed; /* a private (copy-on-write) mapping of a memory file */
+	enum mem_pages pages;
+	uint64_t page_size; /* of the mapping: 4096, or MEM_HUGE_2M for MEM_PAGES_2M */
 	/* With dirty tracking: one bit per 4 KiB page that ember itself (its
 	 * devices) wrote; KVM's dirty log has the guest's writes. */
 	uint64_t *dirty;
@@ -30,15 +40,26 @@ struct guest_mem {
 	struct mem_region regions[MEM_MAX_REGIONS];
 };
 
-/* Map size bytes of RAM (a multiple of 4 KiB) and lay it out below the MMIO
- * gap and, if it does not fit there, above 4 GiB. Returns 0 or -errno. */
+/* Map size bytes of RAM (a multiple of 4 KiB; of 2 MiB unless pages is
+ * MEM_PAGES_NONE) and lay it out below the MMIO gap and, if it does not fit
+ * there, above 4 GiB. 2 MiB pages are reserved from the host's hugetlbfs
+ * pool when mapped (faulted in lazily all the same): -ENOMEM if the pool
+ * has too few free pages. Returns 0 or -errno. */
+int mem_init_pages(struct guest_mem *mem, uint64_t size, enum mem_pages pages);
+/* mem_init_pages() with MEM_PAGES_NONE. */
 int mem_init(struct guest_mem *mem, uint64_t size);
 void mem_destroy(struct guest_mem *mem);
 
 /* The same layout, backed by a private mapping of the memory file fd (at
  * least size bytes): pages are read from the file when the guest first
- * touches them, and writes stay in this process. */
-int mem_init_file(struct guest_mem *mem, uint64_t size, int fd);
+ * touches them, and writes stay in this process. A file cannot be mapped
+ * into hugetlbfs pages: with MEM_PAGES_2M the RAM is mapped as
+ * mem_init_pages() does and the file copied into it whole, now. */
+int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages pages);
+
+/* Free 2 MiB pages in the host's hugetlbfs pool, or -1 if unknown (no
+ * /sys in a jail). For error messages. */
+long mem_huge_free(void);
 
 /* Start tracking ember's own writes (mem_mark_dirty). Returns 0 or -ENOMEM. */
 int mem_track_dirty(struct guest_mem *mem);

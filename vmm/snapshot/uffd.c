@@ -14,8 +14,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define UFFD_PAGE_SIZE 4096u
-
 static int uffd_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -71,9 +69,9 @@ static char *handshake_json(const struct guest_mem *mem, size_t *len)
 		const struct mem_region *r = &mem->regions[i];
 		n += (size_t)snprintf(s + n, cap - n,
 				      "%s{\"base_host_virt_addr\":%" PRIu64 ",\"size\":%" PRIu64
-				      ",\"offset\":%" PRIu64 ",\"page_size\":%u,\"page_size_kib\":%u}",
+				      ",\"offset\":%" PRIu64 ",\"page_size\":%" PRIu64 ",\"page_size_kib\":%" PRIu64 "}",
 				      i ? "," : "", (uint64_t)(uintptr_t)r->host, r->size,
-				      (uint64_t)(r->host - mem->host), UFFD_PAGE_SIZE, UFFD_PAGE_SIZE);
+				      (uint64_t)(r->host - mem->host), mem->page_size, mem->page_size);
 	}
 	s[n++] = ']';
 	s[n] = '\0';
@@ -139,7 +137,9 @@ int uffd_backend_connect(struct uffd_backend *b, const struct guest_mem *mem, co
 		goto fail;
 	}
 
-	const uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_ZEROPAGE) | (1ULL << _UFFDIO_WAKE);
+	/* hugetlbfs memory has no UFFDIO_ZEROPAGE: its handler copies zeros. */
+	const uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_WAKE) |
+			      (mem->page_size == 4096 ? 1ULL << _UFFDIO_ZEROPAGE : 0);
 	for (unsigned i = 0; i < mem->nregions; i++) {
 		const struct mem_region *r = &mem->regions[i];
 		struct uffdio_register reg = {
@@ -153,7 +153,7 @@ int uffd_backend_connect(struct uffd_backend *b, const struct guest_mem *mem, co
 		}
 		if ((reg.ioctls & need) != need) {
 			ret = uffd_fail(err, errlen, -EOPNOTSUPP, "userfaultfd on guest memory region %u lacks"
-					" UFFDIO_COPY/ZEROPAGE/WAKE", i);
+					" UFFDIO_COPY/WAKE (or ZEROPAGE)", i);
 			goto fail;
 		}
 	}

@@ -12,7 +12,9 @@
  *   {"base_host_virt_addr": <host address>, "size": <bytes>,
  *    "offset": <byte offset in the memory file>, "page_size": 4096,
  *    "page_size_kib": 4096}
- * (page_size_kib is in bytes despite its name; Firecracker still sends it)
+ * (page_size_kib is in bytes despite its name; Firecracker still sends it;
+ * both are 2097152 for huge_pages "2M", whose faults the handler must fill
+ * a whole 2 MiB page at a time, and without UFFDIO_ZEROPAGE)
  * with the userfaultfd attached as SCM_RIGHTS. The socket stays open: if
  * the handler dies, ember sees POLLHUP/EOF on it, while the guest's faults
  * would otherwise wait forever. */

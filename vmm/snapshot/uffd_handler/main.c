@@ -8,7 +8,10 @@
  * of its memory regions with its userfaultfd attached (see
  * vmm/snapshot/uffd.h). From then on every missing-page fault in those
  * regions is filled from the memory file: UFFDIO_COPY for data,
- * UFFDIO_ZEROPAGE for pages that are zero or in a hole of the file. With a
+ * UFFDIO_ZEROPAGE for pages that are zero or in a hole of the file. A VM
+ * with 2 MiB hugetlbfs pages (page_size 2097152 in its handshake) gets
+ * each fault filled a whole 2 MiB page at a time with UFFDIO_COPY (zeros
+ * too: hugetlbfs has no UFFDIO_ZEROPAGE), and no prefetch. With a
  * working set (vmm/snapshot/working_set.h), the pages the snapshotted run
  * touched are copied in ahead of the guest, a batch at a time, always after
  * the faults that are waiting. Any number of VMs can be served at once from
@@ -55,6 +58,7 @@
 #include "../working_set.h"
 
 #define PAGE 4096ULL
+#define HUGE (2ULL << 20)
 #define MAX_REGIONS 64
 #define MAX_CONNS 256
 #define HANDSHAKE_MAX 65536
@@ -78,6 +82,7 @@ struct conn {
 	struct region regions[MAX_REGIONS];
 	unsigned nregions;
 	uint64_t total;
+	uint64_t psz; /* the regions' page size: PAGE, or HUGE (hugetlbfs) */
 
 	/* faults read from the uffd and not yet served */
 	uint64_t *queue;
@@ -264,7 +269,7 @@ fail:
 /* One ioctl over [dst, dst+len): UFFDIO_ZEROPAGE or UFFDIO_COPY from the
  * file at off. Returns 0 or -errno; *filled is what was done before an
  * error. */
-static int fill(int uffd, uint64_t dst, uint64_t off, uint64_t len, bool zero, uint64_t *filled)
+static int fill(int uffd, uint64_t dst, uint64_t off, uint64_t len, bool zero, uint64_t psz, uint64_t *filled)
 {
 	int64_t got;
 	int r;
@@ -282,7 +287,7 @@ static int fill(int uffd, uint64_t dst, uint64_t off, uint64_t len, bool zero, u
 		return 0;
 	}
 	int e = errno;
-	*filled = got > 0 ? (uint64_t)got & ~(PAGE - 1) : 0;
+	*filled = got > 0 ? (uint64_t)got - (uint64_t)got % psz : 0;
 	return -e;
 }
 
@@ -294,17 +299,18 @@ static int fill(int uffd, uint64_t dst, uint64_t off, uint64_t len, bool zero, u
  * another -errno; *done is how far it got either way. */
 static int serve(struct conn *c, uint64_t dst, uint64_t off, uint64_t len, bool fault, uint64_t *done)
 {
-	uint64_t pos = 0, single_until = 0;
+	uint64_t pos = 0, single_until = 0, psz = c->psz;
+	bool small = psz == PAGE; /* else never zero: every run is copied */
 	int ret = 0;
 	while (pos < len) {
-		bool zero = page_is_zero(off + pos);
-		uint64_t run = PAGE;
+		bool zero = small && page_is_zero(off + pos);
+		uint64_t run = psz;
 		if (pos >= single_until)
-			while (pos + run < len && page_is_zero(off + pos + run) == zero)
-				run += PAGE;
+			while (pos + run < len && (small && page_is_zero(off + pos + run)) == zero)
+				run += psz;
 		uint64_t filled;
-		int r = fill(c->uffd, dst + pos, off + pos, run, zero, &filled);
-		uint64_t pages = filled / PAGE;
+		int r = fill(c->uffd, dst + pos, off + pos, run, zero, psz, &filled);
+		uint64_t pages = filled / psz;
 		if (fault) {
 			c->fault_pages += pages;
 			c->fault_zero += zero ? pages : 0;
@@ -316,7 +322,7 @@ static int serve(struct conn *c, uint64_t dst, uint64_t off, uint64_t len, bool 
 		if (r == 0)
 			continue;
 		if (r == -EEXIST || r == -ENOENT) {
-			if (filled + PAGE < run) {
+			if (filled + psz < run) {
 				/* A multi-page run can fail for one page (or at a
 				 * VMA boundary): go page by page to its end. */
 				single_until = pos + (run - filled);
@@ -324,10 +330,10 @@ static int serve(struct conn *c, uint64_t dst, uint64_t off, uint64_t len, bool 
 					continue;
 			}
 			if (fault && r == -EEXIST) {
-				struct uffdio_range wr = { .start = dst + pos, .len = PAGE };
+				struct uffdio_range wr = { .start = dst + pos, .len = psz };
 				ioctl(c->uffd, UFFDIO_WAKE, &wr);
 			}
-			pos += PAGE;
+			pos += psz;
 			continue;
 		}
 		ret = r;
@@ -367,9 +373,10 @@ static void conn_summary(const struct conn *c, const char *how)
 			 c->prefetch_pages, c->prefetch_zero, (double)(c->prefetch_ns - c->start_ns) / 1e6);
 	else
 		snprintf(pf, sizeof(pf), "prefetch stopped after %" PRIu64 " pages", c->prefetch_pages);
-	logline("connection %u (pid %ld) %s: %u regions, %" PRIu64 " MiB; %" PRIu64
+	logline("connection %u (pid %ld) %s: %u regions, %" PRIu64 " MiB in %" PRIu64 " KiB pages; %" PRIu64
 		" pages served by fault (%" PRIu64 " zero); %s; %" PRIu64 " remove events",
-		c->id, c->pid, how, c->nregions, c->total >> 20, c->fault_pages, c->fault_zero, pf, c->removes);
+		c->id, c->pid, how, c->nregions, c->total >> 20, c->psz >> 10, c->fault_pages, c->fault_zero, pf,
+		c->removes);
 }
 
 /* Drop connection i, logging one line. */
@@ -429,6 +436,7 @@ static const char *parse_regions(struct conn *c, const char *buf, size_t len, ch
 	}
 	c->nregions = 0;
 	c->total = 0;
+	c->psz = 0;
 	const cJSON *item;
 	cJSON_ArrayForEach(item, root) {
 		unsigned i = c->nregions;
@@ -450,12 +458,19 @@ static const char *parse_regions(struct conn *c, const char *buf, size_t len, ch
 			goto out;
 		}
 		/* page_size_kib (deprecated, in bytes) must agree if it is sent. */
-		if (page_size != PAGE || (page_size_kib && page_size_kib != page_size)) {
-			snprintf(why, whylen, "region %u: page size %" PRIu64 " (only 4096 is served)", i, page_size);
+		if ((page_size != PAGE && page_size != HUGE) || (page_size_kib && page_size_kib != page_size)) {
+			snprintf(why, whylen, "region %u: page size %" PRIu64 " (4096 and 2097152 are served)", i,
+				 page_size);
 			bad = why;
 			goto out;
 		}
-		if ((r->base | r->size | r->offset) % PAGE || r->size == 0 || r->base == 0) {
+		if (c->psz && page_size != c->psz) {
+			snprintf(why, whylen, "region %u: page size %" PRIu64 " unlike region 0's", i, page_size);
+			bad = why;
+			goto out;
+		}
+		c->psz = page_size;
+		if ((r->base | r->size | r->offset) % page_size || r->size == 0 || r->base == 0) {
 			snprintf(why, whylen, "region %u: address, size or offset not page aligned, or empty", i);
 			bad = why;
 			goto out;
@@ -580,7 +595,10 @@ static int conn_handshake(struct conn *c, char *why, size_t whylen)
 		c->uffd = fds[0];
 		c->active = true;
 		c->start_ns = now_ns();
-		c->prefetching = nws > 0;
+		/* The working set is in 4 KiB pages: not for hugetlbfs memory. */
+		c->prefetching = nws > 0 && c->psz == PAGE;
+		if (nws && c->psz != PAGE)
+			logline("connection %u: 2 MiB pages: the working set is not prefetched", c->id);
 		ret = 1;
 	}
 	free(buf);
@@ -633,7 +651,7 @@ static int conn_read_events(struct conn *c, char *why, size_t whylen)
 			const struct uffd_msg *m = &msgs[i];
 			switch (m->event) {
 			case UFFD_EVENT_PAGEFAULT: {
-				int r = queue_push(c, m->arg.pagefault.address & ~(PAGE - 1));
+				int r = queue_push(c, m->arg.pagefault.address & ~(c->psz - 1));
 				if (r) {
 					snprintf(why, whylen, "too many queued faults");
 					return r;
@@ -685,7 +703,7 @@ static int conn_serve_faults(struct conn *c, char *why, size_t whylen)
 			return -EFAULT;
 		}
 		uint64_t done;
-		int ret = serve(c, addr, r->offset + (addr - r->base), PAGE, true, &done);
+		int ret = serve(c, addr, r->offset + (addr - r->base), c->psz, true, &done);
 		if (ret == -EAGAIN)
 			return ret;
 		if (ret) {
