@@ -149,6 +149,7 @@ static uint8_t *map_guest(struct guest_mem *m, uint64_t size)
 	memset(m, 0, sizeof(*m));
 	m->host = p;
 	m->size = size;
+	m->page_size = 4096;
 	m->nregions = 2;
 	m->regions[0] = (struct mem_region){ .gpa = 0, .size = size / 2, .host = p };
 	m->regions[1] = (struct mem_region){ .gpa = 1ULL << 32, .size = size / 2, .host = (uint8_t *)p + size / 2 };
@@ -353,7 +354,7 @@ static int cmd_hostile(const char *sock, const char *kind)
 	} else if (!strcmp(kind, "misaligned")) {
 		text = "[{\"base_host_virt_addr\":268435457,\"size\":1048576,\"offset\":0,\"page_size\":4096}]";
 	} else if (!strcmp(kind, "pagesize")) {
-		text = "[{\"base_host_virt_addr\":268435456,\"size\":2097152,\"offset\":0,\"page_size\":2097152}]";
+		text = "[{\"base_host_virt_addr\":268435456,\"size\":2097152,\"offset\":0,\"page_size\":8192}]";
 	} else if (!strcmp(kind, "overlap")) {
 		text = "[{\"base_host_virt_addr\":268435456,\"size\":1048576,\"offset\":0,\"page_size\":4096},"
 		       "{\"base_host_virt_addr\":268439552,\"size\":4096,\"offset\":0,\"page_size\":4096}]";

@@ -537,3 +537,72 @@ Test(config_json, vm_config_hides_logger_metrics_serial)
 	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "serial_out_path")), "/s");
 	cJSON_Delete(o);
 }
+
+/* huge_pages: Firecracker's three values, a whole number of 2 MiB pages
+ * for either kind of huge page, kept by a PATCH that does not name it,
+ * reset by a PUT that does not, and shown by GET. */
+Test(config_json, machine_huge_pages)
+{
+	static const struct { const char *name; enum mem_pages pages; } vals[] = {
+		{ "None", MEM_PAGES_NONE }, { "Transparent", MEM_PAGES_TRANSPARENT }, { "2M", MEM_PAGES_2M },
+	};
+	struct machine_config cur = { 0 }, m;
+	unsigned fields;
+	char err[256] = "", body[128];
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		snprintf(body, sizeof(body), "{\"vcpu_count\": 1, \"mem_size_mib\": 64, \"huge_pages\": \"%s\"}",
+			 vals[i].name);
+		cJSON *obj = cJSON_Parse(body);
+		cr_assert_eq(config_json_machine(obj, true, &m, &fields, err, sizeof(err)), 0, "%s", err);
+		cr_assert(fields & MACHINE_F_HUGE_PAGES);
+		cr_assert_eq(config_machine_apply(&cur, &m, fields, false, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(cur.huge_pages, vals[i].pages);
+		cJSON_Delete(obj);
+		cJSON *o = config_json_machine_obj(&cur);
+		cr_assert_str_eq(cJSON_GetObjectItem(o, "huge_pages")->valuestring, vals[i].name);
+		cJSON_Delete(o);
+	}
+	/* 2M now: an odd size is refused, by a PATCH of the size too. */
+	cJSON *odd = cJSON_Parse("{\"mem_size_mib\": 65}");
+	cr_assert_eq(config_json_machine(odd, false, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_machine_apply(&cur, &m, fields, true, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "The memory size (MiB) is either 0, or not a multiple of the configured page size."),
+		  "%s", err);
+	cr_assert_eq(cur.mem_size_mib, 64);
+	cr_assert_eq(cur.huge_pages, MEM_PAGES_2M, "a PATCH without huge_pages keeps it");
+	/* A PUT without it is back to None, where any size goes. */
+	cJSON *put = cJSON_Parse("{\"vcpu_count\": 1, \"mem_size_mib\": 65}");
+	cr_assert_eq(config_json_machine(put, true, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_machine_apply(&cur, &m, fields, false, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cur.huge_pages, MEM_PAGES_NONE);
+	cJSON_Delete(odd);
+	cJSON_Delete(put);
+	/* Anything else, or not a string, is refused naming the field. */
+	static const char *const bad[] = { "\"1G\"", "\"2m\"", "\"Snapshot\"", "2", "true" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body), "{\"vcpu_count\": 1, \"mem_size_mib\": 64, \"huge_pages\": %s}", bad[i]);
+		cJSON *obj = cJSON_Parse(body);
+		cr_assert_neq(config_json_machine(obj, true, &m, &fields, err, sizeof(err)), 0, "accepted %s", bad[i]);
+		cr_assert(strstr(err, "huge_pages"), "%s", err);
+		cJSON_Delete(obj);
+	}
+}
+
+/* The configuration a snapshot keeps has huge_pages, and reads back. */
+Test(config_json, huge_pages_survive_the_state_json)
+{
+	struct vmm_config cfg, again;
+	char err[256] = "";
+	cr_assert_eq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": "
+			   "{\"vcpu_count\": 1, \"mem_size_mib\": 64, \"huge_pages\": \"2M\"}}", &cfg, err), 0, "%s", err);
+	cr_assert_eq(cfg.machine.huge_pages, MEM_PAGES_2M);
+	cJSON *o = config_json_state_obj(&cfg);
+	char *text = cJSON_PrintUnformatted(o);
+	cr_assert_eq(parse(text, &again, err), 0, "%s", err);
+	cr_assert_eq(again.machine.huge_pages, MEM_PAGES_2M);
+	/* A config file with an odd size for huge pages is refused. */
+	cr_assert_neq(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": "
+			    "{\"vcpu_count\": 1, \"mem_size_mib\": 63, \"huge_pages\": \"Transparent\"}}", &cfg, err), 0);
+	free(text);
+	cJSON_Delete(o);
+}

@@ -1,5 +1,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "../../vmm/layout.h"
 #include "../../vmm/memory.h"
@@ -65,4 +68,35 @@ Test(memory, rejects_bad_sizes)
 	struct guest_mem mem;
 	cr_assert_eq(mem_init(&mem, 0), -EINVAL);
 	cr_assert_eq(mem_init(&mem, 4097), -EINVAL);
+}
+
+/* Huge pages need whole 2 MiB pages; transparent ones are advised on the
+ * mapping; a memory file for 2 MiB pages is copied in (or, with no pool,
+ * the mapping fails with ENOMEM rather than a SIGBUS later). */
+Test(memory, huge_page_backings)
+{
+	struct guest_mem mem;
+	cr_assert_eq(mem_init_pages(&mem, 3 << 20, MEM_PAGES_TRANSPARENT), -EINVAL);
+	cr_assert_eq(mem_init_pages(&mem, 3 << 20, MEM_PAGES_2M), -EINVAL);
+	cr_assert_eq(mem_init_pages(&mem, 4 << 20, MEM_PAGES_TRANSPARENT), 0);
+	cr_assert_eq(mem.page_size, 4096);
+	mem_destroy(&mem);
+
+	char path[] = "/tmp/ember-memtest.XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(ftruncate(fd, 4 << 20), 0);
+	cr_assert_eq(pwrite(fd, "huge", 4, (3 << 20) + 5), 4);
+	int ret = mem_init_file(&mem, 4 << 20, fd, MEM_PAGES_2M);
+	if (mem_huge_free() >= 2) {
+		cr_assert_eq(ret, 0);
+		cr_assert_eq(mem.page_size, 2 << 20);
+		cr_assert(!mem.file_backed);
+		cr_assert_eq(memcmp(mem_ptr(&mem, (3 << 20) + 5, 4), "huge", 4), 0);
+		mem_destroy(&mem);
+	} else {
+		cr_assert_eq(ret, -ENOMEM, "%d", ret);
+	}
+	close(fd);
 }

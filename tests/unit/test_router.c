@@ -203,6 +203,31 @@ Test(router, snapshot_load_fields)
 	}
 }
 
+/* snapshot_load.huge_pages: Firecracker's override of the snapshot's
+ * page size; "Snapshot", the default, keeps it. */
+Test(router, snapshot_load_huge_pages)
+{
+	static const struct { const char *body; bool has; enum mem_pages pages; } cases[] = {
+		{ "", false, MEM_PAGES_NONE },
+		{ ", \"huge_pages\": \"Snapshot\"", false, MEM_PAGES_NONE },
+		{ ", \"huge_pages\": \"None\"", true, MEM_PAGES_NONE },
+		{ ", \"huge_pages\": \"Transparent\"", true, MEM_PAGES_TRANSPARENT },
+		{ ", \"huge_pages\": \"2M\"", true, MEM_PAGES_2M },
+	};
+	char body[256];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(body, sizeof(body), "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"%s}", cases[i].body);
+		route("PUT", "/snapshot/load", body);
+		cr_assert_eq(r.status, 0, "%s: %s", body, r.fault);
+		cr_assert_eq(a.u.snap_load.has_huge_pages, cases[i].has, "%s", body);
+		if (cases[i].has)
+			cr_assert_eq(a.u.snap_load.huge_pages, cases[i].pages, "%s", body);
+	}
+	route("PUT", "/snapshot/load", "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"huge_pages\": \"1G\"}");
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.fault, "unknown variant `1G`"), "%s", r.fault);
+}
+
 /* Bodies are parsed as strictly as the config file: a NUL in a string
  * (cJSON would cut "real.img\u0000.qcow2" to "real.img"), a key given
  * twice (cJSON's lookups would take the first) and text after the JSON
