@@ -441,7 +441,7 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 			char *err, size_t errlen)
 {
 	static const char *const keys[] = { "vcpu_count", "mem_size_mib", "smt", "cpu_template",
-		"track_dirty_pages", "huge_pages", NULL };
+		"track_dirty_pages", "huge_pages", "ember_ksm", NULL };
 	/* Firecracker's x86 variants, in its order (its refusal lists them so). */
 	static const char *const templates[] = { "C3", "T2", "T2S", "None", "T2CL", "T2A", NULL };
 	/* Firecracker's variants, in its order. */
@@ -478,7 +478,10 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 		f |= MACHINE_F_SMT;
 	if (field(obj, "track_dirty_pages"))
 		f |= MACHINE_F_TRACK_DIRTY;
-	if ((ret = get_bool(obj, sec, "smt", &m.smt, err, errlen)) ||
+	if (field(obj, "ember_ksm"))
+		f |= MACHINE_F_EMBER_KSM;
+	if ((ret = get_bool(obj, sec, "ember_ksm", &m.ember_ksm, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "smt", &m.smt, err, errlen)) ||
 	    (ret = get_bool(obj, sec, "track_dirty_pages", &m.track_dirty_pages, err, errlen)))
 		return ret;
 
@@ -1057,6 +1060,9 @@ cJSON *config_json_machine_obj(const struct machine_config *m)
 		cJSON_AddStringToObject(o, "cpu_template", cpu_template_name(m->cpu_template));
 	cJSON_AddBoolToObject(o, "track_dirty_pages", m->track_dirty_pages);
 	cJSON_AddStringToObject(o, "huge_pages", config_huge_pages_name(m->huge_pages));
+	/* ember's own key, shown only when on: Firecracker's shape otherwise. */
+	if (m->ember_ksm)
+		cJSON_AddBoolToObject(o, "ember_ksm", true);
 	return o;
 }
 

@@ -49,6 +49,7 @@ enum action_type {
 #define MACHINE_F_TRACK_DIRTY 0x8
 #define MACHINE_F_CPU_TEMPLATE 0x10
 #define MACHINE_F_HUGE_PAGES 0x20
+#define MACHINE_F_EMBER_KSM 0x40
 
 struct machine_update {
 	struct machine_config value;

@@ -47,6 +47,8 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		m.track_dirty_pages = v->track_dirty_pages;
 	if (fields & MACHINE_F_HUGE_PAGES)
 		m.huge_pages = v->huge_pages;
+	if (fields & MACHINE_F_EMBER_KSM)
+		m.ember_ksm = v->ember_ksm;
 	/* As Firecracker: a PUT without cpu_template keeps the template
 	 * (static or custom); "None" drops it. */
 	m.cpu_template = (fields & MACHINE_F_CPU_TEMPLATE) ? v->cpu_template : cur->cpu_template;
@@ -60,6 +62,11 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		snprintf(err, errlen, "The memory size (MiB) is either 0, or not a multiple of the configured page size. "
 			 "(machine-config.mem_size_mib: %llu MiB with huge_pages \"%s\")",
 			 (unsigned long long)m.mem_size_mib, config_huge_pages_name(m.huge_pages));
+		return -EINVAL;
+	}
+	/* KSM passes hugetlbfs memory by without a word: refuse to pretend. */
+	if (m.ember_ksm && m.huge_pages == MEM_PAGES_2M) {
+		snprintf(err, errlen, "machine-config.ember_ksm: KSM does not merge huge_pages \"2M\" (hugetlbfs) memory");
 		return -EINVAL;
 	}
 	*cur = m;

@@ -33,6 +33,7 @@ struct machine_config {
 	 * vmm_config's cpu_custom (PUT /cpu-config). The last one set wins. */
 	enum cpu_template_kind cpu_template;
 	enum mem_pages huge_pages;       /* "None", "Transparent", "2M" */
+	bool ember_ksm;                  /* ember's own: guest memory MADV_MERGEABLE */
 };
 
 #define CONFIG_ID_MAX 64

@@ -284,7 +284,7 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		return -EINVAL;
 	}
 	struct vm_memory src = { .fd = p->mem_fd, .track_dirty = cfg->machine.track_dirty_pages,
-				 .pages = cfg->machine.huge_pages };
+				 .pages = cfg->machine.huge_pages, .ksm = cfg->machine.ember_ksm };
 	struct boot_images img = {
 		.kernel_path = cfg->boot.kernel_image_path,
 		.initrd_path = cfg->boot.initrd_path[0] ? cfg->boot.initrd_path : NULL,

@@ -83,6 +83,11 @@ int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages p
 	return ret;
 }
 
+int mem_merge(struct guest_mem *mem)
+{
+	return madvise(mem->host, mem->size, MADV_MERGEABLE) == 0 ? 0 : -errno;
+}
+
 long mem_huge_free(void)
 {
 	int fd = open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", O_RDONLY | O_CLOEXEC);

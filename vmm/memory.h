@@ -57,6 +57,10 @@ void mem_destroy(struct guest_mem *mem);
  * mem_init_pages() does and the file copied into it whole, now. */
 int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages pages);
 
+/* Offer guest memory to KSM (same-page merging): madvise MADV_MERGEABLE.
+ * Returns 0 or -errno (-EINVAL: a kernel without KSM). */
+int mem_merge(struct guest_mem *mem);
+
 /* Free 2 MiB pages in the host's hugetlbfs pool, or -1 if unknown (no
  * /sys in a jail). For error messages. */
 long mem_huge_free(void);

@@ -241,6 +241,11 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 			 -err == ENOMEM ? "Out of memory" : strerror(-err), -err, (unsigned long long)(mem_bytes >> 20));
 		goto fail;
 	}
+	if (src->ksm && (err = mem_merge(&vm->mem))) {
+		snprintf(errbuf, errlen, "machine-config.ember_ksm: madvise(MADV_MERGEABLE) of guest memory: %s%s",
+			 strerror(-err), err == -EINVAL ? " (a host kernel without KSM?)" : "");
+		goto fail;
+	}
 	err = set_memory_slots(vm);
 	if (err) {
 		snprintf(errbuf, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-err));

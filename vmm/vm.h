@@ -60,6 +60,7 @@ struct vm_memory {
 	int fd;                  /* a memory file to map privately, or -1: anonymous */
 	bool track_dirty;        /* dirty-page tracking, for diff snapshots */
 	enum mem_pages pages;    /* machine-config huge_pages */
+	bool ksm;                /* machine-config ember_ksm */
 };
 
 /* Start creating the configuration-independent part of the VM (the VM

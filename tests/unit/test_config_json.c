@@ -606,3 +606,38 @@ Test(config_json, huge_pages_survive_the_state_json)
 	free(text);
 	cJSON_Delete(o);
 }
+
+/* ember_ksm, ember's own key: a boolean, kept by a PATCH that does not
+ * name it, shown only when on (GET keeps Firecracker's keys otherwise),
+ * and refused with 2 MiB hugetlbfs pages, which KSM does not merge. */
+Test(config_json, machine_ember_ksm)
+{
+	struct machine_config cur = { .vcpu_count = 1, .mem_size_mib = 64 }, m;
+	unsigned fields;
+	char err[256] = "";
+	cJSON *on = cJSON_Parse("{\"ember_ksm\": true}");
+	cr_assert_eq(config_json_machine(on, false, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(fields, MACHINE_F_EMBER_KSM);
+	cr_assert_eq(config_machine_apply(&cur, &m, fields, true, err, sizeof(err)), 0, "%s", err);
+	cr_assert(cur.ember_ksm);
+	cJSON *o = config_json_machine_obj(&cur);
+	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(o, "ember_ksm")));
+	cJSON_Delete(o);
+	cJSON *huge = cJSON_Parse("{\"huge_pages\": \"2M\"}");
+	cr_assert_eq(config_json_machine(huge, false, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_machine_apply(&cur, &m, fields, true, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "machine-config.ember_ksm"), "%s", err);
+	cr_assert_eq(cur.huge_pages, MEM_PAGES_NONE);
+	cJSON *bad = cJSON_Parse("{\"ember_ksm\": 1}");
+	cr_assert_neq(config_json_machine(bad, false, &m, &fields, err, sizeof(err)), 0);
+	cJSON *off = cJSON_Parse("{\"ember_ksm\": false}");
+	cr_assert_eq(config_json_machine(off, false, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_machine_apply(&cur, &m, fields, true, err, sizeof(err)), 0, "%s", err);
+	o = config_json_machine_obj(&cur);
+	cr_assert_null(cJSON_GetObjectItem(o, "ember_ksm"));
+	cJSON_Delete(o);
+	cJSON_Delete(on);
+	cJSON_Delete(huge);
+	cJSON_Delete(bad);
+	cJSON_Delete(off);
+}
