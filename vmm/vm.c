@@ -219,21 +219,22 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 
 	err = src->fd >= 0 ? mem_init_file(&vm->mem, mem_bytes, src->fd, src->pages)
 			   : mem_init_pages(&vm->mem, mem_bytes, src->pages);
-	if (!err && src->track_dirty)
-		err = mem_track_dirty(&vm->mem);
-	vm->track_dirty = src->track_dirty;
 	if (err == -ENOMEM && src->pages == MEM_PAGES_2M) {
+		/* The pool is short: say by how much, and where it is set. */
 		long free_pages = mem_huge_free();
 		char have[64] = "";
 		if (free_pages >= 0)
-			snprintf(have, sizeof(have), " has %ld free and", free_pages);
+			snprintf(have, sizeof(have), ", the host has %ld", free_pages);
 		snprintf(errbuf, errlen,
 			 "Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error %d) "
-			 "(machine-config.huge_pages \"2M\": the guest's %llu MiB need %llu free 2 MiB huge pages; the host"
-			 "%s reserves them in /proc/sys/vm/nr_hugepages)",
+			 "(machine-config.huge_pages \"2M\": the guest's %llu MiB need %llu free 2 MiB huge pages%s; "
+			 "reserve more in /proc/sys/vm/nr_hugepages)",
 			 ENOMEM, (unsigned long long)(mem_bytes >> 20), (unsigned long long)(mem_bytes / MEM_HUGE_2M), have);
 		goto fail;
 	}
+	if (!err && src->track_dirty)
+		err = mem_track_dirty(&vm->mem);
+	vm->track_dirty = src->track_dirty;
 	if (err) {
 		snprintf(errbuf, errlen,
 			 "Invalid Memory Configuration: Cannot create mmap region: %s (os error %d) (%llu MiB of guest memory)",
