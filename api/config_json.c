@@ -877,6 +877,63 @@ int config_json_vsock(const cJSON *obj, struct vsock_config *out, char *err, siz
 	return 0;
 }
 
+int config_json_balloon(const cJSON *obj, struct balloon_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "amount_mib", "deflate_on_oom", "stats_polling_interval_s",
+		"free_page_hinting", "free_page_reporting", NULL };
+	const char *sec = "balloon";
+	struct balloon_config b = { .set = true };
+	uint64_t amount = 0, interval = 0;
+	bool present;
+	int ret;
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_uint(obj, sec, "amount_mib", "u32", 0, UINT32_MAX, &amount, &present, err, errlen)))
+		return ret;
+	if (!present)
+		return missing(obj, sec, "amount_mib", "u32", err, errlen);
+	if (!field(obj, "deflate_on_oom"))
+		return missing(obj, sec, "deflate_on_oom", "a boolean", err, errlen);
+	if ((ret = get_bool(obj, sec, "deflate_on_oom", &b.deflate_on_oom, err, errlen)) ||
+	    (ret = get_uint(obj, sec, "stats_polling_interval_s", "u16", 0, UINT16_MAX, &interval,
+			    &present, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "free_page_hinting", &b.free_page_hinting, err, errlen)) ||
+	    (ret = get_bool(obj, sec, "free_page_reporting", &b.free_page_reporting, err, errlen)))
+		return ret;
+	b.amount_mib = (uint32_t)amount;
+	b.stats_polling_interval_s = (uint16_t)interval;
+	*out = b;
+	return 0;
+}
+
+int config_json_balloon_patch(const cJSON *obj, bool stats, uint32_t *out, char *err, size_t errlen)
+{
+	const char *key = stats ? "stats_polling_interval_s" : "amount_mib";
+	const char *ty = stats ? "u16" : "u32";
+	const char *const keys[] = { key, NULL };
+	uint64_t v;
+	bool present;
+	int ret;
+	if ((ret = check_keys(obj, "balloon", keys, err, errlen)) ||
+	    (ret = get_uint(obj, "balloon", key, ty, 0, stats ? UINT16_MAX : UINT32_MAX, &v, &present,
+			    err, errlen)))
+		return ret;
+	if (!present)
+		return missing(obj, "balloon", key, ty, err, errlen);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+cJSON *config_json_balloon_obj(const struct balloon_config *b)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "amount_mib", b->amount_mib);
+	cJSON_AddBoolToObject(o, "deflate_on_oom", b->deflate_on_oom);
+	cJSON_AddNumberToObject(o, "stats_polling_interval_s", b->stats_polling_interval_s);
+	cJSON_AddBoolToObject(o, "free_page_hinting", b->free_page_hinting);
+	cJSON_AddBoolToObject(o, "free_page_reporting", b->free_page_reporting);
+	return o;
+}
+
 int config_json_mmds(const cJSON *obj, struct mmds_config *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "version", "network_interfaces", "ipv4_address", "imds_compat", NULL };
@@ -1069,7 +1126,10 @@ cJSON *config_json_machine_obj(const struct machine_config *m)
 cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 {
 	cJSON *root = cJSON_CreateObject();
-	cJSON_AddNullToObject(root, "balloon");
+	if (cfg->balloon.set)
+		cJSON_AddItemToObject(root, "balloon", config_json_balloon_obj(&cfg->balloon));
+	else
+		cJSON_AddNullToObject(root, "balloon");
 	cJSON *drives = cJSON_AddArrayToObject(root, "drives");
 	for (unsigned i = 0; i < cfg->ndrives; i++) {
 		const struct drive_config *d = &cfg->drives[i];
@@ -1179,6 +1239,8 @@ cJSON *config_json_state_obj(const struct vmm_config *cfg)
  * messages for the root drive, the MAC and the tap are Firecracker's. */
 int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 {
+	if (cfg->balloon.set && cfg->balloon.amount_mib > cfg->machine.mem_size_mib)
+		return fail(err, errlen, BALLOON_TOO_LARGE);
 	unsigned roots = 0;
 	for (unsigned i = 0; i < cfg->ndrives; i++) {
 		roots += cfg->drives[i].is_root_device;
@@ -1227,13 +1289,14 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 /* Sections of Firecracker's config file that ember does not implement
  * yet: accepted when empty, refused with a clear message otherwise. */
 static const char *const unsupported_sections[] = {
-	"balloon", "memory-hotplug", NULL,
+	"memory-hotplug", NULL,
 };
 
 static bool optional_section(const char *name)
 {
 	static const char *const known[] = { "machine-config", "drives", "network-interfaces",
-		"vsock", "entropy", "serial", "logger", "metrics", "mmds-config", "cpu-config", "pmem", NULL };
+		"vsock", "entropy", "serial", "logger", "metrics", "mmds-config", "cpu-config", "pmem",
+		"balloon", NULL };
 	for (const char *const *s = known; *s; s++)
 		if (strcmp(name, *s) == 0)
 			return true;
@@ -1338,6 +1401,8 @@ static int parse_file(const char *text, size_t len, bool allow_paths, struct vmm
 			ret = config_json_vsock(it, &cfg->vsock, err, errlen);
 		} else if (strcmp(it->string, "entropy") == 0) {
 			ret = config_json_entropy(it, &cfg->entropy, err, errlen);
+		} else if (strcmp(it->string, "balloon") == 0) {
+			ret = config_json_balloon(it, &cfg->balloon, err, errlen);
 		} else if (strcmp(it->string, "serial") == 0) {
 			ret = config_json_serial(it, &cfg->serial, err, errlen);
 		} else if (strcmp(it->string, "logger") == 0) {

@@ -70,6 +70,16 @@ int config_json_drive(const struct cJSON *obj, struct drive_config *out, char *e
 int config_json_net(const struct cJSON *obj, struct net_config *out, char *err, size_t errlen);
 int config_json_pmem(const struct cJSON *obj, struct pmem_config *out, char *err, size_t errlen);
 int config_json_vsock(const struct cJSON *obj, struct vsock_config *out, char *err, size_t errlen);
+/* A balloon body (PUT /balloon, the config file's "balloon"): amount_mib
+ * and deflate_on_oom required, the rest optional; unknown keys refused. */
+int config_json_balloon(const struct cJSON *obj, struct balloon_config *out, char *err, size_t errlen);
+/* PATCH /balloon ({"amount_mib"}) or, with stats, PATCH /balloon/statistics
+ * ({"stats_polling_interval_s"}): the one required field. */
+int config_json_balloon_patch(const struct cJSON *obj, bool stats, uint32_t *out, char *err,
+			      size_t errlen);
+struct cJSON *config_json_balloon_obj(const struct balloon_config *b);
+/* Firecracker's answer to a balloon larger than the guest's memory. */
+#define BALLOON_TOO_LARGE "Balloon config error: Amount of pages requested is too large."
 int config_json_entropy(const struct cJSON *obj, struct entropy_config *out, char *err,
 			size_t errlen);
 int config_json_serial(const struct cJSON *obj, struct serial_config *out, char *err, size_t errlen);

@@ -15,7 +15,8 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_ENTROPY] = "entropy", [EP_SERIAL] = "serial", [EP_LOGGER] = "logger",
 	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_VM] = "vm",
 	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
-	[EP_MMDS] = "mmds", [EP_CPU_CONFIG] = "cpu_config", [EP_PMEM] = "pmem",
+	[EP_MMDS] = "mmds", [EP_CPU_CONFIG] = "cpu_config", [EP_PMEM] = "pmem", [EP_BALLOON] = "balloon",
+	[EP_BALLOON_STATS] = "balloon_stats",
 	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
@@ -38,8 +39,6 @@ static const struct {
 	bool prefix;        /* "/pmem/" + id */
 	unsigned methods;
 } unsupported[] = {
-	{ "/balloon", false, M_GET | M_PUT | M_PATCH },
-	{ "/balloon/statistics", false, M_GET | M_PATCH },
 	{ "/balloon/hinting/start", false, M_PATCH },
 	{ "/balloon/hinting/status", false, M_GET },
 	{ "/balloon/hinting/stop", false, M_PATCH },
@@ -469,6 +468,19 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 		if (!ret && get(obj, "vsock_id"))
 			snprintf(r->deprecation, sizeof(r->deprecation), "PUT /vsock: vsock_id field is deprecated.");
 		break;
+	case EP_BALLOON:
+		if (patch) {
+			a->type = ACTION_PATCH_BALLOON;
+			ret = config_json_balloon_patch(obj, false, &a->u.balloon_value, err, el);
+		} else {
+			a->type = ACTION_PUT_BALLOON;
+			ret = config_json_balloon(obj, &a->u.balloon, err, el);
+		}
+		break;
+	case EP_BALLOON_STATS:
+		a->type = ACTION_PATCH_BALLOON_STATS;
+		ret = config_json_balloon_patch(obj, true, &a->u.balloon_value, err, el);
+		break;
 	case EP_ENTROPY:
 		a->type = ACTION_PUT_ENTROPY;
 		ret = config_json_entropy(obj, &a->u.entropy, err, el);
@@ -547,6 +559,10 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_NETWORK_INTERFACES, allowed = M_PUT | M_PATCH;
 	} else if ((id = path_id(path, "/pmem/")) && req->method != HTTP_DELETE) {
 		ep = EP_PMEM, allowed = M_PUT | M_PATCH;
+	} else if (strcmp(path, "/balloon") == 0) {
+		ep = EP_BALLOON, allowed = M_GET | M_PUT | M_PATCH;
+	} else if (strcmp(path, "/balloon/statistics") == 0) {
+		ep = EP_BALLOON_STATS, allowed = M_GET | M_PATCH;
 	} else if (strcmp(path, "/vsock") == 0) {
 		ep = EP_VSOCK, allowed = M_PUT;
 	} else if (strcmp(path, "/entropy") == 0) {
@@ -631,7 +647,9 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 	}
 	if (req->method == HTTP_GET) {
 		a->type = ep == EP_ROOT ? ACTION_GET_INSTANCE_INFO
-		        : ep == EP_MACHINE_CONFIG ? ACTION_GET_MACHINE_CONFIG : ACTION_GET_VM_CONFIG;
+		        : ep == EP_MACHINE_CONFIG ? ACTION_GET_MACHINE_CONFIG
+		        : ep == EP_BALLOON ? ACTION_GET_BALLOON
+		        : ep == EP_BALLOON_STATS ? ACTION_GET_BALLOON_STATS : ACTION_GET_VM_CONFIG;
 		return;
 	}
 	route_body(req, ep, id, a, r);

@@ -24,6 +24,11 @@ enum action_type {
 	ACTION_PATCH_NET,
 	ACTION_PUT_PMEM,
 	ACTION_PATCH_PMEM,
+	ACTION_PUT_BALLOON,
+	ACTION_PATCH_BALLOON,
+	ACTION_PATCH_BALLOON_STATS,
+	ACTION_GET_BALLOON,
+	ACTION_GET_BALLOON_STATS,
 	ACTION_PUT_VSOCK,
 	ACTION_PUT_ENTROPY,
 	ACTION_PUT_SERIAL,
@@ -129,6 +134,8 @@ struct action {
 		struct net_update net_update;
 		struct pmem_config pmem;
 		struct pmem_update pmem_update;
+		struct balloon_config balloon;
+		uint32_t balloon_value;   /* PATCH /balloon's amount_mib, or the stats interval */
 		struct vsock_config vsock;
 		struct entropy_config entropy;
 		struct serial_config serial;

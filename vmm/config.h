@@ -90,6 +90,16 @@ struct entropy_config {
 	struct ratelimiter_config rate_limiter;
 };
 
+/* PUT /balloon (virtio-balloon). */
+struct balloon_config {
+	bool set;
+	uint32_t amount_mib;            /* target size */
+	bool deflate_on_oom;
+	uint16_t stats_polling_interval_s; /* 0: no statistics queue */
+	bool free_page_hinting;         /* accepted and shown; not offered to the guest yet */
+	bool free_page_reporting;
+};
+
 struct serial_config {
 	bool set;
 	char serial_out_path[CONFIG_PATH_MAX]; /* "" : ember's stdout */
@@ -139,6 +149,7 @@ struct vmm_config {
 	struct pmem_config pmems[CONFIG_MAX_PMEMS]; /* in /dev/pmemN order */
 	struct vsock_config vsock;
 	struct entropy_config entropy;
+	struct balloon_config balloon;
 	struct serial_config serial;
 	struct logger_config logger;
 	struct metrics_config metrics;

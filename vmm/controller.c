@@ -22,6 +22,7 @@
 #include "snapshot/snapshot.h"
 #include "vcpu.h"
 #include "version.h"
+#include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/pmem.h"
@@ -372,6 +373,70 @@ static void patch_pmem(struct controller *c, struct action *a)
 			c->cfg.pmems[i] = pm->cfg;
 }
 
+/* ---- the balloon ------------------------------------------------------ */
+
+#define BALLOON_NOT_FOUND "Balloon config error: No balloon device found."
+
+static void put_balloon(struct controller *c, struct action *a)
+{
+	if (a->u.balloon.amount_mib > c->cfg.machine.mem_size_mib) {
+		reply_error(a, 400, BALLOON_TOO_LARGE);
+		return;
+	}
+	c->cfg.balloon = a->u.balloon;
+}
+
+static void get_balloon(struct controller *c, struct action *a)
+{
+	if (!c->cfg.balloon.set) {
+		reply_error(a, 400, BALLOON_NOT_FOUND);
+		return;
+	}
+	struct virtio_balloon *b = c->machine.balloon;
+	if (b && c->state != STATE_NOT_STARTED) {
+		pthread_mutex_lock(&b->vd.lock);
+		c->cfg.balloon = b->cfg;
+		pthread_mutex_unlock(&b->vd.lock);
+	}
+	reply_json(a, config_json_balloon_obj(&c->cfg.balloon));
+}
+
+/* The running device, or NULL (answered). */
+static struct virtio_balloon *running_balloon(struct controller *c, struct action *a)
+{
+	if (!c->machine.balloon)
+		reply_error(a, 400, BALLOON_NOT_FOUND);
+	return c->machine.balloon;
+}
+
+static void patch_balloon(struct controller *c, struct action *a, bool stats)
+{
+	struct virtio_balloon *b = running_balloon(c, a);
+	if (!b)
+		return;
+	int ret = stats ? virtio_balloon_set_interval(b, (uint16_t)a->u.balloon_value, a->fault, sizeof(a->fault))
+			: virtio_balloon_set_target(b, a->u.balloon_value, a->fault, sizeof(a->fault));
+	if (ret) {
+		a->status = 400;
+		return;
+	}
+	pthread_mutex_lock(&b->vd.lock);
+	c->cfg.balloon = b->cfg;
+	pthread_mutex_unlock(&b->vd.lock);
+}
+
+static void get_balloon_stats(struct controller *c, struct action *a)
+{
+	struct virtio_balloon *b = running_balloon(c, a);
+	if (!b)
+		return;
+	cJSON *o = virtio_balloon_stats_obj(b, a->fault, sizeof(a->fault));
+	if (!o)
+		a->status = 400;
+	else
+		reply_json(a, o);
+}
+
 /* ---- pause, resume, snapshots --------------------------------------- */
 
 #define PAUSE_IO_TIMEOUT_NS (5ULL * 1000000000ULL)
@@ -706,6 +771,22 @@ void controller_handle(struct controller *c, struct action *a)
 	case ACTION_PATCH_PMEM:
 		if (post_boot(c, a))
 			patch_pmem(c, a);
+		break;
+	case ACTION_PUT_BALLOON:
+		if (boot_config(c, a))
+			put_balloon(c, a);
+		break;
+	case ACTION_GET_BALLOON:
+		get_balloon(c, a);
+		break;
+	case ACTION_PATCH_BALLOON:
+	case ACTION_PATCH_BALLOON_STATS:
+		if (post_boot(c, a))
+			patch_balloon(c, a, a->type == ACTION_PATCH_BALLOON_STATS);
+		break;
+	case ACTION_GET_BALLOON_STATS:
+		if (post_boot(c, a))
+			get_balloon_stats(c, a);
 		break;
 	case ACTION_PUT_VSOCK:
 		if (boot_config(c, a))

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mmds/mmds.h"
 #include "vcpu.h"
+#include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/pmem.h"
@@ -59,6 +60,10 @@ static void destroy(struct machine *m)
 	if (m->vsock) {
 		virtio_dev_destroy(&m->vsock->vd);
 		free(m->vsock);
+	}
+	if (m->balloon) {
+		virtio_dev_destroy(&m->balloon->vd);
+		free(m->balloon);
 	}
 	if (m->rng) {
 		virtio_dev_destroy(&m->rng->vd);
@@ -154,7 +159,8 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 	unsigned index = 0;
 	int ret;
 	/* One GSI each (layout.h); Firecracker's message. */
-	if (cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set > IRQ_VIRTIO_COUNT) {
+	if (cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set + cfg->balloon.set >
+	    IRQ_VIRTIO_COUNT) {
 		snprintf(err, errlen, "Could not allocate GSI: The requested resource is not available.");
 		return -ENOSPC;
 	}
@@ -224,6 +230,16 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 			return ret;
 		}
 		if ((ret = announce(m, &m->rng->vd, err, errlen)))
+			return ret;
+	}
+	if (cfg->balloon.set) {
+		if (!(m->balloon = calloc(1, sizeof(*m->balloon))))
+			return -ENOMEM;
+		if ((ret = virtio_balloon_init(m->balloon, &m->vm, p->loop, index++, &cfg->balloon))) {
+			snprintf(err, errlen, "balloon device: %s", strerror(-ret));
+			return ret;
+		}
+		if ((ret = announce(m, &m->balloon->vd, err, errlen)))
 			return ret;
 	}
 	return 0;
@@ -369,6 +385,8 @@ unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs)
 		devs[n++] = &m->vsock->vd;
 	if (m->rng)
 		devs[n++] = &m->rng->vd;
+	if (m->balloon)
+		devs[n++] = &m->balloon->vd;
 	return n;
 }
 
@@ -502,4 +520,6 @@ void machine_log_counters(struct machine *m)
 		log_device(&m->vsock->vd, "vsock");
 	if (m->rng)
 		log_device(&m->rng->vd, "entropy");
+	if (m->balloon)
+		log_device(&m->balloon->vd, "balloon");
 }

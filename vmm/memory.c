@@ -154,6 +154,33 @@ void *mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+int mem_discard(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	if ((gpa | len) & 4095)
+		return -EINVAL;
+	void *p = mem_ptr(mem, gpa, len);
+	if (!p)
+		return -EFAULT;
+	int64_t n = mem_discard_host(mem, p, len);
+	return n < 0 ? (int)n : 0;
+}
+
+int64_t mem_discard_host(const struct guest_mem *mem, const void *p, uint64_t len)
+{
+	const uint8_t *h = p;
+	if (h < mem->host || (uint64_t)(h - mem->host) > mem->size ||
+	    len > mem->size - (uint64_t)(h - mem->host))
+		return -EFAULT;
+	uint64_t off = (uint64_t)(h - mem->host);
+	uint64_t start = (off + 4095) & ~4095ULL, end = (off + len) & ~4095ULL;
+	if (end <= start)
+		return 0;
+	if (madvise(mem->host + start, end - start, MADV_DONTNEED))
+		return -errno;
+	mem_mark_dirty(mem, mem->host + start, end - start);
+	return (int64_t)(end - start);
+}
+
 int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len)
 {
 	const void *p = mem_ptr(mem, gpa, len);

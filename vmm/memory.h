@@ -82,6 +82,17 @@ void *mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len);
 int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len);
 
+/* Give [gpa, gpa+len) back to the host (madvise MADV_DONTNEED: the
+ * guest's next touch reads zeros, or the memory file's page for a
+ * file-backed VM). gpa and len must be multiples of 4 KiB and the range
+ * must lie within one RAM region; else -EINVAL/-EFAULT and nothing is
+ * done. The pages count as dirty for the next diff snapshot. */
+int mem_discard(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* The same for host pointer p (from a checked virtqueue buffer): the whole
+ * 4 KiB pages within [p, p+len), which must lie inside guest RAM. Returns
+ * the bytes given back, or -EFAULT / -errno. */
+int64_t mem_discard_host(const struct guest_mem *mem, const void *p, uint64_t len);
+
 /* End of the RAM region that starts at 0 (the "low" RAM). */
 uint64_t mem_low_end(const struct guest_mem *mem);
 

@@ -72,7 +72,7 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(mmap, ALL),                /* malloc, guest memory, kvm_run, thread stacks */
 	ALLOW(munmap, ALL),              /* free(), guest memory at exit */
 	ALLOW(mprotect, ALL),            /* thread stack guard pages, the loader */
-	ALLOW(madvise, ALL),             /* malloc trimming; freeing thread stacks */
+	ALLOW(madvise, ALL),             /* malloc trimming; freeing thread stacks; balloon pages (VMM) */
 	ALLOW(mremap, VMM | API),        /* realloc of large buffers (the bus, API I/O) */
 
 	/* -- threads and signals -- */

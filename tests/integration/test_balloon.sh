@@ -1,0 +1,127 @@
+# virtio-balloon: Firecracker's API rules and messages with the test guest
+# (whose firmware does not drive a balloon), the config file's section and
+# GET /vm/config; a Linux guest whose balloon, inflated by 64 MiB, gives
+# that memory back to the host (ember's RSS falls), sends statistics and
+# deflates again.
+
+balloon_boot_source() {
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.counter=1000\"}"
+}
+
+# expect_fault TEXT WHAT: the last answer's fault holds TEXT.
+expect_fault() {
+	grep -qF -- "$1" "$T/resp" || fail "$2: $(cat "$T/resp")"
+}
+
+# test_api.py's test_api_balloon, as far as a guest without a balloon
+# driver allows, and the bad values of every field (serde's words, as
+# Firecracker answers them).
+test_balloon_api() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	start_api bapi || return
+	balloon_boot_source
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}'
+	expect_api 400 PATCH /balloon '{"amount_mib": 0}'
+	expect_fault 'The requested operation is not supported before starting the microVM.' "pre-boot PATCH"
+	expect_api 400 GET /balloon
+	expect_fault 'Balloon config error: No balloon device found.' "GET without a balloon"
+	expect_api 204 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": true}'
+	expect_api 204 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 5}'
+	expect_api 200 GET /balloon
+	grep -qF '{"amount_mib":0,"deflate_on_oom":false,"stats_polling_interval_s":5,"free_page_hinting":false,"free_page_reporting":false}' "$T/resp" ||
+		fail "GET /balloon: $(cat "$T/resp")"
+	expect_api 400 PATCH /balloon '{"amount_mib": 2}'
+	expect_api 400 PUT /balloon '{"amount_mib": 1024, "deflate_on_oom": false, "stats_polling_interval_s": 5}'
+	expect_fault 'Balloon config error: Amount of pages requested is too large.' "too large"
+	# Bad values: each answered 400 with the field named.
+	expect_api 400 PUT /balloon '{"deflate_on_oom": false}'
+	expect_fault 'missing field `amount_mib`' "no amount_mib"
+	expect_api 400 PUT /balloon '{"amount_mib": 1}'
+	expect_fault 'missing field `deflate_on_oom`' "no deflate_on_oom"
+	expect_api 400 PUT /balloon '{"amount_mib": -1, "deflate_on_oom": false}'
+	expect_fault 'invalid value: integer `-1`, expected u32' "negative amount_mib"
+	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": "yes"}'
+	expect_fault 'invalid type: string \"yes\", expected a boolean' "string deflate_on_oom"
+	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": false, "stats_polling_interval_s": 65536}'
+	expect_fault 'invalid value: integer `65536`, expected u16' "interval beyond u16"
+	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": false, "free_page_reporting": 1}'
+	expect_fault 'invalid type: integer `1`, expected a boolean' "number free_page_reporting"
+	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": false, "free_page_hinting": null, "x": 1}'
+	expect_fault 'unknown field `x`' "unknown field"
+	expect_api 400 GET /balloon/statistics
+	expect_fault 'The requested operation is not supported before starting the microVM.' "pre-boot statistics"
+	expect_api 200 GET /vm/config
+	grep -qF '"balloon":{"amount_mib":0,"deflate_on_oom":false,"stats_polling_interval_s":5,' "$T/resp" ||
+		fail "GET /vm/config: $(cat "$T/resp")"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out bapi 'testvm: count 2' 60
+	expect_api 400 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false}'
+	expect_fault 'The requested operation is not supported after starting the microVM.' "post-boot PUT"
+	# The test guest never starts the device: Firecracker's answer.
+	expect_api 400 PATCH /balloon '{"amount_mib": 4}'
+	expect_fault 'Balloon update error: Device not activated yet.' "PATCH of an inactive device"
+	expect_api 400 PATCH /balloon '{"amount_mib": "4"}'
+	expect_fault 'invalid type: string \"4\", expected u32' "string amount_mib"
+	expect_api 400 PATCH /balloon '{"amount_mib": 4, "deflate_on_oom": true}'
+	expect_fault 'unknown field `deflate_on_oom`' "PATCH with another field"
+	expect_api 204 PATCH /balloon/statistics '{"stats_polling_interval_s": 5}'
+	expect_api 204 PATCH /balloon/statistics '{"stats_polling_interval_s": 7}'
+	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 0}'
+	expect_fault 'Statistics cannot be enabled/disabled after activation.' "turning statistics off"
+	expect_api 200 GET /balloon
+	grep -qF '"stats_polling_interval_s":7' "$T/resp" || fail "GET /balloon after PATCH: $(cat "$T/resp")"
+	expect_api 200 GET /balloon/statistics
+	grep -qF '{"target_pages":0,"actual_pages":0,"target_mib":0,"actual_mib":0}' "$T/resp" ||
+		fail "statistics: $(cat "$T/resp")"
+	stop_api
+
+	# Without statistics, and without a balloon at all, after boot.
+	start_api bapi2 || return
+	balloon_boot_source
+	expect_api 204 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	expect_api 400 GET /balloon/statistics
+	expect_fault 'Received stats query when stats are disabled.' "statistics disabled"
+	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 3}'
+	expect_fault 'Statistics cannot be enabled/disabled after activation.' "turning statistics on"
+	stop_api
+	start_api bapi3 || return
+	balloon_boot_source
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	expect_api 400 PATCH /balloon '{"amount_mib": 1}'
+	expect_fault 'No balloon device found.' "PATCH without a balloon"
+	expect_api 400 GET /balloon
+	expect_fault 'No balloon device found.' "GET without a balloon"
+	stop_api
+}
+
+# The config file's "balloon" section: the device is there (GET /vm/config)
+# and its rules are those of PUT /balloon.
+test_balloon_config_file() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	local kernel
+	kernel=$(realpath "$BUILD/testvm.elf")
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$kernel", "boot_args": "testvm.counter=1000"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+ "balloon": {"amount_mib": 8, "deflate_on_oom": true, "stats_polling_interval_s": 1, "free_page_reporting": true}}
+JSON
+	start_api bcfg --config-file "$T/vm.json" || return
+	wait_out bcfg 'testvm: count 2' 60
+	expect_api 200 GET /vm/config
+	grep -qF '"balloon":{"amount_mib":8,"deflate_on_oom":true,"stats_polling_interval_s":1,"free_page_hinting":false,"free_page_reporting":true}' "$T/resp" ||
+		fail "GET /vm/config: $(cat "$T/resp")"
+	expect_api 200 GET /balloon/statistics
+	grep -qF '"target_pages":2048,' "$T/resp" || fail "statistics: $(cat "$T/resp")"
+	stop_api
+	cat > "$T/big.json" <<JSON
+{"boot-source": {"kernel_image_path": "$kernel"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+ "balloon": {"amount_mib": 65, "deflate_on_oom": true}}
+JSON
+	run_ember big 30 --no-api --config-file "$T/big.json"
+	expect_status 1
+	expect_err big 'Amount of pages requested is too large'
+}

@@ -1,0 +1,384 @@
+#include "balloon.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../log.h"
+#include "../snapshot/snapfile.h"
+#include "../vm.h"
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1ULL << PAGE_SHIFT)
+#define PAGES_PER_MIB 256u
+#define PFN_BATCH 256u        /* page numbers read from a buffer at a time */
+#define STAT_ENTRY 10u        /* le16 tag + le64 value, packed */
+
+enum { Q_INFLATE, Q_DEFLATE };
+
+static const char *const stat_names[BALLOON_NSTATS] = {
+	"swap_in", "swap_out", "major_faults", "minor_faults", "free_memory", "total_memory",
+	"available_memory", "disk_caches", "hugetlb_allocations", "hugetlb_failures", "oom_kill",
+	"alloc_stall", "async_scan", "direct_scan", "async_reclaim", "direct_reclaim",
+};
+
+const char *virtio_balloon_stat_name(unsigned t)
+{
+	return t < BALLOON_NSTATS ? stat_names[t] : NULL;
+}
+
+unsigned virtio_balloon_coalesce(const uint32_t *pfns, unsigned n, struct balloon_range *out)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (k && out[k - 1].pfn + out[k - 1].n == pfns[i])
+			out[k - 1].n++;
+		else
+			out[k++] = (struct balloon_range){ pfns[i], 1 };
+	}
+	return k;
+}
+
+unsigned virtio_balloon_parse_stats(const uint8_t *buf, size_t len, uint64_t *stats,
+				    uint32_t *present)
+{
+	unsigned taken = 0;
+	for (size_t off = 0; off + STAT_ENTRY <= len; off += STAT_ENTRY) {
+		uint16_t tag = (uint16_t)(buf[off] | buf[off + 1] << 8);
+		uint64_t v = 0;
+		for (int i = 7; i >= 0; i--)
+			v = v << 8 | buf[off + 2 + i];
+		if (tag >= BALLOON_NSTATS)
+			continue;
+		stats[tag] = v;
+		*present |= 1u << tag;
+		taken++;
+	}
+	return taken;
+}
+
+/* Which queue does what depends on the features the driver took: the
+ * statistics and reporting queues exist only with theirs, numbered in turn. */
+static int stats_queue(const struct virtio_dev *vd)
+{
+	return virtio_has_feature(vd, VIRTIO_BALLOON_F_STATS_VQ) ? 2 : -1;
+}
+
+static int report_queue(const struct virtio_dev *vd)
+{
+	if (!virtio_has_feature(vd, VIRTIO_BALLOON_F_REPORTING))
+		return -1;
+	return stats_queue(vd) < 0 ? 2 : 3;
+}
+
+static uint64_t balloon_features(struct virtio_dev *vd)
+{
+	const struct virtio_balloon *b = vd->dev;
+	uint64_t f = 0;
+	if (b->cfg.stats_polling_interval_s)
+		f |= 1ULL << VIRTIO_BALLOON_F_STATS_VQ;
+	if (b->cfg.deflate_on_oom)
+		f |= 1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
+	if (b->cfg.free_page_reporting)
+		f |= 1ULL << VIRTIO_BALLOON_F_REPORTING;
+	return f;
+}
+
+/* num_pages, actual, free_page_hint_cmd_id (always 0 here). */
+static void balloon_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data, uint32_t len)
+{
+	const struct virtio_balloon *b = vd->dev;
+	uint32_t space[3] = { b->num_pages, b->actual, 0 };
+	virtio_config_copy(space, sizeof(space), off, data, len);
+}
+
+/* The driver writes only actual (bytes 4..7). */
+static void balloon_config_write(struct virtio_dev *vd, uint32_t off, const uint8_t *data, uint32_t len)
+{
+	struct virtio_balloon *b = vd->dev;
+	if (off < 4 || off >= 8 || len > 8 - off)
+		return;
+	memcpy((uint8_t *)&b->actual + (off - 4), data, len);
+}
+
+static void discard(struct virtio_balloon *b, uint64_t gpa, uint64_t len)
+{
+	int ret = mem_discard(&b->vd.vm->mem, gpa, len);
+	if (ret == -EFAULT || ret == -EINVAL) {
+		b->counters.bad_pfns++;
+		log_ratelimited(LOG_WARN, "balloon: guest range 0x%llx+0x%llx is not guest RAM; ignored",
+				(unsigned long long)gpa, (unsigned long long)len);
+	} else if (ret) {
+		b->counters.discard_fails++;
+		log_ratelimited(LOG_WARN, "balloon: madvise of guest range 0x%llx+0x%llx: %s",
+				(unsigned long long)gpa, (unsigned long long)len, strerror(-ret));
+	}
+}
+
+/* An inflate buffer: little-endian u32 page numbers, given back in runs. */
+static void inflate(struct virtio_balloon *b, const struct virtq_chain *c)
+{
+	uint32_t pfns[PFN_BATCH];
+	struct balloon_range runs[PFN_BATCH];
+	for (size_t off = 0; off + 4 <= c->read_len;) {
+		size_t got = virtq_chain_read(c, off, pfns, sizeof(pfns)) / 4;
+		if (!got)
+			break;
+		off += got * 4;
+		unsigned k = virtio_balloon_coalesce(pfns, (unsigned)got, runs);
+		for (unsigned i = 0; i < k; i++) {
+			/* pfn < 2^32 and n <= PFN_BATCH: no overflow in 64 bits. */
+			discard(b, runs[i].pfn << PAGE_SHIFT, runs[i].n << PAGE_SHIFT);
+		}
+	}
+}
+
+/* A reporting buffer: guest ranges (already checked to be guest RAM by
+ * the queue) of free pages; the whole pages among them are given back. */
+static void report(struct virtio_balloon *b, const struct virtq_chain *c)
+{
+	for (unsigned i = 0; i < c->nsegs; i++) {
+		int64_t n = mem_discard_host(&b->vd.vm->mem, c->segs[i].addr, c->segs[i].len);
+		if (n < 0)
+			b->counters.report_fails++;
+		else
+			b->counters.report_freed += (uint64_t)n;
+	}
+	b->counters.report_count++;
+}
+
+/* Give the statistics buffer back: the driver answers with fresh numbers. */
+static void stats_return(struct virtio_balloon *b)
+{
+	int q = stats_queue(&b->vd);
+	if (!b->stats_held || q < 0)
+		return;
+	b->stats_held = false;
+	virtq_push(&b->vd.vq[q], b->stats_head, 0);
+	virtio_signal(&b->vd, (unsigned)q);
+}
+
+static void balloon_notify(struct virtio_dev *vd, unsigned qi)
+{
+	struct virtio_balloon *b = vd->dev;
+	struct virtq *q = &vd->vq[qi];
+	struct virtq_chain c;
+	bool pushed = false;
+	if (vd->paused || qi >= VIRTIO_MAX_QUEUES)
+		return;
+	bool is_stats = (int)qi == stats_queue(vd), is_report = (int)qi == report_queue(vd);
+	for (;;) {
+		int r = virtq_pop(q, &vd->vm->mem, &c);
+		if (r < 0) {
+			virtio_fail(vd, "malformed descriptor chain");
+			return;
+		}
+		if (r == 0) {
+			if (virtq_arm_notify(q))
+				continue;
+			break;
+		}
+		if (is_stats) {
+			uint8_t buf[BALLOON_NSTATS * 2 * STAT_ENTRY];
+			size_t n = virtq_chain_read(&c, 0, buf, sizeof(buf));
+			if (b->stats_held) /* a second buffer: hand the first back */
+				stats_return(b);
+			virtio_balloon_parse_stats(buf, n, b->stats, &b->stats_present);
+			b->counters.stats_updates_count++;
+			b->stats_held = true;
+			b->stats_head = c.head;
+			continue; /* kept until the next interval */
+		}
+		if (is_report)
+			report(b, &c);
+		else if (qi == Q_INFLATE) {
+			inflate(b, &c);
+			b->counters.inflate_count++;
+		} else if (qi == Q_DEFLATE) {
+			b->counters.deflate_count++; /* the pages fault back in when touched */
+		}
+		virtq_push(q, c.head, 0);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_signal(vd, qi);
+}
+
+static void stats_tick(struct evloop_timer *t)
+{
+	struct virtio_balloon *b = container_of(t, struct virtio_balloon, stats_timer);
+	pthread_mutex_lock(&b->vd.lock);
+	if (b->vd.active && !b->vd.paused)
+		stats_return(b);
+	uint64_t ns = (uint64_t)b->cfg.stats_polling_interval_s * 1000000000ULL;
+	pthread_mutex_unlock(&b->vd.lock);
+	evloop_timer_arm(b->vd.loop, &b->stats_timer, ns, stats_tick);
+}
+
+static int balloon_start_io(struct virtio_dev *vd)
+{
+	struct virtio_balloon *b = vd->dev;
+	if (b->cfg.stats_polling_interval_s)
+		evloop_timer_arm(vd->loop, &b->stats_timer,
+				 (uint64_t)b->cfg.stats_polling_interval_s * 1000000000ULL, stats_tick);
+	return 0;
+}
+
+static void balloon_reset(struct virtio_dev *vd)
+{
+	struct virtio_balloon *b = vd->dev;
+	b->stats_held = false;
+	b->actual = 0;
+}
+
+static void balloon_counters(struct virtio_dev *vd, char *buf, size_t len)
+{
+	const struct virtio_balloon *b = vd->dev;
+	const struct balloon_counters *k = &b->counters;
+	snprintf(buf, len, "inflates=%llu deflates=%llu stats=%llu reports=%llu reported_bytes=%llu "
+		 "bad_pfns=%llu discard_fails=%llu",
+		 (unsigned long long)k->inflate_count, (unsigned long long)k->deflate_count,
+		 (unsigned long long)k->stats_updates_count, (unsigned long long)k->report_count,
+		 (unsigned long long)k->report_freed, (unsigned long long)k->bad_pfns,
+		 (unsigned long long)k->discard_fails);
+}
+
+/* The device's section: the target (it can differ from the configured
+ * amount after PATCH), actual, the interval, the held statistics buffer
+ * and the last statistics. */
+static void balloon_save(struct virtio_dev *vd, struct snap_writer *w)
+{
+	const struct virtio_balloon *b = vd->dev;
+	sw_u32(w, b->num_pages);
+	sw_u32(w, b->actual);
+	sw_u16(w, b->cfg.stats_polling_interval_s);
+	sw_u8(w, b->stats_held);
+	sw_u16(w, b->stats_head);
+	sw_u32(w, b->stats_present);
+	for (unsigned i = 0; i < BALLOON_NSTATS; i++)
+		sw_u64(w, b->stats[i]);
+}
+
+static int balloon_restore(struct virtio_dev *vd, struct snap_reader *r)
+{
+	struct virtio_balloon *b = vd->dev;
+	uint32_t num_pages = sr_u32(r), actual = sr_u32(r);
+	uint16_t interval = sr_u16(r);
+	uint8_t held = sr_u8(r);
+	uint16_t head = sr_u16(r);
+	uint32_t present = sr_u32(r);
+	uint64_t stats[BALLOON_NSTATS];
+	for (unsigned i = 0; i < BALLOON_NSTATS; i++)
+		stats[i] = sr_u64(r);
+	uint64_t max_pages = vd->vm->mem.size >> PAGE_SHIFT;
+	int q = stats_queue(vd);
+	if (!sr_done(r, "balloon"))
+		return -EINVAL;
+	if (num_pages > max_pages && sr_fail(r, "balloon: target of %u pages beyond guest memory", num_pages))
+		return -EINVAL;
+	if ((interval == 0) != (b->cfg.stats_polling_interval_s == 0) &&
+	    sr_fail(r, "balloon: statistics interval does not match the configuration"))
+		return -EINVAL;
+	if (held > 1 || (held && (q < 0 || head >= vd->vq[q].size))) {
+		sr_fail(r, "balloon: bad statistics buffer");
+		return -EINVAL;
+	}
+	if (present >> BALLOON_NSTATS) {
+		sr_fail(r, "balloon: unknown statistics present");
+		return -EINVAL;
+	}
+	b->num_pages = num_pages;
+	b->cfg.amount_mib = num_pages / PAGES_PER_MIB;
+	b->actual = actual;
+	b->cfg.stats_polling_interval_s = interval;
+	b->stats_held = held;
+	b->stats_head = head;
+	b->stats_present = present;
+	memcpy(b->stats, stats, sizeof(stats));
+	return 0;
+}
+
+static const struct virtio_ops balloon_ops = {
+	.name = "balloon",
+	.device_id = VIRTIO_ID_BALLOON,
+	.num_queues = 4, /* inflate, deflate, then statistics and/or reporting */
+	.features = balloon_features,
+	.config_read = balloon_config_read,
+	.config_write = balloon_config_write,
+	.reset = balloon_reset,
+	.notify = balloon_notify,
+	.counters = balloon_counters,
+	.start_io = balloon_start_io,
+	.save = balloon_save,
+	.restore = balloon_restore,
+};
+
+int virtio_balloon_init(struct virtio_balloon *b, struct vm *vm, struct evloop *loop, unsigned index,
+			const struct balloon_config *cfg)
+{
+	memset(b, 0, sizeof(*b));
+	b->cfg = *cfg;
+	b->num_pages = cfg->amount_mib * PAGES_PER_MIB;
+	return virtio_dev_init(&b->vd, vm, loop, index, &balloon_ops, b);
+}
+
+int virtio_balloon_set_target(struct virtio_balloon *b, uint32_t amount_mib, char *err, size_t errlen)
+{
+	int ret = -EINVAL;
+	pthread_mutex_lock(&b->vd.lock);
+	if (!b->vd.active) {
+		snprintf(err, errlen, "Balloon update error: Device not activated yet.");
+	} else if ((uint64_t)amount_mib > b->vd.vm->mem.size >> 20) {
+		snprintf(err, errlen, "Balloon update error: Requested memory should be less than %uMiB",
+			 amount_mib);
+	} else {
+		b->cfg.amount_mib = amount_mib;
+		b->num_pages = amount_mib * PAGES_PER_MIB;
+		virtio_config_changed(&b->vd);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&b->vd.lock);
+	return ret;
+}
+
+int virtio_balloon_set_interval(struct virtio_balloon *b, uint16_t interval_s, char *err, size_t errlen)
+{
+	int ret = 0;
+	pthread_mutex_lock(&b->vd.lock);
+	if (interval_s != b->cfg.stats_polling_interval_s) {
+		if (!interval_s || !b->cfg.stats_polling_interval_s) {
+			snprintf(err, errlen, "Balloon update error: Statistics cannot be enabled/disabled "
+				 "after activation.");
+			ret = -EINVAL;
+		} else {
+			b->cfg.stats_polling_interval_s = interval_s;
+			if (b->vd.active && !b->vd.paused)
+				stats_return(b); /* fresh numbers now, then at the new interval */
+		}
+	}
+	pthread_mutex_unlock(&b->vd.lock);
+	return ret;
+}
+
+cJSON *virtio_balloon_stats_obj(struct virtio_balloon *b, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&b->vd.lock);
+	if (!b->cfg.stats_polling_interval_s) {
+		pthread_mutex_unlock(&b->vd.lock);
+		snprintf(err, errlen, "Balloon update error: Received stats query when stats are disabled.");
+		return NULL;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "target_pages", b->num_pages);
+	cJSON_AddNumberToObject(o, "actual_pages", b->actual);
+	cJSON_AddNumberToObject(o, "target_mib", b->num_pages / PAGES_PER_MIB);
+	cJSON_AddNumberToObject(o, "actual_mib", b->actual / PAGES_PER_MIB);
+	for (unsigned t = 0; t < BALLOON_NSTATS; t++)
+		if (b->stats_present & (1u << t))
+			cJSON_AddNumberToObject(o, stat_names[t], (double)b->stats[t]);
+	pthread_mutex_unlock(&b->vd.lock);
+	return o;
+}
