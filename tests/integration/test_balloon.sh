@@ -125,3 +125,97 @@ JSON
 	expect_status 1
 	expect_err big 'Amount of pages requested is too large'
 }
+
+# rss_kib PID: VmRSS of the process, in KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# balloon_stat NAME: a number from the last GET /balloon/statistics.
+balloon_stat() { grep -oE "\"$1\":[0-9]+" "$T/resp" | cut -d: -f2; }
+
+# wait_actual MIB SECONDS: until the driver says it holds MIB MiB.
+wait_actual() {
+	local i
+	for i in $(seq $(($2 * 2))); do
+		[ "$(api GET /balloon/statistics)" = 200 ] && [ "$(balloon_stat actual_mib)" = "$1" ] && return 0
+		sleep 0.5
+	done
+	fail "the balloon did not reach $1 MiB within $2 s: $(cat "$T/resp")"
+	return 1
+}
+
+# The last "meminfo TOTAL AVAILABLE" line (KiB) the guest printed after
+# the line count given, waiting for one.
+meminfo_after() {
+	local i
+	for i in $(seq 600); do
+		local l
+		l=$(tail -n +"$(($1 + 1))" "$T/bl.out" | tr -d '\r' | grep -E '^meminfo [0-9]+ [0-9]+' | tail -1)
+		[ -n "$l" ] && { echo "${l#meminfo }"; return 0; }
+		sleep 0.1
+	done
+	fail "no meminfo line from the guest"
+	return 1
+}
+
+# A Linux guest of 256 MiB touches most of its memory (so it is resident
+# in ember), then the balloon is inflated by 64 MiB: ember's RSS falls by
+# 48..80 MiB (the guest may hand over a few pages it never touched, and
+# ember's own memory moves a little), the guest's MemTotal by 64 MiB
+# (within 4 MiB: deflate_on_oom is off, so the driver takes the pages out
+# of the guest's total) and MemAvailable by at least 48 MiB; statistics
+# arrive every second; after PATCH back to 0 the guest has its memory back.
+test_balloon_linux_inflate_gives_memory_back() {
+	need_kvm || return
+	need_file "$BUILD/vmlinux" || return
+	need_file "$BUILD/rootfs.ext4" || return
+	cp "$BUILD/rootfs.ext4" "$T/root.img"
+	cat > "$T/balloon.sh" <<'SH'
+free=$(awk '/^MemFree:/ {print int($2 / 1024)}' /proc/meminfo)
+# busybox dd allocates bs bytes and reading /dev/zero writes every page.
+dd if=/dev/zero of=/dev/null bs=$((free - 48))M count=1 2>/dev/null
+echo balloon-touched $((free - 48))
+while true; do
+	echo meminfo $(awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t, a}' /proc/meminfo)
+	sleep 1
+done
+SH
+	debugfs -w -R "write $T/balloon.sh /balloon.sh" "$T/root.img" > /dev/null 2>&1
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
+  "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"sh /balloon.sh\""},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 256},
+ "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.img", "is_root_device": true, "is_read_only": true}],
+ "balloon": {"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}}
+JSON
+	start_api bl --config-file "$T/vm.json" || return
+	wait_out bl 'balloon-touched' "$LINUX_TIMEOUT" || { stop_api; return; }
+	local lines before after rss0 rss1
+	lines=$(wc -l < "$T/bl.out")
+	before=$(meminfo_after "$lines") || { stop_api; return; }
+	rss0=$(rss_kib "$API_PID")
+	expect_api 204 PATCH /balloon '{"amount_mib": 64}'
+	wait_actual 64 300 || { stop_api; return; }
+	rss1=$(rss_kib "$API_PID")
+	lines=$(wc -l < "$T/bl.out")
+	after=$(meminfo_after "$lines") || { stop_api; return; }
+	local drop=$(((rss0 - rss1) / 1024))
+	echo "    RSS $((rss0 / 1024)) -> $((rss1 / 1024)) MiB; guest MemTotal/MemAvailable KiB $before -> $after" >&2
+	[ "$drop" -ge 48 ] && [ "$drop" -le 80 ] || fail "ember's RSS fell by $drop MiB, expected 48..80"
+	local t0=${before% *} a0=${before#* } t1=${after% *} a1=${after#* }
+	local tdrop=$(((t0 - t1) / 1024)) adrop=$(((a0 - a1) / 1024))
+	[ "$tdrop" -ge 60 ] && [ "$tdrop" -le 68 ] || fail "the guest's MemTotal fell by $tdrop MiB, expected 64 +- 4"
+	[ "$adrop" -ge 48 ] || fail "the guest's MemAvailable fell by $adrop MiB, expected at least 48"
+	# Statistics from the guest's driver (sent every second).
+	expect_api 200 GET /balloon/statistics
+	for k in total_memory available_memory free_memory; do
+		[ -n "$(balloon_stat "$k")" ] || fail "statistics lack $k: $(cat "$T/resp")"
+	done
+	[ "$(balloon_stat target_pages)" = 16384 ] || fail "target_pages: $(cat "$T/resp")"
+	# Deflate: the guest gets its memory back.
+	expect_api 204 PATCH /balloon '{"amount_mib": 0}'
+	wait_actual 0 300 || { stop_api; return; }
+	lines=$(wc -l < "$T/bl.out")
+	after=$(meminfo_after "$lines") || { stop_api; return; }
+	[ "${after% *}" = "$t0" ] || fail "after deflating MemTotal is ${after% *} KiB, expected $t0"
+	stop_api
+}
