@@ -58,7 +58,7 @@ Test(router, unknown_paths_methods_and_unsupported_endpoints)
 	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PATCH boot-source.");
 	route("PATCH", "/logger", "{\"level\": \"Error\"}");
 	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PATCH logger.");
-	route("PUT", "/balloon", "{\"amount_mib\": 1, \"deflate_on_oom\": false}");
+	route("PATCH", "/balloon/hinting/start", "{}");
 	cr_assert_eq(r.status, 400);
 	cr_assert_not_null(strstr(r.fault, "not supported"));
 	route("GET", "/hotplug/memory", NULL);
