@@ -14,6 +14,7 @@
 #include "machine.h"
 #include "mmds/mmds.h"
 #include "vcpu.h"
+#include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/pmem.h"
 #include "virtio/net.h"
@@ -265,6 +266,30 @@ static void add_vsock(cJSON *root, struct virtio_vsock *vs)
 	num(o, "conns_killed", st.rst_sent);
 }
 
+static void add_balloon(cJSON *root, struct virtio_balloon *b)
+{
+	static const char *const zero_keys[] = { "activate_fails", "free_page_hint_count",
+		"free_page_hint_freed", "free_page_hint_fails", NULL };
+	struct balloon_counters k = { 0 };
+	uint64_t failures = 0;
+	if (b) {
+		pthread_mutex_lock(&b->vd.lock);
+		k = b->counters;
+		failures = b->vd.stats.failures;
+		pthread_mutex_unlock(&b->vd.lock);
+	}
+	cJSON *o = cJSON_AddObjectToObject(root, "balloon");
+	zeros(o, zero_keys);
+	num(o, "inflate_count", k.inflate_count);
+	num(o, "stats_updates_count", k.stats_updates_count);
+	num(o, "stats_update_fails", k.stats_update_fails);
+	num(o, "deflate_count", k.deflate_count);
+	num(o, "event_fails", failures + k.bad_pfns + k.discard_fails);
+	num(o, "free_page_report_count", k.report_count);
+	num(o, "free_page_report_freed", k.report_freed);
+	num(o, "free_page_report_fails", k.report_fails);
+}
+
 static void add_entropy(cJSON *root, struct virtio_rng *rng)
 {
 	static const char *const zero_keys[] = { "activate_fails", "host_rng_fails",
@@ -402,11 +427,7 @@ cJSON *metrics_totals(const struct metrics *m, const struct vmm_config *cfg, str
 	num(api, "process_startup_time_us", m->startup_us);
 	num(api, "process_startup_time_cpu_us", m->startup_cpu_us);
 
-	static const char *const balloon_keys[] = { "activate_fails", "inflate_count",
-		"stats_updates_count", "stats_update_fails", "deflate_count", "event_fails",
-		"free_page_report_count", "free_page_report_freed", "free_page_report_fails",
-		"free_page_hint_count", "free_page_hint_freed", "free_page_hint_fails", NULL };
-	zeros(cJSON_AddObjectToObject(root, "balloon"), balloon_keys);
+	add_balloon(root, mach ? mach->balloon : NULL);
 
 	char key[96];
 	if (mach)

@@ -219,3 +219,31 @@ JSON
 	[ "${after% *}" = "$t0" ] || fail "after deflating MemTotal is ${after% *} KiB, expected $t0"
 	stop_api
 }
+
+# A snapshot keeps the device (its section is read back and checked): the
+# restored VM has the balloon with its configuration and statistics.
+test_balloon_testvm_snapshot_restore() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	start_api bsrc || return
+	balloon_boot_source
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 204 PUT /balloon '{"amount_mib": 16, "deflate_on_oom": true, "stats_polling_interval_s": 2}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_out bsrc 'testvm: count 2' 60 || { stop_api; return; }
+	expect_api 204 PATCH /balloon/statistics '{"stats_polling_interval_s": 3}'
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/state\", \"mem_file_path\": \"$T/mem\"}"
+	stop_api
+	local n
+	n=$(last_count bsrc)
+	start_api bdst || return
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/mem\"}, \"resume_vm\": true}"
+	wait_out bdst "testvm: count $((n + 2))" 60
+	expect_api 200 GET /balloon
+	grep -qF '{"amount_mib":16,"deflate_on_oom":true,"stats_polling_interval_s":3,' "$T/resp" ||
+		fail "GET /balloon after the restore: $(cat "$T/resp")"
+	expect_api 200 GET /balloon/statistics
+	grep -qF '"target_pages":4096,' "$T/resp" || fail "statistics after the restore: $(cat "$T/resp")"
+	stop_api
+}

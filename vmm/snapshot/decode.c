@@ -231,7 +231,8 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 	if (!r.bad && img->nvcpus != img->cfg.machine.vcpu_count)
 		sr_fail(&r, "%u vCPU sections for %u configured vCPUs", img->nvcpus, img->cfg.machine.vcpu_count);
 	if (!r.bad) {
-		unsigned want = img->cfg.ndrives + img->cfg.nnets + img->cfg.npmems + img->cfg.vsock.set + img->cfg.entropy.set;
+		unsigned want = img->cfg.ndrives + img->cfg.nnets + img->cfg.npmems + img->cfg.vsock.set + img->cfg.entropy.set +
+				img->cfg.balloon.set;
 		if (img->ndevices != want)
 			sr_fail(&r, "%u device sections for %u configured devices", img->ndevices, want);
 	}
