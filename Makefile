@@ -385,7 +385,8 @@ FUZZ_LIBS   := -lcjson -lZydis -lpthread
 FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virtq.c vmm/io/ratelimit.c \
                api/config_json.c api/http.c api/router.c vmm/snapshot/snapfile.c vmm/snapshot/decode.c \
                vmm/snapshot/memfile.c vmm/hostfile.c vmm/boot/cpu_template.c vmm/mmds/mmds.c vmm/mmds/token.c
-FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c vmm/virtio/pmem.c
+FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c vmm/virtio/pmem.c \
+                        vmm/virtio/balloon.c
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.

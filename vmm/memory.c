@@ -168,17 +168,21 @@ int mem_discard(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 int64_t mem_discard_host(const struct guest_mem *mem, const void *p, uint64_t len)
 {
 	const uint8_t *h = p;
-	if (h < mem->host || (uint64_t)(h - mem->host) > mem->size ||
-	    len > mem->size - (uint64_t)(h - mem->host))
-		return -EFAULT;
-	uint64_t off = (uint64_t)(h - mem->host);
-	uint64_t start = (off + 4095) & ~4095ULL, end = (off + len) & ~4095ULL;
-	if (end <= start)
-		return 0;
-	if (madvise(mem->host + start, end - start, MADV_DONTNEED))
-		return -errno;
-	mem_mark_dirty(mem, mem->host + start, end - start);
-	return (int64_t)(end - start);
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		if (h < r->host || (uint64_t)(h - r->host) > r->size || len > r->size - (uint64_t)(h - r->host))
+			continue;
+		/* The region's host mapping is page-aligned: so are these. */
+		uintptr_t start = ((uintptr_t)h + 4095) & ~(uintptr_t)4095;
+		uintptr_t end = ((uintptr_t)h + len) & ~(uintptr_t)4095;
+		if (end <= start)
+			return 0;
+		if (madvise((void *)start, end - start, MADV_DONTNEED))
+			return -errno;
+		mem_mark_dirty(mem, (void *)start, end - start);
+		return (int64_t)(end - start);
+	}
+	return -EFAULT;
 }
 
 int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len)

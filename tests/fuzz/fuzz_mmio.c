@@ -1,6 +1,6 @@
 /* libFuzzer target: the virtio-mmio transport (vmm/virtio/mmio.c) driving
  * a real device, virtio-blk on a memory file (Sync or Async engine),
- * virtio-rng or virtio-pmem on a memory file, the way a guest and the VMM thread's event loop do, in any
+ * virtio-rng, virtio-balloon or virtio-pmem on a memory file, the way a guest and the VMM thread's event loop do, in any
  * order the input picks.
  *
  * Input: a device byte (see setup()), rate-limiter bytes, then operations
@@ -23,6 +23,7 @@
  * The VM (irqfd, ioeventfd) and the event loop are stubbed here: the
  * harness signals the ioeventfd a QueueNotify write would, and runs what
  * the loop would when the input says so. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_config.h>
@@ -43,6 +44,7 @@
 #include "../../vmm/snapshot/snapfile.h"
 #include "../../vmm/snapshot/tags.h"
 #include "../../vmm/virtio/blk.h"
+#include "../../vmm/virtio/balloon.h"
 #include "../../vmm/virtio/pmem.h"
 #include "../../vmm/virtio/rng.h"
 #include "../../vmm/vm.h"
@@ -67,12 +69,15 @@ static bool trace; /* FUZZ_MMIO_TRACE set: each operation to stderr, for triage 
 static struct {
 	bool rng;                        /* virtio-rng, else virtio-blk */
 	bool pmem;                       /* virtio-pmem (before rng and blk) */
+	bool balloon;                    /* virtio-balloon (before all others) */
+	struct balloon_config balloon_cfg;
 	struct drive_config drive;
 	struct pmem_config pmem_cfg;
 	struct ratelimiter_config rl;
 	struct virtio_blk blk;
 	struct virtio_rng rngdev;
 	struct virtio_pmem pmemdev;
+	struct virtio_balloon balloondev;
 	struct virtio_dev *vd;
 	/* What the event loop holds. */
 	struct { struct evloop_op *op; struct io_uring_sqe sqe; } io[MAX_INFLIGHT];
@@ -289,7 +294,10 @@ static void dev_create(void)
 	char err[256] = "";
 	int ret;
 	bus_init(&vm.mmio);
-	if (h.pmem) {
+	if (h.balloon) {
+		ret = virtio_balloon_init(&h.balloondev, &vm, &loop, 0, &h.balloon_cfg);
+		h.vd = &h.balloondev.vd;
+	} else if (h.pmem) {
 		ret = virtio_pmem_init(&h.pmemdev, &vm, &loop, 0, LAYOUT_MMIO_GAP_END + (1ULL << 30), &h.pmem_cfg, err,
 				       sizeof(err));
 		h.vd = &h.pmemdev.vd;
@@ -577,7 +585,15 @@ static void op_update(struct input *in)
 	char err[256];
 	if (h.pmem && (how & 2))
 		virtio_pmem_update(&h.pmemdev, &h.rl);
-	if (h.rng || h.pmem)
+	if (h.balloon) {
+		/* PATCH /balloon and /balloon/statistics (refusals are fine). */
+		if (how & 1)
+			virtio_balloon_set_target(&h.balloondev, how >> 2, err, sizeof(err));
+		else
+			virtio_balloon_set_interval(&h.balloondev, how >> 2, err, sizeof(err));
+		cJSON_Delete(virtio_balloon_stats_obj(&h.balloondev, err, sizeof(err)));
+	}
+	if (h.rng || h.pmem || h.balloon)
 		return;
 	const char *path = how & 1 ? h.drive.path_on_host : NULL;
 	if (virtio_blk_update(&h.blk, path, how & 2 ? &h.rl : NULL, err, sizeof(err)))
@@ -637,7 +653,8 @@ static void run_op(struct input *in)
 	}
 }
 
-/* The device byte: bit 5 virtio-pmem (bit 2: read-only), else bit 0
+/* The device byte: bit 6 virtio-balloon (bit 1: statistics, bit 2:
+ * deflate on OOM, bit 3: free page reporting), else bit 5 virtio-pmem (bit 2: read-only), else bit 0
  * virtio-rng, else virtio-blk; for blk, bit 1 the Async engine, bit 2
  * read-only, bit 3 a writeback cache. Bit 4: a rate
  * limiter, its bandwidth and ops bucket sizes and bursts from the next 6
@@ -648,6 +665,10 @@ static void setup(struct input *in)
 	uint8_t dev = u8(in);
 	h.rng = dev & 1;
 	h.pmem = dev & 0x20;
+	h.balloon = dev & 0x40;
+	h.balloon_cfg = (struct balloon_config){ .set = true, .amount_mib = 1,
+		.stats_polling_interval_s = dev & 2 ? 1 : 0, .deflate_on_oom = dev & 4,
+		.free_page_reporting = dev & 8 };
 	memset(&h.drive, 0, sizeof(h.drive));
 	snprintf(h.drive.drive_id, sizeof(h.drive.drive_id), "fuzz");
 	snprintf(h.drive.path_on_host, sizeof(h.drive.path_on_host), "/proc/self/fd/%d", disk_fd);
