@@ -375,8 +375,6 @@ static void patch_pmem(struct controller *c, struct action *a)
 
 /* ---- the balloon ------------------------------------------------------ */
 
-#define BALLOON_NOT_FOUND "Balloon config error: No balloon device found."
-
 static void put_balloon(struct controller *c, struct action *a)
 {
 	if (a->u.balloon.amount_mib > c->cfg.machine.mem_size_mib) {
@@ -389,7 +387,10 @@ static void put_balloon(struct controller *c, struct action *a)
 static void get_balloon(struct controller *c, struct action *a)
 {
 	if (!c->cfg.balloon.set) {
-		reply_error(a, 400, BALLOON_NOT_FOUND);
+		if (c->state == STATE_NOT_STARTED)
+			reply_error(a, 400, "Balloon config error: No balloon device found.");
+		else
+			reply_error(a, 400, "Internal VMM error: Failed perform action on device: Device not found");
 		return;
 	}
 	struct virtio_balloon *b = c->machine.balloon;
@@ -401,17 +402,18 @@ static void get_balloon(struct controller *c, struct action *a)
 	reply_json(a, config_json_balloon_obj(&c->cfg.balloon));
 }
 
-/* The running device, or NULL (answered). */
-static struct virtio_balloon *running_balloon(struct controller *c, struct action *a)
+/* The running device, or NULL (answered with Firecracker's words, which
+ * name the request's kind of error). */
+static struct virtio_balloon *running_balloon(struct controller *c, struct action *a, const char *kind)
 {
 	if (!c->machine.balloon)
-		reply_error(a, 400, BALLOON_NOT_FOUND);
+		reply_error(a, 400, "%s: Failed perform action on device: Device not found", kind);
 	return c->machine.balloon;
 }
 
 static void patch_balloon(struct controller *c, struct action *a, bool stats)
 {
-	struct virtio_balloon *b = running_balloon(c, a);
+	struct virtio_balloon *b = running_balloon(c, a, "Balloon update error");
 	if (!b)
 		return;
 	int ret = stats ? virtio_balloon_set_interval(b, (uint16_t)a->u.balloon_value, a->fault, sizeof(a->fault))
@@ -427,7 +429,7 @@ static void patch_balloon(struct controller *c, struct action *a, bool stats)
 
 static void get_balloon_stats(struct controller *c, struct action *a)
 {
-	struct virtio_balloon *b = running_balloon(c, a);
+	struct virtio_balloon *b = running_balloon(c, a, "Internal VMM error");
 	if (!b)
 		return;
 	cJSON *o = virtio_balloon_stats_obj(b, a->fault, sizeof(a->fault));

@@ -60,7 +60,7 @@ test_balloon_api() {
 	expect_fault 'The requested operation is not supported after starting the microVM.' "post-boot PUT"
 	# The test guest never starts the device: Firecracker's answer.
 	expect_api 400 PATCH /balloon '{"amount_mib": 4}'
-	expect_fault 'Balloon update error: Device not activated yet.' "PATCH of an inactive device"
+	expect_fault 'Balloon update error: Balloon: Device not activated yet.' "PATCH of an inactive device"
 	expect_api 400 PATCH /balloon '{"amount_mib": "4"}'
 	expect_fault 'invalid type: string \"4\", expected u32' "string amount_mib"
 	expect_api 400 PATCH /balloon '{"amount_mib": 4, "deflate_on_oom": true}'
@@ -82,7 +82,7 @@ test_balloon_api() {
 	expect_api 204 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false}'
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	expect_api 400 GET /balloon/statistics
-	expect_fault 'Received stats query when stats are disabled.' "statistics disabled"
+	expect_fault 'Internal VMM error: Balloon: Received stats query when stats are disabled.' "statistics disabled"
 	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 3}'
 	expect_fault 'Statistics cannot be enabled/disabled after activation.' "turning statistics on"
 	stop_api
@@ -90,9 +90,11 @@ test_balloon_api() {
 	balloon_boot_source
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	expect_api 400 PATCH /balloon '{"amount_mib": 1}'
-	expect_fault 'No balloon device found.' "PATCH without a balloon"
+	expect_fault 'Balloon update error: Failed perform action on device: Device not found' "PATCH without a balloon"
 	expect_api 400 GET /balloon
-	expect_fault 'No balloon device found.' "GET without a balloon"
+	expect_fault 'Internal VMM error: Failed perform action on device: Device not found' "GET without a balloon"
+	expect_api 400 GET /balloon/statistics
+	expect_fault 'Internal VMM error: Failed perform action on device: Device not found' "statistics without a balloon"
 	stop_api
 }
 

@@ -330,9 +330,9 @@ int virtio_balloon_set_target(struct virtio_balloon *b, uint32_t amount_mib, cha
 	int ret = -EINVAL;
 	pthread_mutex_lock(&b->vd.lock);
 	if (!b->vd.active) {
-		snprintf(err, errlen, "Balloon update error: Device not activated yet.");
+		snprintf(err, errlen, "Balloon update error: Balloon: Device not activated yet.");
 	} else if ((uint64_t)amount_mib > b->vd.vm->mem.size >> 20) {
-		snprintf(err, errlen, "Balloon update error: Requested memory should be less than %uMiB",
+		snprintf(err, errlen, "Balloon update error: Balloon: Requested memory should be less than %uMiB",
 			 amount_mib);
 	} else {
 		b->cfg.amount_mib = amount_mib;
@@ -350,7 +350,7 @@ int virtio_balloon_set_interval(struct virtio_balloon *b, uint16_t interval_s, c
 	pthread_mutex_lock(&b->vd.lock);
 	if (interval_s != b->cfg.stats_polling_interval_s) {
 		if (!interval_s || !b->cfg.stats_polling_interval_s) {
-			snprintf(err, errlen, "Balloon update error: Statistics cannot be enabled/disabled "
+			snprintf(err, errlen, "Balloon update error: Balloon: Statistics cannot be enabled/disabled "
 				 "after activation.");
 			ret = -EINVAL;
 		} else {
@@ -368,7 +368,7 @@ cJSON *virtio_balloon_stats_obj(struct virtio_balloon *b, char *err, size_t errl
 	pthread_mutex_lock(&b->vd.lock);
 	if (!b->cfg.stats_polling_interval_s) {
 		pthread_mutex_unlock(&b->vd.lock);
-		snprintf(err, errlen, "Balloon update error: Received stats query when stats are disabled.");
+		snprintf(err, errlen, "Internal VMM error: Balloon: Received stats query when stats are disabled.");
 		return NULL;
 	}
 	cJSON *o = cJSON_CreateObject();
