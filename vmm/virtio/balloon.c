@@ -161,6 +161,18 @@ static void stats_return(struct virtio_balloon *b)
 	virtio_signal(&b->vd, (unsigned)q);
 }
 
+/* A statistics buffer: its numbers, and the buffer held until the next
+ * interval. */
+static void take_stats(struct virtio_balloon *b, const struct virtq_chain *c)
+{
+	uint8_t buf[BALLOON_NSTATS * 2 * STAT_ENTRY];
+	size_t n = virtq_chain_read(c, 0, buf, sizeof(buf));
+	virtio_balloon_parse_stats(buf, n, b->stats, &b->stats_present);
+	b->counters.stats_updates_count++;
+	b->stats_held = true;
+	b->stats_head = c->head;
+}
+
 static void balloon_notify(struct virtio_dev *vd, unsigned qi)
 {
 	struct virtio_balloon *b = vd->dev;
@@ -182,14 +194,9 @@ static void balloon_notify(struct virtio_dev *vd, unsigned qi)
 			break;
 		}
 		if (is_stats) {
-			uint8_t buf[BALLOON_NSTATS * 2 * STAT_ENTRY];
-			size_t n = virtq_chain_read(&c, 0, buf, sizeof(buf));
 			if (b->stats_held) /* a second buffer: hand the first back */
 				stats_return(b);
-			virtio_balloon_parse_stats(buf, n, b->stats, &b->stats_present);
-			b->counters.stats_updates_count++;
-			b->stats_held = true;
-			b->stats_head = c.head;
+			take_stats(b, &c);
 			continue; /* kept until the next interval */
 		}
 		if (is_report)
@@ -205,6 +212,24 @@ static void balloon_notify(struct virtio_dev *vd, unsigned qi)
 	}
 	if (pushed)
 		virtio_signal(vd, qi);
+}
+
+/* Linux primes the statistics queue and kicks it before DRIVER_OK, a
+ * notification the transport drops: take that first buffer now (it is
+ * only held, nothing is pushed or signalled). */
+static int balloon_activate(struct virtio_dev *vd)
+{
+	struct virtio_balloon *b = vd->dev;
+	int q = stats_queue(vd);
+	if (q < 0 || !vd->vq[q].ready || b->stats_held)
+		return 0;
+	struct virtq_chain c;
+	int r = virtq_pop(&vd->vq[q], &vd->vm->mem, &c);
+	if (r < 0)
+		return r;
+	if (r > 0)
+		take_stats(b, &c);
+	return 0;
 }
 
 static void stats_tick(struct evloop_timer *t)
@@ -308,6 +333,7 @@ static const struct virtio_ops balloon_ops = {
 	.features = balloon_features,
 	.config_read = balloon_config_read,
 	.config_write = balloon_config_write,
+	.activate = balloon_activate,
 	.reset = balloon_reset,
 	.notify = balloon_notify,
 	.counters = balloon_counters,
