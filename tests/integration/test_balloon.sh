@@ -249,3 +249,41 @@ test_balloon_testvm_snapshot_restore() {
 	grep -qF '"target_pages":4096,' "$T/resp" || fail "statistics after the restore: $(cat "$T/resp")"
 	stop_api
 }
+
+# hwm_kib PID: VmHWM (the peak RSS) of the process, in KiB.
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# Free page reporting: a guest process touches 150 MiB and exits; the
+# guest reports the freed blocks and ember gives them back, so its RSS
+# falls at least 100 MiB below its peak (VmHWM) within a generous timeout.
+# Without reporting the touched pages stay resident.
+test_balloon_linux_free_page_reporting() {
+	need_kvm || return
+	need_file "$BUILD/vmlinux" || return
+	need_file "$BUILD/rootfs.ext4" || return
+	cp "$BUILD/rootfs.ext4" "$T/root.img"
+	cat > "$T/report.sh" <<'SH'
+dd if=/dev/zero of=/dev/null bs=150M count=1 2>/dev/null
+echo report-touched
+while true; do sleep 1; done
+SH
+	debugfs -w -R "write $T/report.sh /report.sh" "$T/root.img" > /dev/null 2>&1
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
+  "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"sh /report.sh\""},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 256},
+ "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.img", "is_root_device": true, "is_read_only": true}],
+ "balloon": {"amount_mib": 0, "deflate_on_oom": false, "free_page_reporting": true}}
+JSON
+	start_api rep --config-file "$T/vm.json" || return
+	wait_out rep 'report-touched' "$LINUX_TIMEOUT" || { stop_api; return; }
+	local i gap=0
+	for i in $(seq 240); do
+		gap=$((($(hwm_kib "$API_PID") - $(rss_kib "$API_PID")) / 1024))
+		[ "$gap" -ge 100 ] && break
+		sleep 0.5
+	done
+	echo "    RSS $(($(rss_kib "$API_PID") / 1024)) MiB, peak $(($(hwm_kib "$API_PID") / 1024)) MiB" >&2
+	[ "$gap" -ge 100 ] || fail "ember's RSS is only $gap MiB below its peak, expected at least 100"
+	stop_api
+}
