@@ -214,30 +214,20 @@ static void balloon_notify(struct virtio_dev *vd, unsigned qi)
 		virtio_signal(vd, qi);
 }
 
-/* Linux primes the statistics queue and kicks it before DRIVER_OK, a
- * notification the transport drops: take that first buffer now (it is
- * only held, nothing is pushed or signalled). */
-static int balloon_activate(struct virtio_dev *vd)
-{
-	struct virtio_balloon *b = vd->dev;
-	int q = stats_queue(vd);
-	if (q < 0 || !vd->vq[q].ready || b->stats_held)
-		return 0;
-	struct virtq_chain c;
-	int r = virtq_pop(&vd->vq[q], &vd->vm->mem, &c);
-	if (r < 0)
-		return r;
-	if (r > 0)
-		take_stats(b, &c);
-	return 0;
-}
-
 static void stats_tick(struct evloop_timer *t)
 {
 	struct virtio_balloon *b = container_of(t, struct virtio_balloon, stats_timer);
 	pthread_mutex_lock(&b->vd.lock);
-	if (b->vd.active && !b->vd.paused)
-		stats_return(b);
+	int q = stats_queue(&b->vd);
+	/* Linux primes the statistics queue and kicks it before DRIVER_OK, a
+	 * notification the transport drops: a tick without a held buffer
+	 * looks at the queue for it. */
+	if (b->vd.active && !b->vd.paused && q >= 0 && b->vd.vq[q].ready) {
+		if (b->stats_held)
+			stats_return(b);
+		else
+			balloon_notify(&b->vd, (unsigned)q);
+	}
 	uint64_t ns = (uint64_t)b->cfg.stats_polling_interval_s * 1000000000ULL;
 	pthread_mutex_unlock(&b->vd.lock);
 	evloop_timer_arm(b->vd.loop, &b->stats_timer, ns, stats_tick);
@@ -333,7 +323,6 @@ static const struct virtio_ops balloon_ops = {
 	.features = balloon_features,
 	.config_read = balloon_config_read,
 	.config_write = balloon_config_write,
-	.activate = balloon_activate,
 	.reset = balloon_reset,
 	.notify = balloon_notify,
 	.counters = balloon_counters,
