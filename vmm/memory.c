@@ -172,9 +172,11 @@ int64_t mem_discard_host(const struct guest_mem *mem, const void *p, uint64_t le
 		const struct mem_region *r = &mem->regions[i];
 		if (h < r->host || (uint64_t)(h - r->host) > r->size || len > r->size - (uint64_t)(h - r->host))
 			continue;
-		/* The region's host mapping is page-aligned: so are these. */
-		uintptr_t start = ((uintptr_t)h + 4095) & ~(uintptr_t)4095;
-		uintptr_t end = ((uintptr_t)h + len) & ~(uintptr_t)4095;
+		/* Only whole pages of the mapping can go back (2 MiB ones for
+		 * huge-page memory); its host mapping is aligned to them. */
+		uintptr_t page = mem->page_size ? mem->page_size : 4096;
+		uintptr_t start = ((uintptr_t)h + page - 1) & ~(page - 1);
+		uintptr_t end = ((uintptr_t)h + len) & ~(page - 1);
 		if (end <= start)
 			return 0;
 		if (madvise((void *)start, end - start, MADV_DONTNEED))
