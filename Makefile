@@ -74,6 +74,11 @@ SECCOMP_FILTERS := $(OBJ)/gen/seccomp_filters.o
 SECCOMP_FILTERS_TEST := $(OBJ)/gen/seccomp_filters-test.o
 VMM_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(VMM_SRCS)) $(SECCOMP_FILTERS)
 LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
+# The function runtime's protocol and host side (api/fn/): the guest's
+# ember-agent builds agent_proto.c too.
+FN_SRCS := $(wildcard api/fn/*.c)
+FN_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(FN_SRCS))
+-include $(FN_OBJS:.o=.d)
 JAILER_SRCS := $(wildcard jailer/*.c)
 JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o $(OBJ)/vmm/hostfile.o $(SECCOMP_FILTERS)
 TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o $(OBJ)/api/server-test.o
@@ -231,7 +236,10 @@ $(BUILD)/init: rootfs/init.c
 $(BUILD)/ember-vsock: rootfs/vsock.c
 	@mkdir -p $(BUILD)
 	$(GUEST_CC) -o $@ $<
-$(BUILD)/initramfs.cpio $(BUILD)/rootfs.ext4: $(BUILD)/init $(BUILD)/ember-vsock rootfs/build.sh
+$(BUILD)/ember-agent: rootfs/agent.c api/fn/agent_proto.c api/fn/agent_proto.h
+	@mkdir -p $(BUILD)
+	$(GUEST_CC) -o $@ rootfs/agent.c api/fn/agent_proto.c
+$(BUILD)/initramfs.cpio $(BUILD)/rootfs.ext4: $(BUILD)/init $(BUILD)/ember-vsock $(BUILD)/ember-agent rootfs/build.sh
 	rootfs/build.sh $(BUILD) $(BUILD)
 
 # ---- demo --------------------------------------------------------------
@@ -292,7 +300,7 @@ UNIT_BIN  := $(OBJ)/unit-tests
 -include $(UNIT_OBJS:.o=.d)
 
 # The soak's growth detector is tested with the unit tests.
-$(UNIT_BIN): $(UNIT_OBJS) $(LIB_OBJS) $(OBJ)/tests/soak/growth.o
+$(UNIT_BIN): $(UNIT_OBJS) $(LIB_OBJS) $(FN_OBJS) $(OBJ)/tests/soak/growth.o
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
@@ -307,6 +315,13 @@ $(UFFD_CLIENT): $(UFFD_CLIENT_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^
 -include $(OBJ)/tests/integration/uffd_client.d
+
+# One request to a guest's ember-agent through the vsock socket.
+AGENT_CLIENT := $(OBJ)/agent-client
+$(AGENT_CLIENT): $(OBJ)/tests/integration/agent_client.o $(FN_OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^
+-include $(OBJ)/tests/integration/agent_client.d
 
 # Runs ember-test --test-seccomp-trace and records what its filters refuse.
 SECCOMP_TRACER := $(OBJ)/seccomp-tracer
@@ -329,11 +344,11 @@ $(API_STRESS): $(OBJ)/tests/integration/api_stress.o
 	@$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 -include $(OBJ)/tests/integration/api_stress.d
 
-integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) \
+integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) $(AGENT_CLIENT) \
 	     $(SECCOMP_FILE_GEN) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel kernel-acpi testvm rootfs
 	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) JAILER_TEST=$(JAILER_TEST) UFFD=$(UFFD) \
 		UFFD_CLIENT=$(UFFD_CLIENT) SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) \
-		SECCOMP_FILE_GEN=$(SECCOMP_FILE_GEN) \
+		SECCOMP_FILE_GEN=$(SECCOMP_FILE_GEN) AGENT_CLIENT=$(AGENT_CLIENT) \
 		tests/integration/run.sh
 
 test: deps
@@ -389,6 +404,7 @@ FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/
                         vmm/virtio/balloon.c
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
+FUZZ_EXTRA_fuzz_agent_proto := api/fn/agent_proto.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
 FUZZ_MAXLEN_fuzz_snapshot     := 32768
 FUZZ_MAXLEN_fuzz_mmio         := 16384

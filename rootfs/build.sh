@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build the guest rootfs from ember's static guest programs (BINDIR/init,
-# BINDIR/ember-vsock) and Debian's busybox-static:
+# BINDIR/ember-vsock, BINDIR/ember-agent) and Debian's busybox-static:
 #   OUT/initramfs.cpio      (the kernel's initrd: /init; uncompressed, because
 #                            decompressing costs the guest more than copying)
 #   OUT/rootfs.ext4         (a root drive for virtio-blk: /sbin/init)
@@ -29,6 +29,7 @@ cp "$busybox" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
 cp "$bindir/init" "$stage/init"
 cp "$bindir/ember-vsock" "$stage/bin/ember-vsock"
+cp "$bindir/ember-agent" "$stage/bin/ember-agent"
 echo "ember guest" > "$stage/etc/hostname"
 echo "root:x:0:0:root:/root:/bin/sh" > "$stage/etc/passwd"
 echo "root:x:0:" > "$stage/etc/group"

@@ -1,0 +1,315 @@
+/* ember-agent: the guest side of ember's function runtime.
+ *
+ *   ember-agent [--init CMD] PORT HANDLER
+ *
+ * Runs CMD once with /bin/sh -c (the function's initialisation: it must
+ * exit 0), then listens on vsock PORT and prints "ember-agent: ready".
+ * Every connection first gets a READY frame, then is served one INVOKE
+ * at a time (the protocol: api/fn/agent_proto.h): HANDLER runs with
+ * /bin/sh -c in a process group of its own, the request body on its
+ * stdin; the RESULT carries its stdout, exit status and duration. A
+ * handler that runs past the invocation's timeout, or writes more than
+ * AGENT_MAX_BODY, is killed with its whole group. When the handler exits,
+ * whatever else it left in its group is killed too, so an invocation
+ * never leaks processes into the next. A frame the agent cannot accept
+ * gets an ERROR frame and the connection is closed; the agent goes on
+ * listening for the next one.
+ */
+#include "../api/fn/agent_proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/vm_sockets.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *handler;
+
+static void say(const char *fmt, const char *arg)
+{
+	printf("ember-agent: ");
+	printf(fmt, arg);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int send_frame(int fd, enum agent_type type, uint32_t id, const uint8_t *fixed, size_t fixed_len,
+		      const void *data, size_t data_len)
+{
+	uint8_t header[AGENT_HEADER_LEN];
+	agent_header_encode(header, type, id, (uint32_t)(fixed_len + data_len));
+	if (write_all(fd, header, sizeof(header)) < 0 || write_all(fd, fixed, fixed_len) < 0)
+		return -1;
+	return data_len ? write_all(fd, data, data_len) : 0;
+}
+
+static void send_error(int fd, const char *why)
+{
+	send_frame(fd, AGENT_ERROR, 0, (const uint8_t *)why, strnlen(why, AGENT_MAX_ERROR), NULL, 0);
+}
+
+/* What one run of the handler gave. */
+struct run {
+	enum agent_status status;
+	int32_t code;
+	uint32_t duration_us;
+	uint8_t *out;
+	size_t out_len;
+};
+
+static pid_t spawn(int in_fd, int out_fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		signal(SIGPIPE, SIG_DFL);
+		dup2(in_fd, 0);
+		dup2(out_fd, 1);
+		execl("/bin/sh", "sh", "-c", handler, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		setpgid(pid, pid); /* (also here: the child may not have run yet) */
+	return pid;
+}
+
+/* Run the handler on one body. Feeds stdin and drains stdout together
+ * (either may block the handler), watching the child through a pidfd so
+ * its exit ends the run even while something it left holds stdout. */
+static void run_handler(const struct agent_invoke *inv, struct run *r)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, pidfd = -1;
+	uint64_t start = now_us(), deadline = start + (uint64_t)inv->timeout_ms * 1000u;
+	*r = (struct run){ .status = AGENT_SPAWN };
+	/* One byte more than the bound: reading it is what says "too large". */
+	r->out = malloc(AGENT_MAX_BODY + 1);
+	if (!r->out || pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		r->code = errno;
+		goto done;
+	}
+	pid_t pid = spawn(in[0], out[1]);
+	if (pid < 0) {
+		r->code = errno;
+		goto done;
+	}
+	close(in[0]);
+	close(out[1]);
+	in[0] = out[1] = -1;
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	fcntl(in[1], F_SETFL, O_NONBLOCK);
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+
+	size_t fed = 0;
+	bool exited = false, killed = false;
+	if (inv->body_len == 0) {
+		close(in[1]);
+		in[1] = -1;
+	}
+	while (!exited) {
+		uint64_t t = now_us();
+		if (t >= deadline) {
+			r->status = AGENT_TIMEOUT;
+			killed = true;
+			break;
+		}
+		struct pollfd p[3] = {
+			{ .fd = out[0], .events = POLLIN },
+			{ .fd = in[1], .events = POLLOUT },
+			{ .fd = pidfd, .events = POLLIN },
+		};
+		uint64_t wait_ms = (deadline - t + 999) / 1000;
+		/* Without a pidfd (older kernels), look at the child now and then. */
+		int timeout = pidfd < 0 && wait_ms > 10 ? 10 : (int)wait_ms;
+		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents) {
+			ssize_t n = write(in[1], inv->body + fed, inv->body_len - fed);
+			if (n > 0)
+				fed += (size_t)n;
+			if ((n < 0 && errno != EAGAIN && errno != EINTR) || fed == inv->body_len) {
+				close(in[1]); /* all fed, or the handler closed its stdin */
+				in[1] = -1;
+			}
+		}
+		if (p[0].revents) {
+			ssize_t n = read(out[0], r->out + r->out_len, AGENT_MAX_BODY + 1 - r->out_len);
+			if (n > 0)
+				r->out_len += (size_t)n;
+			else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				close(out[0]);
+				out[0] = -1;
+			}
+			if (r->out_len > AGENT_MAX_BODY) {
+				r->status = AGENT_TOO_LARGE;
+				killed = true;
+				break;
+			}
+		}
+		int status;
+		if ((p[2].revents || pidfd < 0) && waitpid(pid, &status, WNOHANG) == pid) {
+			exited = true;
+			r->duration_us = (uint32_t)(now_us() - start);
+			if (WIFEXITED(status)) {
+				r->code = WEXITSTATUS(status);
+				r->status = r->code ? AGENT_EXIT : AGENT_OK;
+			} else {
+				r->code = WTERMSIG(status);
+				r->status = AGENT_SIGNAL;
+			}
+		}
+	}
+	/* What the handler wrote before it exited is its output. */
+	while (exited && out[0] >= 0 && r->out_len <= AGENT_MAX_BODY) {
+		ssize_t n = read(out[0], r->out + r->out_len, AGENT_MAX_BODY + 1 - r->out_len);
+		if (n <= 0)
+			break;
+		r->out_len += (size_t)n;
+	}
+	if (r->out_len > AGENT_MAX_BODY) {
+		r->status = AGENT_TOO_LARGE;
+		killed = true;
+	}
+	kill(-pid, SIGKILL);
+	if (killed) {
+		waitpid(pid, NULL, 0);
+		r->duration_us = (uint32_t)(now_us() - start);
+		r->code = 0;
+		r->out_len = 0; /* refused, never truncated */
+	}
+done:
+	if (in[0] >= 0)
+		close(in[0]);
+	if (in[1] >= 0)
+		close(in[1]);
+	if (out[0] >= 0)
+		close(out[0]);
+	if (out[1] >= 0)
+		close(out[1]);
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+/* Serve one connection until the host closes it or sends what the
+ * protocol refuses. */
+static void serve(int fd)
+{
+	uint8_t fixed[AGENT_RESULT_FIXED];
+	if (send_frame(fd, AGENT_READY, 0, fixed, agent_ready_encode(fixed), NULL, 0) < 0)
+		return;
+	size_t cap = AGENT_HEADER_LEN + AGENT_MAX_PAYLOAD, have = 0;
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return;
+	for (;;) {
+		struct agent_frame f;
+		struct agent_invoke inv;
+		const char *error = NULL;
+		ssize_t used = agent_frame_parse(buf, have, &f, &error);
+		if (used == 0) {
+			ssize_t n = read(fd, buf + have, cap - have);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			have += (size_t)n;
+			continue;
+		}
+		if (used < 0 || agent_invoke_decode(&f, &inv, &error) < 0) {
+			send_error(fd, error);
+			break;
+		}
+		struct run r;
+		run_handler(&inv, &r);
+		agent_result_encode(fixed, r.status, r.code, r.duration_us);
+		int sent = send_frame(fd, AGENT_RESULT, f.id, fixed, AGENT_RESULT_FIXED, r.out, r.out_len);
+		free(r.out);
+		if (sent < 0)
+			break;
+		memmove(buf, buf + used, have - (size_t)used);
+		have -= (size_t)used;
+	}
+	free(buf);
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: ember-agent [--init CMD] PORT HANDLER\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *init = NULL;
+	int i = 1;
+	if (argc > 2 && strcmp(argv[1], "--init") == 0) {
+		init = argv[2];
+		i = 3;
+	}
+	if (argc - i != 2)
+		return usage();
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(argv[i], &end, 10);
+	if (errno || *end || end == argv[i] || port > 0xffffffffUL)
+		return usage();
+	handler = argv[i + 1];
+	signal(SIGPIPE, SIG_IGN);
+
+	if (init) {
+		int status = system(init);
+		if (status != 0) {
+			say("the init command failed: %s", init);
+			return 1;
+		}
+	}
+	int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_vm addr = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
+				    .svm_port = (unsigned)port };
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lfd, 4) < 0) {
+		say("cannot listen on vsock: %s", strerror(errno));
+		return 1;
+	}
+	say("%s", "ready");
+	for (;;) {
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			say("accept: %s", strerror(errno));
+			return 1;
+		}
+		serve(c);
+		close(c);
+	}
+}
