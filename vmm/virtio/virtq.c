@@ -138,6 +138,24 @@ bool virtq_should_signal(struct virtq *q)
 	return signal;
 }
 
+uint16_t virtq_avail_idx(const struct virtq *q)
+{
+	return load16_acquire(&q->avail->idx);
+}
+
+void virtq_notify_beyond(struct virtq *q, uint16_t idx)
+{
+	if (q->event_idx) {
+		volatile uint16_t *avail_event = (volatile uint16_t *)&q->used->ring[q->size];
+		*avail_event = idx;
+		mem_mark_dirty(q->mem, (const void *)avail_event, sizeof(uint16_t));
+	} else {
+		q->used->flags = 0;
+		mem_mark_dirty(q->mem, &q->used->flags, sizeof(q->used->flags));
+	}
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 bool virtq_arm_notify(struct virtq *q)
 {
 	if (q->event_idx) {

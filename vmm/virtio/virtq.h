@@ -82,6 +82,13 @@ bool virtq_should_signal(struct virtq *q);
  * the caller should keep popping instead of waiting. */
 bool virtq_arm_notify(struct virtq *q);
 
+/* The driver's avail index: how many buffers it has made available. */
+uint16_t virtq_avail_idx(const struct virtq *q);
+
+/* Ask the driver to notify us once it makes a buffer available past
+ * avail index idx (even while earlier ones are still unconsumed). */
+void virtq_notify_beyond(struct virtq *q, uint16_t idx);
+
 /* Helpers over a chain's segments. Copy up to len bytes from the readable
  * part starting at offset; returns bytes copied. */
 size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *buf, size_t len);

@@ -331,6 +331,9 @@ static void on_conn_event(struct evloop_watch *w, int res)
 			conn_reset(c);
 		else
 			conn_close(c);
+	} else if (c->state == VSOCK_HOST_HANDSHAKE && vs->reset_pending) {
+		/* Its line is read once the driver has taken in the reset
+		 * (vsock_notify). */
 	} else if (c->state == VSOCK_HOST_HANDSHAKE) {
 		read_handshake(c);
 	} else if (c->state == VSOCK_ESTABLISHED) {
@@ -538,7 +541,19 @@ static void vsock_notify(struct virtio_dev *vd, unsigned q)
 	else if (q == RXQ)
 		rx_pump(vs);
 	/* The event queue carries only transport resets (after a snapshot
-	 * restore): its buffers wait with the device until then. */
+	 * restore): its buffers wait with the device until then. A buffer
+	 * given back after one says the driver has dropped its connections,
+	 * so the host connections that waited for that can go ahead. */
+	else if (q == EVQ && vs->reset_pending && virtq_avail_idx(&vd->vq[EVQ]) != vs->reset_avail) {
+		vs->reset_pending = false;
+		log_debug("vsock: the driver took in the transport reset");
+		for (struct vsock_conn *c = vs->conns, *next; c; c = next) {
+			next = c->next; /* read_handshake may free c */
+			if (c->state == VSOCK_HOST_HANDSHAKE)
+				read_handshake(c);
+		}
+		rx_pump(vs);
+	}
 }
 
 /* Guest connections do not survive a driver reset; close the host ends. */
@@ -550,6 +565,7 @@ static void vsock_reset_io(struct virtio_dev *vd)
 		conn_close(c);
 	}
 	vs->ctrl_count = 0;
+	vs->reset_pending = false;
 }
 
 static void vsock_counters(struct virtio_dev *vd, char *buf, size_t len)
@@ -597,6 +613,9 @@ static void vsock_restored(struct virtio_dev *vd)
 			virtq_push(q, ch.head, sizeof(ev));
 			virtio_signal(vd, EVQ);
 			vs->stats.transport_resets++;
+			vs->reset_pending = true;
+			vs->reset_avail = virtq_avail_idx(q);
+			virtq_notify_beyond(q, vs->reset_avail);
 		} else if (r < 0) {
 			virtio_fail(vd, "malformed event buffer");
 		} else {

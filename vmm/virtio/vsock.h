@@ -78,6 +78,11 @@ struct virtio_vsock {
 	/* Control packets (headers only) waiting for guest rx buffers. */
 	struct virtio_vsock_hdr ctrl[VSOCK_CTRL_QUEUE];
 	unsigned ctrl_head, ctrl_count;
+	/* A restore's transport reset the driver has not taken in yet (it
+	 * gives the event buffer back once it has): until then host
+	 * connections wait, since the reset would drop them. */
+	bool reset_pending;
+	uint16_t reset_avail;  /* the event queue's avail index at the reset */
 	struct vsock_stats stats;
 };
 
