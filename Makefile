@@ -77,8 +77,10 @@ LIB_OBJS := $(filter-out $(OBJ)/vmm/main.o,$(VMM_OBJS))
 # The function runtime's protocol and host side (api/fn/): the guest's
 # ember-agent builds agent_proto.c too.
 FN_SRCS := $(wildcard api/fn/*.c)
-FN_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(FN_SRCS))
--include $(FN_OBJS:.o=.d)
+FN_OBJS := $(filter-out $(OBJ)/api/fn/main.o,$(patsubst %.c,$(OBJ)/%.o,$(FN_SRCS)))
+-include $(patsubst %.c,$(OBJ)/%.d,$(FN_SRCS))
+# ember-fn, the function runtime's host daemon.
+FN := $(BUILD)/ember-fn
 JAILER_SRCS := $(wildcard jailer/*.c)
 JAILER_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JAILER_SRCS)) $(OBJ)/vmm/seccomp.o $(OBJ)/vmm/hostfile.o $(SECCOMP_FILTERS)
 TEST_HOOK_OBJS := $(OBJ)/vmm/main-test.o $(OBJ)/vmm/seccomp-test.o $(OBJ)/api/server-test.o
@@ -99,7 +101,7 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
 # run, are never sanitized: make SAN=1 builds only the ones in build/san.
 USER_BINS := $(BUILD)/ember $(BUILD)/ember-jailer $(BUILD)/ember-uffd
 USER_DEBUG := $(addsuffix .debug,$(USER_BINS))
-all: $(EMBER) $(JAILER) $(UFFD) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel testvm rootfs
+all: $(EMBER) $(JAILER) $(UFFD) $(FN) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel testvm rootfs
 
 deps:
 	@missing=$$(for p in $(DEBS); do \
@@ -181,6 +183,11 @@ $(BUILD)/$(1) $(BUILD)/$(1).debug &: $(BUILD)/obj/$(1)
 	objcopy --strip-debug --add-gnu-debuglink=$(BUILD)/$(1).debug $$< $(BUILD)/$(1)
 endef
 $(foreach b,ember ember-jailer ember-uffd,$(eval $(call user_bin,$(b))))
+
+# ember-fn: the function runtime's host daemon (api/fn/).
+$(FN): $(OBJ)/api/fn/main.o $(FN_OBJS) $(OBJ)/api/http.o
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson 2>/dev/null) -lpthread
 
 # ember-uffd: the page-fault handler that serves uffd snapshot restores.
 UFFD_OBJS := $(OBJ)/vmm/snapshot/uffd_handler/main.o $(OBJ)/vmm/snapshot/working_set.o \
@@ -344,11 +351,11 @@ $(API_STRESS): $(OBJ)/tests/integration/api_stress.o
 	@$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 -include $(OBJ)/tests/integration/api_stress.d
 
-integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) $(AGENT_CLIENT) \
+integration: $(EMBER) $(JAILER) $(EMBER_TEST) $(JAILER_TEST) $(UFFD) $(FN) $(UFFD_CLIENT) $(SECCOMP_TRACER) $(API_STRESS) $(AGENT_CLIENT) \
 	     $(SECCOMP_FILE_GEN) $(if $(filter 1,$(SAN)),,$(USER_BINS) $(USER_DEBUG)) kernel kernel-acpi testvm rootfs
 	EMBER=$(EMBER) JAILER=$(JAILER) EMBER_TEST=$(EMBER_TEST) JAILER_TEST=$(JAILER_TEST) UFFD=$(UFFD) \
 		UFFD_CLIENT=$(UFFD_CLIENT) SECCOMP_TRACER=$(SECCOMP_TRACER) API_STRESS=$(API_STRESS) BUILD=$(BUILD) \
-		SECCOMP_FILE_GEN=$(SECCOMP_FILE_GEN) AGENT_CLIENT=$(AGENT_CLIENT) \
+		SECCOMP_FILE_GEN=$(SECCOMP_FILE_GEN) AGENT_CLIENT=$(AGENT_CLIENT) EMBER_FN=$(FN) \
 		tests/integration/run.sh
 
 test: deps
@@ -405,6 +412,7 @@ FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
 FUZZ_EXTRA_fuzz_agent_proto := api/fn/agent_proto.c
+FUZZ_EXTRA_fuzz_fn_request := api/fn/function.c api/fn/agent_conn.c api/fn/agent_proto.c api/fn/vmm.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
 FUZZ_MAXLEN_fuzz_snapshot     := 32768
 FUZZ_MAXLEN_fuzz_mmio         := 16384

@@ -51,6 +51,12 @@ static bool value_is(const char *v, size_t vlen, const char *want)
 
 ssize_t http_parse_request(const char *buf, size_t len, size_t max_body, struct http_request *req)
 {
+	return http_parse_request_post(buf, len, max_body, false, req);
+}
+
+ssize_t http_parse_request_post(const char *buf, size_t len, size_t max_body, bool allow_post,
+				struct http_request *req)
+{
 	memset(req, 0, sizeof(*req));
 	const char *p = buf, *end = buf + len;
 	bool bad = false;
@@ -78,6 +84,8 @@ ssize_t http_parse_request(const char *buf, size_t len, size_t max_body, struct 
 		req->method = HTTP_PATCH;
 	else if (strcmp(req->method_name, "DELETE") == 0)
 		req->method = HTTP_DELETE;
+	else if (allow_post && strcmp(req->method_name, "POST") == 0)
+		req->method = HTTP_POST;
 	else
 		return refuse(req, 400, "Invalid HTTP Method: Unsupported HTTP method.");
 
@@ -196,9 +204,14 @@ const char *http_reason(int status)
 	case 400: return "Bad Request";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
 	case 413: return "Payload Too Large";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	case 505: return "HTTP Version Not Supported";
 	default: return "Unknown";
 	}

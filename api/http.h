@@ -12,7 +12,9 @@
 #define HTTP_MAX_HEAD 8192   /* request line + headers */
 #define HTTP_MAX_PATH 256
 
-enum http_method { HTTP_GET, HTTP_PUT, HTTP_PATCH, HTTP_DELETE };
+/* POST only where the caller asks for it (ember-fn); ember's API, as
+ * Firecracker's, refuses it. */
+enum http_method { HTTP_GET, HTTP_PUT, HTTP_PATCH, HTTP_DELETE, HTTP_POST };
 
 struct http_request {
 	enum http_method method;
@@ -37,6 +39,10 @@ struct http_request {
  * other refusals skip is 0: the framing is lost. Without Content-Length a
  * request has no body. */
 ssize_t http_parse_request(const char *buf, size_t len, size_t max_body, struct http_request *req);
+
+/* The same, also accepting POST when allow_post. */
+ssize_t http_parse_request_post(const char *buf, size_t len, size_t max_body, bool allow_post,
+				struct http_request *req);
 
 const char *http_reason(int status);
 

@@ -1,0 +1,551 @@
+/* ember-fn's functions: see function.h. */
+#include "function.h"
+
+#include <cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent_conn.h"
+#include "vmm.h"
+
+#define FN_AGENT_PORT 1024
+#define FN_LATENCIES 1024
+/* How long a clone's ember gets to come up, restore and let the agent
+ * answer CONNECT (the restore itself takes milliseconds). */
+#define FN_RESTORE_TIMEOUT_MS 10000
+/* An answer may follow the handler's timeout by this much. */
+#define FN_ANSWER_SLACK_MS 5000
+
+enum fn_state { FN_BUILDING, FN_READY, FN_DELETING };
+
+struct fn {
+	char name[FN_NAME_MAX + 1];
+	struct fn_config c;
+	char dir[FN_STATE_DIR_MAX + FN_NAME_MAX + 2];
+	enum fn_state state;
+	unsigned running, queued;
+	pthread_cond_t changed;
+	unsigned long long invocations, failures, timeouts, refused;
+	uint32_t latency_ms[FN_LATENCIES];
+	unsigned nlatency, next_latency;
+	struct fn *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fn *functions;
+static char state_dir[FN_STATE_DIR_MAX + 1], ember_path[PATH_MAX];
+static atomic_uint clone_seq;
+
+int fn_setup(const char *dir, const char *ember)
+{
+	if (strlen(dir) > FN_STATE_DIR_MAX)
+		return -1;
+	snprintf(state_dir, sizeof(state_dir), "%s", dir);
+	snprintf(ember_path, sizeof(ember_path), "%s", ember);
+	return 0;
+}
+
+static int errf(char *err, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, cap, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int fn_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > FN_NAME_MAX)
+		return 0;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+static int get_str(const cJSON *o, const char *key, char *out, size_t cap, int required, char *err, size_t ecap)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!v || cJSON_IsNull(v))
+		return required ? errf(err, ecap, "%s: missing", key) : 0;
+	if (!cJSON_IsString(v))
+		return errf(err, ecap, "%s: must be a string", key);
+	if (strlen(v->valuestring) >= cap)
+		return errf(err, ecap, "%s: longer than %zu bytes", key, cap - 1);
+	strcpy(out, v->valuestring);
+	return 0;
+}
+
+static int get_uint(const cJSON *o, const char *key, unsigned *out, unsigned lo, unsigned hi, char *err, size_t ecap)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble || v->valuedouble < lo ||
+	    v->valuedouble > hi)
+		return errf(err, ecap, "%s: must be an integer from %u to %u", key, lo, hi);
+	*out = (unsigned)v->valuedouble;
+	return 0;
+}
+
+/* The handler and init are single-quoted on the guest's command line. */
+static int check_cmd(const char *key, const char *cmd, char *err, size_t ecap)
+{
+	if (strpbrk(cmd, "'\"\n\\"))
+		return errf(err, ecap, "%s: must not contain quotes, backslashes or newlines", key);
+	return 0;
+}
+
+int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err, size_t cap)
+{
+	static const char *const keys[] = { "kernel_image_path", "rootfs_path", "handler", "init", "vcpu_count",
+					    "mem_size_mib", "timeout_ms", "max_concurrency", "max_queued",
+					    "boot_timeout_s", NULL };
+	*c = (struct fn_config){ .vcpus = 1, .mem_mib = 128, .timeout_ms = 30000, .max_concurrency = 4,
+				 .boot_timeout_s = 600 };
+	cJSON *o = cJSON_ParseWithLength(json, len);
+	int r = -1;
+	if (!o || !cJSON_IsObject(o)) {
+		errf(err, cap, "the body must be a JSON object");
+		goto out;
+	}
+	for (const cJSON *it = o->child; it; it = it->next) {
+		size_t i = 0;
+		while (keys[i] && strcmp(keys[i], it->string) != 0)
+			i++;
+		if (!keys[i]) {
+			errf(err, cap, "unknown field: %s", it->string);
+			goto out;
+		}
+	}
+	if (get_str(o, "kernel_image_path", c->kernel, sizeof(c->kernel), 1, err, cap) ||
+	    get_str(o, "rootfs_path", c->rootfs, sizeof(c->rootfs), 1, err, cap) ||
+	    get_str(o, "handler", c->handler, sizeof(c->handler), 1, err, cap) ||
+	    get_str(o, "init", c->init, sizeof(c->init), 0, err, cap) ||
+	    get_uint(o, "vcpu_count", &c->vcpus, 1, 32, err, cap) ||
+	    get_uint(o, "mem_size_mib", &c->mem_mib, 64, 32768, err, cap) ||
+	    get_uint(o, "timeout_ms", &c->timeout_ms, 1, AGENT_MAX_TIMEOUT_MS, err, cap) ||
+	    get_uint(o, "max_concurrency", &c->max_concurrency, 1, 1024, err, cap) ||
+	    get_uint(o, "max_queued", &c->max_queued, 0, 65536, err, cap) ||
+	    get_uint(o, "boot_timeout_s", &c->boot_timeout_s, 1, 3600, err, cap) ||
+	    check_cmd("handler", c->handler, err, cap) || check_cmd("init", c->init, err, cap))
+		goto out;
+	if (!c->handler[0]) {
+		errf(err, cap, "handler: must not be empty");
+		goto out;
+	}
+	r = 0;
+out:
+	cJSON_Delete(o);
+	return r;
+}
+
+static struct fn *find(const char *name)
+{
+	for (struct fn *f = functions; f; f = f->next)
+		if (strcmp(f->name, name) == 0)
+			return f;
+	return NULL;
+}
+
+static void unlink_from_list(struct fn *f)
+{
+	for (struct fn **p = &functions; *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			return;
+		}
+}
+
+static void path(char *out, const char *dir, const char *file)
+{
+	snprintf(out, PATH_MAX, "%s/%s", dir, file);
+}
+
+/* Whether the file at path holds text (the VMM's console log). */
+static int console_says(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return 0;
+	char line[1024];
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), fp))
+		found = strstr(line, text) != NULL;
+	fclose(fp);
+	return found;
+}
+
+/* The template: boot, wait for the agent to be ready, pause, snapshot. */
+static int build_template(struct fn *f, char *err, size_t cap)
+{
+	char cfg[PATH_MAX], api[PATH_MAX], vs[PATH_MAX], log[PATH_MAX], st[PATH_MAX], mem[PATH_MAX];
+	path(cfg, f->dir, "template.json");
+	path(api, f->dir, "template.api");
+	path(vs, f->dir, "template.vsock");
+	path(log, f->dir, "template.log");
+	path(st, f->dir, "template.state");
+	path(mem, f->dir, "template.mem");
+
+	char cmd[2 * FN_CMD_MAX + 64], args[2 * FN_CMD_MAX + 160];
+	if (f->c.init[0])
+		snprintf(cmd, sizeof(cmd), "ember-agent --init '%s' %d '%s'", f->c.init, FN_AGENT_PORT, f->c.handler);
+	else
+		snprintf(cmd, sizeof(cmd), "ember-agent %d '%s'", FN_AGENT_PORT, f->c.handler);
+	snprintf(args, sizeof(args), "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"%s\"", cmd);
+	cJSON *o = cJSON_CreateObject(), *boot = cJSON_AddObjectToObject(o, "boot-source");
+	cJSON_AddStringToObject(boot, "kernel_image_path", f->c.kernel);
+	cJSON_AddStringToObject(boot, "boot_args", args);
+	cJSON *m = cJSON_AddObjectToObject(o, "machine-config");
+	cJSON_AddNumberToObject(m, "vcpu_count", f->c.vcpus);
+	cJSON_AddNumberToObject(m, "mem_size_mib", f->c.mem_mib);
+	cJSON *drive = cJSON_CreateObject();
+	cJSON_AddStringToObject(drive, "drive_id", "rootfs");
+	cJSON_AddStringToObject(drive, "path_on_host", f->c.rootfs);
+	cJSON_AddBoolToObject(drive, "is_root_device", 1);
+	/* Every clone shares the image: nobody writes it. */
+	cJSON_AddBoolToObject(drive, "is_read_only", 1);
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "drives"), drive);
+	cJSON *v = cJSON_AddObjectToObject(o, "vsock");
+	cJSON_AddNumberToObject(v, "guest_cid", 3);
+	cJSON_AddStringToObject(v, "uds_path", vs);
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	FILE *fp = text ? fopen(cfg, "w") : NULL;
+	int wrote = fp && fputs(text, fp) >= 0;
+	if (fp && fclose(fp) != 0)
+		wrote = 0;
+	free(text);
+	if (!wrote)
+		return errf(err, cap, "cannot write %s", cfg);
+
+	const char *extra[] = { "--config-file", cfg, NULL };
+	long long deadline = fn_now_ms() + (long long)f->c.boot_timeout_s * 1000;
+	pid_t pid = fn_vmm_start(ember_path, api, log, extra);
+	if (pid < 0)
+		return errf(err, cap, "cannot start %s: %s", ember_path, strerror(errno));
+	int r = -1;
+	if (fn_vmm_wait_api(api, pid, fn_now_ms() + FN_RESTORE_TIMEOUT_MS) < 0) {
+		errf(err, cap, "the template's ember did not start (log: %s)", log);
+		goto out;
+	}
+	/* Ready when the agent says so on the console. No connection is made
+	 * to the template: one open in the snapshot would hold every clone's
+	 * agent until its reset arrives. */
+	while (!console_says(log, "ember-agent: ready") && fn_now_ms() < deadline &&
+	       waitpid(pid, NULL, WNOHANG) == 0)
+		usleep(100000);
+	if (!console_says(log, "ember-agent: ready")) {
+		errf(err, cap, "the template's agent did not get ready within %u s (log: %s)", f->c.boot_timeout_s, log);
+		goto out;
+	}
+	char reply[512];
+	char body[3 * PATH_MAX];
+	snprintf(body, sizeof(body), "{\"snapshot_type\":\"Full\",\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st,
+		 mem);
+	if (fn_vmm_request(api, "PATCH", "/vm", "{\"state\":\"Paused\"}", fn_now_ms() + 10000, reply,
+			   sizeof(reply)) != 204 ||
+	    fn_vmm_request(api, "PUT", "/snapshot/create", body, fn_now_ms() + 60000, reply, sizeof(reply)) != 204) {
+		errf(err, cap, "the template's snapshot failed: %s", reply);
+		goto out;
+	}
+	r = 0;
+out:
+	fn_vmm_kill(pid);
+	unlink(api);
+	unlink(vs);
+	return r;
+}
+
+int fn_create(const char *name, const struct fn_config *c, char *err, size_t cap)
+{
+	if (!fn_name_valid(name))
+		return errf(err, cap, "function name: use 1 to %d of A-Z a-z 0-9 _ -", FN_NAME_MAX), 400;
+	/* Unix socket paths (108 bytes) of the clones live under the dir. */
+	if (strlen(state_dir) + strlen(name) + 32 > 107)
+		return errf(err, cap, "function name: too long for a socket path under %s", state_dir), 400;
+	struct fn *f = calloc(1, sizeof(*f));
+	if (!f)
+		return errf(err, cap, "out of memory"), 500;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->c = *c;
+	snprintf(f->dir, sizeof(f->dir), "%s/%s", state_dir, name);
+	pthread_cond_init(&f->changed, NULL);
+	pthread_mutex_lock(&lock);
+	if (find(name)) {
+		pthread_mutex_unlock(&lock);
+		free(f);
+		return errf(err, cap, "function %s exists (DELETE it first)", name), 409;
+	}
+	f->state = FN_BUILDING;
+	f->next = functions;
+	functions = f;
+	pthread_mutex_unlock(&lock);
+
+	int r = mkdir(f->dir, 0700) < 0 && errno != EEXIST ? errf(err, cap, "cannot create %s: %s", f->dir,
+								    strerror(errno))
+							      : build_template(f, err, cap);
+	pthread_mutex_lock(&lock);
+	if (r < 0) {
+		unlink_from_list(f);
+		pthread_cond_destroy(&f->changed);
+		free(f);
+	} else {
+		f->state = FN_READY;
+	}
+	pthread_mutex_unlock(&lock);
+	return r < 0 ? 500 : 204;
+}
+
+/* Restore a clone, invoke its agent, destroy it. */
+static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answer *a)
+{
+	char dir[sizeof(f->dir) + 16], api[PATH_MAX], vs[PATH_MAX], log[PATH_MAX], st[PATH_MAX], mem[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/c%u", f->dir, atomic_fetch_add(&clone_seq, 1));
+	path(api, dir, "api");
+	path(vs, dir, "vsock");
+	path(log, dir, "log");
+	path(st, f->dir, "template.state");
+	path(mem, f->dir, "template.mem");
+	a->http_status = 502;
+	if (mkdir(dir, 0700) < 0) {
+		snprintf(a->error, sizeof(a->error), "cannot create %s: %s", dir, strerror(errno));
+		return;
+	}
+	long long t0 = fn_now_ms(), deadline = t0 + FN_RESTORE_TIMEOUT_MS;
+	pid_t pid = fn_vmm_start(ember_path, api, log, NULL);
+	int fd = -1;
+	char reply[512] = "";
+	char load[4 * PATH_MAX];
+	snprintf(load, sizeof(load),
+		 "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":\"File\",\"backend_path\":\"%s\"},"
+		 "\"vsock_override\":{\"uds_path\":\"%s\"},\"resume_vm\":true}",
+		 st, mem, vs);
+	if (pid < 0 || fn_vmm_wait_api(api, pid, deadline) < 0 ||
+	    fn_vmm_request(api, "PUT", "/snapshot/load", load, deadline, reply, sizeof(reply)) != 204) {
+		snprintf(a->error, sizeof(a->error), "the clone did not restore: %s", reply[0] ? reply : "no answer");
+		goto out;
+	}
+	/* The guest resets every connection when it takes in the transport
+	 * reset the restore sends; one made before that is lost, so retry. */
+	const char *why = NULL;
+	while ((fd = agent_connect(vs, FN_AGENT_PORT, (int)(deadline - fn_now_ms()), &why)) < 0 &&
+	       fn_now_ms() + 5 < deadline)
+		usleep(5000);
+	if (fd < 0) {
+		snprintf(a->error, sizeof(a->error), "the clone's agent: %s", why);
+		goto out;
+	}
+	a->restore_ms = fn_now_ms() - t0;
+	struct agent_reply rep;
+	static atomic_uint ids;
+	if (agent_invoke(fd, atomic_fetch_add(&ids, 1) + 1, f->c.timeout_ms, body, len, FN_ANSWER_SLACK_MS, &rep,
+			 &why) < 0) {
+		snprintf(a->error, sizeof(a->error), "the clone's agent: %s", why);
+		goto out;
+	}
+	if (rep.is_error) {
+		snprintf(a->error, sizeof(a->error), "the clone's agent refused the request: %s", rep.error_text);
+		agent_reply_free(&rep);
+		goto out;
+	}
+	a->agent_status = agent_status_name(rep.res.status);
+	a->code = rep.res.code;
+	a->handler_us = rep.res.duration_us;
+	switch (rep.res.status) {
+	case AGENT_OK:
+	case AGENT_EXIT:
+		a->http_status = 200;
+		a->output = malloc(rep.res.output_len + 1);
+		if (a->output) {
+			memcpy(a->output, rep.res.output, rep.res.output_len);
+			a->output_len = rep.res.output_len;
+		} else {
+			a->http_status = 500;
+			snprintf(a->error, sizeof(a->error), "out of memory");
+		}
+		break;
+	case AGENT_TIMEOUT:
+		a->http_status = 504;
+		snprintf(a->error, sizeof(a->error), "the handler ran past the timeout (%u ms) and was killed",
+			 f->c.timeout_ms);
+		break;
+	case AGENT_SIGNAL:
+		snprintf(a->error, sizeof(a->error), "the handler was killed by signal %d", rep.res.code);
+		break;
+	case AGENT_TOO_LARGE:
+		snprintf(a->error, sizeof(a->error), "the handler's output passed %u bytes", AGENT_MAX_BODY);
+		break;
+	default:
+		snprintf(a->error, sizeof(a->error), "the handler could not start: %s", strerror(rep.res.code));
+		break;
+	}
+	agent_reply_free(&rep);
+out:
+	if (fd >= 0)
+		close(fd);
+	fn_vmm_kill(pid);
+	unlink(api);
+	unlink(vs);
+	/* A clone that failed keeps its log for whoever looks into it. */
+	if (a->http_status == 502 || a->http_status == 500) {
+		size_t n = strlen(a->error);
+		snprintf(a->error + n, sizeof(a->error) - n, " (clone log: %s)", log);
+	} else {
+		unlink(log);
+		rmdir(dir);
+	}
+	a->total_ms = fn_now_ms() - t0;
+}
+
+void fn_invoke(const char *name, const void *body, size_t len, struct fn_answer *a)
+{
+	*a = (struct fn_answer){ .http_status = 404 };
+	pthread_mutex_lock(&lock);
+	struct fn *f = find(name);
+	if (!f || f->state != FN_READY) {
+		snprintf(a->error, sizeof(a->error), "no function %s%s", name,
+			 f && f->state == FN_BUILDING ? " yet (its template is being built)" : "");
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+	if (f->running >= f->c.max_concurrency) {
+		if (f->queued >= f->c.max_queued) {
+			f->refused++;
+			a->http_status = 429;
+			snprintf(a->error, sizeof(a->error), "%s: %u invocations running and %u waiting, the limits",
+				 name, f->running, f->queued);
+			pthread_mutex_unlock(&lock);
+			return;
+		}
+		f->queued++;
+		while (f->running >= f->c.max_concurrency && f->state == FN_READY)
+			pthread_cond_wait(&f->changed, &lock);
+		f->queued--;
+		if (f->state != FN_READY) {
+			snprintf(a->error, sizeof(a->error), "function %s was deleted", name);
+			pthread_cond_broadcast(&f->changed);
+			pthread_mutex_unlock(&lock);
+			return;
+		}
+	}
+	f->running++;
+	pthread_mutex_unlock(&lock);
+
+	run_clone(f, body, len, a);
+
+	pthread_mutex_lock(&lock);
+	f->running--;
+	f->invocations++;
+	if (a->http_status == 504)
+		f->timeouts++;
+	else if (a->http_status != 200)
+		f->failures++;
+	f->latency_ms[f->next_latency] = (uint32_t)a->total_ms;
+	f->next_latency = (f->next_latency + 1) % FN_LATENCIES;
+	if (f->nlatency < FN_LATENCIES)
+		f->nlatency++;
+	pthread_cond_broadcast(&f->changed);
+	pthread_mutex_unlock(&lock);
+}
+
+static int cmp_u32(const void *x, const void *y)
+{
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+char *fn_describe(const char *name)
+{
+	pthread_mutex_lock(&lock);
+	struct fn *f = find(name);
+	if (!f) {
+		pthread_mutex_unlock(&lock);
+		return NULL;
+	}
+	static const char *const states[] = { "building", "ready", "deleting" };
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", f->name);
+	cJSON_AddStringToObject(o, "state", states[f->state]);
+	cJSON_AddStringToObject(o, "handler", f->c.handler);
+	cJSON_AddNumberToObject(o, "vcpu_count", f->c.vcpus);
+	cJSON_AddNumberToObject(o, "mem_size_mib", f->c.mem_mib);
+	cJSON_AddNumberToObject(o, "timeout_ms", f->c.timeout_ms);
+	cJSON_AddNumberToObject(o, "max_concurrency", f->c.max_concurrency);
+	cJSON_AddNumberToObject(o, "max_queued", f->c.max_queued);
+	cJSON_AddNumberToObject(o, "running", f->running);
+	cJSON_AddNumberToObject(o, "queued", f->queued);
+	cJSON_AddNumberToObject(o, "invocations", (double)f->invocations);
+	cJSON_AddNumberToObject(o, "failures", (double)f->failures);
+	cJSON_AddNumberToObject(o, "timeouts", (double)f->timeouts);
+	cJSON_AddNumberToObject(o, "refused", (double)f->refused);
+	uint32_t sorted[FN_LATENCIES];
+	unsigned n = f->nlatency;
+	memcpy(sorted, f->latency_ms, n * sizeof(sorted[0]));
+	pthread_mutex_unlock(&lock);
+	qsort(sorted, n, sizeof(sorted[0]), cmp_u32);
+	cJSON *lat = cJSON_AddObjectToObject(o, "latency_ms");
+	static const struct { const char *key; unsigned pct; } ps[] = { { "p50", 50 }, { "p90", 90 }, { "p99", 99 } };
+	for (size_t i = 0; i < 3; i++) {
+		if (n)
+			cJSON_AddNumberToObject(lat, ps[i].key, sorted[(n - 1) * ps[i].pct / 100]);
+		else
+			cJSON_AddNullToObject(lat, ps[i].key);
+	}
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* Remove dir's files, and its subdirectories' (the logs failed clones
+ * kept) depth levels down, then dir. */
+static void remove_tree(const char *dir, int depth)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	char p[PATH_MAX];
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (e->d_type == DT_DIR) {
+			if (depth > 0)
+				remove_tree(p, depth - 1);
+		} else {
+			unlink(p);
+		}
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+int fn_delete(const char *name)
+{
+	pthread_mutex_lock(&lock);
+	struct fn *f = find(name);
+	if (!f || f->state != FN_READY) {
+		pthread_mutex_unlock(&lock);
+		return 404;
+	}
+	f->state = FN_DELETING;
+	pthread_cond_broadcast(&f->changed);
+	while (f->running || f->queued)
+		pthread_cond_wait(&f->changed, &lock);
+	unlink_from_list(f);
+	pthread_mutex_unlock(&lock);
+	remove_tree(f->dir, 1);
+	pthread_cond_destroy(&f->changed);
+	free(f);
+	return 204;
+}

@@ -1,0 +1,65 @@
+/* ember-fn's functions: a registry of named functions, each with its
+ * template snapshot (a booted guest whose agent is ready, paused and
+ * snapshotted once) and the clones restored from it per invocation.
+ * Thread-safe: the API threads call these concurrently. */
+#ifndef EMBER_FN_FUNCTION_H
+#define EMBER_FN_FUNCTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FN_NAME_MAX 64
+#define FN_CMD_MAX 512
+
+struct fn_config {
+	char kernel[256], rootfs[256];
+	char handler[FN_CMD_MAX], init[FN_CMD_MAX];
+	unsigned vcpus, mem_mib;
+	unsigned timeout_ms;      /* per invocation */
+	unsigned max_concurrency; /* invocations at once */
+	unsigned max_queued;      /* waiting beyond those; more are refused */
+	unsigned boot_timeout_s;  /* for the template's agent to get ready */
+};
+
+/* The state directory's longest path: the Unix sockets of the clones
+ * (108 bytes at most) are made under it. */
+#define FN_STATE_DIR_MAX 40
+
+/* Where ember-fn keeps its files and which ember it runs: 0, or -1 when
+ * state_dir is longer than FN_STATE_DIR_MAX. */
+int fn_setup(const char *state_dir, const char *ember);
+
+/* Parse a PUT /functions/{name} body into c. 0, or -1 with err set. */
+int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err, size_t cap);
+
+/* Whether name is a valid function name ([A-Za-z0-9_-], 1..FN_NAME_MAX). */
+int fn_name_valid(const char *name);
+
+/* Register name and build its template (boots a guest: takes as long as
+ * a boot). Returns an HTTP status: 204, or 400/409/500 with err set. */
+int fn_create(const char *name, const struct fn_config *c, char *err, size_t cap);
+
+/* The outcome of one invocation. */
+struct fn_answer {
+	int http_status;          /* 200, 404, 429, 502, 504 */
+	char error[640];          /* why, when not 200 */
+	const char *agent_status; /* the agent's status name, or NULL */
+	int code;
+	uint32_t handler_us;
+	long long restore_ms, total_ms;
+	uint8_t *output;          /* malloc'd; free it */
+	size_t output_len;
+};
+
+/* Invoke name with body: restore a clone from the template, hand the
+ * request to its agent, and destroy the clone. Never waits past the
+ * function's timeout plus the restore's bound. */
+void fn_invoke(const char *name, const void *body, size_t len, struct fn_answer *a);
+
+/* GET /functions/{name}'s JSON (malloc'd), or NULL if there is none. */
+char *fn_describe(const char *name);
+
+/* Remove name once its invocations have finished: 204 or 404. */
+int fn_delete(const char *name);
+
+#endif

@@ -1,0 +1,30 @@
+/* ember-fn's view of one ember process: started with its API socket,
+ * driven with one HTTP request per connection, killed and reaped. Every
+ * wait has a deadline (CLOCK_MONOTONIC milliseconds, fn_now_ms). */
+#ifndef EMBER_FN_VMM_H
+#define EMBER_FN_VMM_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+long long fn_now_ms(void);
+
+/* Start `ember --api-sock api_sock [extra...]` (extra: NULL-terminated,
+ * may be NULL) with stdin from /dev/null and stdout and stderr appended
+ * to log_path. Returns its pid, or -1 with errno set. */
+pid_t fn_vmm_start(const char *ember, const char *api_sock, const char *log_path, const char *const *extra);
+
+/* One request to the API at api_sock: METHOD PATH with a JSON body (or
+ * NULL). Returns the answer's status (and its body, NUL-terminated, in
+ * reply when given), or -1 when there was none by the deadline. */
+int fn_vmm_request(const char *api_sock, const char *method, const char *path, const char *body,
+		   long long deadline, char *reply, size_t reply_cap);
+
+/* Until the API at api_sock answers (0), or pid exits or the deadline
+ * passes (-1). */
+int fn_vmm_wait_api(const char *api_sock, pid_t pid, long long deadline);
+
+/* SIGKILL and reap. */
+void fn_vmm_kill(pid_t pid);
+
+#endif

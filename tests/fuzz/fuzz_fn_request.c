@@ -1,0 +1,41 @@
+/* libFuzzer target: what a client sends ember-fn, through the parsers
+ * that take it (api/http.c with POST allowed, then a function's
+ * configuration, api/fn/function.c). Every input must be refused with a
+ * reason or parsed into bounded, terminated fields. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../api/fn/agent_proto.h"
+#include "../../api/fn/function.h"
+#include "../../api/http.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct http_request req;
+	ssize_t n = http_parse_request_post((const char *)data, size, 4096, true, &req);
+	const char *body = (const char *)data;
+	size_t len = size;
+	if (n > 0) {
+		if (req.body_len > size || strnlen(req.path, sizeof(req.path)) == sizeof(req.path))
+			abort();
+		body = req.body;
+		len = req.body_len;
+	} else if (n < 0 && !req.error) {
+		abort();
+	}
+	/* The body as a function's configuration (also the raw input, so the
+	 * JSON parser sees inputs the HTTP framing would not let through). */
+	struct fn_config c;
+	char err[512];
+	if (fn_config_parse(body ? body : "", body ? len : 0, &c, err, sizeof(err)) == 0) {
+		if (!c.handler[0] || strpbrk(c.handler, "'\"\n\\") || strpbrk(c.init, "'\"\n\\") || c.timeout_ms == 0 ||
+		    c.timeout_ms > AGENT_MAX_TIMEOUT_MS || c.max_concurrency == 0 || c.vcpus == 0)
+			abort();
+	} else if (!err[0]) {
+		abort();
+	}
+	return 0;
+}
