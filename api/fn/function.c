@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <stdbool.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent_conn.h"
@@ -28,6 +30,14 @@
 
 enum fn_state { FN_BUILDING, FN_READY, FN_DELETING };
 
+/* One clone: an ember restored from its function's template. */
+struct clone {
+	pid_t pid;
+	char dir[FN_STATE_DIR_MAX + FN_NAME_MAX + 20];
+	char api[PATH_MAX], vs[PATH_MAX], log[PATH_MAX];
+};
+
+
 struct fn {
 	char name[FN_NAME_MAX + 1];
 	struct fn_config c;
@@ -35,6 +45,13 @@ struct fn {
 	enum fn_state state;
 	unsigned running, queued;
 	pthread_cond_t changed;
+	/* Paused clones ready to resume, kept full by the filler thread. */
+	struct clone *pool;
+	unsigned npool;
+	unsigned long long pool_failures;
+	char pool_error[640];
+	pthread_t filler;
+	bool has_filler;
 	unsigned long long invocations, failures, timeouts, refused;
 	uint32_t latency_ms[FN_LATENCIES];
 	unsigned nlatency, next_latency;
@@ -109,7 +126,7 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 {
 	static const char *const keys[] = { "kernel_image_path", "rootfs_path", "handler", "init", "vcpu_count",
 					    "mem_size_mib", "timeout_ms", "max_concurrency", "max_queued",
-					    "boot_timeout_s", NULL };
+					    "boot_timeout_s", "pool_size", NULL };
 	*c = (struct fn_config){ .vcpus = 1, .mem_mib = 128, .timeout_ms = 30000, .max_concurrency = 4,
 				 .boot_timeout_s = 600 };
 	cJSON *o = cJSON_ParseWithLength(json, len);
@@ -137,6 +154,7 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 	    get_uint(o, "max_concurrency", &c->max_concurrency, 1, 1024, err, cap) ||
 	    get_uint(o, "max_queued", &c->max_queued, 0, 65536, err, cap) ||
 	    get_uint(o, "boot_timeout_s", &c->boot_timeout_s, 1, 3600, err, cap) ||
+	    get_uint(o, "pool_size", &c->pool_size, 0, FN_POOL_MAX, err, cap) ||
 	    check_cmd("handler", c->handler, err, cap) || check_cmd("init", c->init, err, cap))
 		goto out;
 	if (!c->handler[0]) {
@@ -266,6 +284,8 @@ out:
 	return r;
 }
 
+static void *pool_filler(void *arg);
+
 int fn_create(const char *name, const struct fn_config *c, char *err, size_t cap)
 {
 	if (!fn_name_valid(name))
@@ -301,62 +321,85 @@ int fn_create(const char *name, const struct fn_config *c, char *err, size_t cap
 		free(f);
 	} else {
 		f->state = FN_READY;
+		if (f->c.pool_size) {
+			f->pool = calloc(f->c.pool_size, sizeof(*f->pool));
+			f->has_filler = f->pool && pthread_create(&f->filler, NULL, pool_filler, f) == 0;
+			if (!f->has_filler)
+				snprintf(f->pool_error, sizeof(f->pool_error), "cannot start the pool");
+		}
 	}
 	pthread_mutex_unlock(&lock);
 	return r < 0 ? 500 : 204;
 }
 
-/* Restore a clone, invoke its agent, destroy it. */
-static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answer *a)
+/* Kill a clone and remove its files; keep_log leaves its log (and its
+ * directory) for whoever looks into a failure. */
+static void clone_destroy(struct clone *c, bool keep_log)
 {
-	char dir[sizeof(f->dir) + 16], api[PATH_MAX], vs[PATH_MAX], log[PATH_MAX], st[PATH_MAX], mem[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s/c%u", f->dir, atomic_fetch_add(&clone_seq, 1));
-	path(api, dir, "api");
-	path(vs, dir, "vsock");
-	path(log, dir, "log");
+	fn_vmm_kill(c->pid);
+	unlink(c->api);
+	unlink(c->vs);
+	if (!keep_log) {
+		unlink(c->log);
+		rmdir(c->dir);
+	}
+}
+
+/* Restore a clone of f's template, running or (for the pool) paused.
+ * 0, or -1 with the reason in err (the clone's files are then kept). */
+static int clone_restore(struct fn *f, struct clone *c, bool resume, char *err, size_t cap)
+{
+	char st[PATH_MAX], mem[PATH_MAX];
+	*c = (struct clone){ .pid = -1 };
+	snprintf(c->dir, sizeof(c->dir), "%s/c%u", f->dir, atomic_fetch_add(&clone_seq, 1));
+	path(c->api, c->dir, "api");
+	path(c->vs, c->dir, "vsock");
+	path(c->log, c->dir, "log");
 	path(st, f->dir, "template.state");
 	path(mem, f->dir, "template.mem");
-	a->http_status = 502;
-	if (mkdir(dir, 0700) < 0) {
-		snprintf(a->error, sizeof(a->error), "cannot create %s: %s", dir, strerror(errno));
-		return;
-	}
-	long long t0 = fn_now_ms(), deadline = t0 + FN_RESTORE_TIMEOUT_MS;
-	pid_t pid = fn_vmm_start(ember_path, api, log, NULL);
-	int fd = -1;
+	if (mkdir(c->dir, 0700) < 0)
+		return errf(err, cap, "cannot create %s: %s", c->dir, strerror(errno));
+	long long deadline = fn_now_ms() + FN_RESTORE_TIMEOUT_MS;
+	c->pid = fn_vmm_start(ember_path, c->api, c->log, NULL);
 	char reply[512] = "";
 	char load[4 * PATH_MAX];
 	snprintf(load, sizeof(load),
 		 "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":\"File\",\"backend_path\":\"%s\"},"
-		 "\"vsock_override\":{\"uds_path\":\"%s\"},\"resume_vm\":true}",
-		 st, mem, vs);
-	if (pid < 0 || fn_vmm_wait_api(api, pid, deadline) < 0 ||
-	    fn_vmm_request(api, "PUT", "/snapshot/load", load, deadline, reply, sizeof(reply)) != 204) {
-		snprintf(a->error, sizeof(a->error), "the clone did not restore: %s", reply[0] ? reply : "no answer");
-		goto out;
+		 "\"vsock_override\":{\"uds_path\":\"%s\"},\"resume_vm\":%s}",
+		 st, mem, c->vs, resume ? "true" : "false");
+	if (c->pid < 0 || fn_vmm_wait_api(c->api, c->pid, deadline) < 0 ||
+	    fn_vmm_request(c->api, "PUT", "/snapshot/load", load, deadline, reply, sizeof(reply)) != 204) {
+		clone_destroy(c, true);
+		return errf(err, cap, "the clone did not restore: %s (clone log: %s)", reply[0] ? reply : "no answer",
+			    c->log);
 	}
-	/* The guest resets every connection when it takes in the transport
-	 * reset the restore sends; one made before that is lost, so retry. */
+	return 0;
+}
+
+/* Hand the request to a running clone's agent; fills a. */
+static void clone_invoke(struct fn *f, struct clone *c, const void *body, size_t len, long long t0,
+			 struct fn_answer *a)
+{
 	const char *why = NULL;
-	while ((fd = agent_connect(vs, FN_AGENT_PORT, (int)(deadline - fn_now_ms()), &why)) < 0 &&
-	       fn_now_ms() + 5 < deadline)
-		usleep(5000);
+	int fd = agent_connect(c->vs, FN_AGENT_PORT, FN_RESTORE_TIMEOUT_MS, &why);
 	if (fd < 0) {
 		snprintf(a->error, sizeof(a->error), "the clone's agent: %s", why);
-		goto out;
+		return;
 	}
 	a->restore_ms = fn_now_ms() - t0;
 	struct agent_reply rep;
 	static atomic_uint ids;
-	if (agent_invoke(fd, atomic_fetch_add(&ids, 1) + 1, f->c.timeout_ms, body, len, FN_ANSWER_SLACK_MS, &rep,
-			 &why) < 0) {
+	int r = agent_invoke(fd, atomic_fetch_add(&ids, 1) + 1, f->c.timeout_ms, body, len, FN_ANSWER_SLACK_MS, &rep,
+			     &why);
+	close(fd);
+	if (r < 0) {
 		snprintf(a->error, sizeof(a->error), "the clone's agent: %s", why);
-		goto out;
+		return;
 	}
 	if (rep.is_error) {
 		snprintf(a->error, sizeof(a->error), "the clone's agent refused the request: %s", rep.error_text);
 		agent_reply_free(&rep);
-		goto out;
+		return;
 	}
 	a->agent_status = agent_status_name(rep.res.status);
 	a->code = rep.res.code;
@@ -364,9 +407,9 @@ static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answ
 	switch (rep.res.status) {
 	case AGENT_OK:
 	case AGENT_EXIT:
-		a->http_status = 200;
 		a->output = malloc(rep.res.output_len + 1);
 		if (a->output) {
+			a->http_status = 200;
 			memcpy(a->output, rep.res.output, rep.res.output_len);
 			a->output_len = rep.res.output_len;
 		} else {
@@ -390,21 +433,77 @@ static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answ
 		break;
 	}
 	agent_reply_free(&rep);
-out:
-	if (fd >= 0)
-		close(fd);
-	fn_vmm_kill(pid);
-	unlink(api);
-	unlink(vs);
-	/* A clone that failed keeps its log for whoever looks into it. */
-	if (a->http_status == 502 || a->http_status == 500) {
-		size_t n = strlen(a->error);
-		snprintf(a->error + n, sizeof(a->error) - n, " (clone log: %s)", log);
-	} else {
-		unlink(log);
-		rmdir(dir);
+}
+
+/* One invocation: a clone from the pool (resumed) or a new one, the
+ * request, the clone destroyed. */
+static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answer *a)
+{
+	long long t0 = fn_now_ms();
+	struct clone c;
+	pthread_mutex_lock(&lock);
+	a->pooled = f->npool > 0;
+	if (a->pooled) {
+		c = f->pool[--f->npool];
+		pthread_cond_broadcast(&f->changed); /* the filler makes another */
 	}
+	pthread_mutex_unlock(&lock);
+	a->http_status = 502;
+	/* A pooled clone that does not resume (it died while it waited) is
+	 * dropped, and a new one restored instead. */
+	if (a->pooled && fn_vmm_request(c.api, "PATCH", "/vm", "{\"state\":\"Resumed\"}",
+					fn_now_ms() + FN_RESTORE_TIMEOUT_MS, NULL, 0) != 204) {
+		clone_destroy(&c, false);
+		a->pooled = false;
+	}
+	if (!a->pooled && clone_restore(f, &c, true, a->error, sizeof(a->error)) < 0)
+		goto done;
+	clone_invoke(f, &c, body, len, t0, a);
+	bool failed = a->http_status == 502 || a->http_status == 500;
+	if (failed) {
+		size_t n = strlen(a->error);
+		snprintf(a->error + n, sizeof(a->error) - n, " (clone log: %s)", c.log);
+	}
+	clone_destroy(&c, failed);
+done:
 	a->total_ms = fn_now_ms() - t0;
+}
+
+/* Keeps f's pool of paused clones full until f is deleted. */
+static void *pool_filler(void *arg)
+{
+	struct fn *f = arg;
+	pthread_mutex_lock(&lock);
+	while (f->state != FN_DELETING) {
+		if (f->npool >= f->c.pool_size) {
+			pthread_cond_wait(&f->changed, &lock);
+			continue;
+		}
+		pthread_mutex_unlock(&lock);
+		struct clone c;
+		char err[640];
+		int r = clone_restore(f, &c, false, err, sizeof(err));
+		pthread_mutex_lock(&lock);
+		if (r < 0) {
+			f->pool_failures++;
+			snprintf(f->pool_error, sizeof(f->pool_error), "%s", err);
+			/* Not in a loop as fast as restores fail. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&f->changed, &lock, &ts);
+			continue;
+		}
+		if (f->state == FN_DELETING) {
+			pthread_mutex_unlock(&lock);
+			clone_destroy(&c, false);
+			pthread_mutex_lock(&lock);
+			break;
+		}
+		f->pool[f->npool++] = c;
+	}
+	pthread_mutex_unlock(&lock);
+	return NULL;
 }
 
 void fn_invoke(const char *name, const void *body, size_t len, struct fn_answer *a)
@@ -488,6 +587,11 @@ char *fn_describe(const char *name)
 	cJSON_AddNumberToObject(o, "failures", (double)f->failures);
 	cJSON_AddNumberToObject(o, "timeouts", (double)f->timeouts);
 	cJSON_AddNumberToObject(o, "refused", (double)f->refused);
+	cJSON_AddNumberToObject(o, "pool_size", f->c.pool_size);
+	cJSON_AddNumberToObject(o, "pool", f->npool);
+	cJSON_AddNumberToObject(o, "pool_failures", (double)f->pool_failures);
+	if (f->pool_error[0])
+		cJSON_AddStringToObject(o, "pool_error", f->pool_error);
 	uint32_t sorted[FN_LATENCIES];
 	unsigned n = f->nlatency;
 	memcpy(sorted, f->latency_ms, n * sizeof(sorted[0]));
@@ -544,6 +648,11 @@ int fn_delete(const char *name)
 		pthread_cond_wait(&f->changed, &lock);
 	unlink_from_list(f);
 	pthread_mutex_unlock(&lock);
+	if (f->has_filler)
+		pthread_join(f->filler, NULL);
+	for (unsigned i = 0; i < f->npool; i++)
+		clone_destroy(&f->pool[i], false);
+	free(f->pool);
 	remove_tree(f->dir, 1);
 	pthread_cond_destroy(&f->changed);
 	free(f);

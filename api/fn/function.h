@@ -5,11 +5,13 @@
 #ifndef EMBER_FN_FUNCTION_H
 #define EMBER_FN_FUNCTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define FN_NAME_MAX 64
 #define FN_CMD_MAX 512
+#define FN_POOL_MAX 16
 
 struct fn_config {
 	char kernel[256], rootfs[256];
@@ -19,6 +21,7 @@ struct fn_config {
 	unsigned max_concurrency; /* invocations at once */
 	unsigned max_queued;      /* waiting beyond those; more are refused */
 	unsigned boot_timeout_s;  /* for the template's agent to get ready */
+	unsigned pool_size;       /* paused clones kept ready (0..FN_POOL_MAX) */
 };
 
 /* The state directory's longest path: the Unix sockets of the clones
@@ -44,6 +47,7 @@ struct fn_answer {
 	int http_status;          /* 200, 404, 429, 502, 504 */
 	char error[640];          /* why, when not 200 */
 	const char *agent_status; /* the agent's status name, or NULL */
+	bool pooled;              /* served by a clone from the pool */
 	int code;
 	uint32_t handler_us;
 	long long restore_ms, total_ms;
@@ -51,9 +55,10 @@ struct fn_answer {
 	size_t output_len;
 };
 
-/* Invoke name with body: restore a clone from the template, hand the
- * request to its agent, and destroy the clone. Never waits past the
- * function's timeout plus the restore's bound. */
+/* Invoke name with body: resume a clone from the function's pool (or
+ * restore one from the template when the pool is empty), hand it the
+ * request, and destroy the clone. Never waits past the function's
+ * timeout plus the restore's bound. */
 void fn_invoke(const char *name, const void *body, size_t len, struct fn_answer *a);
 
 /* GET /functions/{name}'s JSON (malloc'd), or NULL if there is none. */

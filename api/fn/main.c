@@ -118,8 +118,9 @@ static void handle(int fd, const struct http_request *req)
 		char headers[256];
 		snprintf(headers, sizeof(headers),
 			 "X-Ember-Fn-Status: %s\r\nX-Ember-Fn-Code: %d\r\nX-Ember-Fn-Handler-Us: %u\r\n"
-			 "X-Ember-Fn-Restore-Ms: %lld\r\nX-Ember-Fn-Total-Ms: %lld\r\n",
-			 a.agent_status ? a.agent_status : "none", a.code, a.handler_us, a.restore_ms, a.total_ms);
+			 "X-Ember-Fn-Restore-Ms: %lld\r\nX-Ember-Fn-Total-Ms: %lld\r\nX-Ember-Fn-Pooled: %d\r\n",
+			 a.agent_status ? a.agent_status : "none", a.code, a.handler_us, a.restore_ms, a.total_ms,
+			 a.pooled);
 		if (a.http_status == 200)
 			respond(fd, 200, headers, "application/octet-stream", a.output, a.output_len);
 		else

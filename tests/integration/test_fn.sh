@@ -40,13 +40,26 @@ test_fn_register_invoke_isolate_fail() {
 	sum_before=$(sha256sum < "$T/root.ext4")
 	local reg
 	reg=$(jq -nc --arg k "$(realpath "$BUILD/vmlinux")" --arg r "$T/root.ext4" --arg h "$FN_HANDLER" \
-		'{kernel_image_path: $k, rootfs_path: $r, handler: $h, timeout_ms: 15000, max_concurrency: 4, max_queued: 0}')
+		'{kernel_image_path: $k, rootfs_path: $r, handler: $h, timeout_ms: 15000, max_concurrency: 4, max_queued: 0,
+		  pool_size: 2}')
 	fn_call PUT /functions/up "$reg"
 	[ "$(cat "$T/code")" = 204 ] || { fail "register: $(cat "$T/code" "$T/body")"; kill $fn; return; }
 	fn_call PUT /functions/up "$reg"
 	[ "$(cat "$T/code")" = 409 ] || fail "registering twice: $(cat "$T/code")"
 	local mem_before
 	mem_before=$(sha256sum < "$state/up/template.mem")
+	# The pool fills with paused clones; the first invocation takes one.
+	fn_pool_full() {
+		for i in $(seq 600); do
+			[ "$(curl -s --unix-socket "$T/fn.sock" http://localhost/functions/up | jq .pool)" = 2 ] && return 0
+			sleep 0.1
+		done
+		return 1
+	}
+	fn_pool_full || fail "the pool did not fill: $(curl -s --unix-socket "$T/fn.sock" http://localhost/functions/up)"
+	fn_call POST /functions/up/invoke $'up\npooled'
+	[ "$(cat "$T/body")" = POOLED ] && grep -qi '^X-Ember-Fn-Pooled: 1' "$T/headers" ||
+		fail "from the pool: $(cat "$T/code" "$T/body" "$T/headers")"
 
 	# 100 invocations, 4 at a time: every answer right.
 	seq 100 | xargs -P 4 -I{} sh -c "curl -s -m 120 --unix-socket '$T/fn.sock' -X POST \
@@ -86,8 +99,9 @@ test_fn_register_invoke_isolate_fail() {
 	fn_call POST /functions/up/invoke $'up\nafter'
 	[ "$(cat "$T/body")" = AFTER ] || fail "after the kill: $(cat "$T/code" "$T/body")"
 
+	fn_pool_full || fail "the pool did not fill again"
 	fn_call GET /functions/up
-	jq -e '.invocations >= 104 and .refused == 1 and .timeouts == 1 and .running == 0 and (.latency_ms.p50 > 0)' \
+	jq -e '.invocations >= 105 and .refused == 1 and .timeouts == 1 and .running == 0 and (.latency_ms.p50 > 0)' \
 		"$T/body" > /dev/null || fail "GET: $(cat "$T/body")"
 	# The template's files are as they were.
 	[ "$(sha256sum < "$T/root.ext4")" = "$sum_before" ] || fail "the rootfs image changed"
@@ -95,6 +109,7 @@ test_fn_register_invoke_isolate_fail() {
 	fn_call DELETE /functions/up
 	[ "$(cat "$T/code")" = 204 ] || fail "delete: $(cat "$T/code")"
 	[ ! -e "$state/up" ] || fail "delete left $(ls "$state/up")"
+	pgrep -f -- "--api-sock $state/" > /dev/null && fail "delete left clones running: $(pgrep -af -- "--api-sock $state/")"
 	kill $fn
 	wait $fn 2>/dev/null
 	rm -rf "$state"

@@ -50,6 +50,8 @@ Test(fn_config, bad_values_are_refused_with_the_field_named)
 		  "vcpu_count: must be an integer from 1 to 32" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"max_concurrency\":-1}",
 		  "max_concurrency: must be an integer from 1 to 1024" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"pool_size\":17}",
+		  "pool_size: must be an integer from 0 to 16" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"colour\":1}",
 		  "unknown field: colour" },
 	};
