@@ -325,7 +325,7 @@ $(UFFD_CLIENT): $(UFFD_CLIENT_OBJS)
 
 # One request to a guest's ember-agent through the vsock socket.
 AGENT_CLIENT := $(OBJ)/agent-client
-$(AGENT_CLIENT): $(OBJ)/tests/integration/agent_client.o $(FN_OBJS)
+$(AGENT_CLIENT): $(OBJ)/tests/integration/agent_client.o $(OBJ)/api/fn/agent_conn.o $(OBJ)/api/fn/agent_proto.o
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^
 -include $(OBJ)/tests/integration/agent_client.d
