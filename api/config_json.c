@@ -437,11 +437,40 @@ int config_json_boot_source(const cJSON *obj, struct boot_source_config *out, ch
 	return 0;
 }
 
+int config_json_mem_backend(const cJSON *v, const char *sec, enum mem_kind *kind, char *path, size_t pathlen,
+			    char *err, size_t errlen)
+{
+	static const char *const keys[] = { "file", NULL };
+	if (cJSON_IsString(v) && strcmp(v->valuestring, "anonymous") == 0) {
+		*kind = MEM_KIND_ANON;
+		path[0] = '\0';
+		return 0;
+	}
+	if (cJSON_IsString(v) && strcmp(v->valuestring, "memfd") == 0) {
+		*kind = MEM_KIND_MEMFD;
+		path[0] = '\0';
+		return 0;
+	}
+	if (!cJSON_IsObject(v))
+		return fail(err, errlen, "%s.ember_mem_backend: expected \"anonymous\", \"memfd\" or "
+			    "{\"file\": PATH}", sec);
+	char where[64];
+	snprintf(where, sizeof(where), "%s.ember_mem_backend", sec);
+	int ret;
+	if ((ret = check_keys(v, where, keys, err, errlen)) ||
+	    (ret = get_string(v, where, "file", path, pathlen, true, NULL, err, errlen)))
+		return ret;
+	if (!path[0])
+		return fail(err, errlen, "%s.file: empty", where);
+	*kind = MEM_KIND_FILE;
+	return 0;
+}
+
 int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, unsigned *fields,
 			char *err, size_t errlen)
 {
 	static const char *const keys[] = { "vcpu_count", "mem_size_mib", "smt", "cpu_template",
-		"track_dirty_pages", "huge_pages", "ember_ksm", NULL };
+		"track_dirty_pages", "huge_pages", "ember_ksm", "ember_mem_backend", "ember_numa_node", NULL };
 	/* Firecracker's x86 variants, in its order (its refusal lists them so). */
 	static const char *const templates[] = { "C3", "T2", "T2S", "None", "T2CL", "T2A", NULL };
 	/* Firecracker's variants, in its order. */
@@ -500,6 +529,19 @@ int config_json_machine(const cJSON *obj, bool put, struct machine_config *out, 
 	if (which >= 0) {
 		m.huge_pages = page_kinds[which];
 		f |= MACHINE_F_HUGE_PAGES;
+	}
+	if (field(obj, "ember_mem_backend")) {
+		if ((ret = config_json_mem_backend(field(obj, "ember_mem_backend"), sec, &m.mem_kind, m.mem_path,
+						   sizeof(m.mem_path), err, errlen)))
+			return ret;
+		f |= MACHINE_F_EMBER_MEM;
+	}
+	if ((ret = get_uint(obj, sec, "ember_numa_node", "u32", 0, MEM_NUMA_MAX, &v, &present, err, errlen)))
+		return ret;
+	if (present) {
+		m.has_numa_node = true;
+		m.numa_node = (unsigned)v;
+		f |= MACHINE_F_EMBER_NUMA;
 	}
 
 	*out = m;
@@ -1106,6 +1148,15 @@ static void add_string_or_null(cJSON *obj, const char *key, bool set, const char
 		cJSON_AddNullToObject(obj, key);
 }
 
+cJSON *config_json_mem_backend_obj(enum mem_kind kind, const char *path)
+{
+	if (kind != MEM_KIND_FILE)
+		return cJSON_CreateString(kind == MEM_KIND_MEMFD ? "memfd" : "anonymous");
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "file", path);
+	return o;
+}
+
 cJSON *config_json_machine_obj(const struct machine_config *m)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -1120,6 +1171,10 @@ cJSON *config_json_machine_obj(const struct machine_config *m)
 	/* ember's own key, shown only when on: Firecracker's shape otherwise. */
 	if (m->ember_ksm)
 		cJSON_AddBoolToObject(o, "ember_ksm", true);
+	if (m->mem_kind != MEM_KIND_ANON)
+		cJSON_AddItemToObject(o, "ember_mem_backend", config_json_mem_backend_obj(m->mem_kind, m->mem_path));
+	if (m->has_numa_node)
+		cJSON_AddNumberToObject(o, "ember_numa_node", m->numa_node);
 	return o;
 }
 

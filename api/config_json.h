@@ -55,6 +55,13 @@ int config_json_boot_source(const struct cJSON *obj, struct boot_source_config *
  * Combine with the current configuration through config_machine_apply(). */
 int config_json_machine(const struct cJSON *obj, bool put, struct machine_config *out,
 			unsigned *fields, char *err, size_t errlen);
+/* ember_mem_backend's value v ("anonymous", "memfd" or {"file": PATH}) of
+ * section sec into kind and path (a PATH only for MEM_KIND_FILE, else "").
+ * Returns 0 or -EINVAL with the reason in err. */
+int config_json_mem_backend(const struct cJSON *v, const char *sec, enum mem_kind *kind, char *path,
+			    size_t pathlen, char *err, size_t errlen);
+/* Its JSON form, for GET /vm/config and snapshots. */
+struct cJSON *config_json_mem_backend_obj(enum mem_kind kind, const char *path);
 
 /* A custom CPU template (PUT /cpu-config, the config file's "cpu-config"),
  * in Firecracker's format: "kvm_capabilities" ["N", "!N"],

@@ -228,7 +228,7 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 {
 	static const char *const keys[] = { "snapshot_path", "mem_file_path", "mem_backend",
 		"enable_diff_snapshots", "track_dirty_pages", "resume_vm", "network_overrides",
-		"vsock_override", "clock_realtime", "huge_pages", NULL };
+		"vsock_override", "clock_realtime", "huge_pages", "ember_mem_backend", NULL };
 	/* Firecracker's variants: "Snapshot" (the default) keeps the snapshot's. */
 	static const char *const page_sizes[] = { "Snapshot", "None", "Transparent", "2M", NULL };
 	static const enum mem_pages page_kinds[] = { MEM_PAGES_NONE, MEM_PAGES_NONE, MEM_PAGES_TRANSPARENT,
@@ -269,6 +269,13 @@ static void route_snapshot_load(const cJSON *obj, struct action *a, struct route
 		return;
 	l->has_huge_pages = pages > 0;
 	l->huge_pages = page_kinds[pages];
+	const cJSON *backing = get(obj, "ember_mem_backend");
+	char msg[512];
+	if (backing && config_json_mem_backend(backing, "snapshot_load", &l->mem_kind, l->mem_path, sizeof(l->mem_path),
+					       msg, sizeof(msg))) {
+		answer(r, 400, "%s", msg);
+		return;
+	}
 	bool has_file = get(obj, "mem_file_path") != NULL;
 	if (mb && has_file) {
 		answer(r, 400, DESERIALIZE_FAULT "too many fields: either `mem_backend` or `mem_file_path` exclusively is required.");

@@ -55,6 +55,8 @@ enum action_type {
 #define MACHINE_F_CPU_TEMPLATE 0x10
 #define MACHINE_F_HUGE_PAGES 0x20
 #define MACHINE_F_EMBER_KSM 0x40
+#define MACHINE_F_EMBER_MEM 0x80
+#define MACHINE_F_EMBER_NUMA 0x100
 
 struct machine_update {
 	struct machine_config value;
@@ -109,6 +111,11 @@ struct snapshot_load {
 	bool resume_vm;
 	bool has_huge_pages;     /* else the snapshot's huge_pages */
 	enum mem_pages huge_pages;
+	/* ember's own "ember_mem_backend": what the restored RAM lives in
+	 * (the memory file is copied into a memfd or host file); else
+	 * anonymous, as the backend maps it. */
+	enum mem_kind mem_kind;
+	char mem_path[CONFIG_PATH_MAX];
 	unsigned nnet_overrides;
 	struct net_override net_overrides[CONFIG_MAX_NETS];
 	bool has_vsock_override;

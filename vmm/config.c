@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
 
 #include "action.h"
+#include "hostfile.h"
 
 void config_defaults(struct vmm_config *cfg)
 {
@@ -49,6 +51,14 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		m.huge_pages = v->huge_pages;
 	if (fields & MACHINE_F_EMBER_KSM)
 		m.ember_ksm = v->ember_ksm;
+	if (fields & MACHINE_F_EMBER_MEM) {
+		m.mem_kind = v->mem_kind;
+		memcpy(m.mem_path, v->mem_path, sizeof(m.mem_path));
+	}
+	if (fields & MACHINE_F_EMBER_NUMA) {
+		m.has_numa_node = v->has_numa_node;
+		m.numa_node = v->numa_node;
+	}
 	/* As Firecracker: a PUT without cpu_template keeps the template
 	 * (static or custom); "None" drops it. */
 	m.cpu_template = (fields & MACHINE_F_CPU_TEMPLATE) ? v->cpu_template : cur->cpu_template;
@@ -69,7 +79,61 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 		snprintf(err, errlen, "machine-config.ember_ksm: KSM does not merge huge_pages \"2M\" (hugetlbfs) memory");
 		return -EINVAL;
 	}
+	int ret = config_check_backing(&m, err, errlen);
+	if (ret)
+		return ret;
 	*cur = m;
+	return 0;
+}
+
+int config_check_backing(const struct machine_config *m, char *err, size_t errlen)
+{
+	/* KSM scans private anonymous memory only. */
+	if (m->ember_ksm && m->mem_kind != MEM_KIND_ANON) {
+		snprintf(err, errlen, "machine-config.ember_ksm: KSM merges only anonymous guest memory, not "
+			 "ember_mem_backend %s", m->mem_kind == MEM_KIND_MEMFD ? "\"memfd\"" : "file");
+		return -EINVAL;
+	}
+	if (m->mem_kind == MEM_KIND_FILE) {
+		/* A regular file's page cache has 4 KiB pages only. */
+		if (m->huge_pages != MEM_PAGES_NONE) {
+			snprintf(err, errlen, "machine-config.ember_mem_backend: a host file cannot hold huge_pages \"%s\" "
+				 "(\"memfd\" can: it takes 2M pages from hugetlbfs)", config_huge_pages_name(m->huge_pages));
+			return -EINVAL;
+		}
+		/* Missing is fine (it is created at start); anything else must be
+		 * a regular file that is empty or holds the guest's memory. */
+		struct stat st;
+		if (stat(m->mem_path, &st) == 0) {
+			if (!S_ISREG(st.st_mode)) {
+				snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: is %s, not a regular file",
+					 m->mem_path, hostfile_kind_name(st.st_mode));
+				return -EINVAL;
+			}
+			if (st.st_size != 0 && (uint64_t)st.st_size < m->mem_size_mib << 20) {
+				snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %lld bytes, shorter than the "
+					 "guest's %llu MiB (an empty file is sized to the guest)", m->mem_path,
+					 (long long)st.st_size, (unsigned long long)m->mem_size_mib);
+				return -EINVAL;
+			}
+		} else if (errno != ENOENT) {
+			int e = errno;
+			snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %s", m->mem_path, strerror(e));
+			return -e;
+		}
+	}
+	if (m->has_numa_node) {
+		int max = mem_numa_max_node();
+		if (m->numa_node > MEM_NUMA_MAX || (max >= 0 && m->numa_node > (unsigned)max)) {
+			if (max >= 0)
+				snprintf(err, errlen, "machine-config.ember_numa_node: %u: the host's nodes are 0 to %d",
+					 m->numa_node, max);
+			else
+				snprintf(err, errlen, "machine-config.ember_numa_node: %u: at most %d", m->numa_node,
+					 MEM_NUMA_MAX);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 

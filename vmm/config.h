@@ -34,6 +34,12 @@ struct machine_config {
 	enum cpu_template_kind cpu_template;
 	enum mem_pages huge_pages;       /* "None", "Transparent", "2M" */
 	bool ember_ksm;                  /* ember's own: guest memory MADV_MERGEABLE */
+	/* ember's own: "ember_mem_backend" (anonymous, "memfd", {"file": PATH})
+	 * and "ember_numa_node". */
+	enum mem_kind mem_kind;
+	char mem_path[CONFIG_PATH_MAX];  /* MEM_KIND_FILE */
+	bool has_numa_node;
+	unsigned numa_node;
 };
 
 #define CONFIG_ID_MAX 64
@@ -170,6 +176,12 @@ void config_defaults(struct vmm_config *cfg);
  * Returns 0 or -EINVAL with the reason in err; cur changes only on 0. */
 int config_machine_apply(struct machine_config *cur, const struct machine_config *v,
 			 unsigned fields, bool patch, char *err, size_t errlen);
+
+/* The checks of machine-config's ember_mem_backend and ember_numa_node
+ * (and of what they combine with) that config_machine_apply() makes, for
+ * a restore's configuration too: 0 or -errno with the reason in err. A
+ * missing backing file passes (it is created at start). */
+int config_check_backing(const struct machine_config *m, char *err, size_t errlen);
 
 /* machine-config's name of a huge_pages value: "None", "Transparent", "2M". */
 const char *config_huge_pages_name(enum mem_pages p);

@@ -534,6 +534,18 @@ static int restore_config(struct controller *c, const struct snapshot_load *l, c
 	cfg->machine.track_dirty_pages = l->track_dirty_pages;
 	if (l->has_huge_pages)
 		cfg->machine.huge_pages = l->huge_pages;
+	/* The backing is the load's choice (the snapshot's could be a file
+	 * that another VM now uses): anonymous unless it names one. */
+	cfg->machine.mem_kind = l->mem_kind;
+	memcpy(cfg->machine.mem_path, l->mem_path, sizeof(cfg->machine.mem_path));
+	if (l->mem_kind != MEM_KIND_ANON && l->backend == MEM_BACKEND_UFFD) {
+		snprintf(err, errlen, "snapshot_load.ember_mem_backend: a page-fault handler (Uffd) fills anonymous "
+			 "memory only; load a memfd or file backing from a File");
+		return -EINVAL;
+	}
+	int ret = config_check_backing(&cfg->machine, err, errlen);
+	if (ret)
+		return ret;
 	if (cfg->machine.huge_pages != MEM_PAGES_NONE && cfg->machine.mem_size_mib % 2) {
 		snprintf(err, errlen, "The memory size (MiB) is either 0, or not a multiple of the configured page size. "
 			 "(huge_pages \"%s\" for the snapshot's %llu MiB)", config_huge_pages_name(cfg->machine.huge_pages),

@@ -300,7 +300,9 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 		return -EINVAL;
 	}
 	struct vm_memory src = { .fd = p->mem_fd, .track_dirty = cfg->machine.track_dirty_pages,
-				 .pages = cfg->machine.huge_pages, .ksm = cfg->machine.ember_ksm };
+				 .pages = cfg->machine.huge_pages, .ksm = cfg->machine.ember_ksm,
+				 .kind = cfg->machine.mem_kind, .path = cfg->machine.mem_path,
+				 .numa_node = cfg->machine.has_numa_node ? (int)cfg->machine.numa_node : -1 };
 	struct boot_images img = {
 		.kernel_path = cfg->boot.kernel_image_path,
 		.initrd_path = cfg->boot.initrd_path[0] ? cfg->boot.initrd_path : NULL,

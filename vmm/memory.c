@@ -6,35 +6,81 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "hostfile.h"
 #include "layout.h"
 
 #ifndef MAP_HUGE_2MB
 #define MAP_HUGE_2MB (21 << 26) /* log2(2 MiB) << MAP_HUGE_SHIFT */
 #endif
 
-static int map_ram(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages pages)
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21U << 26)
+#endif
+#define MPOL_BIND_ 2 /* <linux/mempolicy.h>'s MPOL_BIND, without libnuma's header */
+
+/* Bind [p, p+size) to host node node before anything touches it. */
+static int bind_node(void *p, uint64_t size, int node)
+{
+	if (node < 0 || node > MEM_NUMA_MAX)
+		return node < 0 ? 0 : -EINVAL;
+	unsigned long mask = 1UL << node;
+	/* maxnode counts bits the kernel reads, one more than it uses. */
+	if (syscall(SYS_mbind, p, (unsigned long)size, MPOL_BIND_, &mask, 8 * sizeof(mask) + 1, 0UL) != 0)
+		return -errno;
+	return 0;
+}
+
+static int map_ram(struct guest_mem *mem, uint64_t size, int private_fd, const struct mem_opts *o)
 {
 	memset(mem, 0, sizeof(*mem));
+	mem->fd = -1;
+	enum mem_pages pages = o->pages;
+	int fd = o->kind == MEM_KIND_FILE ? o->file_fd : -1;
 	uint64_t align = pages == MEM_PAGES_NONE ? 4096 : MEM_HUGE_2M;
-	if (size == 0 || (size & (align - 1)) || (fd >= 0 && pages == MEM_PAGES_2M))
-		return -EINVAL;
+	int ret = -EINVAL;
+	if (size == 0 || (size & (align - 1)) || (private_fd >= 0 && (pages == MEM_PAGES_2M || o->kind != MEM_KIND_ANON)) ||
+	    (o->kind == MEM_KIND_FILE && (fd < 0 || pages != MEM_PAGES_NONE)))
+		goto fail;
+	if (o->kind == MEM_KIND_MEMFD) {
+		unsigned mfd = MFD_CLOEXEC | (pages == MEM_PAGES_2M ? MFD_HUGETLB | MFD_HUGE_2MB : 0);
+		fd = memfd_create("ember-guest-ram", mfd);
+		if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
+			ret = -errno;
+			goto fail;
+		}
+	}
 	/* NORESERVE: the guest's RAM is committed page by page as it touches
 	 * it. Not for hugetlbfs pages: there it would turn a short pool into a
 	 * SIGBUS at the guest's first touch of a page the pool lacks, so the
-	 * mapping reserves them (and fails with ENOMEM) up front. */
-	int flags = MAP_PRIVATE | (fd < 0 ? MAP_ANONYMOUS : 0);
-	flags |= pages == MEM_PAGES_2M ? MAP_HUGETLB | MAP_HUGE_2MB : MAP_NORESERVE;
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	if (pages == MEM_PAGES_TRANSPARENT && madvise(p, size, MADV_HUGEPAGE) != 0) {
-		int e = errno; /* EINVAL: a kernel without transparent huge pages */
-		munmap(p, size);
-		return -e;
+	 * mapping reserves them (and fails with ENOMEM) up front. Shared
+	 * memory is committed by its memfd/file, page by page as well. */
+	int flags;
+	if (o->kind != MEM_KIND_ANON)
+		flags = MAP_SHARED;
+	else {
+		flags = MAP_PRIVATE | (private_fd < 0 ? MAP_ANONYMOUS : 0);
+		flags |= pages == MEM_PAGES_2M ? MAP_HUGETLB | MAP_HUGE_2MB : MAP_NORESERVE;
 	}
-	mem->file_backed = fd >= 0;
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd >= 0 ? fd : private_fd, 0);
+	if (p == MAP_FAILED) {
+		ret = -errno;
+		goto fail;
+	}
+	if ((pages == MEM_PAGES_TRANSPARENT && madvise(p, size, MADV_HUGEPAGE) != 0) ||
+	    (ret = bind_node(p, size, o->numa_node))) {
+		if (!ret)
+			ret = -errno; /* EINVAL: a kernel without transparent huge pages */
+		munmap(p, size);
+		goto fail;
+	}
+	mem->file_backed = private_fd >= 0;
+	mem->shared = o->kind != MEM_KIND_ANON;
+	mem->fd = mem->shared ? fd : -1;
+	mem->kind = o->kind;
 	mem->pages = pages;
 	mem->page_size = pages == MEM_PAGES_2M ? MEM_HUGE_2M : 4096;
 	/* Guest RAM never belongs in a core dump of ember. */
@@ -52,23 +98,35 @@ static int map_ram(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages 
 		mem->nregions = 2;
 	}
 	return 0;
+
+fail:
+	if (fd >= 0)
+		close(fd);
+	mem->fd = -1;
+	return ret;
+}
+
+int mem_init_opts(struct guest_mem *mem, uint64_t size, const struct mem_opts *o)
+{
+	return map_ram(mem, size, -1, o);
 }
 
 int mem_init_pages(struct guest_mem *mem, uint64_t size, enum mem_pages pages)
 {
-	return map_ram(mem, size, -1, pages);
+	struct mem_opts o = { .pages = pages, .kind = MEM_KIND_ANON, .file_fd = -1, .numa_node = -1 };
+	return map_ram(mem, size, -1, &o);
 }
 
 int mem_init(struct guest_mem *mem, uint64_t size)
 {
-	return map_ram(mem, size, -1, MEM_PAGES_NONE);
+	return mem_init_pages(mem, size, MEM_PAGES_NONE);
 }
 
-int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages pages)
+int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, const struct mem_opts *o)
 {
-	if (pages != MEM_PAGES_2M)
-		return map_ram(mem, size, fd, pages);
-	int ret = map_ram(mem, size, -1, pages);
+	if (o->pages != MEM_PAGES_2M && o->kind == MEM_KIND_ANON)
+		return map_ram(mem, size, fd, o);
+	int ret = map_ram(mem, size, -1, o);
 	for (uint64_t off = 0; !ret && off < size;) {
 		ssize_t n = pread(fd, mem->host + off, size - off, (off_t)off);
 		if (n < 0 && errno == EINTR)
@@ -81,6 +139,56 @@ int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages p
 	if (ret)
 		mem_destroy(mem);
 	return ret;
+}
+
+int mem_open_file(const char *path, uint64_t size, char *err, size_t errlen)
+{
+	char detail[320];
+	int fd = hostfile_open("machine-config.ember_mem_backend file", path, O_RDWR | O_CREAT, 0600, HOSTFILE_REG,
+			       detail, sizeof(detail));
+	if (fd < 0) {
+		snprintf(err, errlen, "%s", detail);
+		return fd;
+	}
+	struct stat st;
+	int ret = 0;
+	if (fstat(fd, &st) != 0)
+		ret = -errno;
+	else if (st.st_size == 0 && ftruncate(fd, (off_t)size) != 0)
+		ret = -errno;
+	else if (st.st_size != 0 && (uint64_t)st.st_size < size) {
+		snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %lld bytes, shorter than the "
+			 "guest's %llu (an empty file is sized to the guest)", path, (long long)st.st_size,
+			 (unsigned long long)size);
+		close(fd);
+		return -EINVAL;
+	}
+	if (ret) {
+		snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: sizing it: %s", path, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int mem_numa_max_node(void)
+{
+	/* "0", "0-3" or "0,2-3": the last number is the highest node. */
+	int fd = open("/sys/devices/system/node/online", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char buf[256];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *end = buf + strcspn(buf, "\n");
+	*end = '\0';
+	char *last = end;
+	while (last > buf && last[-1] >= '0' && last[-1] <= '9')
+		last--;
+	return last == end ? -1 : atoi(last);
 }
 
 int mem_merge(struct guest_mem *mem)
@@ -136,7 +244,10 @@ void mem_destroy(struct guest_mem *mem)
 	free(mem->dirty);
 	if (mem->host)
 		munmap(mem->host, mem->size);
+	if (mem->shared && mem->fd >= 0)
+		close(mem->fd);
 	memset(mem, 0, sizeof(*mem));
+	mem->fd = -1;
 }
 
 void *mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
@@ -179,7 +290,9 @@ int64_t mem_discard_host(const struct guest_mem *mem, const void *p, uint64_t le
 		uintptr_t end = ((uintptr_t)h + len) & ~(page - 1);
 		if (end <= start)
 			return 0;
-		if (madvise((void *)start, end - start, MADV_DONTNEED))
+		/* DONTNEED only unmaps a shared page: it stays in the memfd or
+		 * file. REMOVE punches it out of there. */
+		if (madvise((void *)start, end - start, mem->shared ? MADV_REMOVE : MADV_DONTNEED))
 			return -errno;
 		mem_mark_dirty(mem, (void *)start, end - start);
 		return (int64_t)(end - start);

@@ -1,6 +1,7 @@
 /* Guest RAM and the one checked way to reach it.
  *
- * Guest RAM is a single anonymous host mapping, faulted in lazily, split
+ * Guest RAM is a single host mapping (anonymous and private by default; a
+ * memfd or a host file, shared, when asked), faulted in lazily, split
  * into at most two guest-physical regions around the MMIO gap. Every access
  * to guest memory by gpa goes through mem_ptr()/mem_read()/mem_write(),
  * which reject any range that overflows or leaves a region. */
@@ -21,6 +22,23 @@ enum mem_pages {
 };
 #define MEM_HUGE_2M (2ULL << 20)
 
+/* Where guest RAM lives (machine-config "ember_mem_backend"). */
+enum mem_kind {
+	MEM_KIND_ANON,  /* private anonymous memory */
+	MEM_KIND_MEMFD, /* a memfd mapped shared: other processes can map it (/proc/PID/fd) */
+	MEM_KIND_FILE,  /* a host file mapped shared: guest RAM is the file's contents */
+};
+#define MEM_NUMA_MAX 63 /* highest node mem_opts.numa_node may name (one mask word) */
+
+struct mem_opts {
+	enum mem_pages pages;
+	enum mem_kind kind;
+	int file_fd;   /* MEM_KIND_FILE: the file (O_RDWR, at least size bytes); the
+			* guest_mem owns it from the call on, even when it fails */
+	int numa_node; /* bind the memory to this host node (mbind MPOL_BIND) before
+			* it is touched, or -1 */
+};
+
 struct mem_region {
 	uint64_t gpa;
 	uint64_t size;
@@ -31,6 +49,9 @@ struct guest_mem {
 	uint8_t *host;  /* the whole mapping */
 	uint64_t size;  /* bytes of guest RAM */
 	bool file_backed; /* a private (copy-on-write) mapping of a memory file */
+	bool shared;      /* MAP_SHARED (memfd or host file): discard punches holes */
+	int fd;           /* the memfd or host file when shared, else -1 */
+	enum mem_kind kind;
 	enum mem_pages pages;
 	uint64_t page_size; /* of the mapping: 4096, or MEM_HUGE_2M for MEM_PAGES_2M */
 	/* With dirty tracking: one bit per 4 KiB page that ember itself (its
@@ -46,6 +67,11 @@ struct guest_mem {
  * pool when mapped (faulted in lazily all the same): -ENOMEM if the pool
  * has too few free pages. Returns 0 or -errno. */
 int mem_init_pages(struct guest_mem *mem, uint64_t size, enum mem_pages pages);
+/* The same with a backing and NUMA binding: a memfd is created (with
+ * MFD_HUGETLB for MEM_PAGES_2M) and sized; a file is mapped as given.
+ * -EINVAL for what cannot work: a file with huge pages of either kind.
+ * An mbind failure returns its -errno (-EINVAL: no such node). */
+int mem_init_opts(struct guest_mem *mem, uint64_t size, const struct mem_opts *o);
 /* mem_init_pages() with MEM_PAGES_NONE. */
 int mem_init(struct guest_mem *mem, uint64_t size);
 void mem_destroy(struct guest_mem *mem);
@@ -53,9 +79,21 @@ void mem_destroy(struct guest_mem *mem);
 /* The same layout, backed by a private mapping of the memory file fd (at
  * least size bytes): pages are read from the file when the guest first
  * touches them, and writes stay in this process. A file cannot be mapped
- * into hugetlbfs pages: with MEM_PAGES_2M the RAM is mapped as
- * mem_init_pages() does and the file copied into it whole, now. */
-int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, enum mem_pages pages);
+ * into hugetlbfs pages, nor be the shared backing o asks for: with
+ * MEM_PAGES_2M or a memfd/file backing the RAM is mapped as
+ * mem_init_opts() does and the file copied into it whole, now. */
+int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, const struct mem_opts *o);
+
+/* Open (creating it, mode 0600, if missing) the host file path for
+ * MEM_KIND_FILE and make sure it holds size bytes: an empty file is sized
+ * to them, a shorter non-empty one is refused (-EINVAL; it is likely the
+ * wrong file), and anything but a regular file too. Returns the fd or
+ * -errno with the reason in err. */
+int mem_open_file(const char *path, uint64_t size, char *err, size_t errlen);
+
+/* The host's highest online NUMA node (/sys/devices/system/node/online),
+ * or -1 if unknown (no /sys in a jail). */
+int mem_numa_max_node(void);
 
 /* Offer guest memory to KSM (same-page merging): madvise MADV_MERGEABLE.
  * Returns 0 or -errno (-EINVAL: a kernel without KSM). */
@@ -84,7 +122,8 @@ int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64
 
 /* Give [gpa, gpa+len) back to the host (madvise MADV_DONTNEED: the
  * guest's next touch reads zeros, or the memory file's page for a
- * file-backed VM). gpa and len must be multiples of 4 KiB and the range
+ * file-backed VM; MADV_REMOVE for a shared backing, where DONTNEED would
+ * only unmap the pages and leave them in the memfd/file). gpa and len must be multiples of 4 KiB and the range
  * must lie within one RAM region; else -EINVAL/-EFAULT and nothing is
  * done. The pages count as dirty for the next diff snapshot. */
 int mem_discard(const struct guest_mem *mem, uint64_t gpa, uint64_t len);

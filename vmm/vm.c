@@ -217,8 +217,17 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 	if (!take_prepared(vm) && (err = create_kvm_vm(vm, errbuf, errlen)))
 		goto fail;
 
-	err = src->fd >= 0 ? mem_init_file(&vm->mem, mem_bytes, src->fd, src->pages)
-			   : mem_init_pages(&vm->mem, mem_bytes, src->pages);
+	struct mem_opts o = { .pages = src->pages, .kind = src->kind, .file_fd = -1, .numa_node = src->numa_node };
+	if (src->kind == MEM_KIND_FILE && (o.file_fd = mem_open_file(src->path, mem_bytes, errbuf, errlen)) < 0) {
+		err = o.file_fd;
+		goto fail;
+	}
+	err = src->fd >= 0 ? mem_init_file(&vm->mem, mem_bytes, src->fd, &o) : mem_init_opts(&vm->mem, mem_bytes, &o);
+	if (err && src->numa_node >= 0 && (err == -EINVAL || err == -EPERM || err == -ENOSYS)) {
+		snprintf(errbuf, errlen, "machine-config.ember_numa_node: mbind(MPOL_BIND) of guest memory to node %d: %s",
+			 src->numa_node, strerror(-err));
+		goto fail;
+	}
 	if (err == -ENOMEM && src->pages == MEM_PAGES_2M) {
 		/* The pool is short: say by how much, and where it is set. */
 		long free_pages = mem_huge_free();

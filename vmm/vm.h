@@ -61,6 +61,9 @@ struct vm_memory {
 	bool track_dirty;        /* dirty-page tracking, for diff snapshots */
 	enum mem_pages pages;    /* machine-config huge_pages */
 	bool ksm;                /* machine-config ember_ksm */
+	enum mem_kind kind;      /* machine-config ember_mem_backend (a restore's File */
+	const char *path;        /* memory file is then copied into it), its file */
+	int numa_node;           /* machine-config ember_numa_node, or -1 */
 };
 
 /* Start creating the configuration-independent part of the VM (the VM

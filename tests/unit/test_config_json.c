@@ -641,3 +641,126 @@ Test(config_json, machine_ember_ksm)
 	cJSON_Delete(bad);
 	cJSON_Delete(off);
 }
+
+/* Apply a machine-config PATCH body to cur: 0 or the error. */
+static int patch_machine(struct machine_config *cur, const char *json, char *err, size_t errlen)
+{
+	struct machine_config m;
+	unsigned fields;
+	cJSON *o = cJSON_Parse(json);
+	cr_assert_not_null(o, "%s", json);
+	int ret = config_json_machine(o, false, &m, &fields, err, errlen);
+	if (!ret)
+		ret = config_machine_apply(cur, &m, fields, true, err, errlen);
+	cJSON_Delete(o);
+	return ret;
+}
+
+/* ember_mem_backend, ember's own key: "anonymous", "memfd" or {"file":
+ * PATH}; shown when not anonymous; refused in what cannot work (KSM on a
+ * shared backing, huge pages in a file, a path that is no regular file or
+ * a file shorter than the guest). */
+Test(config_json, machine_ember_mem_backend)
+{
+	struct machine_config cur = { .vcpu_count = 1, .mem_size_mib = 64 };
+	char err[512] = "";
+	cr_assert_eq(patch_machine(&cur, "{\"ember_mem_backend\": \"memfd\"}", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cur.mem_kind, MEM_KIND_MEMFD);
+	cJSON *o = config_json_machine_obj(&cur);
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(o, "ember_mem_backend")), "memfd");
+	cJSON_Delete(o);
+	/* memfd takes 2M pages; KSM is refused. */
+	cr_assert_eq(patch_machine(&cur, "{\"huge_pages\": \"2M\"}", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(patch_machine(&cur, "{\"huge_pages\": \"None\", \"ember_ksm\": true}", err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "ember_ksm") && strstr(err, "memfd"), "%s", err);
+
+	/* A file: missing is fine; shown as {"file": PATH}; survives the round trip. */
+	char path[] = "/tmp/ember-cfgmem.XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	char body[256];
+	snprintf(body, sizeof(body), "{\"huge_pages\": \"None\", \"ember_mem_backend\": {\"file\": \"%s\"}}", path);
+	cr_assert_eq(patch_machine(&cur, body, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cur.mem_kind, MEM_KIND_FILE);
+	cr_assert_str_eq(cur.mem_path, path);
+	o = config_json_machine_obj(&cur);
+	cJSON *b = cJSON_GetObjectItem(o, "ember_mem_backend");
+	cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(b, "file")), path);
+	struct machine_config again = { .vcpu_count = 1, .mem_size_mib = 64 }, m;
+	unsigned fields;
+	cr_assert_eq(config_json_machine(o, true, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_machine_apply(&again, &m, fields, false, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(again.mem_path, path);
+	cJSON_Delete(o);
+	cr_assert_eq(patch_machine(&cur, "{\"huge_pages\": \"2M\"}", err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "ember_mem_backend") && strstr(err, "2M"), "%s", err);
+	cr_assert_eq(patch_machine(&cur, "{\"huge_pages\": \"Transparent\"}", err, sizeof(err)), -EINVAL);
+	/* A file shorter than the guest, and a directory. */
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite("x", 1, 1, f), 1);
+	fclose(f);
+	cr_assert_eq(patch_machine(&cur, "{\"mem_size_mib\": 64}", err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, path) && strstr(err, "shorter"), "%s", err);
+	unlink(path);
+	close(fd);
+	cr_assert_eq(patch_machine(&cur, "{\"ember_mem_backend\": {\"file\": \"/tmp\"}}", err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "/tmp") && strstr(err, "not a regular file"), "%s", err);
+
+	/* Bad shapes. */
+	const char *bad[] = { "{\"ember_mem_backend\": \"shm\"}", "{\"ember_mem_backend\": 1}",
+		"{\"ember_mem_backend\": {\"path\": \"/x\"}}", "{\"ember_mem_backend\": {\"file\": \"\"}}",
+		"{\"ember_mem_backend\": {\"file\": 3}}", "{\"ember_mem_backend\": {}}" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		cr_assert_eq(patch_machine(&cur, bad[i], err, sizeof(err)), -EINVAL, "%s", bad[i]);
+		cr_assert(strstr(err, "ember_mem_backend"), "%s: %s", bad[i], err);
+	}
+	cr_assert_eq(patch_machine(&cur, "{\"ember_mem_backend\": \"anonymous\"}", err, sizeof(err)), 0, "%s", err);
+	o = config_json_machine_obj(&cur);
+	cr_assert_null(cJSON_GetObjectItem(o, "ember_mem_backend"));
+	cJSON_Delete(o);
+}
+
+/* ember_numa_node: a node of this host (0 always is), shown when set, kept
+ * by a PATCH without it, dropped by a PUT without it; negative, fractional
+ * and absent nodes are refused. */
+Test(config_json, machine_ember_numa_node)
+{
+	struct machine_config cur = { .vcpu_count = 1, .mem_size_mib = 64 };
+	char err[512] = "";
+	cr_assert_eq(patch_machine(&cur, "{\"ember_numa_node\": 0}", err, sizeof(err)), 0, "%s", err);
+	cr_assert(cur.has_numa_node);
+	cr_assert_eq(cur.numa_node, 0);
+	cJSON *o = config_json_machine_obj(&cur);
+	cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(o, "ember_numa_node")), 0);
+	cJSON_Delete(o);
+	const char *bad[] = { "{\"ember_numa_node\": -1}", "{\"ember_numa_node\": 1.5}", "{\"ember_numa_node\": \"0\"}",
+		"{\"ember_numa_node\": 64}" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		cr_assert_eq(patch_machine(&cur, bad[i], err, sizeof(err)), -EINVAL, "%s", bad[i]);
+		cr_assert(strstr(err, "ember_numa_node"), "%s: %s", bad[i], err);
+	}
+	int max = mem_numa_max_node();
+	if (max >= 0 && max < MEM_NUMA_MAX) {
+		char body[64];
+		snprintf(body, sizeof(body), "{\"ember_numa_node\": %d}", max + 1);
+		cr_assert_eq(patch_machine(&cur, body, err, sizeof(err)), -EINVAL);
+		cr_assert(strstr(err, "the host's nodes are 0 to"), "%s", err);
+	}
+	cr_assert(cur.has_numa_node);
+	cr_assert_eq(patch_machine(&cur, "{\"mem_size_mib\": 32}", err, sizeof(err)), 0, "%s", err);
+	cr_assert(cur.has_numa_node);
+	struct machine_config m;
+	unsigned fields;
+	cJSON *put = cJSON_Parse("{\"vcpu_count\": 1, \"mem_size_mib\": 64}");
+	cr_assert_eq(config_json_machine(put, true, &m, &fields, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_machine_apply(&cur, &m, fields, false, err, sizeof(err)), 0, "%s", err);
+	cJSON_Delete(put);
+	cr_assert(!cur.has_numa_node);
+	o = config_json_machine_obj(&cur);
+	cr_assert_null(cJSON_GetObjectItem(o, "ember_numa_node"));
+	cJSON_Delete(o);
+}

@@ -1,5 +1,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -88,7 +90,8 @@ Test(memory, huge_page_backings)
 	unlink(path);
 	cr_assert_eq(ftruncate(fd, 4 << 20), 0);
 	cr_assert_eq(pwrite(fd, "huge", 4, (3 << 20) + 5), 4);
-	int ret = mem_init_file(&mem, 4 << 20, fd, MEM_PAGES_2M);
+	struct mem_opts o = { .pages = MEM_PAGES_2M, .kind = MEM_KIND_ANON, .file_fd = -1, .numa_node = -1 };
+	int ret = mem_init_file(&mem, 4 << 20, fd, &o);
 	if (mem_huge_free() >= 2) {
 		cr_assert_eq(ret, 0);
 		cr_assert_eq(mem.page_size, 2 << 20);
@@ -99,4 +102,84 @@ Test(memory, huge_page_backings)
 		cr_assert_eq(ret, -ENOMEM, "%d", ret);
 	}
 	close(fd);
+}
+
+/* A memfd backing is a shared mapping another process could map: a write
+ * through the mapping is in the memfd, and a discard punches it out of
+ * the memfd (DONTNEED would leave the page there). */
+Test(memory, memfd_backing_discard_frees)
+{
+	struct guest_mem mem;
+	struct mem_opts o = { .pages = MEM_PAGES_NONE, .kind = MEM_KIND_MEMFD, .file_fd = -1, .numa_node = -1 };
+	cr_assert_eq(mem_init_opts(&mem, 1 << 20, &o), 0);
+	cr_assert(mem.shared);
+	cr_assert_geq(mem.fd, 0);
+	memset(mem_ptr(&mem, 0, 1 << 20), 0x5a, 1 << 20);
+	char c = 0;
+	cr_assert_eq(pread(mem.fd, &c, 1, 8192), 1);
+	cr_assert_eq(c, 0x5a);
+	struct stat st;
+	cr_assert_eq(fstat(mem.fd, &st), 0);
+	blkcnt_t before = st.st_blocks;
+	cr_assert_eq(mem_discard(&mem, 0, 512 << 10), 0);
+	cr_assert_eq(fstat(mem.fd, &st), 0);
+	cr_assert_lt(st.st_blocks, before - (512 << 10) / 512 + 8, "%ld blocks, %ld before", (long)st.st_blocks,
+		     (long)before);
+	cr_assert_eq(pread(mem.fd, &c, 1, 8192), 1);
+	cr_assert_eq(c, 0, "a discarded page still in the memfd");
+	cr_assert_eq(*(uint8_t *)mem_ptr(&mem, 8192, 1), 0);
+	mem_destroy(&mem);
+}
+
+/* A host file backing: sized when empty, refused when shorter, and guest
+ * writes land in the file. A file cannot hold huge pages. */
+Test(memory, file_backing)
+{
+	char path[] = "/tmp/ember-memfile.XXXXXX";
+	int tmp = mkstemp(path);
+	cr_assert_geq(tmp, 0);
+	close(tmp);
+	char err[512] = "";
+	int fd = mem_open_file(path, 1 << 20, err, sizeof(err));
+	cr_assert_geq(fd, 0, "%s", err);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(st.st_size, 1 << 20);
+	struct guest_mem mem;
+	struct mem_opts o = { .pages = MEM_PAGES_NONE, .kind = MEM_KIND_FILE, .file_fd = fd, .numa_node = -1 };
+	cr_assert_eq(mem_init_opts(&mem, 1 << 20, &o), 0);
+	cr_assert_eq(mem_write(&mem, 4096, "ram", 3), 0);
+	mem_destroy(&mem);
+	char buf[4] = "";
+	fd = open(path, O_RDONLY);
+	cr_assert_eq(pread(fd, buf, 3, 4096), 3);
+	close(fd);
+	cr_assert_eq(memcmp(buf, "ram", 3), 0);
+
+	/* 1 MiB is shorter than 2 MiB: refused, with the path named. */
+	cr_assert_eq(mem_open_file(path, 2 << 20, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, path) && strstr(err, "shorter"), "%s", err);
+	cr_assert_lt(mem_open_file("/tmp", 1 << 20, err, sizeof(err)), 0);
+	cr_assert(strstr(err, "/tmp"), "%s", err);
+
+	fd = mem_open_file(path, 1 << 20, err, sizeof(err));
+	cr_assert_geq(fd, 0, "%s", err);
+	o = (struct mem_opts){ .pages = MEM_PAGES_TRANSPARENT, .kind = MEM_KIND_FILE, .file_fd = fd, .numa_node = -1 };
+	cr_assert_eq(mem_init_opts(&mem, 2 << 20, &o), -EINVAL); /* and fd is closed */
+	unlink(path);
+}
+
+/* NUMA binding: a node the host has binds; one it lacks fails. */
+Test(memory, numa_bind)
+{
+	int max = mem_numa_max_node();
+	cr_assert_geq(max, 0, "no /sys/devices/system/node/online");
+	struct guest_mem mem;
+	struct mem_opts o = { .pages = MEM_PAGES_NONE, .kind = MEM_KIND_ANON, .file_fd = -1, .numa_node = 0 };
+	cr_assert_eq(mem_init_opts(&mem, 1 << 20, &o), 0);
+	mem_destroy(&mem);
+	if (max < MEM_NUMA_MAX) {
+		o.numa_node = MEM_NUMA_MAX;
+		cr_assert_eq(mem_init_opts(&mem, 1 << 20, &o), -EINVAL);
+	}
 }

@@ -74,6 +74,10 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(mprotect, ALL),            /* thread stack guard pages, the loader */
 	ALLOW(madvise, ALL),             /* malloc trimming; freeing thread stacks; balloon pages (VMM) */
 	ALLOW(mremap, VMM | API),        /* realloc of large buffers (the bus, API I/O) */
+	/* machine-config ember_mem_backend "memfd" and ember_numa_node: the VMM
+	 * thread creates guest memory (vm_create) and binds it to a node. */
+	ALLOW(memfd_create, VMM),
+	ALLOW(mbind, VMM),
 
 	/* -- threads and signals -- */
 	/* pthread_create: only threads (CLONE_THREAD) in the process. clone3's
