@@ -4,6 +4,8 @@
 # with ember_ksm their pages merge (/proc/PID/ksm_merging_pages), without
 # it they never do.
 
+UFFD=${UFFD:-$(dirname "$EMBER")/ember-uffd}
+
 # ksm_vma PID: the smaps entry of the 64 MiB guest memory mapping.
 ksm_vma() {
 	awk '/^[0-9a-f]+-[0-9a-f]+ /{b=""} {b=b $0 "\n"} /^VmFlags/{if (b ~ /\nSize: +65536 kB\n/) printf "%s", b}' \
@@ -105,4 +107,97 @@ test_ksm_clones_merge_only_when_asked() {
 	# The 16 MiB pattern is 4096 pages in each of the two.
 	[ "$ma" -ge 4096 ] && [ "$mb" -ge 4096 ] || fail "ember_ksm clones merged $ma and $mb pages, expected 4096 or more each"
 	[ "$mc" -eq 0 ] && [ "$md" -eq 0 ] || fail "clones without ember_ksm merged $mc and $md pages"
+}
+
+# ksm_restore NAME SNAPSHOT: a clone of SNAPSHOT restored through its own
+# ember-uffd (whose UFFDIO_COPY pages are anonymous, as KSM needs: a File
+# restore's untouched pages are the memory file's page cache), counting on
+# until it has read back all of its 16 MiB pattern (64 pages a count).
+# Its ember's pid in KSM_PID, the handler's in KSM_UPID.
+ksm_restore() {
+	"$UFFD" --socket "$T/$1.uffd" --mem-file "$T/$2.mem" --once > "$T/$1.uffd.out" 2> "$T/$1.uffd.err" < /dev/null &
+	KSM_UPID=$!
+	local i
+	for i in $(seq 100); do [ -S "$T/$1.uffd" ] && break; sleep 0.05; done
+	start_api "$1" || return 1
+	KSM_PID=$API_PID
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$T/$2.state\", \"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": \"$T/$1.uffd\"}, \"resume_vm\": true}"
+	local n
+	n=$(grep -oE 'testvm: count [0-9]+' "$T/$2.out" | tail -1 | awk '{print $3}')
+	wait_out "$1" "testvm: count $((n + 70))" 120 || return 1
+}
+
+# ksm_source NAME KSM_JSON: boot, snapshot to $T/NAME.state + .mem, stop.
+ksm_source() {
+	ksm_boot "$1" "$2" || return 1
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/$1.state\", \"mem_file_path\": \"$T/$1.mem\"}"
+	stop_api
+}
+
+# ksm_scans N: wait until ksmd has finished N more full scans.
+ksm_scans() {
+	local k=/sys/kernel/mm/ksm i full
+	full=$(cat $k/full_scans)
+	for i in $(seq 600); do [ "$(cat $k/full_scans)" -ge $(($1 + full)) ] && return 0; sleep 0.1; done
+	return 1
+}
+
+# N identical clones restored from one snapshot: with ember_ksm the
+# host-wide /sys/kernel/mm/ksm/pages_sharing rises by at least the
+# pattern's 4096 pages for each clone past the first; without it the
+# clones merge nothing (their ksm_merging_pages stay 0, and the host-wide
+# counter rises by less than one clone's pattern: other processes on the
+# host may use KSM meanwhile).
+test_ksm_restored_clones_share_pages() {
+	need_kvm || return
+	need_file "$BUILD/testvm.elf" || return
+	need_file "$UFFD" || return
+	local k=/sys/kernel/mm/ksm n=4
+	if [ ! -w $k/run ] || [ ! -r $k/pages_sharing ] || [ ! -r /proc/self/ksm_merging_pages ]; then
+		skip "KSM cannot be run here ($k/run not writable, or no pages_sharing / ksm_merging_pages)"
+		return
+	fi
+	ksm_source on ', "ember_ksm": true' || return
+	ksm_source off '' || return
+	local old_run old_scan old_sleep
+	old_run=$(cat $k/run) old_scan=$(cat $k/pages_to_scan) old_sleep=$(cat $k/sleep_millisecs)
+	echo 20000 > $k/pages_to_scan
+	echo 10 > $k/sleep_millisecs
+	echo 1 > $k/run
+	local pids='' upids='' i base delta_off delta_on=0 merged=0
+	ksm_scans 1
+	base=$(cat $k/pages_sharing)
+	for i in $(seq $n); do
+		ksm_restore "off$i" off || break
+		pids="$pids $KSM_PID" upids="$upids $KSM_UPID"
+	done
+	ksm_scans 2
+	delta_off=$(($(cat $k/pages_sharing) - base))
+	for i in $pids; do merged=$((merged + $(cat "/proc/$i/ksm_merging_pages"))); done
+	# shellcheck disable=SC2086 # lists of pids
+	{ kill $pids; wait $pids $upids; } 2>/dev/null
+	pids='' upids=''
+	ksm_scans 1
+	base=$(cat $k/pages_sharing)
+	for i in $(seq $n); do
+		ksm_restore "on$i" on || break
+		pids="$pids $KSM_PID" upids="$upids $KSM_UPID"
+	done
+	local want=$(((n - 1) * 4096))
+	for i in $(seq 600); do
+		delta_on=$(($(cat $k/pages_sharing) - base))
+		[ "$delta_on" -ge "$want" ] && break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086
+	{ kill $pids; wait $pids $upids; } 2>/dev/null
+	echo "$old_scan" > $k/pages_to_scan
+	echo "$old_sleep" > $k/sleep_millisecs
+	echo "$old_run" > $k/run
+	echo "    pages_sharing rose by $delta_on with ember_ksm, $delta_off without ($n clones each)"
+	[ "$(echo $pids | wc -w)" = $n ] || fail "only $(echo $pids | wc -w) of $n ember_ksm clones restored"
+	[ "$delta_on" -ge "$want" ] || fail "$n ember_ksm clones: pages_sharing rose by $delta_on, expected $want or more"
+	[ "$merged" -eq 0 ] || fail "clones without ember_ksm merged $merged pages"
+	[ "$delta_off" -lt 4096 ] || fail "clones without ember_ksm: pages_sharing rose by $delta_off"
 }
