@@ -133,6 +133,7 @@ ksm_source() {
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/$1.state\", \"mem_file_path\": \"$T/$1.mem\"}"
 	stop_api
+	return 0
 }
 
 # ksm_scans N: wait until ksmd has finished N more full scans.
@@ -158,8 +159,8 @@ test_ksm_restored_clones_share_pages() {
 		skip "KSM cannot be run here ($k/run not writable, or no pages_sharing / ksm_merging_pages)"
 		return
 	fi
-	ksm_source on ', "ember_ksm": true' || return
-	ksm_source off '' || return
+	ksm_source on ', "ember_ksm": true' || { fail "the ember_ksm source did not boot"; return; }
+	ksm_source off '' || { fail "the source without ember_ksm did not boot"; return; }
 	local old_run old_scan old_sleep
 	old_run=$(cat $k/run) old_scan=$(cat $k/pages_to_scan) old_sleep=$(cat $k/sleep_millisecs)
 	echo 20000 > $k/pages_to_scan
