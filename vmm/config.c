@@ -94,33 +94,11 @@ int config_check_backing(const struct machine_config *m, char *err, size_t errle
 			 "ember_mem_backend %s", m->mem_kind == MEM_KIND_MEMFD ? "\"memfd\"" : "file");
 		return -EINVAL;
 	}
-	if (m->mem_kind == MEM_KIND_FILE) {
-		/* A regular file's page cache has 4 KiB pages only. */
-		if (m->huge_pages != MEM_PAGES_NONE) {
-			snprintf(err, errlen, "machine-config.ember_mem_backend: a host file cannot hold huge_pages \"%s\" "
-				 "(\"memfd\" can: it takes 2M pages from hugetlbfs)", config_huge_pages_name(m->huge_pages));
-			return -EINVAL;
-		}
-		/* Missing is fine (it is created at start); anything else must be
-		 * a regular file that is empty or holds the guest's memory. */
-		struct stat st;
-		if (stat(m->mem_path, &st) == 0) {
-			if (!S_ISREG(st.st_mode)) {
-				snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: is %s, not a regular file",
-					 m->mem_path, hostfile_kind_name(st.st_mode));
-				return -EINVAL;
-			}
-			if (st.st_size != 0 && (uint64_t)st.st_size < m->mem_size_mib << 20) {
-				snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %lld bytes, shorter than the "
-					 "guest's %llu MiB (an empty file is sized to the guest)", m->mem_path,
-					 (long long)st.st_size, (unsigned long long)m->mem_size_mib);
-				return -EINVAL;
-			}
-		} else if (errno != ENOENT) {
-			int e = errno;
-			snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %s", m->mem_path, strerror(e));
-			return -e;
-		}
+	/* A regular file's page cache has 4 KiB pages only. */
+	if (m->mem_kind == MEM_KIND_FILE && m->huge_pages != MEM_PAGES_NONE) {
+		snprintf(err, errlen, "machine-config.ember_mem_backend: a host file cannot hold huge_pages \"%s\" "
+			 "(\"memfd\" can: it takes 2M pages from hugetlbfs)", config_huge_pages_name(m->huge_pages));
+		return -EINVAL;
 	}
 	if (m->has_numa_node) {
 		int max = mem_numa_max_node();
@@ -133,6 +111,33 @@ int config_check_backing(const struct machine_config *m, char *err, size_t errle
 					 MEM_NUMA_MAX);
 			return -EINVAL;
 		}
+	}
+	return 0;
+}
+
+int config_check_mem_file(const struct machine_config *m, char *err, size_t errlen)
+{
+	if (m->mem_kind != MEM_KIND_FILE)
+		return 0;
+	/* Missing is fine (it is created at start); anything else must be
+	 * a regular file that is empty or holds the guest's memory. */
+	struct stat st;
+	if (stat(m->mem_path, &st) == 0) {
+		if (!S_ISREG(st.st_mode)) {
+			snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: is %s, not a regular file",
+				 m->mem_path, hostfile_kind_name(st.st_mode));
+			return -EINVAL;
+		}
+		if (st.st_size != 0 && (uint64_t)st.st_size < m->mem_size_mib << 20) {
+			snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %lld bytes, shorter than the "
+				 "guest's %llu MiB (an empty file is sized to the guest)", m->mem_path,
+				 (long long)st.st_size, (unsigned long long)m->mem_size_mib);
+			return -EINVAL;
+		}
+	} else if (errno != ENOENT) {
+		int e = errno;
+		snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %s", m->mem_path, strerror(e));
+		return -e;
 	}
 	return 0;
 }

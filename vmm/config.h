@@ -179,9 +179,14 @@ int config_machine_apply(struct machine_config *cur, const struct machine_config
 
 /* The checks of machine-config's ember_mem_backend and ember_numa_node
  * (and of what they combine with) that config_machine_apply() makes, for
- * a restore's configuration too: 0 or -errno with the reason in err. A
- * missing backing file passes (it is created at start). */
+ * a restore's configuration too: 0 or -errno with the reason in err. */
 int config_check_backing(const struct machine_config *m, char *err, size_t errlen);
+/* The backing file of MEM_KIND_FILE as PUT|PATCH /machine-config checks
+ * it, early: missing passes (it is created at start), else it must be a
+ * regular file, empty or at least mem_size_mib long. Not part of
+ * config_machine_apply(), which also reads snapshots (whose file is not
+ * used on restore). InstanceStart checks again (mem_open_file). */
+int config_check_mem_file(const struct machine_config *m, char *err, size_t errlen);
 
 /* machine-config's name of a huge_pages value: "None", "Transparent", "2M". */
 const char *config_huge_pages_name(enum mem_pages p);

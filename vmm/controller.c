@@ -735,10 +735,16 @@ void controller_handle(struct controller *c, struct action *a)
 		break;
 	case ACTION_PUT_MACHINE_CONFIG:
 	case ACTION_PATCH_MACHINE_CONFIG:
-		if (boot_config(c, a) &&
-		    config_machine_apply(&c->cfg.machine, &a->u.machine.value, a->u.machine.fields,
-					 a->type == ACTION_PATCH_MACHINE_CONFIG, a->fault, sizeof(a->fault)))
-			a->status = 400;
+		if (boot_config(c, a)) {
+			/* Applied to a copy: the file check may still refuse it. */
+			struct machine_config m = c->cfg.machine;
+			if (config_machine_apply(&m, &a->u.machine.value, a->u.machine.fields,
+						 a->type == ACTION_PATCH_MACHINE_CONFIG, a->fault, sizeof(a->fault)) ||
+			    config_check_mem_file(&m, a->fault, sizeof(a->fault)))
+				a->status = 400;
+			else
+				c->cfg.machine = m;
+		}
 		break;
 	case ACTION_PUT_CPU_CONFIG:
 		/* Replaces a static template, as Firecracker: the last one set

@@ -158,8 +158,8 @@ int mem_open_file(const char *path, uint64_t size, char *err, size_t errlen)
 		ret = -errno;
 	else if (st.st_size != 0 && (uint64_t)st.st_size < size) {
 		snprintf(err, errlen, "machine-config.ember_mem_backend file %.200s: %lld bytes, shorter than the "
-			 "guest's %llu (an empty file is sized to the guest)", path, (long long)st.st_size,
-			 (unsigned long long)size);
+			 "guest's %llu MiB (an empty file is sized to the guest)", path, (long long)st.st_size,
+			 (unsigned long long)(size >> 20));
 		close(fd);
 		return -EINVAL;
 	}

@@ -89,6 +89,14 @@ test_memory_backends_api_values() {
 	expect_api 200 GET /machine-config
 	grep -qE 'ember_mem_backend|ember_numa_node' "$T/resp" && fail "a PUT without the keys kept them: $(cat "$T/resp")"
 	stop_api
+	# The config file: a short file fails the start, naming it.
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/testvm.elf")"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "ember_mem_backend": {"file": "$T/short"}}}
+JSON
+	run_ember cf 30 --no-api --config-file "$T/vm.json"
+	expect_status 1
+	expect_err cf "ember_mem_backend file $T/short: 1048576 bytes, shorter than the guest's 64 MiB"
 }
 
 # memfd: guest RAM is a shared memfd another process reads (here through

@@ -658,8 +658,8 @@ static int patch_machine(struct machine_config *cur, const char *json, char *err
 
 /* ember_mem_backend, ember's own key: "anonymous", "memfd" or {"file":
  * PATH}; shown when not anonymous; refused in what cannot work (KSM on a
- * shared backing, huge pages in a file, a path that is no regular file or
- * a file shorter than the guest). */
+ * shared backing, huge pages in a file; and, by the API's file check, a
+ * path that is no regular file or a file shorter than the guest). */
 Test(config_json, machine_ember_mem_backend)
 {
 	struct machine_config cur = { .vcpu_count = 1, .mem_size_mib = 64 };
@@ -701,11 +701,13 @@ Test(config_json, machine_ember_mem_backend)
 	cr_assert_not_null(f);
 	cr_assert_eq(fwrite("x", 1, 1, f), 1);
 	fclose(f);
-	cr_assert_eq(patch_machine(&cur, "{\"mem_size_mib\": 64}", err, sizeof(err)), -EINVAL);
+	cr_assert_eq(config_check_mem_file(&cur, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, path) && strstr(err, "shorter"), "%s", err);
 	unlink(path);
 	close(fd);
-	cr_assert_eq(patch_machine(&cur, "{\"ember_mem_backend\": {\"file\": \"/tmp\"}}", err, sizeof(err)), -EINVAL);
+	cr_assert_eq(config_check_mem_file(&cur, err, sizeof(err)), 0, "%s", err); /* missing is fine */
+	cr_assert_eq(patch_machine(&cur, "{\"ember_mem_backend\": {\"file\": \"/tmp\"}}", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_check_mem_file(&cur, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "/tmp") && strstr(err, "not a regular file"), "%s", err);
 
 	/* Bad shapes. */
