@@ -269,6 +269,7 @@ bench: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
 	$(BENCH_ENV) benchmarks/density.sh 5
 	$(BENCH_ENV) benchmarks/snapshot.sh 10
 	$(BENCH_ENV) benchmarks/memory.sh 5
+	$(BENCH_ENV) benchmarks/clones.sh 5
 	$(BENCH_ENV) benchmarks/io.sh 10
 	$(BENCH_ENV) benchmarks/jailer.sh 5
 	$(BENCH_ENV) benchmarks/static.sh 20 3
@@ -286,11 +287,12 @@ bench-smoke: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
 	OUT=$(SMOKE)/density.md CONCURRENCY="1 2" $(BENCH_ENV) benchmarks/density.sh 1
 	OUT=$(SMOKE)/snapshot.md SIZES=128 FILL=1 CONCURRENCY="1 2" CONC_RUNS=1 $(BENCH_ENV) benchmarks/snapshot.sh 1
 	OUT=$(SMOKE)/memory.md LOG=$(SMOKE)/memory.log CONFIGS=1x128 DEVICES= $(BENCH_ENV) benchmarks/memory.sh 1
+	OUT=$(SMOKE)/clones.md CLONES=2 SETUPS=both FREE_MIB=8 KEEP_MIB=4 $(BENCH_ENV) benchmarks/clones.sh 1
 	OUT=$(SMOKE)/io.md $(BENCH_ENV) benchmarks/io.sh 1
 	OUT=$(SMOKE)/jailer.md SIZES="1 2" $(BENCH_ENV) benchmarks/jailer.sh 1
 	OUT=$(SMOKE)/static.md $(BENCH_ENV) benchmarks/static.sh 1 0
 	benchmarks/report.sh $(SMOKE)
-	@for p in latest.md boot-distribution.png restore-vs-memory.png memory-overhead.png concurrent-starts.png; do \
+	@for p in latest.md boot-distribution.png restore-vs-memory.png memory-overhead.png concurrent-starts.png clone-memory.png; do \
 	  test -s $(SMOKE)/$$p || { echo "bench-smoke: $(SMOKE)/$$p was not made"; exit 1; }; done
 
 run: deps

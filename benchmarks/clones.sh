@@ -211,6 +211,7 @@ clones_run() { # SETUP DIR N RESULTS
 		return
 	fi
 	local scans=-1 prev=-1 steady=0 now host t1=$SECONDS
+	echo "clones.sh: $setup N=$n: every clone restored and through its job in $((t1 - t0)) s" >&2
 	case $setup in ksm|both) scans=$(cat $KSM/full_scans) ;; esac
 	while [ $((SECONDS - t1)) -lt "$SETTLE_TIMEOUT" ]; do
 		sleep 1
@@ -224,7 +225,8 @@ clones_run() { # SETUP DIR N RESULTS
 		prev=$host
 		[ "$steady" -ge 3 ] && { [ "$scans" -lt 0 ] || [ "$(cat $KSM/full_scans)" -ge $((scans + 2)) ]; } && break
 	done
-	[ "$steady" -ge 3 ] || echo "clones.sh: $setup N=$n: memory not steady after $SETTLE_TIMEOUT s" >&2
+	[ "$steady" -ge 3 ] && echo "clones.sh: $setup N=$n: memory steady $((SECONDS - t1)) s later" >&2 ||
+		echo "clones.sh: $setup N=$n: memory not steady after $SETTLE_TIMEOUT s" >&2
 	echo "$now" >> "$results"
 	echo "$((SECONDS - t0))" >> "$results.t"
 }
@@ -468,12 +470,14 @@ shared=""
 	echo
 	if [ -s "$tmp/reclaim" ]; then
 		read -r em ep en <<< "$(stats "$tmp/reclaim" 1 auto)"
-		read -r dm _ _ <<< "$(stats "$tmp/reclaim" 2)"
+		dm=$(awk '$1 >= 0 { print $2 }' "$tmp/reclaim" | sort -n | awk '{ v[NR] = $1 }
+			END { print NR ? ((NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) : "-" }')
 		headline "balloon inflation by 100 MiB: PATCH → actual_mib 100" ms "$tmp/reclaim" 1
 		echo "On the clones of \"${LABEL[$base]}\" (N=$N_MAX), one after another: PATCH /balloon amount_mib 100," \
 		     "timed until GET /balloon/statistics says actual_mib 100 (or the VMM's RSS fell by 100 MiB)," \
-		     "then deflated. Median **$em ms**, p90 $ep ms over $en runs; the VMM's RSS fell by $dm MiB" \
-		     "(median: the pages the guest gave were mostly never touched since the restore, so not resident)."
+		     "then deflated. Median **$em ms**, p90 $ep ms over $en runs. The VMM's RSS fell by $dm MiB (median):" \
+		     "the pages the guest gave were mostly never touched since the restore, so never resident" \
+		     "(with File the untouched part of guest memory costs the host nothing to begin with)."
 	else
 		echo "Not run (no clones of the first setup)."
 	fi

@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 . benchmarks/lib.sh
 DIR=${1:-benchmarks/results}
 OUT=$DIR/latest.md
-ORDER="span api boot density snapshot memory io jailer"
+ORDER="span api boot density snapshot memory clones io jailer"
 # What each benchmark measured, and its command in `make bench`.
 declare -A TITLE=(
 	[span]="benchmarks/span.sh" [api]="benchmarks/api.sh" [boot]="benchmarks/boot.sh"
-	[density]="benchmarks/density.sh" [snapshot]="benchmarks/snapshot.sh"
+	[density]="benchmarks/density.sh" [snapshot]="benchmarks/snapshot.sh" [clones]="benchmarks/clones.sh"
 	[memory]="benchmarks/memory.sh" [io]="benchmarks/io.sh" [jailer]="benchmarks/jailer.sh"
 )
 
@@ -146,10 +146,26 @@ if (has_restore) {
 }
 GP
 
+plot clone-memory clones-memory.dat <<'GP'
+set terminal pngcairo size 800,420 font ",10"
+set output out
+set title "Host memory of N idle Linux clones of one snapshot (benchmarks/clones.sh)"
+set ylabel "MiB"
+set yrange [0:*]
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key outside top center horizontal
+set grid y
+set xtics rotate by -20
+plot data."clones-memory.dat" using 5:xtic(sprintf("%s N=%d", strcol(1), $2)) title "host (file pages once)", \
+     "" using 4 title "sum of PSS", "" using 3 title "sum of RSS", "" using 6 title "KSM merged"
+GP
+
 {
 	echo "Plots (\`benchmarks/report.sh\`, gnuplot):"
 	echo
-	for p in boot-distribution restore-vs-memory memory-overhead concurrent-starts; do
+	for p in boot-distribution restore-vs-memory memory-overhead concurrent-starts clone-memory; do
 		[ -f "$DIR/$p.png" ] && echo "- [$p.png]($p.png)"
 	done
 	true
