@@ -32,7 +32,7 @@
 #
 # usage: benchmarks/clones.sh [RUNS]   (default 5)
 #   CLONES="4 8"  SETUPS="none fpr ksm both"  MEM_MIB=256  FREE_MIB=32
-#   KEEP_MIB=16  SETTLE_TIMEOUT=120  HUGE=1 (0: no huge page rows)
+#   KEEP_MIB=16  SETTLE_TIMEOUT=120  JOB_TIMEOUT=1800  HUGE=1 (0: no huge page rows)
 #   QEMU_LINUX=1 (0: do not try QEMU on the Linux guest)
 # Needs root for KSM and huge pages (without, those rows say SKIPPED).
 # Writes benchmarks/results/clones.md (OUT), clones.tsv, data/clones-memory.dat
@@ -47,6 +47,7 @@ MEM=${MEM_MIB:-256}
 FREE_MIB=${FREE_MIB:-32}
 KEEP_MIB=${KEEP_MIB:-16}
 SETTLE_TIMEOUT=${SETTLE_TIMEOUT:-120}
+JOB_TIMEOUT=${JOB_TIMEOUT:-1800} # s for all N clones to be restored and through their job
 LINUX_TIMEOUT=${LINUX_TIMEOUT:-600}
 HUGE=${HUGE:-1}
 HUGE_MEM=${HUGE_MEM:-128}
@@ -201,7 +202,8 @@ clones_run() { # SETUP DIR N RESULTS
 	local t0=$SECONDS
 	if [ $rc -eq 0 ]; then
 		for i in $(seq "$n"); do
-			wait_line "$dir/c$i.out" clone-idle "$(cat "$dir/clone.$i.pid")" 300 || { rc=1; break; }
+			wait_line "$dir/c$i.out" clone-idle "$(cat "$dir/clone.$i.pid")" $((JOB_TIMEOUT - (SECONDS - t0))) ||
+				{ rc=1; break; }
 		done
 	fi
 	if [ $rc -ne 0 ]; then
