@@ -416,7 +416,7 @@ headline_init clones
 dat=$(dirname "$OUT")/data/clones-memory.dat
 mkdir -p "$(dirname "$dat")"
 echo "# setup N rss_mib pss_mib host_mib ksm_merged_mib (medians)" > "$dat"
-cmd="benchmarks/clones.sh $RUNS"
+cmd="nice -n 19 benchmarks/clones.sh $RUNS"
 [ "$CLONES" = "4 8" ] || cmd="CLONES=\"$CLONES\" $cmd"
 [ "$SETUPS" = "none fpr ksm both" ] || cmd="SETUPS=\"$SETUPS\" $cmd"
 [ "$HUGE" = 1 ] || cmd="HUGE=0 $cmd"
@@ -425,7 +425,7 @@ shared=""
 {
 	echo "# Memory density: idle clones, balloon, KSM, huge pages"
 	echo
-	echo "\`nice -n 19 $cmd\` $(machine_line)$shared"
+	echo "\`$cmd\` $(machine_line)$shared"
 	echo
 	echo "## Host memory of N idle clones"
 	echo
