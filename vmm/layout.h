@@ -15,8 +15,12 @@
  *   0xc000_0000  MMIO gap: boot timer, then virtio-mmio devices
  *   0xfec0_0000  IOAPIC;  0xfee0_0000 LAPIC
  *   0x1_0000_0000 RAM above the gap, if the guest has more than 3 GiB
- *   ...          virtio-pmem regions, from the first 1 GiB boundary at or
- *                above 4 GiB and the end of RAM, each 2 MiB-aligned
+ *   ...          the virtio-mem hotplug region, if any, from the first 1 GiB
+ *                boundary at or above 4 GiB and the end of RAM (Linux adds
+ *                hotplugged memory in 128 MiB blocks: it stays aligned to them)
+ *   ...          virtio-pmem regions, from the next 1 GiB boundary at or
+ *                above 4 GiB and the end of RAM and that region, each
+ *                2 MiB-aligned
  */
 #ifndef EMBER_LAYOUT_H
 #define EMBER_LAYOUT_H
@@ -42,6 +46,7 @@
 #define LAYOUT_VIRTIO_MMIO_BASE 0xc0001000ULL
 #define LAYOUT_VIRTIO_MMIO_SIZE 0x1000ULL
 #define LAYOUT_PMEM_BASE_ALIGN (1ULL << 30)
+#define LAYOUT_HOTPLUG_ALIGN (1ULL << 30)
 #define LAYOUT_IOAPIC 0xfec00000ULL
 #define LAYOUT_LAPIC 0xfee00000ULL
 /* KVM needs three pages for the TSS and one for the EPT identity map,

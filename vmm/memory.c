@@ -17,6 +17,21 @@
 #define MAP_HUGE_2MB (21 << 26) /* log2(2 MiB) << MAP_HUGE_SHIFT */
 #endif
 
+/* The first ram bytes of the mapping as RAM: below the MMIO gap, and
+ * what does not fit there above 4 GiB. */
+static void layout_ram(struct guest_mem *mem, uint64_t ram)
+{
+	uint64_t low = ram < LAYOUT_MMIO_GAP_START ? ram : LAYOUT_MMIO_GAP_START;
+	mem->regions[0] = (struct mem_region){ .gpa = 0, .size = low, .host = mem->host };
+	mem->nregions = 1;
+	if (ram > low) {
+		mem->regions[1] = (struct mem_region){
+			.gpa = LAYOUT_MMIO_GAP_END, .size = ram - low, .host = mem->host + low,
+		};
+		mem->nregions = 2;
+	}
+}
+
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21U << 26)
 #endif
@@ -87,16 +102,7 @@ static int map_ram(struct guest_mem *mem, uint64_t size, int private_fd, const s
 	madvise(p, size, MADV_DONTDUMP);
 	mem->host = p;
 	mem->size = size;
-
-	uint64_t low = size < LAYOUT_MMIO_GAP_START ? size : LAYOUT_MMIO_GAP_START;
-	mem->regions[0] = (struct mem_region){ .gpa = 0, .size = low, .host = mem->host };
-	mem->nregions = 1;
-	if (size > low) {
-		mem->regions[1] = (struct mem_region){
-			.gpa = LAYOUT_MMIO_GAP_END, .size = size - low, .host = mem->host + low,
-		};
-		mem->nregions = 2;
-	}
+	layout_ram(mem, size);
 	return 0;
 
 fail:
@@ -109,6 +115,30 @@ fail:
 int mem_init_opts(struct guest_mem *mem, uint64_t size, const struct mem_opts *o)
 {
 	return map_ram(mem, size, -1, o);
+}
+
+uint64_t mem_set_hotplug(struct guest_mem *mem, uint64_t bytes, uint64_t align)
+{
+	if (!bytes || !align || bytes % 4096 || bytes >= mem->size || mem_ram_size(mem) != mem->size)
+		return 0; /* a second hotplug region, or one that leaves no RAM */
+	uint64_t ram = mem->size - bytes;
+	layout_ram(mem, ram);
+	const struct mem_region *last = &mem->regions[mem->nregions - 1];
+	uint64_t top = last->gpa + last->size > LAYOUT_MMIO_GAP_END ? last->gpa + last->size : LAYOUT_MMIO_GAP_END;
+	uint64_t gpa = (top + align - 1) / align * align;
+	mem->regions[mem->nregions++] = (struct mem_region){
+		.gpa = gpa, .size = bytes, .host = mem->host + ram, .hotplug = true,
+	};
+	return gpa;
+}
+
+uint64_t mem_ram_size(const struct guest_mem *mem)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < mem->nregions; i++)
+		if (!mem->regions[i].hotplug)
+			n += mem->regions[i].size;
+	return n;
 }
 
 int mem_init_pages(struct guest_mem *mem, uint64_t size, enum mem_pages pages)

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MEM_MAX_REGIONS 2
+#define MEM_MAX_REGIONS 3 /* RAM below and above the MMIO gap, the hotplug region */
 
 /* What backs guest RAM (machine-config "huge_pages"). */
 enum mem_pages {
@@ -43,6 +43,7 @@ struct mem_region {
 	uint64_t gpa;
 	uint64_t size;
 	uint8_t *host;
+	bool hotplug;   /* virtio-mem's region: not RAM the guest boots with */
 };
 
 struct guest_mem {
@@ -94,6 +95,16 @@ int mem_open_file(const char *path, uint64_t size, char *err, size_t errlen);
 /* The host's highest online NUMA node (/sys/devices/system/node/online),
  * or -1 if unknown (no /sys in a jail). */
 int mem_numa_max_node(void);
+
+/* Make the last bytes of the mapping (a multiple of 4 KiB, less than its
+ * size) the virtio-mem hotplug region: the RAM before them is laid out
+ * again as mem_init() does, and the region placed at the first multiple
+ * of align at or above both 4 GiB and the end of RAM. The whole mapping
+ * stays one memory file; mem_ptr() reaches the region like RAM. Returns
+ * its guest-physical address, or 0 if the sizes do not fit. */
+uint64_t mem_set_hotplug(struct guest_mem *mem, uint64_t bytes, uint64_t align);
+/* Bytes of RAM the guest boots with (the mapping less the hotplug region). */
+uint64_t mem_ram_size(const struct guest_mem *mem);
 
 /* Offer guest memory to KSM (same-page merging): madvise MADV_MERGEABLE.
  * Returns 0 or -errno (-EINVAL: a kernel without KSM). */

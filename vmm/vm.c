@@ -15,19 +15,38 @@
 #include "log.h"
 #include "vcpu.h"
 
-static int set_memory_slots(struct vm *vm)
+/* Guest memory's KVM slot n: a RAM region each, then the hotplug region
+ * in slices of hotplug_slot bytes (virtio-mem's slot_size_mib). False
+ * past the last. */
+static bool mem_slot(const struct vm *vm, unsigned n, struct mem_region *out)
 {
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		const struct mem_region *r = &vm->mem.regions[i];
+		uint64_t piece = r->hotplug && vm->hotplug_slot ? vm->hotplug_slot : r->size;
+		uint64_t count = r->size / piece;
+		if (n < count) {
+			*out = (struct mem_region){ r->gpa + n * piece, piece, r->host + n * piece, r->hotplug };
+			return true;
+		}
+		n -= (unsigned)count;
+	}
+	return false;
+}
+
+static int set_memory_slots(struct vm *vm)
+{
+	struct mem_region r;
+	for (unsigned i = 0; mem_slot(vm, i, &r); i++) {
 		struct kvm_userspace_memory_region slot = {
 			.slot = i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+			.guest_phys_addr = r.gpa,
+			.memory_size = r.size,
+			.userspace_addr = (uint64_t)(uintptr_t)r.host,
 			.flags = vm->track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
 			return -errno;
+		vm->mem_slots = i + 1;
 	}
 	return 0;
 }
@@ -217,16 +236,23 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 	if (!take_prepared(vm) && (err = create_kvm_vm(vm, errbuf, errlen)))
 		goto fail;
 
+	/* The hotplug region is the end of the same mapping (and memory file). */
+	uint64_t map_bytes = mem_bytes + src->hotplug_bytes;
 	struct mem_opts o = { .pages = src->pages, .kind = src->kind, .file_fd = -1, .numa_node = src->numa_node };
-	if (src->kind == MEM_KIND_FILE && (o.file_fd = mem_open_file(src->path, mem_bytes, errbuf, errlen)) < 0) {
+	if (src->kind == MEM_KIND_FILE && (o.file_fd = mem_open_file(src->path, map_bytes, errbuf, errlen)) < 0) {
 		err = o.file_fd;
 		goto fail;
 	}
-	err = src->fd >= 0 ? mem_init_file(&vm->mem, mem_bytes, src->fd, &o) : mem_init_opts(&vm->mem, mem_bytes, &o);
+	err = src->fd >= 0 ? mem_init_file(&vm->mem, map_bytes, src->fd, &o) : mem_init_opts(&vm->mem, map_bytes, &o);
 	if (err && src->numa_node >= 0 && (err == -EINVAL || err == -EPERM || err == -ENOSYS)) {
 		snprintf(errbuf, errlen, "machine-config.ember_numa_node: mbind(MPOL_BIND) of guest memory to node %d: %s",
 			 src->numa_node, strerror(-err));
 		goto fail;
+	}
+	if (!err && src->hotplug_bytes) {
+		vm->hotplug_slot = src->hotplug_slot;
+		if (!mem_set_hotplug(&vm->mem, src->hotplug_bytes, LAYOUT_HOTPLUG_ALIGN))
+			err = -EINVAL;
 	}
 	if (err == -ENOMEM && src->pages == MEM_PAGES_2M) {
 		/* The pool is short: say by how much, and where it is set. */
@@ -301,7 +327,7 @@ int vm_add_memory(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool r
 	if (read_only && ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0)
 		return -EOPNOTSUPP;
 	struct kvm_userspace_memory_region slot = {
-		.slot = MEM_MAX_REGIONS + vm->extra_slots,
+		.slot = vm->mem_slots + vm->extra_slots,
 		.guest_phys_addr = gpa,
 		.memory_size = size,
 		.userspace_addr = (uint64_t)(uintptr_t)host,
@@ -349,9 +375,9 @@ int vm_take_dirty(struct vm *vm, uint64_t *bitmap)
 {
 	if (!vm->track_dirty)
 		return -EINVAL;
-	for (unsigned i = 0; i < vm->mem.nregions; i++) {
-		const struct mem_region *r = &vm->mem.regions[i];
-		uint64_t pages = r->size / 4096;
+	struct mem_region r;
+	for (unsigned i = 0; mem_slot(vm, i, &r); i++) {
+		uint64_t pages = r.size / 4096;
 		uint64_t *log = calloc((size_t)((pages + 63) / 64), sizeof(uint64_t));
 		if (!log)
 			return -ENOMEM;
@@ -361,7 +387,7 @@ int vm_take_dirty(struct vm *vm, uint64_t *bitmap)
 			free(log);
 			return err;
 		}
-		uint64_t first = (uint64_t)(r->host - vm->mem.host) / 4096;
+		uint64_t first = (uint64_t)(r.host - vm->mem.host) / 4096;
 		for (uint64_t p = 0; p < pages; p++)
 			if (log[p / 64] & (1ULL << (p % 64)))
 				bitmap[(first + p) / 64] |= 1ULL << ((first + p) % 64);

@@ -24,7 +24,9 @@ struct vm {
 	int vm_fd;
 	int run_size;            /* size of each vCPU's kvm_run mapping */
 	struct guest_mem mem;
-	unsigned extra_slots;    /* memory slots after RAM's (vm_add_memory) */
+	unsigned mem_slots;      /* KVM slots of guest memory (RAM and the hotplug region) */
+	uint64_t hotplug_slot;   /* bytes per slot of the hotplug region */
+	unsigned extra_slots;    /* memory slots after those (vm_add_memory) */
 	struct bus pio;
 	struct bus mmio;
 	unsigned nvcpus;
@@ -64,6 +66,9 @@ struct vm_memory {
 	enum mem_kind kind;      /* machine-config ember_mem_backend (a restore's File */
 	const char *path;        /* memory file is then copied into it), its file */
 	int numa_node;           /* machine-config ember_numa_node, or -1 */
+	/* virtio-mem: a hotplug region of this many bytes after RAM (in the
+	 * same mapping and memory file), as KVM slots of hotplug_slot bytes. */
+	uint64_t hotplug_bytes, hotplug_slot;
 };
 
 /* Start creating the configuration-independent part of the VM (the VM

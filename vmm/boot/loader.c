@@ -317,7 +317,8 @@ static void e820_build(const struct guest_mem *mem, struct e820_sink *s)
 	if (low_end > LAYOUT_HIMEM)
 		e820_add(s, LAYOUT_HIMEM, low_end - LAYOUT_HIMEM, E820_RAM);
 	for (unsigned i = 1; i < mem->nregions; i++)
-		e820_add(s, mem->regions[i].gpa, mem->regions[i].size, E820_RAM);
+		if (!mem->regions[i].hotplug) /* virtio-mem's: the driver adds what it plugs */
+			e820_add(s, mem->regions[i].gpa, mem->regions[i].size, E820_RAM);
 }
 
 static int write_pvh_info(struct load_ctx *c, uint64_t cmdline_gpa)
