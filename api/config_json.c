@@ -976,6 +976,76 @@ cJSON *config_json_balloon_obj(const struct balloon_config *b)
 	return o;
 }
 
+int config_memory_hotplug_check(const struct memory_hotplug_config *h, char *err, size_t errlen)
+{
+	if (h->block_size_mib < 2)
+		return fail(err, errlen, "Block size must not be lower than 2 MiB");
+	if (h->block_size_mib & (h->block_size_mib - 1))
+		return fail(err, errlen, "Block size must be a power of 2");
+	if (h->slot_size_mib < 128)
+		return fail(err, errlen, "Slot size must not be lower than 128 MiB");
+	if (h->slot_size_mib % h->block_size_mib)
+		return fail(err, errlen, "Slot size must be a multiple of block size (%u MiB)", h->block_size_mib);
+	if (h->total_size_mib < h->slot_size_mib)
+		return fail(err, errlen, "Total size must not be lower than slot size (%u MiB)", h->slot_size_mib);
+	if (h->total_size_mib % h->slot_size_mib)
+		return fail(err, errlen, "Total size must be a multiple of slot size (%u MiB)", h->slot_size_mib);
+	return 0;
+}
+
+int config_json_memory_hotplug(const cJSON *obj, struct memory_hotplug_config *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "total_size_mib", "block_size_mib", "slot_size_mib", NULL };
+	const char *sec = "memory-hotplug";
+	uint64_t total = 0, block = 2, slot = 128;
+	bool present;
+	int ret;
+	if ((ret = check_keys(obj, sec, keys, err, errlen)) ||
+	    (ret = get_uint(obj, sec, "total_size_mib", "u32", 0, UINT32_MAX, &total, &present, err, errlen)))
+		return ret;
+	if (!present)
+		return missing(obj, sec, "total_size_mib", "u32", err, errlen);
+	if ((ret = get_uint(obj, sec, "block_size_mib", "u32", 0, UINT32_MAX, &block, &present, err, errlen)) ||
+	    (ret = get_uint(obj, sec, "slot_size_mib", "u32", 0, UINT32_MAX, &slot, &present, err, errlen)))
+		return ret;
+	struct memory_hotplug_config h;
+	memset(&h, 0, sizeof(h)); /* padding too: a snapshot's config is compared whole */
+	h.set = true;
+	h.total_size_mib = (uint32_t)total;
+	h.block_size_mib = (uint32_t)block;
+	h.slot_size_mib = (uint32_t)slot;
+	char why[160];
+	if (config_memory_hotplug_check(&h, why, sizeof(why)))
+		return fail(err, errlen, MEMORY_HOTPLUG_FAULT "%s", why);
+	*out = h;
+	return 0;
+}
+
+int config_json_memory_hotplug_patch(const cJSON *obj, uint32_t *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "requested_size_mib", NULL };
+	uint64_t v;
+	bool present;
+	int ret;
+	if ((ret = check_keys(obj, "memory-hotplug", keys, err, errlen)) ||
+	    (ret = get_uint(obj, "memory-hotplug", "requested_size_mib", "u32", 0, UINT32_MAX, &v, &present, err,
+			    errlen)))
+		return ret;
+	if (!present)
+		return missing(obj, "memory-hotplug", "requested_size_mib", "u32", err, errlen);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+cJSON *config_json_memory_hotplug_obj(const struct memory_hotplug_config *h)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "total_size_mib", h->total_size_mib);
+	cJSON_AddNumberToObject(o, "block_size_mib", h->block_size_mib);
+	cJSON_AddNumberToObject(o, "slot_size_mib", h->slot_size_mib);
+	return o;
+}
+
 int config_json_mmds(const cJSON *obj, struct mmds_config *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "version", "network_interfaces", "ipv4_address", "imds_compat", NULL };
@@ -1274,7 +1344,10 @@ cJSON *config_json_vm_obj(const struct vmm_config *cfg)
 		add_rate_limiter(o, "rate_limiter", &p->rate_limiter);
 		cJSON_AddItemToArray(pmems, o);
 	}
-	cJSON_AddNullToObject(root, "memory-hotplug");
+	if (cfg->memory_hotplug.set)
+		cJSON_AddItemToObject(root, "memory-hotplug", config_json_memory_hotplug_obj(&cfg->memory_hotplug));
+	else
+		cJSON_AddNullToObject(root, "memory-hotplug");
 	return root;
 }
 
@@ -1344,14 +1417,14 @@ int config_check_devices(const struct vmm_config *cfg, char *err, size_t errlen)
 /* Sections of Firecracker's config file that ember does not implement
  * yet: accepted when empty, refused with a clear message otherwise. */
 static const char *const unsupported_sections[] = {
-	"memory-hotplug", NULL,
+	NULL,
 };
 
 static bool optional_section(const char *name)
 {
 	static const char *const known[] = { "machine-config", "drives", "network-interfaces",
 		"vsock", "entropy", "serial", "logger", "metrics", "mmds-config", "cpu-config", "pmem",
-		"balloon", NULL };
+		"balloon", "memory-hotplug", NULL };
 	for (const char *const *s = known; *s; s++)
 		if (strcmp(name, *s) == 0)
 			return true;
@@ -1458,6 +1531,8 @@ static int parse_file(const char *text, size_t len, bool allow_paths, struct vmm
 			ret = config_json_entropy(it, &cfg->entropy, err, errlen);
 		} else if (strcmp(it->string, "balloon") == 0) {
 			ret = config_json_balloon(it, &cfg->balloon, err, errlen);
+		} else if (strcmp(it->string, "memory-hotplug") == 0) {
+			ret = config_json_memory_hotplug(it, &cfg->memory_hotplug, err, errlen);
 		} else if (strcmp(it->string, "serial") == 0) {
 			ret = config_json_serial(it, &cfg->serial, err, errlen);
 		} else if (strcmp(it->string, "logger") == 0) {

@@ -87,6 +87,19 @@ int config_json_balloon_patch(const struct cJSON *obj, bool stats, uint32_t *out
 struct cJSON *config_json_balloon_obj(const struct balloon_config *b);
 /* Firecracker's answer to a balloon larger than the guest's memory. */
 #define BALLOON_TOO_LARGE "Balloon config error: Amount of pages requested is too large."
+/* A memory-hotplug body (PUT /hotplug/memory, the config file's
+ * "memory-hotplug"): total_size_mib required, block_size_mib (2) and
+ * slot_size_mib (128) optional, then Firecracker's checks (the message in
+ * err is its, after "Memory hotplug config error: "). */
+int config_json_memory_hotplug(const struct cJSON *obj, struct memory_hotplug_config *out, char *err,
+			       size_t errlen);
+/* Firecracker's checks of a memory-hotplug configuration: 0, or -EINVAL
+ * with its message (without the prefix) in err. */
+int config_memory_hotplug_check(const struct memory_hotplug_config *h, char *err, size_t errlen);
+#define MEMORY_HOTPLUG_FAULT "Memory hotplug config error: "
+/* PATCH /hotplug/memory: {"requested_size_mib"}, required. */
+int config_json_memory_hotplug_patch(const struct cJSON *obj, uint32_t *out, char *err, size_t errlen);
+struct cJSON *config_json_memory_hotplug_obj(const struct memory_hotplug_config *h);
 int config_json_entropy(const struct cJSON *obj, struct entropy_config *out, char *err,
 			size_t errlen);
 int config_json_serial(const struct cJSON *obj, struct serial_config *out, char *err, size_t errlen);

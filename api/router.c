@@ -16,7 +16,7 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_VM] = "vm",
 	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
 	[EP_MMDS] = "mmds", [EP_CPU_CONFIG] = "cpu_config", [EP_PMEM] = "pmem", [EP_BALLOON] = "balloon",
-	[EP_BALLOON_STATS] = "balloon_stats",
+	[EP_BALLOON_STATS] = "balloon_stats", [EP_HOTPLUG_MEMORY] = "hotplug_memory",
 	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
@@ -45,7 +45,6 @@ static const struct {
 	{ "/pmem/", true, M_DELETE },
 	{ "/drives/", true, M_DELETE },
 	{ "/network-interfaces/", true, M_DELETE },
-	{ "/hotplug/memory", false, M_GET | M_PUT | M_PATCH },
 };
 
 /* What a request whose body does not deserialize is answered with,
@@ -488,6 +487,15 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 		a->type = ACTION_PATCH_BALLOON_STATS;
 		ret = config_json_balloon_patch(obj, true, &a->u.balloon_value, err, el);
 		break;
+	case EP_HOTPLUG_MEMORY:
+		if (patch) {
+			a->type = ACTION_PATCH_MEMORY_HOTPLUG;
+			ret = config_json_memory_hotplug_patch(obj, &a->u.requested_size_mib, err, el);
+		} else {
+			a->type = ACTION_PUT_MEMORY_HOTPLUG;
+			ret = config_json_memory_hotplug(obj, &a->u.memory_hotplug, err, el);
+		}
+		break;
 	case EP_ENTROPY:
 		a->type = ACTION_PUT_ENTROPY;
 		ret = config_json_entropy(obj, &a->u.entropy, err, el);
@@ -570,6 +578,8 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_BALLOON, allowed = M_GET | M_PUT | M_PATCH;
 	} else if (strcmp(path, "/balloon/statistics") == 0) {
 		ep = EP_BALLOON_STATS, allowed = M_GET | M_PATCH;
+	} else if (strcmp(path, "/hotplug/memory") == 0) {
+		ep = EP_HOTPLUG_MEMORY, allowed = M_GET | M_PUT | M_PATCH;
 	} else if (strcmp(path, "/vsock") == 0) {
 		ep = EP_VSOCK, allowed = M_PUT;
 	} else if (strcmp(path, "/entropy") == 0) {
@@ -656,7 +666,8 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		a->type = ep == EP_ROOT ? ACTION_GET_INSTANCE_INFO
 		        : ep == EP_MACHINE_CONFIG ? ACTION_GET_MACHINE_CONFIG
 		        : ep == EP_BALLOON ? ACTION_GET_BALLOON
-		        : ep == EP_BALLOON_STATS ? ACTION_GET_BALLOON_STATS : ACTION_GET_VM_CONFIG;
+		        : ep == EP_BALLOON_STATS ? ACTION_GET_BALLOON_STATS
+		        : ep == EP_HOTPLUG_MEMORY ? ACTION_GET_MEMORY_HOTPLUG : ACTION_GET_VM_CONFIG;
 		return;
 	}
 	route_body(req, ep, id, a, r);

@@ -29,6 +29,9 @@ enum action_type {
 	ACTION_PATCH_BALLOON_STATS,
 	ACTION_GET_BALLOON,
 	ACTION_GET_BALLOON_STATS,
+	ACTION_PUT_MEMORY_HOTPLUG,
+	ACTION_PATCH_MEMORY_HOTPLUG,
+	ACTION_GET_MEMORY_HOTPLUG,
 	ACTION_PUT_VSOCK,
 	ACTION_PUT_ENTROPY,
 	ACTION_PUT_SERIAL,
@@ -143,6 +146,8 @@ struct action {
 		struct pmem_update pmem_update;
 		struct balloon_config balloon;
 		uint32_t balloon_value;   /* PATCH /balloon's amount_mib, or the stats interval */
+		struct memory_hotplug_config memory_hotplug;
+		uint32_t requested_size_mib; /* PATCH /hotplug/memory */
 		struct vsock_config vsock;
 		struct entropy_config entropy;
 		struct serial_config serial;

@@ -106,6 +106,15 @@ struct balloon_config {
 	bool free_page_reporting;
 };
 
+/* PUT /hotplug/memory (virtio-mem): the hotpluggable region, validated
+ * by config_memory_hotplug_check(). */
+struct memory_hotplug_config {
+	bool set;
+	uint32_t total_size_mib;        /* a multiple of slot_size_mib */
+	uint32_t block_size_mib;        /* a power of two, at least 2 (default 2) */
+	uint32_t slot_size_mib;         /* a multiple of block_size_mib, at least 128 (default 128) */
+};
+
 struct serial_config {
 	bool set;
 	char serial_out_path[CONFIG_PATH_MAX]; /* "" : ember's stdout */
@@ -156,6 +165,7 @@ struct vmm_config {
 	struct vsock_config vsock;
 	struct entropy_config entropy;
 	struct balloon_config balloon;
+	struct memory_hotplug_config memory_hotplug;
 	struct serial_config serial;
 	struct logger_config logger;
 	struct metrics_config metrics;

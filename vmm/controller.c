@@ -23,6 +23,7 @@
 #include "vcpu.h"
 #include "version.h"
 #include "virtio/balloon.h"
+#include "virtio/mem.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/pmem.h"
@@ -371,6 +372,26 @@ static void patch_pmem(struct controller *c, struct action *a)
 	for (unsigned i = 0; i < c->cfg.npmems; i++)
 		if (strcmp(c->cfg.pmems[i].id, u->id) == 0)
 			c->cfg.pmems[i] = pm->cfg;
+}
+
+/* ---- memory hotplug (virtio-mem) ------------------------------------- */
+
+static void patch_memory_hotplug(struct controller *c, struct action *a)
+{
+	if (!c->machine.hotplug) {
+		reply_error(a, 400, "Memory hotplug update error: Failed perform action on device: Device not found");
+		return;
+	}
+	if (virtio_mem_set_requested(c->machine.hotplug, a->u.requested_size_mib, a->fault, sizeof(a->fault)))
+		a->status = 400;
+}
+
+static void get_memory_hotplug(struct controller *c, struct action *a)
+{
+	if (!c->machine.hotplug)
+		reply_error(a, 400, "Internal VMM error: Failed perform action on device: Device not found");
+	else
+		reply_json(a, virtio_mem_status_obj(c->machine.hotplug));
 }
 
 /* ---- the balloon ------------------------------------------------------ */
@@ -807,6 +828,18 @@ void controller_handle(struct controller *c, struct action *a)
 	case ACTION_GET_BALLOON_STATS:
 		if (post_boot(c, a))
 			get_balloon_stats(c, a);
+		break;
+	case ACTION_PUT_MEMORY_HOTPLUG:
+		if (boot_config(c, a))
+			c->cfg.memory_hotplug = a->u.memory_hotplug;
+		break;
+	case ACTION_PATCH_MEMORY_HOTPLUG:
+		if (post_boot(c, a))
+			patch_memory_hotplug(c, a);
+		break;
+	case ACTION_GET_MEMORY_HOTPLUG:
+		if (post_boot(c, a))
+			get_memory_hotplug(c, a);
 		break;
 	case ACTION_PUT_VSOCK:
 		if (boot_config(c, a))

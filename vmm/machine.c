@@ -15,6 +15,7 @@
 #include "vcpu.h"
 #include "virtio/balloon.h"
 #include "virtio/blk.h"
+#include "virtio/mem.h"
 #include "virtio/net.h"
 #include "virtio/pmem.h"
 #include "virtio/rng.h"
@@ -68,6 +69,10 @@ static void destroy(struct machine *m)
 	if (m->rng) {
 		virtio_dev_destroy(&m->rng->vd);
 		free(m->rng);
+	}
+	if (m->hotplug) {
+		virtio_dev_destroy(&m->hotplug->vd);
+		free(m->hotplug);
 	}
 	serial_destroy(&m->serial);
 	i8042_destroy(&m->i8042);
@@ -159,8 +164,8 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 	unsigned index = 0;
 	int ret;
 	/* One GSI each (layout.h); Firecracker's message. */
-	if (cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set + cfg->balloon.set >
-	    IRQ_VIRTIO_COUNT) {
+	if (cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set + cfg->balloon.set +
+	    cfg->memory_hotplug.set > IRQ_VIRTIO_COUNT) {
 		snprintf(err, errlen, "Could not allocate GSI: The requested resource is not available.");
 		return -ENOSPC;
 	}
@@ -242,6 +247,16 @@ static int attach_virtio(struct machine *m, const struct machine_params *p, char
 		if ((ret = announce(m, &m->balloon->vd, err, errlen)))
 			return ret;
 	}
+	if (cfg->memory_hotplug.set) {
+		if (!(m->hotplug = calloc(1, sizeof(*m->hotplug))))
+			return -ENOMEM;
+		if ((ret = virtio_mem_init(m->hotplug, &m->vm, p->loop, index++, &cfg->memory_hotplug))) {
+			snprintf(err, errlen, "memory hotplug device: %s", strerror(-ret));
+			return ret;
+		}
+		if ((ret = announce(m, &m->hotplug->vd, err, errlen)))
+			return ret;
+	}
 	return 0;
 }
 
@@ -303,6 +318,10 @@ static int build(struct machine *m, const struct machine_params *p, char *err, s
 				 .pages = cfg->machine.huge_pages, .ksm = cfg->machine.ember_ksm,
 				 .kind = cfg->machine.mem_kind, .path = cfg->machine.mem_path,
 				 .numa_node = cfg->machine.has_numa_node ? (int)cfg->machine.numa_node : -1 };
+	if (cfg->memory_hotplug.set) {
+		src.hotplug_bytes = (uint64_t)cfg->memory_hotplug.total_size_mib << 20;
+		src.hotplug_slot = (uint64_t)cfg->memory_hotplug.slot_size_mib << 20;
+	}
 	struct boot_images img = {
 		.kernel_path = cfg->boot.kernel_image_path,
 		.initrd_path = cfg->boot.initrd_path[0] ? cfg->boot.initrd_path : NULL,
@@ -389,6 +408,8 @@ unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs)
 		devs[n++] = &m->rng->vd;
 	if (m->balloon)
 		devs[n++] = &m->balloon->vd;
+	if (m->hotplug)
+		devs[n++] = &m->hotplug->vd;
 	return n;
 }
 
@@ -524,4 +545,6 @@ void machine_log_counters(struct machine *m)
 		log_device(&m->rng->vd, "entropy");
 	if (m->balloon)
 		log_device(&m->balloon->vd, "balloon");
+	if (m->hotplug)
+		log_device(&m->hotplug->vd, "memory-hotplug");
 }

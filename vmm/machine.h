@@ -24,6 +24,7 @@ struct virtio_pmem;
 struct virtio_vsock;
 struct virtio_rng;
 struct virtio_balloon;
+struct virtio_mem;
 
 struct mmds;
 
@@ -43,6 +44,7 @@ struct machine {
 	struct virtio_vsock *vsock;
 	struct virtio_rng *rng;
 	struct virtio_balloon *balloon;
+	struct virtio_mem *hotplug;   /* virtio-mem, with memory-hotplug */
 	char cmdline[4096];           /* what the guest kernel was given */
 	/* The virtio-mmio devices as the guest is told of them (command line
 	 * and ACPI), in attach order. */
@@ -97,7 +99,7 @@ void machine_resume(struct machine *m);
 
 /* The virtio devices in their fixed order (as machine_build made them).
  * Returns how many; devs has room for MACHINE_MAX_VIRTIO. */
-#define MACHINE_MAX_VIRTIO (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + CONFIG_MAX_PMEMS + 3)
+#define MACHINE_MAX_VIRTIO (CONFIG_MAX_DRIVES + CONFIG_MAX_NETS + CONFIG_MAX_PMEMS + 4)
 struct virtio_dev;
 unsigned machine_virtio_devices(struct machine *m, struct virtio_dev **devs);
 

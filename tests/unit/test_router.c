@@ -62,7 +62,17 @@ Test(router, unknown_paths_methods_and_unsupported_endpoints)
 	cr_assert_eq(r.status, 400);
 	cr_assert_not_null(strstr(r.fault, "not supported"));
 	route("GET", "/hotplug/memory", NULL);
-	cr_assert_eq(r.status, 400, "an endpoint ember lacks answers for its own methods");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.type, ACTION_GET_MEMORY_HOTPLUG);
+	route("PATCH", "/hotplug/memory", "{\"requested_size_mib\": 4}");
+	cr_assert_eq(a.type, ACTION_PATCH_MEMORY_HOTPLUG);
+	cr_assert_eq(a.u.requested_size_mib, 4);
+	route("PUT", "/hotplug/memory", "{\"total_size_mib\": 256, \"block_size_mib\": 4}");
+	cr_assert_eq(a.type, ACTION_PUT_MEMORY_HOTPLUG);
+	cr_assert_eq(a.u.memory_hotplug.block_size_mib, 4);
+	cr_assert_eq(a.u.memory_hotplug.slot_size_mib, 128);
+	route("DELETE", "/hotplug/memory", NULL);
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: DELETE hotplug.");
 	route("DELETE", "/mmds", NULL);
 	cr_assert_str_eq(r.fault, "Invalid request method and/or path: DELETE mmds.",
 			 "an endpoint ember lacks still has its methods");

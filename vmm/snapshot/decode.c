@@ -220,9 +220,13 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 	}
 	if (!r.bad && !(have_config && have_mem && have_vm && have_serial && have_i8042))
 		sr_fail(&r, "a required section is missing");
-	if (!r.bad && img->mem.mem_size != img->cfg.machine.mem_size_mib << 20)
-		sr_fail(&r, "memory section says %llu bytes, the configuration %llu MiB",
-			(unsigned long long)img->mem.mem_size, (unsigned long long)img->cfg.machine.mem_size_mib);
+	/* RAM, then the hotplug region (memory_hotplug.total_size_mib < 2^32). */
+	uint64_t hotplug_mib = img->cfg.memory_hotplug.set ? img->cfg.memory_hotplug.total_size_mib : 0;
+	if (!r.bad && (img->cfg.machine.mem_size_mib > (UINT64_MAX >> 20) - hotplug_mib ||
+		       img->mem.mem_size != (img->cfg.machine.mem_size_mib + hotplug_mib) << 20))
+		sr_fail(&r, "memory section says %llu bytes, the configuration %llu MiB and %llu MiB to hotplug",
+			(unsigned long long)img->mem.mem_size, (unsigned long long)img->cfg.machine.mem_size_mib,
+			(unsigned long long)hotplug_mib);
 	if (!r.bad && ncpuid && ncpuid != img->nvcpus)
 		sr_fail(&r, "%u cpuid sections for %u vCPUs", ncpuid, img->nvcpus);
 	if (!r.bad && (ncpuid > 0) != have_host_cpuid)
@@ -232,7 +236,7 @@ int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img, 
 		sr_fail(&r, "%u vCPU sections for %u configured vCPUs", img->nvcpus, img->cfg.machine.vcpu_count);
 	if (!r.bad) {
 		unsigned want = img->cfg.ndrives + img->cfg.nnets + img->cfg.npmems + img->cfg.vsock.set + img->cfg.entropy.set +
-				img->cfg.balloon.set;
+				img->cfg.balloon.set + img->cfg.memory_hotplug.set;
 		if (img->ndevices != want)
 			sr_fail(&r, "%u device sections for %u configured devices", img->ndevices, want);
 	}
