@@ -288,7 +288,7 @@ static int balloon_restore(struct virtio_dev *vd, struct snap_reader *r)
 	uint64_t stats[BALLOON_NSTATS];
 	for (unsigned i = 0; i < BALLOON_NSTATS; i++)
 		stats[i] = sr_u64(r);
-	uint64_t max_pages = vd->vm->mem.size >> PAGE_SHIFT;
+	uint64_t max_pages = mem_ram_size(&vd->vm->mem) >> PAGE_SHIFT;
 	int q = stats_queue(vd);
 	if (!sr_done(r, "balloon"))
 		return -EINVAL;
@@ -346,7 +346,7 @@ int virtio_balloon_set_target(struct virtio_balloon *b, uint32_t amount_mib, cha
 	pthread_mutex_lock(&b->vd.lock);
 	if (!b->vd.active) {
 		snprintf(err, errlen, "Balloon update error: Balloon: Device not activated yet.");
-	} else if ((uint64_t)amount_mib > b->vd.vm->mem.size >> 20) {
+	} else if ((uint64_t)amount_mib > mem_ram_size(&b->vd.vm->mem) >> 20) {
 		snprintf(err, errlen, "Balloon update error: Balloon: Requested memory should be less than %uMiB",
 			 amount_mib);
 	} else {
