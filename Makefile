@@ -410,7 +410,7 @@ FUZZ_COMMON := vmm/log.c vmm/memory.c vmm/emulate.c vmm/config.c vmm/virtio/virt
                api/config_json.c api/http.c api/router.c vmm/snapshot/snapfile.c vmm/snapshot/decode.c \
                vmm/snapshot/memfile.c vmm/hostfile.c vmm/boot/cpu_template.c vmm/mmds/mmds.c vmm/mmds/token.c
 FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c vmm/virtio/pmem.c \
-                        vmm/virtio/balloon.c
+                        vmm/virtio/balloon.c vmm/virtio/mem.c
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
 FUZZ_EXTRA_fuzz_agent_proto := api/fn/agent_proto.c

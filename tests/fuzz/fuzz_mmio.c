@@ -1,7 +1,7 @@
 /* libFuzzer target: the virtio-mmio transport (vmm/virtio/mmio.c) driving
  * a real device, virtio-blk on a memory file (Sync or Async engine),
- * virtio-rng, virtio-balloon or virtio-pmem on a memory file, the way a guest and the VMM thread's event loop do, in any
- * order the input picks.
+ * virtio-rng, virtio-balloon, virtio-mem or virtio-pmem on a memory file, the way a guest and the VMM thread's event
+ * loop do, in any order the input picks.
  *
  * Input: a device byte (see setup()), rate-limiter bytes, then operations
  * (see the OP_ list): register reads and writes at any offset and width
@@ -45,6 +45,7 @@
 #include "../../vmm/snapshot/tags.h"
 #include "../../vmm/virtio/blk.h"
 #include "../../vmm/virtio/balloon.h"
+#include "../../vmm/virtio/mem.h"
 #include "../../vmm/virtio/pmem.h"
 #include "../../vmm/virtio/rng.h"
 #include "../../vmm/vm.h"
@@ -54,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define RAM0_SIZE (1u << 20)             /* guest-physical 0 */
 #define RAM1_GPA LAYOUT_MMIO_GAP_END     /* the region above the MMIO gap */
 #define RAM1_SIZE (64u << 10)
+#define HP_GPA (RAM1_GPA + LAYOUT_HOTPLUG_ALIGN) /* virtio-mem's region */
+#define HP_SIZE (128u << 20)
 #define GUARD (1u << 20)
 #define DISK_SIZE ((64u << 10) + 100)    /* a tail that is not a whole sector */
 #define QUEUE_AREA(q) (0x4000u * (q))    /* desc +0, avail +0x1000, used +0x2000 */
@@ -69,7 +72,10 @@ static bool trace; /* FUZZ_MMIO_TRACE set: each operation to stderr, for triage 
 static struct {
 	bool rng;                        /* virtio-rng, else virtio-blk */
 	bool pmem;                       /* virtio-pmem (before rng and blk) */
-	bool balloon;                    /* virtio-balloon (before all others) */
+	bool balloon;                    /* virtio-balloon (before all but virtio-mem) */
+	bool hotplug;                    /* virtio-mem (before all others) */
+	struct memory_hotplug_config hotplug_cfg;
+	struct virtio_mem memdev;
 	struct balloon_config balloon_cfg;
 	struct drive_config drive;
 	struct pmem_config pmem_cfg;
@@ -223,19 +229,21 @@ static void run_watches(void)
 
 static int guest_map(void)
 {
-	size_t total = GUARD + RAM0_SIZE + GUARD + RAM1_SIZE + GUARD;
+	size_t total = GUARD + RAM0_SIZE + GUARD + RAM1_SIZE + GUARD + HP_SIZE + GUARD;
 	uint8_t *p = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
-	uint8_t *r0 = p + GUARD, *r1 = r0 + RAM0_SIZE + GUARD;
-	if (mprotect(r0, RAM0_SIZE, PROT_READ | PROT_WRITE) || mprotect(r1, RAM1_SIZE, PROT_READ | PROT_WRITE))
+	uint8_t *r0 = p + GUARD, *r1 = r0 + RAM0_SIZE + GUARD, *hp = r1 + RAM1_SIZE + GUARD;
+	if (mprotect(r0, RAM0_SIZE, PROT_READ | PROT_WRITE) || mprotect(r1, RAM1_SIZE, PROT_READ | PROT_WRITE) ||
+	    mprotect(hp, HP_SIZE, PROT_READ | PROT_WRITE))
 		return -1;
 	struct guest_mem *m = &vm.mem;
 	m->host = r0;
 	m->size = RAM0_SIZE + RAM1_SIZE;
 	m->regions[0] = (struct mem_region){ .gpa = 0, .size = RAM0_SIZE, .host = r0 };
 	m->regions[1] = (struct mem_region){ .gpa = RAM1_GPA, .size = RAM1_SIZE, .host = r1 };
-	m->nregions = 2;
+	m->regions[2] = (struct mem_region){ .gpa = HP_GPA, .size = HP_SIZE, .host = hp, .hotplug = true };
+	m->nregions = 3;
 	return 0;
 }
 
@@ -243,6 +251,7 @@ static void guest_clear(void)
 {
 	madvise(vm.mem.regions[0].host, RAM0_SIZE, MADV_DONTNEED);
 	madvise(vm.mem.regions[1].host, RAM1_SIZE, MADV_DONTNEED);
+	madvise(vm.mem.regions[2].host, HP_SIZE, MADV_DONTNEED);
 }
 
 /* A guest-physical address from 32 input bits: mostly in RAM, sometimes
@@ -294,7 +303,10 @@ static void dev_create(void)
 	char err[256] = "";
 	int ret;
 	bus_init(&vm.mmio);
-	if (h.balloon) {
+	if (h.hotplug) {
+		ret = virtio_mem_init(&h.memdev, &vm, &loop, 0, &h.hotplug_cfg);
+		h.vd = &h.memdev.vd;
+	} else if (h.balloon) {
 		ret = virtio_balloon_init(&h.balloondev, &vm, &loop, 0, &h.balloon_cfg);
 		h.vd = &h.balloondev.vd;
 	} else if (h.pmem) {
@@ -593,6 +605,12 @@ static void op_update(struct input *in)
 			virtio_balloon_set_interval(&h.balloondev, how >> 2, err, sizeof(err));
 		cJSON_Delete(virtio_balloon_stats_obj(&h.balloondev, err, sizeof(err)));
 	}
+	if (h.hotplug) {
+		/* PATCH /hotplug/memory, in MiB (refusals are fine), and GET. */
+		virtio_mem_set_requested(&h.memdev, how, err, sizeof(err));
+		cJSON_Delete(virtio_mem_status_obj(&h.memdev));
+		return;
+	}
 	if (h.rng || h.pmem || h.balloon)
 		return;
 	const char *path = how & 1 ? h.drive.path_on_host : NULL;
@@ -653,7 +671,8 @@ static void run_op(struct input *in)
 	}
 }
 
-/* The device byte: bit 6 virtio-balloon (bit 1: statistics, bit 2:
+/* The device byte: bit 7 virtio-mem (bit 1: 128 MiB blocks, else 2 MiB),
+ * else bit 6 virtio-balloon (bit 1: statistics, bit 2:
  * deflate on OOM, bit 3: free page reporting), else bit 5 virtio-pmem (bit 2: read-only), else bit 0
  * virtio-rng, else virtio-blk; for blk, bit 1 the Async engine, bit 2
  * read-only, bit 3 a writeback cache. Bit 4: a rate
@@ -666,6 +685,9 @@ static void setup(struct input *in)
 	h.rng = dev & 1;
 	h.pmem = dev & 0x20;
 	h.balloon = dev & 0x40;
+	h.hotplug = dev & 0x80;
+	h.hotplug_cfg = (struct memory_hotplug_config){ .set = true, .total_size_mib = HP_SIZE >> 20,
+		.block_size_mib = dev & 2 ? 128 : 2, .slot_size_mib = 128 };
 	h.balloon_cfg = (struct balloon_config){ .set = true, .amount_mib = 1,
 		.stats_polling_interval_s = dev & 2 ? 1 : 0, .deflate_on_oom = dev & 4,
 		.free_page_reporting = dev & 8 };

@@ -91,7 +91,9 @@ static void state_file(struct snap_writer *w, const uint8_t *config, size_t len,
 	sw_begin(&p, TAG_CONFIG);
 	sw_bytes(&p, config, len);
 	sw_end(&p);
-	uint64_t mem = cfg->machine.mem_size_mib << 20;
+	/* RAM and the hotplug region (the config checks bound both). */
+	uint64_t mem = (cfg->machine.mem_size_mib + (cfg->memory_hotplug.set ? cfg->memory_hotplug.total_size_mib : 0))
+		       << 20;
 	memfile_id_put(&p, &(struct memfile_id){ mem, mem + MEMFILE_ID_PAGE, 1 });
 	sw_begin(&p, TAG_VM);
 	struct kvm_irqchip chip = { 0 };
@@ -122,7 +124,8 @@ static void state_file(struct snap_writer *w, const uint8_t *config, size_t len,
 	sw_end(&p);
 	sw_begin(&p, TAG_I8042);
 	sw_end(&p);
-	unsigned ndev = cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set;
+	unsigned ndev = cfg->ndrives + cfg->nnets + cfg->npmems + cfg->vsock.set + cfg->entropy.set + cfg->balloon.set +
+			cfg->memory_hotplug.set;
 	for (unsigned i = 0; i < ndev; i++) {
 		sw_begin(&p, TAG_VIRTIO);
 		sw_u32(&p, i);
