@@ -965,6 +965,12 @@ int config_json_balloon_patch(const cJSON *obj, bool stats, uint32_t *out, char 
 	return 0;
 }
 
+int config_json_balloon_hint_start(const cJSON *obj, bool *ack_on_stop, char *err, size_t errlen)
+{
+	*ack_on_stop = true;
+	return obj ? get_bool(obj, "balloon", "acknowledge_on_stop", ack_on_stop, err, errlen) : 0;
+}
+
 cJSON *config_json_balloon_obj(const struct balloon_config *b)
 {
 	cJSON *o = cJSON_CreateObject();

@@ -84,6 +84,9 @@ int config_json_balloon(const struct cJSON *obj, struct balloon_config *out, cha
  * ({"stats_polling_interval_s"}): the one required field. */
 int config_json_balloon_patch(const struct cJSON *obj, bool stats, uint32_t *out, char *err,
 			      size_t errlen);
+/* PATCH /balloon/hinting/start: acknowledge_on_stop, true unless the body
+ * (NULL: none) says false; other keys are ignored, as Firecracker does. */
+int config_json_balloon_hint_start(const struct cJSON *obj, bool *ack_on_stop, char *err, size_t errlen);
 struct cJSON *config_json_balloon_obj(const struct balloon_config *b);
 /* Firecracker's answer to a balloon larger than the guest's memory. */
 #define BALLOON_TOO_LARGE "Balloon config error: Amount of pages requested is too large."

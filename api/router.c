@@ -16,7 +16,8 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_METRICS] = "metrics", [EP_ACTIONS] = "actions", [EP_VM] = "vm",
 	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
 	[EP_MMDS] = "mmds", [EP_CPU_CONFIG] = "cpu_config", [EP_PMEM] = "pmem", [EP_BALLOON] = "balloon",
-	[EP_BALLOON_STATS] = "balloon_stats", [EP_HOTPLUG_MEMORY] = "hotplug_memory",
+	[EP_BALLOON_STATS] = "balloon_stats", [EP_BALLOON_HINTING] = "balloon_hinting",
+	[EP_HOTPLUG_MEMORY] = "hotplug_memory",
 	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
@@ -39,9 +40,6 @@ static const struct {
 	bool prefix;        /* "/pmem/" + id */
 	unsigned methods;
 } unsupported[] = {
-	{ "/balloon/hinting/start", false, M_PATCH },
-	{ "/balloon/hinting/status", false, M_GET },
-	{ "/balloon/hinting/stop", false, M_PATCH },
 	{ "/pmem/", true, M_DELETE },
 	{ "/drives/", true, M_DELETE },
 	{ "/network-interfaces/", true, M_DELETE },
@@ -547,6 +545,34 @@ out:
 	cJSON_Delete(obj);
 }
 
+/* /balloon/hinting<sub>: GET .../status, PATCH .../start (an optional
+ * body) and .../stop (its body ignored), else Firecracker's refusal. */
+static void route_balloon_hinting(const struct http_request *req, const char *sub, struct action *a,
+				  struct route_result *r)
+{
+	const char *name = sub[0] ? sub + 1 : "";
+	bool get = req->method == HTTP_GET;
+	if (get && strcmp(name, "status") == 0) {
+		a->type = ACTION_GET_BALLOON_HINT_STATUS;
+	} else if (!get && strcmp(name, "stop") == 0) {
+		a->type = ACTION_BALLOON_HINT_STOP;
+	} else if (!get && strcmp(name, "start") == 0) {
+		cJSON *obj = NULL;
+		bool ack = true;
+		if (req->body_len && !(obj = parse_body(req, r)))
+			return;
+		a->type = ACTION_BALLOON_HINT_START;
+		if (config_json_balloon_hint_start(obj, &ack, r->fault, sizeof(r->fault))) {
+			r->status = 400;
+			deserialize_fault(req, obj, r);
+		}
+		a->u.balloon_value = ack;
+		cJSON_Delete(obj);
+	} else {
+		answer(r, 400, "Unrecognized %s request path `/hinting/%s`.", req->method_name, name);
+	}
+}
+
 void api_route(const struct http_request *req, struct action *a, struct route_result *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -578,6 +604,8 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		ep = EP_BALLOON, allowed = M_GET | M_PUT | M_PATCH;
 	} else if (strcmp(path, "/balloon/statistics") == 0) {
 		ep = EP_BALLOON_STATS, allowed = M_GET | M_PATCH;
+	} else if (strncmp(path, "/balloon/hinting", 16) == 0 && (path[16] == '/' || !path[16])) {
+		ep = EP_BALLOON_HINTING, allowed = M_GET | M_PATCH;
 	} else if (strcmp(path, "/hotplug/memory") == 0) {
 		ep = EP_HOTPLUG_MEMORY, allowed = M_GET | M_PUT | M_PATCH;
 	} else if (strcmp(path, "/vsock") == 0) {
@@ -660,6 +688,10 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		if (mmds_sub)
 			snprintf(sub, sizeof(sub), "%.*s", (int)strcspn(mmds_sub, "/"), mmds_sub);
 		route_mmds(req, mmds_sub ? sub : NULL, a, r);
+		return;
+	}
+	if (ep == EP_BALLOON_HINTING) {
+		route_balloon_hinting(req, path + 16, a, r);
 		return;
 	}
 	if (req->method == HTTP_GET) {

@@ -29,6 +29,9 @@ enum action_type {
 	ACTION_PATCH_BALLOON_STATS,
 	ACTION_GET_BALLOON,
 	ACTION_GET_BALLOON_STATS,
+	ACTION_BALLOON_HINT_START,   /* balloon_value: acknowledge_on_stop */
+	ACTION_BALLOON_HINT_STOP,
+	ACTION_GET_BALLOON_HINT_STATUS,
 	ACTION_PUT_MEMORY_HOTPLUG,
 	ACTION_PATCH_MEMORY_HOTPLUG,
 	ACTION_GET_MEMORY_HOTPLUG,
@@ -145,7 +148,7 @@ struct action {
 		struct pmem_config pmem;
 		struct pmem_update pmem_update;
 		struct balloon_config balloon;
-		uint32_t balloon_value;   /* PATCH /balloon's amount_mib, or the stats interval */
+		uint32_t balloon_value;   /* PATCH /balloon's amount_mib, the stats interval, or acknowledge_on_stop */
 		struct memory_hotplug_config memory_hotplug;
 		uint32_t requested_size_mib; /* PATCH /hotplug/memory */
 		struct vsock_config vsock;

@@ -102,7 +102,7 @@ struct balloon_config {
 	uint32_t amount_mib;            /* target size */
 	bool deflate_on_oom;
 	uint16_t stats_polling_interval_s; /* 0: no statistics queue */
-	bool free_page_hinting;         /* accepted and shown; not offered to the guest yet */
+	bool free_page_hinting;         /* offer VIRTIO_BALLOON_F_FREE_PAGE_HINT */
 	bool free_page_reporting;
 };
 

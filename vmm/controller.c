@@ -448,6 +448,26 @@ static void patch_balloon(struct controller *c, struct action *a, bool stats)
 	pthread_mutex_unlock(&b->vd.lock);
 }
 
+/* /balloon/hinting/start, /stop and /status. */
+static void balloon_hinting(struct controller *c, struct action *a)
+{
+	struct virtio_balloon *b = running_balloon(c, a, "Balloon update error");
+	if (!b)
+		return;
+	cJSON *o = NULL;
+	int ret = 0;
+	if (a->type == ACTION_BALLOON_HINT_START)
+		ret = virtio_balloon_hint_start(b, a->u.balloon_value, a->fault, sizeof(a->fault));
+	else if (a->type == ACTION_BALLOON_HINT_STOP)
+		ret = virtio_balloon_hint_stop(b, a->fault, sizeof(a->fault));
+	else if (!(o = virtio_balloon_hint_status(b, a->fault, sizeof(a->fault))))
+		ret = -EINVAL;
+	if (ret)
+		a->status = 400;
+	else if (o)
+		reply_json(a, o);
+}
+
 static void get_balloon_stats(struct controller *c, struct action *a)
 {
 	struct virtio_balloon *b = running_balloon(c, a, "Internal VMM error");
@@ -840,6 +860,12 @@ void controller_handle(struct controller *c, struct action *a)
 	case ACTION_GET_MEMORY_HOTPLUG:
 		if (post_boot(c, a))
 			get_memory_hotplug(c, a);
+		break;
+	case ACTION_BALLOON_HINT_START:
+	case ACTION_BALLOON_HINT_STOP:
+	case ACTION_GET_BALLOON_HINT_STATUS:
+		if (post_boot(c, a))
+			balloon_hinting(c, a);
 		break;
 	case ACTION_PUT_VSOCK:
 		if (boot_config(c, a))

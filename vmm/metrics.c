@@ -270,8 +270,7 @@ static void add_vsock(cJSON *root, struct virtio_vsock *vs)
 
 static void add_balloon(cJSON *root, struct virtio_balloon *b)
 {
-	static const char *const zero_keys[] = { "activate_fails", "free_page_hint_count",
-		"free_page_hint_freed", "free_page_hint_fails", NULL };
+	static const char *const zero_keys[] = { "activate_fails", NULL };
 	struct balloon_counters k = { 0 };
 	uint64_t failures = 0;
 	if (b) {
@@ -290,6 +289,9 @@ static void add_balloon(cJSON *root, struct virtio_balloon *b)
 	num(o, "free_page_report_count", k.report_count);
 	num(o, "free_page_report_freed", k.report_freed);
 	num(o, "free_page_report_fails", k.report_fails);
+	num(o, "free_page_hint_count", k.hint_count);
+	num(o, "free_page_hint_freed", k.hint_freed);
+	num(o, "free_page_hint_fails", k.hint_fails);
 }
 
 /* Firecracker's memory_hotplug group; the latencies (*_agg) are not

@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define GUARD (1u << 20)
 #define DISK_SIZE ((64u << 10) + 100)    /* a tail that is not a whole sector */
 #define QUEUE_AREA(q) (0x4000u * (q))    /* desc +0, avail +0x1000, used +0x2000 */
-#define BUF_START 0x10000u
+#define BUF_START QUEUE_AREA(VIRTIO_MAX_QUEUES)
 #define MAX_OPS 2048
 #define MAX_INFLIGHT 8                   /* "ring" entries: more falls back to Sync */
 
@@ -513,7 +513,8 @@ static void op_driver_init(struct input *in)
 /* A descriptor chain in queue q's table, its head put on the avail ring
  * (as the driver at QUEUE_AREA(q) would, whatever the device was told).
  * how: bit 0 then a notification, bits 1-3 1..8 buffers (or bit 7: a
- * count byte, 1..256), bits 5-6 the queue. Each buffer: a flags byte (bits
+ * count byte, 1..256), bits 5-6 the queue (3, for a device with more than
+ * four: a byte more says which from the fourth on). Each buffer: a flags byte (bits
  * 0-2 its length from lens[], 3 device-writable, 4 at an input-chosen
  * address instead of the next free one, 5 its first 16 bytes from the
  * input: a block request header, a discard entry). */
@@ -521,7 +522,9 @@ static void op_add_chain(struct input *in)
 {
 	static const uint32_t lens[8] = { 1, 16, 17, 512, 1024, 4096, 65536, 0 };
 	uint8_t how = u8(in);
-	unsigned q = (how >> 5 & 3) % h.vd->ops->num_queues;
+	unsigned nq = h.vd->ops->num_queues, q = (how >> 5 & 3) % nq;
+	if (nq > 4 && q == 3) /* a byte more picks among the queues from the fourth */
+		q += u8(in) % (nq - 3);
 	unsigned nbufs = how & 0x80 ? 1u + u8(in) : 1u + (how >> 1 & 7);
 	uint16_t size = h.vd->vq[q].size;
 	if (size == 0 || size > VIRTQ_MAX_SIZE || (size & (size - 1)))
@@ -604,6 +607,12 @@ static void op_update(struct input *in)
 		else
 			virtio_balloon_set_interval(&h.balloondev, how >> 2, err, sizeof(err));
 		cJSON_Delete(virtio_balloon_stats_obj(&h.balloondev, err, sizeof(err)));
+		/* /balloon/hinting/start (bit 6: acknowledge_on_stop) or stop, then status. */
+		if (how & 0x80)
+			virtio_balloon_hint_start(&h.balloondev, how & 0x40, err, sizeof(err));
+		else if (how & 0x40)
+			virtio_balloon_hint_stop(&h.balloondev, err, sizeof(err));
+		cJSON_Delete(virtio_balloon_hint_status(&h.balloondev, err, sizeof(err)));
 	}
 	if (h.hotplug) {
 		/* PATCH /hotplug/memory, in MiB (refusals are fine), and GET. */
@@ -672,8 +681,9 @@ static void run_op(struct input *in)
 }
 
 /* The device byte: bit 7 virtio-mem (bit 1: 128 MiB blocks, else 2 MiB),
- * else bit 6 virtio-balloon (bit 1: statistics, bit 2:
- * deflate on OOM, bit 3: free page reporting), else bit 5 virtio-pmem (bit 2: read-only), else bit 0
+ * else bit 6 virtio-balloon (bit 1: statistics, bit 2: deflate on OOM,
+ * bit 3: free page reporting, bit 0: free page hinting), else bit 5
+ * virtio-pmem (bit 2: read-only), else bit 0
  * virtio-rng, else virtio-blk; for blk, bit 1 the Async engine, bit 2
  * read-only, bit 3 a writeback cache. Bit 4: a rate
  * limiter, its bandwidth and ops bucket sizes and bursts from the next 6
@@ -682,15 +692,16 @@ static void run_op(struct input *in)
 static void setup(struct input *in)
 {
 	uint8_t dev = u8(in);
-	h.rng = dev & 1;
-	h.pmem = dev & 0x20;
-	h.balloon = dev & 0x40;
+	/* One device: the first of these its bits name. */
 	h.hotplug = dev & 0x80;
+	h.balloon = !h.hotplug && (dev & 0x40);
+	h.pmem = !h.hotplug && !h.balloon && (dev & 0x20);
+	h.rng = !h.hotplug && !h.balloon && !h.pmem && (dev & 1);
 	h.hotplug_cfg = (struct memory_hotplug_config){ .set = true, .total_size_mib = HP_SIZE >> 20,
 		.block_size_mib = dev & 2 ? 128 : 2, .slot_size_mib = 128 };
 	h.balloon_cfg = (struct balloon_config){ .set = true, .amount_mib = 1,
 		.stats_polling_interval_s = dev & 2 ? 1 : 0, .deflate_on_oom = dev & 4,
-		.free_page_reporting = dev & 8 };
+		.free_page_reporting = dev & 8, .free_page_hinting = dev & 1 };
 	memset(&h.drive, 0, sizeof(h.drive));
 	snprintf(h.drive.drive_id, sizeof(h.drive.drive_id), "fuzz");
 	snprintf(h.drive.path_on_host, sizeof(h.drive.path_on_host), "/proc/self/fd/%d", disk_fd);

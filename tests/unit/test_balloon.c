@@ -121,6 +121,52 @@ Test(balloon, api_bodies)
 	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PUT balloon.");
 }
 
+/* /balloon/hinting/start|stop|status as Firecracker parses them: start's
+ * body is optional (acknowledge_on_stop defaults to true, other keys are
+ * ignored), stop's is ignored, other sub-paths are refused by name. */
+Test(balloon, hinting_routes)
+{
+	route("PATCH", "/balloon/hinting/start", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.type, ACTION_BALLOON_HINT_START);
+	cr_assert_eq(a.u.balloon_value, 1, "acknowledge_on_stop defaults to true");
+	route("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": false}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.u.balloon_value, 0);
+	route("PATCH", "/balloon/hinting/start", "{\"other\": 1}");
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.u.balloon_value, 1);
+	route("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": \"not valid\"}");
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.fault, "invalid type: string \"not valid\", expected a boolean"), "%s", r.fault);
+	route("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": ");
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.fault, "An error occurred when deserializing the json body"), "%s", r.fault);
+	route("PATCH", "/balloon/hinting/stop", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.type, ACTION_BALLOON_HINT_STOP);
+	route("PATCH", "/balloon/hinting/stop", "{}");
+	cr_assert_eq(a.type, ACTION_BALLOON_HINT_STOP);
+	route("GET", "/balloon/hinting/status", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.fault);
+	cr_assert_eq(a.type, ACTION_GET_BALLOON_HINT_STATUS);
+
+	route("PATCH", "/balloon/hinting/other", NULL);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.fault, "Unrecognized PATCH request path `/hinting/other`.");
+	route("PATCH", "/balloon/hinting", NULL);
+	cr_assert_str_eq(r.fault, "Unrecognized PATCH request path `/hinting/`.");
+	route("GET", "/balloon/hinting", NULL);
+	cr_assert_str_eq(r.fault, "Unrecognized GET request path `/hinting/`.");
+	route("GET", "/balloon/hinting/start", NULL);
+	cr_assert_str_eq(r.fault, "Unrecognized GET request path `/hinting/start`.");
+	route("PUT", "/balloon/hinting/start", "{}");
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PUT balloon.");
+	route("GET", "/balloon/hintingx", NULL);
+	cr_assert_eq(r.endpoint, EP_UNKNOWN);
+}
+
 Test(balloon, coalesce_runs_in_order)
 {
 	const uint32_t pfns[] = { 10, 11, 12, 5, 6, 13, 13, 0xffffffff, 0 };

@@ -58,9 +58,6 @@ Test(router, unknown_paths_methods_and_unsupported_endpoints)
 	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PATCH boot-source.");
 	route("PATCH", "/logger", "{\"level\": \"Error\"}");
 	cr_assert_str_eq(r.fault, "Invalid request method and/or path: PATCH logger.");
-	route("PATCH", "/balloon/hinting/start", "{}");
-	cr_assert_eq(r.status, 400);
-	cr_assert_not_null(strstr(r.fault, "not supported"));
 	route("GET", "/hotplug/memory", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.fault);
 	cr_assert_eq(a.type, ACTION_GET_MEMORY_HOTPLUG);

@@ -31,11 +31,17 @@ static const struct virtio_ops test_ops = {
 	.name = "test", .device_id = 4, .num_queues = 1, .features = no_features,
 };
 
+/* The same with a second queue: a device that gained one since a state was written. */
+static const struct virtio_ops two_queue_ops = {
+	.name = "test", .device_id = 4, .num_queues = 2, .features = no_features,
+};
+static const struct virtio_ops *init_ops = &test_ops;
+
 static void dev_init(struct virtio_dev *vd)
 {
 	memset(vd, 0, sizeof(*vd));
 	pthread_mutex_init(&vd->lock, NULL);
-	vd->ops = &test_ops;
+	vd->ops = init_ops;
 	vd->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vd->reset_fd = -1;
 	cr_assert(vd->irq_fd >= 0);
@@ -155,4 +161,23 @@ Test(virtio_state, the_driver_sets_status_bits_in_order)
 	cr_assert(reg_read(&vd, VIRTIO_MMIO_STATUS) & RESET);
 	round_trip(&vd);
 	close(vd.irq_fd);
+}
+
+/* A state with fewer queues than the device has restores (the others stay
+ * as after a reset); more, or none, are refused. */
+Test(virtio_state, fewer_queues_restore)
+{
+	struct snap_writer w;
+	char why[256];
+	sw_init(&w);
+	put_transport(&w, ACK | DRV, 0, 0, false);
+	init_ops = &two_queue_ops;
+	cr_assert_eq(restore(&w, why, sizeof(why)), 0, "%s", why);
+	init_ops = &test_ops;
+	w.buf[w.len - 38] = 2; /* the queue count (34 bytes of one queue follow): two for a one-queue device */
+	cr_assert_eq(restore(&w, why, sizeof(why)), -EINVAL);
+	w.buf[w.len - 38] = 0;
+	cr_assert_eq(restore(&w, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "0 queues in the state"), "%s", why);
+	sw_free(&w);
 }

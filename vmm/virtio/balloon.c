@@ -19,6 +19,11 @@
 
 enum { Q_INFLATE, Q_DEFLATE };
 
+/* free_page_hint_cmd_id values with a meaning of their own (virtio 1.2,
+ * 5.5.6.4): any other starts a hinting run. */
+#define HINT_CMD_STOP 0u      /* from the driver: it reported all it found */
+#define HINT_CMD_DONE 1u      /* from the device: the driver may reuse the hinted pages */
+
 static const char *const stat_names[BALLOON_NSTATS] = {
 	"swap_in", "swap_out", "major_faults", "minor_faults", "free_memory", "total_memory",
 	"available_memory", "disk_caches", "hugetlb_allocations", "hugetlb_failures", "oom_kill",
@@ -61,17 +66,25 @@ unsigned virtio_balloon_parse_stats(const uint8_t *buf, size_t len, uint64_t *st
 }
 
 /* Which queue does what depends on the features the driver took: the
- * statistics and reporting queues exist only with theirs, numbered in turn. */
-static int stats_queue(const struct virtio_dev *vd)
+ * statistics, free page hinting and reporting queues exist only with
+ * theirs, numbered in that order after inflate and deflate. */
+static int feature_queue(const struct virtio_dev *vd, unsigned bit)
 {
-	return virtio_has_feature(vd, VIRTIO_BALLOON_F_STATS_VQ) ? 2 : -1;
+	static const unsigned order[] = { VIRTIO_BALLOON_F_STATS_VQ, VIRTIO_BALLOON_F_FREE_PAGE_HINT,
+					  VIRTIO_BALLOON_F_REPORTING };
+	int q = 2;
+	for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		bool has = virtio_has_feature(vd, order[i]);
+		if (order[i] == bit)
+			return has ? q : -1;
+		q += has;
+	}
+	return -1;
 }
 
-static int report_queue(const struct virtio_dev *vd)
+static int stats_queue(const struct virtio_dev *vd)
 {
-	if (!virtio_has_feature(vd, VIRTIO_BALLOON_F_REPORTING))
-		return -1;
-	return stats_queue(vd) < 0 ? 2 : 3;
+	return feature_queue(vd, VIRTIO_BALLOON_F_STATS_VQ);
 }
 
 static uint64_t balloon_features(struct virtio_dev *vd)
@@ -84,14 +97,16 @@ static uint64_t balloon_features(struct virtio_dev *vd)
 		f |= 1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
 	if (b->cfg.free_page_reporting)
 		f |= 1ULL << VIRTIO_BALLOON_F_REPORTING;
+	if (b->cfg.free_page_hinting)
+		f |= 1ULL << VIRTIO_BALLOON_F_FREE_PAGE_HINT;
 	return f;
 }
 
-/* num_pages, actual, free_page_hint_cmd_id (always 0 here). */
+/* num_pages, actual, free_page_hint_cmd_id. */
 static void balloon_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data, uint32_t len)
 {
 	const struct virtio_balloon *b = vd->dev;
-	uint32_t space[3] = { b->num_pages, b->actual, 0 };
+	uint32_t space[3] = { b->num_pages, b->actual, b->hint.host_cmd };
 	virtio_config_copy(space, sizeof(space), off, data, len);
 }
 
@@ -150,6 +165,47 @@ static void report(struct virtio_balloon *b, const struct virtq_chain *c)
 	b->counters.report_count++;
 }
 
+/* A new free_page_hint_cmd_id for the driver (lock held). */
+static void hint_command(struct virtio_balloon *b, uint32_t cmd)
+{
+	b->hint.host_cmd = cmd;
+	virtio_config_changed(&b->vd);
+}
+
+/* A free page hinting buffer: a 4-byte readable segment is the driver's
+ * command id (the run it reports for, or STOP when it found all it
+ * could); writable segments are free ranges, given back only while the
+ * host's run is the one the driver reports for (a late range of an
+ * earlier run, or one after DONE, may already be in use again). A
+ * command sets *finished: whether it said the driver finished. */
+static void hint(struct virtio_balloon *b, const struct virtq_chain *c, bool *finished)
+{
+	for (unsigned i = 0; i < c->nsegs; i++) {
+		const struct virtq_seg *s = &c->segs[i];
+		if (!s->write) {
+			if (s->len != 4)
+				continue;
+			uint8_t v[4];
+			memcpy(v, s->addr, 4);
+			b->hint.guest_cmd = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 |
+					    (uint32_t)v[3] << 24;
+			b->hint.guest_cmd_valid = true;
+			/* DONE is the device's word; from the driver it ends the run too. */
+			*finished = b->hint.guest_cmd == HINT_CMD_STOP || b->hint.guest_cmd == HINT_CMD_DONE;
+			continue;
+		}
+		if (b->hint.host_cmd <= HINT_CMD_DONE || !b->hint.guest_cmd_valid ||
+		    b->hint.guest_cmd != b->hint.host_cmd)
+			continue;
+		int64_t n = mem_discard_host(&b->vd.vm->mem, s->addr, s->len);
+		b->counters.hint_count++;
+		if (n < 0)
+			b->counters.hint_fails++;
+		else
+			b->counters.hint_freed += (uint64_t)n;
+	}
+}
+
 /* Give the statistics buffer back: the driver answers with fresh numbers. */
 static void stats_return(struct virtio_balloon *b)
 {
@@ -178,10 +234,12 @@ static void balloon_notify(struct virtio_dev *vd, unsigned qi)
 	struct virtio_balloon *b = vd->dev;
 	struct virtq *q = &vd->vq[qi];
 	struct virtq_chain c;
-	bool pushed = false;
+	bool pushed = false, hint_finished = false;
 	if (vd->paused || qi >= VIRTIO_MAX_QUEUES)
 		return;
-	bool is_stats = (int)qi == stats_queue(vd), is_report = (int)qi == report_queue(vd);
+	bool is_stats = (int)qi == stats_queue(vd);
+	bool is_hint = (int)qi == feature_queue(vd, VIRTIO_BALLOON_F_FREE_PAGE_HINT);
+	bool is_report = (int)qi == feature_queue(vd, VIRTIO_BALLOON_F_REPORTING);
 	for (;;) {
 		int r = virtq_pop(q, &vd->vm->mem, &c);
 		if (r < 0) {
@@ -199,7 +257,9 @@ static void balloon_notify(struct virtio_dev *vd, unsigned qi)
 			take_stats(b, &c);
 			continue; /* kept until the next interval */
 		}
-		if (is_report)
+		if (is_hint)
+			hint(b, &c, &hint_finished);
+		else if (is_report)
 			report(b, &c);
 		else if (qi == Q_INFLATE) {
 			inflate(b, &c);
@@ -212,6 +272,8 @@ static void balloon_notify(struct virtio_dev *vd, unsigned qi)
 	}
 	if (pushed)
 		virtio_signal(vd, qi);
+	if (hint_finished && b->hint.ack_on_stop && b->hint.host_cmd > HINT_CMD_DONE)
+		hint_command(b, HINT_CMD_DONE);
 }
 
 static void stats_tick(struct evloop_timer *t)
@@ -247,6 +309,7 @@ static void balloon_reset(struct virtio_dev *vd)
 	struct virtio_balloon *b = vd->dev;
 	b->stats_held = false;
 	b->actual = 0;
+	memset(&b->hint, 0, sizeof(b->hint));
 }
 
 static void balloon_counters(struct virtio_dev *vd, char *buf, size_t len)
@@ -254,16 +317,19 @@ static void balloon_counters(struct virtio_dev *vd, char *buf, size_t len)
 	const struct virtio_balloon *b = vd->dev;
 	const struct balloon_counters *k = &b->counters;
 	snprintf(buf, len, "inflates=%llu deflates=%llu stats=%llu reports=%llu reported_bytes=%llu "
-		 "bad_pfns=%llu discard_fails=%llu",
+		 "hints=%llu hinted_bytes=%llu hint_fails=%llu bad_pfns=%llu discard_fails=%llu",
 		 (unsigned long long)k->inflate_count, (unsigned long long)k->deflate_count,
 		 (unsigned long long)k->stats_updates_count, (unsigned long long)k->report_count,
-		 (unsigned long long)k->report_freed, (unsigned long long)k->bad_pfns,
+		 (unsigned long long)k->report_freed, (unsigned long long)k->hint_count,
+		 (unsigned long long)k->hint_freed, (unsigned long long)k->hint_fails, (unsigned long long)k->bad_pfns,
 		 (unsigned long long)k->discard_fails);
 }
 
 /* The device's section: the target (it can differ from the configured
- * amount after PATCH), actual, the interval, the held statistics buffer
- * and the last statistics. */
+ * amount after PATCH), actual, the interval, the held statistics buffer,
+ * the last statistics, then the free page hinting state (host command,
+ * last run id, the driver's last command, acknowledge_on_stop; a state
+ * written before ember offered hinting ends before it). */
 static void balloon_save(struct virtio_dev *vd, struct snap_writer *w)
 {
 	const struct virtio_balloon *b = vd->dev;
@@ -275,6 +341,11 @@ static void balloon_save(struct virtio_dev *vd, struct snap_writer *w)
 	sw_u32(w, b->stats_present);
 	for (unsigned i = 0; i < BALLOON_NSTATS; i++)
 		sw_u64(w, b->stats[i]);
+	sw_u32(w, b->hint.host_cmd);
+	sw_u32(w, b->hint.last_cmd);
+	sw_u32(w, b->hint.guest_cmd);
+	sw_u8(w, b->hint.guest_cmd_valid);
+	sw_u8(w, b->hint.ack_on_stop);
 }
 
 static int balloon_restore(struct virtio_dev *vd, struct snap_reader *r)
@@ -288,6 +359,15 @@ static int balloon_restore(struct virtio_dev *vd, struct snap_reader *r)
 	uint64_t stats[BALLOON_NSTATS];
 	for (unsigned i = 0; i < BALLOON_NSTATS; i++)
 		stats[i] = sr_u64(r);
+	struct balloon_hinting hint = { 0 };
+	uint8_t guest_valid = 0, ack = 0;
+	if (r->off < r->len) {
+		hint.host_cmd = sr_u32(r);
+		hint.last_cmd = sr_u32(r);
+		hint.guest_cmd = sr_u32(r);
+		guest_valid = sr_u8(r);
+		ack = sr_u8(r);
+	}
 	uint64_t max_pages = mem_ram_size(&vd->vm->mem) >> PAGE_SHIFT;
 	int q = stats_queue(vd);
 	if (!sr_done(r, "balloon"))
@@ -305,6 +385,13 @@ static int balloon_restore(struct virtio_dev *vd, struct snap_reader *r)
 		sr_fail(r, "balloon: unknown statistics present");
 		return -EINVAL;
 	}
+	if (guest_valid > 1 || ack > 1 || (!b->cfg.free_page_hinting && (hint.host_cmd || hint.last_cmd || guest_valid))) {
+		sr_fail(r, "balloon: bad free page hinting state");
+		return -EINVAL;
+	}
+	hint.guest_cmd_valid = guest_valid;
+	hint.ack_on_stop = ack;
+	b->hint = hint;
 	b->num_pages = num_pages;
 	b->cfg.amount_mib = num_pages / PAGES_PER_MIB;
 	b->actual = actual;
@@ -316,10 +403,20 @@ static int balloon_restore(struct virtio_dev *vd, struct snap_reader *r)
 	return 0;
 }
 
+/* A restored guest may use the pages it hinted again at once: DONE. */
+static void balloon_restored(struct virtio_dev *vd)
+{
+	struct virtio_balloon *b = vd->dev;
+	pthread_mutex_lock(&vd->lock);
+	if (vd->active && b->cfg.free_page_hinting)
+		hint_command(b, HINT_CMD_DONE);
+	pthread_mutex_unlock(&vd->lock);
+}
+
 static const struct virtio_ops balloon_ops = {
 	.name = "balloon",
 	.device_id = VIRTIO_ID_BALLOON,
-	.num_queues = 4, /* inflate, deflate, then statistics and/or reporting */
+	.num_queues = 5, /* inflate, deflate, then statistics, hinting, reporting (those negotiated) */
 	.features = balloon_features,
 	.config_read = balloon_config_read,
 	.config_write = balloon_config_write,
@@ -329,6 +426,7 @@ static const struct virtio_ops balloon_ops = {
 	.start_io = balloon_start_io,
 	.save = balloon_save,
 	.restore = balloon_restore,
+	.restored = balloon_restored,
 };
 
 int virtio_balloon_init(struct virtio_balloon *b, struct vm *vm, struct evloop *loop, unsigned index,
@@ -394,6 +492,64 @@ cJSON *virtio_balloon_stats_obj(struct virtio_balloon *b, char *err, size_t errl
 	for (unsigned t = 0; t < BALLOON_NSTATS; t++)
 		if (b->stats_present & (1u << t))
 			cJSON_AddNumberToObject(o, stat_names[t], (double)b->stats[t]);
+	pthread_mutex_unlock(&b->vd.lock);
+	return o;
+}
+
+/* Firecracker's words when the balloon was configured without hinting. */
+#define HINTING_OFF "Balloon update error: Balloon: Attempting to use hinting when not enabled"
+
+int virtio_balloon_hint_start(struct virtio_balloon *b, bool ack_on_stop, char *err, size_t errlen)
+{
+	int ret = -EINVAL;
+	pthread_mutex_lock(&b->vd.lock);
+	if (!b->cfg.free_page_hinting) {
+		snprintf(err, errlen, HINTING_OFF);
+	} else if (!b->vd.active) {
+		snprintf(err, errlen, "Balloon update error: Balloon: Device not activated yet.");
+	} else {
+		uint32_t id = b->hint.last_cmd + 1;
+		if (id <= HINT_CMD_DONE) /* 0 and 1 mean STOP and DONE */
+			id = HINT_CMD_DONE + 1;
+		b->hint.last_cmd = id;
+		b->hint.ack_on_stop = ack_on_stop;
+		hint_command(b, id);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&b->vd.lock);
+	return ret;
+}
+
+int virtio_balloon_hint_stop(struct virtio_balloon *b, char *err, size_t errlen)
+{
+	int ret = -EINVAL;
+	pthread_mutex_lock(&b->vd.lock);
+	if (!b->cfg.free_page_hinting) {
+		snprintf(err, errlen, HINTING_OFF);
+	} else if (!b->vd.active) {
+		snprintf(err, errlen, "Balloon update error: Balloon: Device not activated yet.");
+	} else {
+		hint_command(b, HINT_CMD_DONE);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&b->vd.lock);
+	return ret;
+}
+
+cJSON *virtio_balloon_hint_status(struct virtio_balloon *b, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&b->vd.lock);
+	if (!b->cfg.free_page_hinting) {
+		pthread_mutex_unlock(&b->vd.lock);
+		snprintf(err, errlen, HINTING_OFF);
+		return NULL;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "host_cmd", b->hint.host_cmd);
+	if (b->hint.guest_cmd_valid)
+		cJSON_AddNumberToObject(o, "guest_cmd", b->hint.guest_cmd);
+	else
+		cJSON_AddNullToObject(o, "guest_cmd");
 	pthread_mutex_unlock(&b->vd.lock);
 	return o;
 }

@@ -6,7 +6,10 @@
  * statistics interval the device holds the driver's statistics buffer and
  * returns it every interval, which makes the driver send fresh numbers;
  * with free page reporting the guest reports free ranges on their own
- * queue and they are given back too. Free page hinting is not offered. */
+ * queue and they are given back too. With free page hinting the host
+ * starts a run by a new command id in config space; the driver sends the
+ * guest's free ranges on the hinting queue, which are given back, and
+ * holds them until the host says DONE. */
 #ifndef EMBER_VIRTIO_BALLOON_H
 #define EMBER_VIRTIO_BALLOON_H
 
@@ -19,8 +22,17 @@ struct balloon_counters {
 	uint64_t inflate_count, deflate_count;   /* buffers on those queues */
 	uint64_t stats_updates_count, stats_update_fails;
 	uint64_t report_count, report_freed, report_fails;
+	uint64_t hint_count, hint_freed, hint_fails;   /* hinted ranges, bytes given back */
 	uint64_t bad_pfns;                       /* page numbers outside guest RAM */
 	uint64_t discard_fails;
+};
+
+struct balloon_hinting {
+	uint32_t host_cmd;           /* config space free_page_hint_cmd_id: STOP (0), DONE (1) or a run */
+	uint32_t last_cmd;           /* the last run's id */
+	uint32_t guest_cmd;          /* the driver's last command id, if guest_cmd_valid */
+	bool guest_cmd_valid;
+	bool ack_on_stop;            /* say DONE when the driver says it finished */
 };
 
 struct virtio_balloon {
@@ -33,6 +45,7 @@ struct virtio_balloon {
 	uint32_t stats_present;      /* bit per tag received */
 	uint64_t stats[BALLOON_NSTATS];
 	struct evloop_timer stats_timer;
+	struct balloon_hinting hint;
 	struct balloon_counters counters;
 };
 
@@ -72,5 +85,18 @@ int virtio_balloon_set_interval(struct virtio_balloon *b, uint16_t interval_s, c
  * when statistics are disabled. Takes the lock. */
 struct cJSON;
 struct cJSON *virtio_balloon_stats_obj(struct virtio_balloon *b, char *err, size_t errlen);
+
+/* PATCH /balloon/hinting/start: a new run (a new command id, never 0 or
+ * 1); with ack_on_stop, DONE follows by itself once the driver finished.
+ * /balloon/hinting/stop: DONE now (the driver may reuse the pages it
+ * hinted). Both take the lock and return 0 or -EINVAL with Firecracker's
+ * message in err (hinting not configured; the device not started). */
+int virtio_balloon_hint_start(struct virtio_balloon *b, bool ack_on_stop, char *err, size_t errlen);
+int virtio_balloon_hint_stop(struct virtio_balloon *b, char *err, size_t errlen);
+
+/* GET /balloon/hinting/status: {"host_cmd", "guest_cmd" (null until the
+ * driver sent one)}, or NULL with err when hinting is not configured.
+ * Takes the lock. */
+struct cJSON *virtio_balloon_hint_status(struct virtio_balloon *b, char *err, size_t errlen);
 
 #endif

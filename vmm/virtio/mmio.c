@@ -429,8 +429,11 @@ int virtio_dev_restore(struct virtio_dev *vd, struct snap_reader *r)
 	vd->config_generation = sr_u32(r);
 	bool active = sr_u8(r);
 	uint32_t nq = sr_u32(r);
-	if (!r->bad && nq != vd->ops->num_queues)
-		return sr_fail(r, "%s: %u queues in the state, %u expected", name, nq, vd->ops->num_queues), -EINVAL;
+	/* Fewer is a state from before the device gained a queue (the
+	 * balloon's hinting queue): the rest stay as after a reset. */
+	if (!r->bad && (nq > vd->ops->num_queues || nq == 0))
+		return sr_fail(r, "%s: %u queues in the state, at most %u expected", name, nq, vd->ops->num_queues),
+		       -EINVAL;
 	/* Until FEATURES_OK the driver's bits are only what it wrote (the
 	 * transport refuses FEATURES_OK for unoffered ones). */
 	if (!r->bad && (vd->status & VIRTIO_CONFIG_S_FEATURES_OK) && (vd->driver_features & ~all_features(vd)))

@@ -26,7 +26,7 @@ struct virtio_dev;
 struct snap_writer;
 struct snap_reader;
 
-#define VIRTIO_MAX_QUEUES 4
+#define VIRTIO_MAX_QUEUES 5   /* virtio-balloon: inflate, deflate, statistics, hinting, reporting */
 
 struct virtio_ops {
 	const char *name;        /* for logs and metrics: "block", "net", ... */
