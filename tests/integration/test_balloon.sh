@@ -1,8 +1,9 @@
 # virtio-balloon: Firecracker's API rules and messages with the test guest
 # (whose firmware does not drive a balloon), the config file's section and
-# GET /vm/config; a Linux guest whose balloon, inflated by 64 MiB, gives
-# that memory back to the host (ember's RSS falls), sends statistics and
-# deflates again.
+# GET /vm/config; Linux guests whose balloon, inflated by 64 MiB, gives
+# that memory back to the host (ember's RSS falls, a snapshot's memory file
+# shrinks), sends statistics, deflates again and on OOM, and whose free
+# pages go back to the host by free page reporting and hinting.
 
 balloon_boot_source() {
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$(realpath "$BUILD/testvm.elf")\", \"boot_args\": \"testvm.counter=1000\"}"
@@ -51,6 +52,10 @@ test_balloon_api() {
 	expect_fault 'unknown field `x`' "unknown field"
 	expect_api 400 GET /balloon/statistics
 	expect_fault 'The requested operation is not supported before starting the microVM.' "pre-boot statistics"
+	expect_api 400 PATCH /balloon/hinting/start
+	expect_fault 'The requested operation is not supported before starting the microVM.' "pre-boot hinting start"
+	expect_api 400 GET /balloon/hinting/status
+	expect_fault 'The requested operation is not supported before starting the microVM.' "pre-boot hinting status"
 	expect_api 200 GET /vm/config
 	grep -qF '"balloon":{"amount_mib":0,"deflate_on_oom":false,"stats_polling_interval_s":5,' "$T/resp" ||
 		fail "GET /vm/config: $(cat "$T/resp")"
@@ -74,13 +79,31 @@ test_balloon_api() {
 	expect_api 200 GET /balloon/statistics
 	grep -qF '{"target_pages":0,"actual_pages":0,"target_mib":0,"actual_mib":0}' "$T/resp" ||
 		fail "statistics: $(cat "$T/resp")"
+	# Hinting was not asked for.
+	expect_api 400 PATCH /balloon/hinting/start '{"acknowledge_on_stop": true}'
+	expect_fault 'Balloon update error: Balloon: Attempting to use hinting when not enabled' "hinting start, not enabled"
+	expect_api 400 PATCH /balloon/hinting/stop
+	expect_fault 'Attempting to use hinting when not enabled' "hinting stop, not enabled"
+	expect_api 400 GET /balloon/hinting/status
+	expect_fault 'Attempting to use hinting when not enabled' "hinting status, not enabled"
 	stop_api
 
 	# Without statistics, and without a balloon at all, after boot.
 	start_api bapi2 || return
 	balloon_boot_source
-	expect_api 204 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false}'
+	expect_api 204 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false, "free_page_hinting": true}'
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	# With hinting, on a device the guest never started.
+	expect_api 200 GET /balloon/hinting/status
+	[ "$(cat "$T/resp")" = '{"host_cmd":0,"guest_cmd":null}' ] || fail "hinting status: $(cat "$T/resp")"
+	expect_api 400 PATCH /balloon/hinting/start
+	expect_fault 'Balloon update error: Balloon: Device not activated yet.' "hinting start, inactive"
+	expect_api 400 PATCH /balloon/hinting/start '{"acknowledge_on_stop": "yes"}'
+	expect_fault 'invalid type: string \"yes\", expected a boolean' "string acknowledge_on_stop"
+	expect_api 400 PATCH /balloon/hinting/other
+	expect_fault 'Unrecognized PATCH request path `/hinting/other`.' "unknown hinting path"
+	expect_api 400 GET /balloon/hinting
+	expect_fault 'Unrecognized GET request path `/hinting/`.' "hinting without a command"
 	expect_api 400 GET /balloon/statistics
 	expect_fault 'Internal VMM error: Balloon: Received stats query when stats are disabled.' "statistics disabled"
 	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 3}'
@@ -95,6 +118,8 @@ test_balloon_api() {
 	expect_fault 'Internal VMM error: Failed perform action on device: Device not found' "GET without a balloon"
 	expect_api 400 GET /balloon/statistics
 	expect_fault 'Internal VMM error: Failed perform action on device: Device not found' "statistics without a balloon"
+	expect_api 400 PATCH /balloon/hinting/stop
+	expect_fault 'Balloon update error: Failed perform action on device: Device not found' "hinting without a balloon"
 	stop_api
 }
 
@@ -285,5 +310,168 @@ JSON
 	done
 	echo "    RSS $(($(rss_kib "$API_PID") / 1024)) MiB, peak $(($(hwm_kib "$API_PID") / 1024)) MiB" >&2
 	[ "$gap" -ge 100 ] || fail "ember's RSS is only $gap MiB below its peak, expected at least 100"
+	stop_api
+}
+
+# linux_balloon_vm NAME SCRIPT BALLOON_JSON [MIB [DISK]]: boot a Linux
+# guest of MIB MiB (256) that runs SCRIPT (a file) with the balloon
+# BALLOON_JSON (and DISK as its /dev/vdb), under the API as NAME.
+linux_balloon_vm() {
+	cp "$BUILD/rootfs.ext4" "$T/$1.img"
+	debugfs -w -R "write $2 /run.sh" "$T/$1.img" > /dev/null 2>&1
+	local disk=
+	[ -n "${5:-}" ] && disk=", {\"drive_id\": \"data\", \"path_on_host\": \"$5\", \"is_root_device\": false, \"is_read_only\": true}"
+	cat > "$T/$1.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
+  "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"sh /run.sh\""},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": ${4:-256}},
+ "drives": [{"drive_id": "rootfs", "path_on_host": "$T/$1.img", "is_root_device": true, "is_read_only": true}$disk],
+ "balloon": $3}
+JSON
+	start_api "$1" --config-file "$T/$1.json"
+}
+
+# blocks_mib FILE: the space FILE takes on disk (its allocated blocks), in MiB.
+blocks_mib() { echo $(($(stat -c '%b * %B' "$1") >> 20)); }
+
+# snapshot_to NAME: a Full snapshot of the running VM into $T/NAME.{state,mem}; it runs on.
+snapshot_to() {
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$T/$1.state\", \"mem_file_path\": \"$T/$1.mem\"}"
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+}
+
+# hint_status_is HOST GUEST SECONDS: until GET /balloon/hinting/status says so.
+hint_status_is() {
+	local i want="{\"host_cmd\":$1,\"guest_cmd\":$2}"
+	for i in $(seq $(($3 * 2))); do
+		[ "$(api GET /balloon/hinting/status)" = 200 ] && [ "$(cat "$T/resp")" = "$want" ] && return 0
+		sleep 0.5
+	done
+	fail "hinting status is $(cat "$T/resp"), expected $want within $3 s"
+	return 1
+}
+
+# One Linux guest (256 MiB; statistics every second, free page hinting)
+# whose process read 96 MiB of non-zero bytes from a disk straight into
+# its memory (O_DIRECT: no page cache) and exited, so that memory is free
+# in the guest but resident in ember, and which then rewrites a 1..4 MiB
+# file in its tmpfs every second:
+# - statistics arrive again and again: free_memory changes between polls
+#   within a generous timeout;
+# - a snapshot taken after inflating the balloon by 64 MiB has a memory
+#   file 48..80 MiB smaller on disk than one taken before (the discarded
+#   pages are holes);
+# - free page hinting (the balloon still inflated): a run started with
+#   the default acknowledge_on_stop ends with the driver's STOP (guest_cmd
+#   0) and ember's DONE (host_cmd 1) by itself, and ember's RSS falls by at
+#   least 12 MiB (of the ~32 MiB of the filled memory the balloon left
+#   free, and what else is free but resident; the guest hints only whole
+#   4 MiB blocks; 20 MiB seen); a run without acknowledge_on_stop stays at its command
+#   id until /balloon/hinting/stop.
+test_balloon_linux_statistics_snapshot_hinting() {
+	need_kvm || return
+	need_file "$BUILD/vmlinux" || return
+	need_file "$BUILD/rootfs.ext4" || return
+	cat > "$T/hint.sh" <<'SH'
+dd if=/dev/vdb of=/dev/null bs=96M count=1 iflag=direct,fullblock 2>/dev/null
+echo balloon-filled
+i=0
+while true; do
+	i=$((i + 1))
+	dd if=/dev/zero of=/tmp/grow bs=1M count=$((i % 4 + 1)) 2>/dev/null
+	sleep 1
+done
+SH
+	yes 'ember balloon' | head -c 96M > "$T/fill.img"
+	linux_balloon_vm bh "$T/hint.sh" \
+		'{"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1, "free_page_hinting": true}' \
+		256 "$T/fill.img" || return
+	wait_out bh 'balloon-filled' "$LINUX_TIMEOUT" || { stop_api; return; }
+	# Statistics keep coming: free_memory follows the guest's file.
+	local i m0 m1=
+	expect_api 200 GET /balloon/statistics
+	m0=$(balloon_stat free_memory)
+	[ -n "$m0" ] || fail "statistics lack free_memory: $(cat "$T/resp")"
+	for i in $(seq 120); do
+		sleep 0.5
+		[ "$(api GET /balloon/statistics)" = 200 ] && m1=$(balloon_stat free_memory)
+		[ -n "$m1" ] && [ "$m1" != "$m0" ] && break
+	done
+	[ -n "$m1" ] && [ "$m1" != "$m0" ] || fail "free_memory stayed $m0 for 60 s: no fresh statistics"
+	# A snapshot after inflating is smaller by what the balloon took.
+	snapshot_to before
+	expect_api 204 PATCH /balloon '{"amount_mib": 64}'
+	wait_actual 64 300 || { stop_api; return; }
+	snapshot_to after
+	local full small
+	full=$(blocks_mib "$T/before.mem") small=$(blocks_mib "$T/after.mem")
+	echo "    memory file on disk: $full MiB before inflating, $small MiB after" >&2
+	[ $((full - small)) -ge 48 ] && [ $((full - small)) -le 80 ] ||
+		fail "the memory file shrank by $((full - small)) MiB after inflating by 64, expected 48..80"
+	rm -f "$T/before.mem" "$T/after.mem"
+	# Free page hinting, with the balloon still inflated.
+	expect_api 200 GET /balloon/hinting/status
+	[ "$(cat "$T/resp")" = '{"host_cmd":0,"guest_cmd":null}' ] || fail "hinting status before a run: $(cat "$T/resp")"
+	local rss0 rss1
+	rss0=$(rss_kib "$API_PID")
+	expect_api 204 PATCH /balloon/hinting/start
+	hint_status_is 1 0 120 || { stop_api; return; }
+	sleep 1
+	rss1=$(rss_kib "$API_PID")
+	echo "    RSS $((rss0 / 1024)) -> $((rss1 / 1024)) MiB after a hinting run" >&2
+	[ $(((rss0 - rss1) / 1024)) -ge 12 ] || fail "ember's RSS fell by $(((rss0 - rss1) / 1024)) MiB after hinting, expected at least 12"
+	expect_api 204 PATCH /balloon/hinting/start '{"acknowledge_on_stop": false}'
+	hint_status_is 3 0 120 || { stop_api; return; }
+	sleep 1
+	expect_api 200 GET /balloon/hinting/status
+	[ "$(cat "$T/resp")" = '{"host_cmd":3,"guest_cmd":0}' ] || fail "a run without acknowledge_on_stop: $(cat "$T/resp")"
+	expect_api 204 PATCH /balloon/hinting/stop
+	hint_status_is 1 0 10
+	stop_api
+}
+
+# oom_guest NAME DEFLATE: a 128 MiB Linux guest whose balloon (statistics
+# every second, deflate_on_oom DEFLATE) holds 80 MiB from boot; once the
+# guest sees it (MemAvailable below 32 MiB), a process touches 56 MiB,
+# more than the guest has without the balloon's memory. Leaves the result
+# line ("alloc-ok"/"alloc-failed") in NAME's output and the VM running.
+oom_guest() {
+	cat > "$T/oom.sh" <<'SH'
+while [ "$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)" -ge 32768 ]; do sleep 0.5; done
+sleep 2
+echo balloon-held $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+if dd if=/dev/zero of=/dev/null bs=56M count=1 2>/dev/null; then echo alloc-ok; else echo alloc-failed; fi
+while true; do sleep 1; done
+SH
+	linux_balloon_vm "$1" "$T/oom.sh" \
+		"{\"amount_mib\": 80, \"deflate_on_oom\": $2, \"stats_polling_interval_s\": 1}" 128 || return 1
+	wait_out "$1" 'balloon-held' "$LINUX_TIMEOUT" || return 1
+	wait_out "$1" 'alloc-(ok|failed)' 300
+}
+
+# Deflate on OOM: with it, the allocation that needs the balloon's memory
+# succeeds and the balloon's actual size falls (by at least 8 MiB: the
+# guest's driver gives back 1 MiB per OOM event, as many as it needs).
+# Without it, the same allocation fails (refused or OOM-killed) and the
+# balloon keeps its 80 MiB.
+test_balloon_linux_deflate_on_oom() {
+	need_kvm || return
+	need_file "$BUILD/vmlinux" || return
+	need_file "$BUILD/rootfs.ext4" || return
+	oom_guest oomy true || { stop_api; return; }
+	grep -q 'alloc-ok' "$T/oomy.out" || fail "with deflate_on_oom the allocation failed: $(grep -a alloc "$T/oomy.out")"
+	sleep 2 # the driver's new actual size, and a statistics round
+	expect_api 200 GET /balloon/statistics
+	local actual
+	actual=$(balloon_stat actual_mib)
+	echo "    deflate_on_oom: the balloon holds $actual MiB after the allocation" >&2
+	[ -n "$actual" ] && [ "$actual" -le 72 ] || fail "the balloon holds ${actual:-?} MiB after the OOM, expected at most 72"
+	[ "$(balloon_stat target_mib)" = 80 ] || fail "the target changed: $(cat "$T/resp")"
+	stop_api
+	oom_guest oomn false || { stop_api; return; }
+	grep -q 'alloc-failed' "$T/oomn.out" || fail "without deflate_on_oom the allocation succeeded"
+	expect_api 200 GET /balloon/statistics
+	[ "$(balloon_stat actual_mib)" = 80 ] || fail "without deflate_on_oom the balloon gave memory back: $(cat "$T/resp")"
 	stop_api
 }
