@@ -385,7 +385,8 @@ static int balloon_restore(struct virtio_dev *vd, struct snap_reader *r)
 		sr_fail(r, "balloon: unknown statistics present");
 		return -EINVAL;
 	}
-	if (guest_valid > 1 || ack > 1 || (!b->cfg.free_page_hinting && (hint.host_cmd || hint.last_cmd || guest_valid))) {
+	bool hinted = hint.host_cmd || hint.last_cmd || guest_valid;
+	if (guest_valid > 1 || ack > 1 || (hinted && !b->cfg.free_page_hinting)) {
 		sr_fail(r, "balloon: bad free page hinting state");
 		return -EINVAL;
 	}
