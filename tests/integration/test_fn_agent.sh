@@ -30,8 +30,10 @@ JSON
 	}
 
 	invoke upper 5000 'upper\nhello from the host\n' 20
-	[ "$(grep -c '^status=ok code=0 bytes=20 ' "$T/upper.meta")" = 20 ] || fail "upper: $(head -3 "$T/upper.meta")"
-	[ "$(grep -c '^HELLO FROM THE HOST$' "$T/upper.got")" = 20 ] || fail "upper: $(head -3 "$T/upper.got")"
+	[ "$(grep -c '^status=ok code=0 bytes=20 ' "$T/upper.meta")" = 20 ] ||
+		fail "upper: $(wc -l < "$T/upper.meta") answers, unexpected: $(grep -v '^status=ok code=0 bytes=20 ' "$T/upper.meta" | head -3)"
+	[ "$(grep -c '^HELLO FROM THE HOST$' "$T/upper.got")" = 20 ] ||
+		fail "upper: $(grep -vc '^HELLO FROM THE HOST$' "$T/upper.got") unexpected output lines: $(grep -v '^HELLO FROM THE HOST$' "$T/upper.got" | head -3 | od -c | head -5)"
 	invoke init 5000 'init\n'
 	grep -qx initialised "$T/init.got" || fail "the --init command did not run before ready"
 	invoke fail 5000 'fail\n'
