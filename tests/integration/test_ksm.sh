@@ -88,7 +88,8 @@ test_ksm_clones_merge_only_when_asked() {
 	echo 10 > $k/sleep_millisecs
 	echo 1 > $k/run
 	local i ma=0 mb=0
-	for i in $(seq 300); do
+	# (Up to 300 s: a loaded host's KSM thread gets little time.)
+	for i in $(seq 3000); do
 		ma=$(cat "/proc/$a/ksm_merging_pages") mb=$(cat "/proc/$b/ksm_merging_pages")
 		[ "$ma" -ge 4096 ] && [ "$mb" -ge 4096 ] && break
 		sleep 0.1
