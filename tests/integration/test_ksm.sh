@@ -23,6 +23,13 @@ ksm_boot() {
 	wait_out "$1" 'testvm: count 3' 60 || return 1
 }
 
+# ksm_pause NAME: pause NAME's guest, so its pages stay still and its
+# busy vCPU leaves the host's cores to ksmd (which runs at nice 5: on a
+# loaded host, running guests starve it).
+ksm_pause() {
+	API_SOCK="$T/$1.sock" expect_api 204 PATCH /vm '{"state": "Paused"}'
+}
+
 test_ksm_guest_memory_is_mergeable() {
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
@@ -74,7 +81,7 @@ test_ksm_clones_merge_only_when_asked() {
 		skip "KSM cannot be run here ($k/run not writable or no /proc/PID/ksm_merging_pages)"
 		return
 	fi
-	local old_run old_scan old_sleep
+	local old_run old_scan old_sleep i
 	old_run=$(cat $k/run) old_scan=$(cat $k/pages_to_scan) old_sleep=$(cat $k/sleep_millisecs)
 	ksm_boot a ', "ember_ksm": true' || return
 	local a=$KSM_PID
@@ -84,10 +91,11 @@ test_ksm_clones_merge_only_when_asked() {
 	local c=$KSM_PID
 	ksm_boot d '' || { kill "$a" "$b" "$c"; return; }
 	local d=$KSM_PID
+	for i in a b c d; do ksm_pause $i; done
 	echo 20000 > $k/pages_to_scan
 	echo 10 > $k/sleep_millisecs
 	echo 1 > $k/run
-	local i ma=0 mb=0
+	local ma=0 mb=0
 	# (Up to 300 s: a loaded host's KSM thread gets little time.)
 	for i in $(seq 3000); do
 		ma=$(cat "/proc/$a/ksm_merging_pages") mb=$(cat "/proc/$b/ksm_merging_pages")
@@ -113,7 +121,8 @@ test_ksm_clones_merge_only_when_asked() {
 # ksm_restore NAME SNAPSHOT: a clone of SNAPSHOT restored through its own
 # ember-uffd (whose UFFDIO_COPY pages are anonymous, as KSM needs: a File
 # restore's untouched pages are the memory file's page cache), counting on
-# until it has read back all of its 16 MiB pattern (64 pages a count).
+# until it has read back all of its 16 MiB pattern (64 pages a count),
+# then paused.
 # Its ember's pid in KSM_PID, the handler's in KSM_UPID.
 ksm_restore() {
 	"$UFFD" --socket "$T/$1.uffd" --mem-file "$T/$2.mem" --once > "$T/$1.uffd.out" 2> "$T/$1.uffd.err" < /dev/null &
@@ -126,6 +135,7 @@ ksm_restore() {
 	local n
 	n=$(grep -oE 'testvm: count [0-9]+' "$T/$2.out" | tail -1 | awk '{print $3}')
 	wait_out "$1" "testvm: count $((n + 70))" 120 || return 1
+	ksm_pause "$1"
 }
 
 # ksm_source NAME KSM_JSON: boot, snapshot to $T/NAME.state + .mem, stop.
