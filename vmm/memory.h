@@ -51,6 +51,9 @@ struct guest_mem {
 	uint64_t size;  /* bytes of guest RAM */
 	bool file_backed; /* a private (copy-on-write) mapping of a memory file */
 	bool shared;      /* MAP_SHARED (memfd or host file): discard punches holes */
+	/* Registered with a userfaultfd (a restore's page-fault handler): a
+	 * page not resident yet is not zero, it is still to be filled. */
+	bool lazy;
 	int fd;           /* the memfd or host file when shared, else -1 */
 	enum mem_kind kind;
 	enum mem_pages pages;
@@ -79,10 +82,11 @@ void mem_destroy(struct guest_mem *mem);
 
 /* The same layout, backed by a private mapping of the memory file fd (at
  * least size bytes): pages are read from the file when the guest first
- * touches them, and writes stay in this process. A file cannot be mapped
- * into hugetlbfs pages, nor be the shared backing o asks for: with
- * MEM_PAGES_2M or a memfd/file backing the RAM is mapped as
- * mem_init_opts() does and the file copied into it whole, now. */
+ * touches them, and writes stay in this process. A file cannot be the
+ * shared backing o asks for: with a memfd/file backing (or MEM_PAGES_2M,
+ * which vm_create() instead fills on first touch: snapshot/file_faults.h)
+ * the RAM is mapped as mem_init_opts() does and the file copied into it
+ * whole, now. */
 int mem_init_file(struct guest_mem *mem, uint64_t size, int fd, const struct mem_opts *o);
 
 /* Open (creating it, mode 0600, if missing) the host file path for

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "boot/cpu_template.h"
+#include "snapshot/file_faults.h"
 #include "layout.h"
 #include "log.h"
 #include "vcpu.h"
@@ -243,7 +244,13 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 		err = o.file_fd;
 		goto fail;
 	}
-	err = src->fd >= 0 ? mem_init_file(&vm->mem, map_bytes, src->fd, &o) : mem_init_opts(&vm->mem, map_bytes, &o);
+	/* 2 MiB pages cannot map the file: they are filled from it on first
+	 * touch by a thread of ember's, registered before anything touches them. */
+	bool lazy_huge = src->fd >= 0 && src->pages == MEM_PAGES_2M && src->kind == MEM_KIND_ANON;
+	if (src->fd >= 0 && !lazy_huge)
+		err = mem_init_file(&vm->mem, map_bytes, src->fd, &o);
+	else
+		err = mem_init_opts(&vm->mem, map_bytes, &o);
 	if (err && src->numa_node >= 0 && (err == -EINVAL || err == -EPERM || err == -ENOSYS)) {
 		snprintf(errbuf, errlen, "machine-config.ember_numa_node: mbind(MPOL_BIND) of guest memory to node %d: %s",
 			 src->numa_node, strerror(-err));
@@ -293,6 +300,8 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 		snprintf(errbuf, errlen, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
+	if (lazy_huge && (err = file_faults_start(&vm->faults, &vm->mem, src->fd, vm, errbuf, errlen)))
+		goto fail;
 	return 0;
 
 fail:
@@ -302,6 +311,8 @@ fail:
 
 void vm_destroy(struct vm *vm)
 {
+	file_faults_stop(vm->faults);
+	vm->faults = NULL;
 	mem_destroy(&vm->mem);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);

@@ -24,6 +24,9 @@ struct vm {
 	int vm_fd;
 	int run_size;            /* size of each vCPU's kvm_run mapping */
 	struct guest_mem mem;
+	/* A File restore into 2 MiB pages: the thread filling them on first
+	 * touch (snapshot/file_faults.h), or NULL. */
+	struct file_faults *faults;
 	unsigned mem_slots;      /* KVM slots of guest memory (RAM and the hotplug region) */
 	uint64_t hotplug_slot;   /* bytes per slot of the hotplug region */
 	unsigned extra_slots;    /* memory slots after those (vm_add_memory) */

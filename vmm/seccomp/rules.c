@@ -125,6 +125,7 @@ static const struct seccomp_rule rules[] = {
 	/* hostfile_open() opens a client's path with O_NONBLOCK, then clears it. */
 	ALLOW_IF(fcntl, VMM, 1, ~0ULL, F_GETFL),
 	ALLOW_IF(fcntl, VMM, 1, ~0ULL, F_SETFL),
+	ALLOW_IF(fcntl, VMM, 1, ~0ULL, F_DUPFD_CLOEXEC), /* the file faults thread's own memory file fd */
 	ALLOW(unlink, VMM),              /* stale API and vsock socket files */
 	ALLOW(sysinfo, VMM),             /* checking mem_size_mib against the host */
 	/* Snapshots: each file is created under a new random name (openat
@@ -152,6 +153,7 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(eventfd2, VMM),            /* ioeventfds, irqfds, the API queue */
 	ALLOW(signalfd4, VMM),           /* SIGINT/SIGTERM/SIGHUP as events */
 	ALLOW(poll, API),                /* the API server's loop */
+	ALLOW(poll, VMM),                /* the file faults thread waits for faults (snapshot/file_faults.c) */
 
 	/* -- sockets: the API (Unix), vsock's host side (Unix) -- */
 	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_UNIX), /* Unix sockets only: no network from ember */

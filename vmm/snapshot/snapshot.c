@@ -220,8 +220,8 @@ static int write_pages(const struct guest_mem *mem, int fd, const uint64_t *pick
 	/* Untouched anonymous RAM is zero: mincore finds it without reading
 	 * (and so without faulting in) every page. Not so a shared backing:
 	 * a page of a host file need not be in the page cache to hold data,
-	 * so every page is read. */
-	if (!mem->file_backed && !mem->shared && skip_zero) {
+	 * so every page is read; nor memory a page-fault handler still fills. */
+	if (!mem->file_backed && !mem->shared && !mem->lazy && skip_zero) {
 		resident = malloc((size_t)pages);
 		if (resident && mincore(mem->host, mem->size, resident) < 0) {
 			free(resident);

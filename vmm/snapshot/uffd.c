@@ -109,7 +109,49 @@ static int send_with_fd(int sock, const void *buf, size_t len, int fd)
 	return (size_t)w == len ? 0 : -EIO;
 }
 
-int uffd_backend_connect(struct uffd_backend *b, const struct guest_mem *mem, const char *path,
+int uffd_open_registered(struct guest_mem *mem, uint64_t features, char *err, size_t errlen)
+{
+	int ret = uffd_create(err, errlen);
+	if (ret < 0)
+		return ret;
+	int fd = ret;
+
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		ret = uffd_fail(err, errlen, -errno, "userfaultfd API handshake (UFFDIO_API, features %#" PRIx64 "): %s",
+				features, strerror(errno));
+		goto fail;
+	}
+
+	/* hugetlbfs memory has no UFFDIO_ZEROPAGE: its handler copies zeros. */
+	const uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_WAKE) |
+			      (mem->page_size == 4096 ? 1ULL << _UFFDIO_ZEROPAGE : 0);
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		struct uffdio_register reg = {
+			.range = { .start = (uint64_t)(uintptr_t)r->host, .len = r->size },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+		if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+			ret = uffd_fail(err, errlen, -errno, "registering guest memory region %u (%" PRIu64
+					" bytes) with userfaultfd: %s", i, r->size, strerror(errno));
+			goto fail;
+		}
+		if ((reg.ioctls & need) != need) {
+			ret = uffd_fail(err, errlen, -EOPNOTSUPP, "userfaultfd on guest memory region %u lacks"
+					" UFFDIO_COPY/WAKE (or ZEROPAGE)", i);
+			goto fail;
+		}
+	}
+	mem->lazy = true;
+	return fd;
+fail:
+	/* Closing the userfaultfd also unregisters the regions. */
+	close(fd);
+	return ret;
+}
+
+int uffd_backend_connect(struct uffd_backend *b, struct guest_mem *mem, const char *path,
 			 char *err, size_t errlen)
 {
 	int ret;
@@ -125,38 +167,10 @@ int uffd_backend_connect(struct uffd_backend *b, const struct guest_mem *mem, co
 		return uffd_fail(err, errlen, -ENAMETOOLONG, "uffd socket path is too long: %s", path);
 	memcpy(addr.sun_path, path, strlen(path) + 1);
 
-	ret = uffd_create(err, errlen);
+	ret = uffd_open_registered(mem, UFFD_FEATURE_EVENT_REMOVE, err, errlen);
 	if (ret < 0)
 		return ret;
 	b->uffd = ret;
-
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
-	if (ioctl(b->uffd, UFFDIO_API, &api) < 0) {
-		ret = uffd_fail(err, errlen, -errno, "userfaultfd API handshake (UFFDIO_API with EVENT_REMOVE): %s",
-				strerror(errno));
-		goto fail;
-	}
-
-	/* hugetlbfs memory has no UFFDIO_ZEROPAGE: its handler copies zeros. */
-	const uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_WAKE) |
-			      (mem->page_size == 4096 ? 1ULL << _UFFDIO_ZEROPAGE : 0);
-	for (unsigned i = 0; i < mem->nregions; i++) {
-		const struct mem_region *r = &mem->regions[i];
-		struct uffdio_register reg = {
-			.range = { .start = (uint64_t)(uintptr_t)r->host, .len = r->size },
-			.mode = UFFDIO_REGISTER_MODE_MISSING,
-		};
-		if (ioctl(b->uffd, UFFDIO_REGISTER, &reg) < 0) {
-			ret = uffd_fail(err, errlen, -errno, "registering guest memory region %u (%" PRIu64
-					" bytes) with userfaultfd: %s", i, r->size, strerror(errno));
-			goto fail;
-		}
-		if ((reg.ioctls & need) != need) {
-			ret = uffd_fail(err, errlen, -EOPNOTSUPP, "userfaultfd on guest memory region %u lacks"
-					" UFFDIO_COPY/WAKE (or ZEROPAGE)", i);
-			goto fail;
-		}
-	}
 
 	size_t len;
 	json = handshake_json(mem, &len);

@@ -22,6 +22,7 @@
 #define EMBER_UFFD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../memory.h"
 
@@ -31,13 +32,19 @@ struct uffd_backend {
 };
 
 /* Create a userfaultfd (USERFAULTFD_IOC_NEW on /dev/userfaultfd, else the
+ * userfaultfd(2) syscall; O_CLOEXEC|O_NONBLOCK) with the given UFFD_FEATURE_*
+ * and register every region of mem for missing faults, marking mem lazy.
+ * Returns the fd, or -errno with a one-line reason in err. */
+int uffd_open_registered(struct guest_mem *mem, uint64_t features, char *err, size_t errlen);
+
+/* Create a userfaultfd (USERFAULTFD_IOC_NEW on /dev/userfaultfd, else the
  * userfaultfd(2) syscall; O_CLOEXEC|O_NONBLOCK) with UFFD_FEATURE_EVENT_REMOVE
  * (as Firecracker asks for it), register every region of mem for missing
  * faults, connect to the Unix stream socket at path and send the handshake.
  * A region's memory-file offset is region.host - mem->host. Returns 0 with
  * b filled in, or -errno with a one-line reason in err and nothing left
  * open (b->uffd and b->sock are -1). */
-int uffd_backend_connect(struct uffd_backend *b, const struct guest_mem *mem, const char *path,
+int uffd_backend_connect(struct uffd_backend *b, struct guest_mem *mem, const char *path,
 			 char *err, size_t errlen);
 
 /* Close whichever of the two fds is open and set both to -1; calling it
