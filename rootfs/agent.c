@@ -1,6 +1,7 @@
 /* ember-agent: the guest side of ember's function runtime.
  *
  *   ember-agent [--init CMD] PORT HANDLER
+ *   ember-agent --scratch DEV PORT
  *
  * Runs CMD once with /bin/sh -c (the function's initialisation: it must
  * exit 0), then listens on vsock PORT and prints "ember-agent: ready".
@@ -14,6 +15,14 @@
  * never leaks processes into the next. A frame the agent cannot accept
  * gets an ERROR frame and the connection is closed; the agent goes on
  * listening for the next one.
+ *
+ * With --scratch, the function's definition comes from DEV, ember-fn's
+ * scratch drive (an ext4 holding fn/handler, fn/init, fn/env with
+ * NAME=VALUE\0 entries, and the empty upper/, work/ and root/), and the
+ * function runs in a root of its own: an overlay of the read-only root
+ * (below) and DEV's upper/ (above) mounted on DEV's root/, with /proc,
+ * /sys, /dev and /tmp bound into it. The agent chroots there and sets
+ * the env before it runs CMD, so CMD and every HANDLER write only DEV.
  */
 #include "../api/fn/agent_proto.h"
 
@@ -26,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -262,21 +273,89 @@ static void serve(int fd)
 	free(buf);
 }
 
+/* The scratch drive's files: at most this long each. */
+#define SCRATCH_FILE_MAX 65536
+
+/* DEV's file (under /mnt) as a NUL-terminated string, its length in
+ * len; NULL (and a message) when it is missing or too long. */
+static char *scratch_read(const char *name, size_t *len)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/mnt/fn/%s", name);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	char *buf = fd < 0 ? NULL : malloc(SCRATCH_FILE_MAX + 1);
+	ssize_t n = buf ? read(fd, buf, SCRATCH_FILE_MAX + 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n < 0 || n > SCRATCH_FILE_MAX) {
+		say("cannot read %s (missing, or longer than 64 KiB)", p);
+		free(buf);
+		return NULL;
+	}
+	buf[n] = 0;
+	*len = (size_t)n;
+	return buf;
+}
+
+/* --scratch DEV: mount it, take the definition from it, move into the
+ * overlay root and set the env (see the top). 0, or -1 having said why. */
+static int scratch_setup(const char *dev, char **init, char **cmd)
+{
+	static const char *const binds[] = { "/proc", "/sys", "/dev", "/tmp" };
+	char dst[32];
+	size_t len, env_len;
+	char *env;
+	/* noinit_itable: no background zeroing of inode tables. */
+	if (mount(dev, "/mnt", "ext4", 0, "noinit_itable") < 0) {
+		say("cannot mount the scratch drive: %s", strerror(errno));
+		return -1;
+	}
+	if (!(*cmd = scratch_read("handler", &len)) || !(*init = scratch_read("init", &len)) ||
+	    !(env = scratch_read("env", &env_len)))
+		return -1;
+	if (mount("overlay", "/mnt/root", "overlay", 0, "lowerdir=/,upperdir=/mnt/upper,workdir=/mnt/work") < 0) {
+		say("cannot mount the overlay: %s", strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(binds) / sizeof(binds[0]); i++) {
+		snprintf(dst, sizeof(dst), "/mnt/root%s", binds[i]);
+		if (mount(binds[i], dst, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			say("cannot bind %s into the function's root", binds[i]);
+			return -1;
+		}
+	}
+	if (chdir("/mnt/root") < 0 || chroot(".") < 0 || chdir("/") < 0) {
+		say("cannot enter the function's root: %s", strerror(errno));
+		return -1;
+	}
+	/* env stays allocated: putenv keeps the strings. */
+	for (size_t at = 0; at < env_len; at += strlen(env + at) + 1)
+		if (strchr(env + at, '='))
+			putenv(env + at);
+	return 0;
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: ember-agent [--init CMD] PORT HANDLER\n");
+	fprintf(stderr, "usage: ember-agent [--init CMD] PORT HANDLER\n"
+			"       ember-agent --scratch DEV PORT\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	const char *init = NULL;
+	const char *init = NULL, *scratch = NULL;
 	int i = 1;
-	if (argc > 2 && strcmp(argv[1], "--init") == 0) {
-		init = argv[2];
-		i = 3;
+	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		if (strcmp(argv[i], "--init") == 0 && i + 1 < argc)
+			init = argv[++i];
+		else if (strcmp(argv[i], "--scratch") == 0 && i + 1 < argc)
+			scratch = argv[++i];
+		else
+			return usage();
 	}
-	if (argc - i != 2)
+	/* With --scratch, the handler and init come from the drive. */
+	if (argc - i != (scratch ? 1 : 2) || (scratch && init))
 		return usage();
 	char *end;
 	errno = 0;
@@ -286,6 +365,13 @@ int main(int argc, char **argv)
 	handler = argv[i + 1];
 	signal(SIGPIPE, SIG_IGN);
 
+	if (scratch) {
+		char *from_init, *from_handler;
+		if (scratch_setup(scratch, &from_init, &from_handler) < 0)
+			return 1;
+		init = from_init[0] ? from_init : NULL;
+		handler = from_handler;
+	}
 	if (init) {
 		int status = system(init);
 		if (status != 0) {
@@ -293,6 +379,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* What init wrote is on the drives before the template is taken. */
+	sync();
 	int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_vm addr = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
 				    .svm_port = (unsigned)port };

@@ -4,13 +4,16 @@
 #include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdbool.h>
@@ -27,6 +30,11 @@
 #define FN_RESTORE_TIMEOUT_MS 10000
 /* An answer may follow the handler's timeout by this much. */
 #define FN_ANSWER_SLACK_MS 5000
+/* The scratch drive: the function's definition and the overlay's upper
+ * layer (rootfs/agent.c). Its name is relative on purpose: each ember
+ * opens it in its own working directory (see clone_restore). */
+#define FN_SCRATCH "scratch.ext4"
+#define FN_SCRATCH_MIB 64
 
 enum fn_state { FN_BUILDING, FN_READY, FN_DELETING };
 
@@ -68,7 +76,9 @@ int fn_setup(const char *dir, const char *ember)
 	if (strlen(dir) > FN_STATE_DIR_MAX)
 		return -1;
 	snprintf(state_dir, sizeof(state_dir), "%s", dir);
-	snprintf(ember_path, sizeof(ember_path), "%s", ember);
+	/* Absolute: the VMMs start in directories of their own. */
+	if (!realpath(ember, ember_path))
+		snprintf(ember_path, sizeof(ember_path), "%s", ember);
 	return 0;
 }
 
@@ -114,11 +124,28 @@ static int get_uint(const cJSON *o, const char *key, unsigned *out, unsigned lo,
 	return 0;
 }
 
-/* The handler and init are single-quoted on the guest's command line. */
-static int check_cmd(const char *key, const char *cmd, char *err, size_t ecap)
+/* env: an object of strings, packed as NAME=VALUE\0 into c->env. */
+static int get_env(const cJSON *o, struct fn_config *c, char *err, size_t ecap)
 {
-	if (strpbrk(cmd, "'\"\n\\"))
-		return errf(err, ecap, "%s: must not contain quotes, backslashes or newlines", key);
+	const cJSON *env = cJSON_GetObjectItemCaseSensitive(o, "env");
+	if (!env || cJSON_IsNull(env))
+		return 0;
+	if (!cJSON_IsObject(env))
+		return errf(err, ecap, "env: must be an object of strings");
+	unsigned n = 0;
+	for (const cJSON *v = env->child; v; v = v->next) {
+		const char *k = v->string;
+		size_t klen = strlen(k);
+		if (klen == 0 || klen > FN_ENV_NAME_MAX || strchr("0123456789", k[0]) ||
+		    strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != klen)
+			return errf(err, ecap, "env: a name must be 1 to %d of [A-Za-z_][A-Za-z0-9_]*", FN_ENV_NAME_MAX);
+		if (!cJSON_IsString(v))
+			return errf(err, ecap, "env.%s: must be a string", k);
+		size_t vlen = strlen(v->valuestring);
+		if (++n > FN_ENV_VARS || c->env_len + klen + vlen + 2 > sizeof(c->env))
+			return errf(err, ecap, "env: more than %d variables or %d bytes", FN_ENV_VARS, FN_ENV_MAX);
+		c->env_len += (size_t)sprintf(c->env + c->env_len, "%s=%s", k, v->valuestring) + 1;
+	}
 	return 0;
 }
 
@@ -126,7 +153,7 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 {
 	static const char *const keys[] = { "kernel_image_path", "rootfs_path", "handler", "init", "vcpu_count",
 					    "mem_size_mib", "timeout_ms", "max_concurrency", "max_queued",
-					    "boot_timeout_s", "pool_size", NULL };
+					    "boot_timeout_s", "pool_size", "env", NULL };
 	*c = (struct fn_config){ .vcpus = 1, .mem_mib = 128, .timeout_ms = 30000, .max_concurrency = 4,
 				 .boot_timeout_s = 600 };
 	cJSON *o = cJSON_ParseWithLength(json, len);
@@ -154,8 +181,7 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 	    get_uint(o, "max_concurrency", &c->max_concurrency, 1, 1024, err, cap) ||
 	    get_uint(o, "max_queued", &c->max_queued, 0, 65536, err, cap) ||
 	    get_uint(o, "boot_timeout_s", &c->boot_timeout_s, 1, 3600, err, cap) ||
-	    get_uint(o, "pool_size", &c->pool_size, 0, FN_POOL_MAX, err, cap) ||
-	    check_cmd("handler", c->handler, err, cap) || check_cmd("init", c->init, err, cap))
+	    get_uint(o, "pool_size", &c->pool_size, 0, FN_POOL_MAX, err, cap) || get_env(o, c, err, cap))
 		goto out;
 	if (!c->handler[0]) {
 		errf(err, cap, "handler: must not be empty");
@@ -203,6 +229,127 @@ static int console_says(const char *path, const char *text)
 	return found;
 }
 
+static void remove_tree(const char *dir, int depth);
+
+static int write_file(const char *p, const void *data, size_t len)
+{
+	FILE *fp = fopen(p, "w");
+	int ok = fp && fwrite(data, 1, len, fp) == len;
+	if (fp && fclose(fp) != 0)
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+/* The template's scratch image at img: a sparse ext4 holding fn/handler,
+ * fn/init, fn/env (NAME=VALUE\0 each) and the empty upper/, work/ and
+ * root/ (where the merged root is mounted) that the guest's agent uses.
+ * mkfs.ext4's output goes to log. */
+static int scratch_make(struct fn *f, const char *img, const char *log, char *err, size_t cap)
+{
+	char stage[PATH_MAX], p[PATH_MAX + 16];
+	path(stage, f->dir, "scratch.d");
+	remove_tree(stage, 1);
+	int r = -1;
+	static const char *const dirs[] = { "", "/fn", "/upper", "/work", "/root" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", stage, dirs[i]);
+		if (mkdir(p, 0755) < 0) {
+			errf(err, cap, "cannot create %s: %s", p, strerror(errno));
+			goto out;
+		}
+	}
+	static const char *const names[] = { "handler", "init", "env" };
+	const char *data[] = { f->c.handler, f->c.init, f->c.env };
+	size_t lens[] = { strlen(f->c.handler), strlen(f->c.init), f->c.env_len };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/fn/%s", stage, names[i]);
+		if (write_file(p, data[i], lens[i]) < 0) {
+			errf(err, cap, "cannot write %s", p);
+			goto out;
+		}
+	}
+	int fd = open(img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)FN_SCRATCH_MIB << 20) < 0) {
+		errf(err, cap, "cannot create %s: %s", img, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	close(fd);
+	int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	pid_t pid = lfd < 0 ? -1 : fork();
+	if (pid == 0) {
+		/* No journal: every clone's copy is thrown away, never recovered. */
+		const char *argv[] = { "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "root_owner=0:0",
+				       "-L", "ember-scratch", "-d", stage, img, NULL };
+		if (dup2(lfd, 1) >= 0 && dup2(lfd, 2) >= 0)
+			execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	int status = -1;
+	if (lfd >= 0)
+		close(lfd);
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		errf(err, cap, "mkfs.ext4 could not make the scratch image %s (log: %s)", img, log);
+		goto out;
+	}
+	r = 0;
+out:
+	remove_tree(stage, 1);
+	return r;
+}
+
+/* dst (new): a copy of src, sharing its blocks where the filesystem can
+ * (FICLONE), else with src's data copied and its holes left holes. src
+ * is only read. */
+static int copy_sparse(const char *src, const char *dst, char *err, size_t cap)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), out = -1;
+	struct stat st;
+	if (in < 0 || fstat(in, &st) < 0 || (out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+		goto fail;
+	if (ioctl(out, FICLONE, in) == 0)
+		goto done;
+	if (ftruncate(out, st.st_size) < 0)
+		goto fail;
+	for (off_t pos = 0; pos < st.st_size;) {
+		off_t data = lseek(in, pos, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break; /* only a hole is left */
+		off_t hole = data < 0 ? -1 : lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			goto fail;
+		off_t oi = data, oo = data;
+		while (oi < hole) {
+			ssize_t n = copy_file_range(in, &oi, out, &oo, (size_t)(hole - oi), 0);
+			if (n <= 0) {
+				if (n == 0)
+					errno = EIO;
+				goto fail;
+			}
+		}
+		pos = hole;
+	}
+done:
+	close(in);
+	if (close(out) < 0) {
+		unlink(dst);
+		return errf(err, cap, "cannot copy %s to %s: %s", src, dst, strerror(errno));
+	}
+	return 0;
+fail:
+	errf(err, cap, "cannot copy %s to %s: %s", src, dst, strerror(errno));
+	if (in >= 0)
+		close(in);
+	if (out >= 0) {
+		close(out);
+		unlink(dst);
+	}
+	return -1;
+}
+
 /* The template: boot, wait for the agent to be ready, pause, snapshot. */
 static int build_template(struct fn *f, char *err, size_t cap)
 {
@@ -214,41 +361,49 @@ static int build_template(struct fn *f, char *err, size_t cap)
 	path(st, f->dir, "template.state");
 	path(mem, f->dir, "template.mem");
 
-	char cmd[2 * FN_CMD_MAX + 64], args[2 * FN_CMD_MAX + 160];
-	if (f->c.init[0])
-		snprintf(cmd, sizeof(cmd), "ember-agent --init '%s' %d '%s'", f->c.init, FN_AGENT_PORT, f->c.handler);
-	else
-		snprintf(cmd, sizeof(cmd), "ember-agent %d '%s'", FN_AGENT_PORT, f->c.handler);
-	snprintf(args, sizeof(args), "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"%s\"", cmd);
+	char img[PATH_MAX];
+	path(img, f->dir, FN_SCRATCH);
+	if (scratch_make(f, img, log, err, cap) < 0)
+		return -1;
+	/* The function's definition is on the scratch drive (the second
+	 * drive: /dev/vdb), not on the command line. */
+	char args[256];
+	snprintf(args, sizeof(args), "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"ember-agent --scratch /dev/vdb %d\"",
+		 FN_AGENT_PORT);
 	cJSON *o = cJSON_CreateObject(), *boot = cJSON_AddObjectToObject(o, "boot-source");
 	cJSON_AddStringToObject(boot, "kernel_image_path", f->c.kernel);
 	cJSON_AddStringToObject(boot, "boot_args", args);
 	cJSON *m = cJSON_AddObjectToObject(o, "machine-config");
 	cJSON_AddNumberToObject(m, "vcpu_count", f->c.vcpus);
 	cJSON_AddNumberToObject(m, "mem_size_mib", f->c.mem_mib);
-	cJSON *drive = cJSON_CreateObject();
+	cJSON *drives = cJSON_AddArrayToObject(o, "drives"), *drive = cJSON_CreateObject();
 	cJSON_AddStringToObject(drive, "drive_id", "rootfs");
 	cJSON_AddStringToObject(drive, "path_on_host", f->c.rootfs);
 	cJSON_AddBoolToObject(drive, "is_root_device", 1);
 	/* Every clone shares the image: nobody writes it. */
 	cJSON_AddBoolToObject(drive, "is_read_only", 1);
-	cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "drives"), drive);
+	cJSON_AddItemToArray(drives, drive);
+	/* Relative: resolved in each ember's working directory, the
+	 * template's here and each clone's in its own directory. */
+	drive = cJSON_CreateObject();
+	cJSON_AddStringToObject(drive, "drive_id", "scratch");
+	cJSON_AddStringToObject(drive, "path_on_host", FN_SCRATCH);
+	cJSON_AddBoolToObject(drive, "is_root_device", 0);
+	cJSON_AddBoolToObject(drive, "is_read_only", 0);
+	cJSON_AddItemToArray(drives, drive);
 	cJSON *v = cJSON_AddObjectToObject(o, "vsock");
 	cJSON_AddNumberToObject(v, "guest_cid", 3);
 	cJSON_AddStringToObject(v, "uds_path", vs);
 	char *text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	FILE *fp = text ? fopen(cfg, "w") : NULL;
-	int wrote = fp && fputs(text, fp) >= 0;
-	if (fp && fclose(fp) != 0)
-		wrote = 0;
+	int wrote = text && write_file(cfg, text, strlen(text)) == 0;
 	free(text);
 	if (!wrote)
 		return errf(err, cap, "cannot write %s", cfg);
 
 	const char *extra[] = { "--config-file", cfg, NULL };
 	long long deadline = fn_now_ms() + (long long)f->c.boot_timeout_s * 1000;
-	pid_t pid = fn_vmm_start(ember_path, api, log, extra);
+	pid_t pid = fn_vmm_start(ember_path, f->dir, api, log, extra);
 	if (pid < 0)
 		return errf(err, cap, "cannot start %s: %s", ember_path, strerror(errno));
 	int r = -1;
@@ -339,6 +494,9 @@ static void clone_destroy(struct clone *c, bool keep_log)
 	fn_vmm_kill(c->pid);
 	unlink(c->api);
 	unlink(c->vs);
+	char img[PATH_MAX];
+	path(img, c->dir, FN_SCRATCH);
+	unlink(img);
 	if (!keep_log) {
 		unlink(c->log);
 		rmdir(c->dir);
@@ -346,7 +504,11 @@ static void clone_destroy(struct clone *c, bool keep_log)
 }
 
 /* Restore a clone of f's template, running or (for the pool) paused.
- * 0, or -1 with the reason in err (the clone's files are then kept). */
+ * 0, or -1 with the reason in err (the clone's files are then kept).
+ * The clone's ember runs in the clone's directory, which holds its own
+ * copy of the template's scratch image: the snapshot names that drive
+ * by a relative path, so the restore opens the copy, and the template's
+ * image is never opened by a clone at all (only read here, to copy it). */
 static int clone_restore(struct fn *f, struct clone *c, bool resume, char *err, size_t cap)
 {
 	char st[PATH_MAX], mem[PATH_MAX];
@@ -359,8 +521,15 @@ static int clone_restore(struct fn *f, struct clone *c, bool resume, char *err, 
 	path(mem, f->dir, "template.mem");
 	if (mkdir(c->dir, 0700) < 0)
 		return errf(err, cap, "cannot create %s: %s", c->dir, strerror(errno));
+	char img[PATH_MAX], copy[PATH_MAX];
+	path(img, f->dir, FN_SCRATCH);
+	path(copy, c->dir, FN_SCRATCH);
+	if (copy_sparse(img, copy, err, cap) < 0) {
+		clone_destroy(c, false);
+		return -1;
+	}
 	long long deadline = fn_now_ms() + FN_RESTORE_TIMEOUT_MS;
-	c->pid = fn_vmm_start(ember_path, c->api, c->log, NULL);
+	c->pid = fn_vmm_start(ember_path, c->dir, c->api, c->log, NULL);
 	char reply[512] = "";
 	char load[4 * PATH_MAX];
 	snprintf(load, sizeof(load),

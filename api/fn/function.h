@@ -12,10 +12,17 @@
 #define FN_NAME_MAX 64
 #define FN_CMD_MAX 512
 #define FN_POOL_MAX 16
+/* env: at most FN_ENV_VARS variables, names up to FN_ENV_NAME_MAX bytes,
+ * all of them together (NAME=VALUE\0 each) up to FN_ENV_MAX bytes. */
+#define FN_ENV_VARS 64
+#define FN_ENV_NAME_MAX 64
+#define FN_ENV_MAX 16384
 
 struct fn_config {
 	char kernel[256], rootfs[256];
 	char handler[FN_CMD_MAX], init[FN_CMD_MAX];
+	char env[FN_ENV_MAX];     /* NAME=VALUE\0 for each variable */
+	size_t env_len;
 	unsigned vcpus, mem_mib;
 	unsigned timeout_ms;      /* per invocation */
 	unsigned max_concurrency; /* invocations at once */

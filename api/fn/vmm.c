@@ -22,7 +22,8 @@ long long fn_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-pid_t fn_vmm_start(const char *ember, const char *api_sock, const char *log_path, const char *const *extra)
+pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, const char *log_path,
+		   const char *const *extra)
 {
 	const char *argv[16] = { ember, "--api-sock", api_sock };
 	size_t n = 3;
@@ -38,7 +39,7 @@ pid_t fn_vmm_start(const char *ember, const char *api_sock, const char *log_path
 		/* A VMM never outlives ember-fn. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		int null = open("/dev/null", O_RDONLY);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+		if (null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 || chdir(dir) < 0)
 			_exit(127);
 		execv(ember, (char *const *)argv);
 		_exit(127);

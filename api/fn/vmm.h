@@ -10,9 +10,11 @@
 long long fn_now_ms(void);
 
 /* Start `ember --api-sock api_sock [extra...]` (extra: NULL-terminated,
- * may be NULL) with stdin from /dev/null and stdout and stderr appended
- * to log_path. Returns its pid, or -1 with errno set. */
-pid_t fn_vmm_start(const char *ember, const char *api_sock, const char *log_path, const char *const *extra);
+ * may be NULL) in the working directory dir (where the relative paths in
+ * its configuration resolve), with stdin from /dev/null and stdout and
+ * stderr appended to log_path. Returns its pid, or -1 with errno set. */
+pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, const char *log_path,
+		   const char *const *extra);
 
 /* One request to the API at api_sock: METHOD PATH with a JSON body (or
  * NULL). Returns the answer's status (and its body, NUL-terminated, in

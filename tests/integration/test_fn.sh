@@ -28,8 +28,6 @@ test_fn_register_invoke_isolate_fail() {
 	# Bad registrations answer 400 with a reason, and register nothing.
 	fn_call PUT /functions/up '{"kernel_image_path": "/k", "rootfs_path": "/r"}'
 	[ "$(cat "$T/code")" = 400 ] && grep -q 'handler: missing' "$T/body" || fail "no handler: $(cat "$T/code" "$T/body")"
-	fn_call PUT /functions/up '{"kernel_image_path": "/k", "rootfs_path": "/r", "handler": "echo \"x\""}'
-	[ "$(cat "$T/code")" = 400 ] && grep -q 'must not contain quotes' "$T/body" || fail "quotes: $(cat "$T/body")"
 	fn_call PUT /functions/up '{"kernel_image_path": "/k", "rootfs_path": "/r", "handler": "cat", "timeout_ms": 0}'
 	[ "$(cat "$T/code")" = 400 ] && grep -q 'timeout_ms: must be an integer from 1' "$T/body" || fail "timeout 0: $(cat "$T/body")"
 	fn_call PUT '/functions/a.b' '{"kernel_image_path": "/k", "rootfs_path": "/r", "handler": "cat"}'

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../../api/fn/function.h"
@@ -39,10 +40,16 @@ Test(fn_config, bad_values_are_refused_with_the_field_named)
 		{ "[]", "the body must be a JSON object" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\"}", "handler: missing" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"\"}", "handler: must not be empty" },
-		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"echo 'x'\"}",
-		  "handler: must not contain quotes, backslashes or newlines" },
-		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"init\":\"a\\nb\"}",
-		  "init: must not contain quotes, backslashes or newlines" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":[]}",
+		  "env: must be an object of strings" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"A\":1}}",
+		  "env.A: must be a string" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"1A\":\"x\"}}",
+		  "env: a name must be 1 to 64 of [A-Za-z_][A-Za-z0-9_]*" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"A-B\":\"x\"}}",
+		  "env: a name must be 1 to 64 of [A-Za-z_][A-Za-z0-9_]*" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"\":\"x\"}}",
+		  "env: a name must be 1 to 64 of [A-Za-z_][A-Za-z0-9_]*" },
 		{ "{\"kernel_image_path\":1,\"rootfs_path\":\"/r\",\"handler\":\"a\"}", "kernel_image_path: must be a string" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"timeout_ms\":0}",
 		  "timeout_ms: must be an integer from 1 to 900000" },
@@ -60,6 +67,49 @@ Test(fn_config, bad_values_are_refused_with_the_field_named)
 		cr_assert_eq(parse(cases[i].json, &c), -1, "%s", cases[i].json);
 		cr_assert_str_eq(err, cases[i].msg, "%s", cases[i].json);
 	}
+}
+
+/* The handler and init travel on the scratch drive, not the command
+ * line: any text is theirs. env is packed NAME=VALUE\0 and bounded. */
+Test(fn_config, handler_text_and_env)
+{
+	struct fn_config c;
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"echo \\\"a'b\\\\\\nc\\\"\","
+			   "\"init\":\"printf '%s\\\\n' x\",\"env\":{\"_A1\":\"x=y z\",\"B\":\"\"}}",
+			   &c),
+		     0, "%s", err);
+	cr_assert_str_eq(c.handler, "echo \"a'b\\\nc\"");
+	cr_assert_str_eq(c.init, "printf '%s\\n' x");
+	cr_assert_eq(c.env_len, sizeof("_A1=x=y z\0B=\0") - 1);
+	cr_assert_eq(memcmp(c.env, "_A1=x=y z\0B=\0", c.env_len), 0);
+
+	/* FN_ENV_VARS variables fit, one more does not; nor FN_ENV_MAX bytes. */
+	char json[FN_ENV_MAX + 4096];
+	int n = snprintf(json, sizeof(json), "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{");
+	for (int i = 0; i < FN_ENV_VARS; i++)
+		n += snprintf(json + n, sizeof(json) - n, "%s\"V%d\":\"x\"", i ? "," : "", i);
+	snprintf(json + n, sizeof(json) - n, "}}");
+	cr_assert_eq(parse(json, &c), 0, "%s", err);
+	snprintf(json + n, sizeof(json) - n, ",\"W\":\"x\"}}");
+	cr_assert_eq(parse(json, &c), -1);
+	cr_assert_str_eq(err, "env: more than 64 variables or 16384 bytes");
+	char big[FN_ENV_MAX];
+	memset(big, 'v', sizeof(big) - 3);
+	big[sizeof(big) - 3] = 0; /* AB= + 16381 + \0: one byte over */
+	snprintf(json, sizeof(json), "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"AB\":\"%s\"}}", big);
+	cr_assert_eq(parse(json, &c), -1);
+	cr_assert_str_eq(err, "env: more than 64 variables or 16384 bytes");
+	big[sizeof(big) - 4] = 0; /* AB= + 16380 + \0: just fits */
+	snprintf(json, sizeof(json), "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"AB\":\"%s\"}}", big);
+	cr_assert_eq(parse(json, &c), 0, "%s", err);
+	char name[FN_ENV_NAME_MAX + 2];
+	memset(name, 'N', sizeof(name) - 1);
+	name[sizeof(name) - 1] = 0;
+	snprintf(json, sizeof(json), "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"%s\":\"x\"}}", name);
+	cr_assert_eq(parse(json, &c), -1);
+	name[sizeof(name) - 2] = 0;
+	snprintf(json, sizeof(json), "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"env\":{\"%s\":\"x\"}}", name);
+	cr_assert_eq(parse(json, &c), 0, "%s", err);
 }
 
 Test(fn_config, names)
