@@ -31,9 +31,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fn_config c;
 	char err[512];
 	if (fn_config_parse(body ? body : "", body ? len : 0, &c, err, sizeof(err)) == 0) {
-		if (!c.handler[0] || strpbrk(c.handler, "'\"\n\\") || strpbrk(c.init, "'\"\n\\") || c.timeout_ms == 0 ||
-		    c.timeout_ms > AGENT_MAX_TIMEOUT_MS || c.max_concurrency == 0 || c.vcpus == 0)
+		if (!c.handler[0] || c.timeout_ms == 0 || c.timeout_ms > AGENT_MAX_TIMEOUT_MS || c.max_concurrency == 0 ||
+		    c.vcpus == 0 || c.env_len > sizeof(c.env) || (c.env_len && c.env[c.env_len - 1]))
 			abort();
+		/* env: NAME=VALUE\0 entries, each name [A-Za-z_][A-Za-z0-9_]*. */
+		for (size_t at = 0; at < c.env_len; at += strlen(c.env + at) + 1) {
+			size_t name = strcspn(c.env + at, "=");
+			if (name == 0 || name > FN_ENV_NAME_MAX || !c.env[at + name] || (c.env[at] >= '0' && c.env[at] <= '9') ||
+			    strspn(c.env + at, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != name)
+				abort();
+		}
 	} else if (!err[0]) {
 		abort();
 	}
