@@ -117,8 +117,9 @@ static int get_uint(const cJSON *o, const char *key, unsigned *out, unsigned lo,
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 	if (!v || cJSON_IsNull(v))
 		return 0;
-	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble || v->valuedouble < lo ||
-	    v->valuedouble > hi)
+	/* The range first: casting an infinity (1e999) is undefined. */
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+	    v->valuedouble != (double)(long long)v->valuedouble)
 		return errf(err, ecap, "%s: must be an integer from %u to %u", key, lo, hi);
 	*out = (unsigned)v->valuedouble;
 	return 0;

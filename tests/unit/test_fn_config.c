@@ -53,6 +53,8 @@ Test(fn_config, bad_values_are_refused_with_the_field_named)
 		{ "{\"kernel_image_path\":1,\"rootfs_path\":\"/r\",\"handler\":\"a\"}", "kernel_image_path: must be a string" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"timeout_ms\":0}",
 		  "timeout_ms: must be an integer from 1 to 900000" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"timeout_ms\":1e999}",
+		  "timeout_ms: must be an integer from 1 to 900000" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"vcpu_count\":1.5}",
 		  "vcpu_count: must be an integer from 1 to 32" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"max_concurrency\":-1}",
