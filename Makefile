@@ -414,6 +414,7 @@ FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
 FUZZ_EXTRA_fuzz_agent_proto := api/fn/agent_proto.c
+FUZZ_EXTRA_fuzz_agent_stream := api/fn/agent_proto.c
 FUZZ_EXTRA_fuzz_fn_request := api/fn/function.c api/fn/agent_conn.c api/fn/agent_proto.c api/fn/vmm.c
 # The longest input each target gets (libFuzzer's -max_len); 4096 unless set here.
 FUZZ_MAXLEN_fuzz_snapshot     := 32768

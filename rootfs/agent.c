@@ -1,7 +1,7 @@
 /* ember-agent: the guest side of ember's function runtime.
  *
- *   ember-agent [--init CMD] PORT HANDLER
- *   ember-agent --scratch DEV PORT
+ *   ember-agent [--init CMD] [--stream] PORT HANDLER
+ *   ember-agent --scratch DEV [--stream] PORT
  *
  * Runs CMD once with /bin/sh -c (the function's initialisation: it must
  * exit 0), then listens on vsock PORT and prints "ember-agent: ready".
@@ -23,6 +23,15 @@
  * (below) and DEV's upper/ (above) mounted on DEV's root/, with /proc,
  * /sys, /dev and /tmp bound into it. The agent chroots there and sets
  * the env before it runs CMD, so CMD and every HANDLER write only DEV.
+ *
+ * With --stream, HANDLER is started once, before the agent reports ready
+ * (so a snapshot taken then holds it initialised), and every request goes
+ * to that one process in the stream framing (agent_proto.h): the agent
+ * waits for its "EFS1 ready" line first. A handler past the timeout, one
+ * answering more than AGENT_MAX_BODY, one that ends, and one that breaks
+ * the framing is killed with its group, the request is answered (timeout,
+ * too_large, died), and the agent starts the handler again after the
+ * answer; the next request waits for the new one's ready line.
  */
 #include "../api/fn/agent_proto.h"
 
@@ -36,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -44,6 +54,7 @@
 #include <unistd.h>
 
 static const char *handler;
+static bool stream;
 
 static void say(const char *fmt, const char *arg)
 {
@@ -231,6 +242,206 @@ done:
 		close(pidfd);
 }
 
+/* --stream: the one handler process and its pipes. */
+struct stream {
+	pid_t pid;
+	int in, out, pidfd;
+	bool ready; /* it has said AGENT_STREAM_READY */
+};
+static struct stream sh = { .pid = -1, .in = -1, .out = -1, .pidfd = -1 };
+
+static int stream_start(void)
+{
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		int e = errno;
+		close(in[0]);
+		close(in[1]);
+		return -e;
+	}
+	pid_t pid = spawn(in[0], out[1]);
+	int e = errno;
+	close(in[0]);
+	close(out[1]);
+	if (pid < 0) {
+		close(in[1]);
+		close(out[0]);
+		return -e;
+	}
+	sh = (struct stream){ .pid = pid, .in = in[1], .out = out[0], .pidfd = (int)syscall(SYS_pidfd_open, pid, 0) };
+	fcntl(sh.in, F_SETFL, O_NONBLOCK);
+	fcntl(sh.out, F_SETFL, O_NONBLOCK);
+	return 0;
+}
+
+/* Kill the handler and its group; returns its wait status (how it ended
+ * if it had already). */
+static int stream_stop(void)
+{
+	int status = 0;
+	kill(-sh.pid, SIGKILL);
+	waitpid(sh.pid, &status, 0);
+	close(sh.in);
+	close(sh.out);
+	if (sh.pidfd >= 0)
+		close(sh.pidfd);
+	sh = (struct stream){ .pid = -1, .in = -1, .out = -1, .pidfd = -1 };
+	return status;
+}
+
+enum { MORE, DONE, DIED, BROKEN, TOO_LARGE, TIMEOUT };
+
+/* What the handler has written so far of its ready line and a response. */
+struct reading {
+	char line[AGENT_STREAM_MAX_LINE];
+	size_t len;
+	bool have_header;
+	uint32_t want;
+};
+
+/* Read what is there: the header line a byte at a time (never past it),
+ * then the body. MORE until the response is whole (DONE). */
+static int stream_read(struct reading *s, struct run *r)
+{
+	for (;;) {
+		ssize_t n;
+		if (s->have_header) {
+			if (r->out_len == s->want)
+				return DONE;
+			n = read(sh.out, r->out + r->out_len, s->want - r->out_len);
+			if (n > 0)
+				r->out_len += (size_t)n;
+		} else {
+			char c;
+			n = read(sh.out, &c, 1);
+			if (n <= 0)
+				goto none;
+			if (s->len == sizeof(s->line))
+				return BROKEN;
+			s->line[s->len++] = c;
+			if (c != '\n')
+				continue;
+			size_t len = s->len;
+			s->len = 0;
+			if (!sh.ready) {
+				if (len != strlen(AGENT_STREAM_READY) || memcmp(s->line, AGENT_STREAM_READY, len) != 0)
+					return BROKEN;
+				sh.ready = true;
+				continue;
+			}
+			const char *error;
+			int e = agent_stream_response_parse(s->line, len, &r->code, &s->want, &error);
+			if (e < 0)
+				return e == -2 ? TOO_LARGE : BROKEN;
+			s->have_header = true;
+			if (s->want && !(r->out = malloc(s->want)))
+				return BROKEN;
+			continue;
+		}
+none:
+		if (n == 0)
+			return DIED;
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? MORE : DIED;
+	}
+}
+
+/* One request to the stream handler. */
+static void stream_run(const struct agent_invoke *inv, struct run *r)
+{
+	uint64_t start = now_us(), deadline = start + (uint64_t)inv->timeout_ms * 1000u;
+	*r = (struct run){ .status = AGENT_SPAWN };
+	/* Something written, or an exit, between requests: start afresh. */
+	struct pollfd idle = { .fd = sh.out, .events = POLLIN };
+	if (sh.pid >= 0 && sh.ready && poll(&idle, 1, 0) > 0) {
+		say("%s", "the handler wrote or ended between requests; starting it again");
+		stream_stop();
+	}
+	if (sh.pid < 0 && (r->code = -stream_start()) != 0)
+		return;
+	char head[AGENT_STREAM_MAX_LINE];
+	size_t head_len = agent_stream_request_encode(head, inv->body_len), fed = 0;
+	size_t total = head_len + inv->body_len;
+	struct reading s = { 0 };
+	int how = MORE;
+	while (how == MORE) {
+		uint64_t t = now_us();
+		if (t >= deadline) {
+			how = TIMEOUT;
+			break;
+		}
+		struct pollfd p[3] = {
+			{ .fd = sh.out, .events = POLLIN },
+			{ .fd = sh.ready && fed < total ? sh.in : -1, .events = POLLOUT },
+			{ .fd = sh.pidfd, .events = POLLIN },
+		};
+		uint64_t wait_ms = (deadline - t + 999) / 1000;
+		if (poll(p, 3, (int)(wait_ms > 1000 ? 1000 : wait_ms)) < 0 && errno != EINTR)
+			how = BROKEN;
+		if (p[1].revents) {
+			const uint8_t *from = fed < head_len ? (const uint8_t *)head + fed : inv->body + (fed - head_len);
+			size_t left = fed < head_len ? head_len - fed : total - fed;
+			ssize_t n = write(sh.in, from, left);
+			if (n > 0)
+				fed += (size_t)n;
+			else if (n < 0 && errno != EAGAIN && errno != EINTR)
+				fed = total + 1; /* it closed its stdin: it cannot take this request */
+		}
+		if (how == MORE && (p[0].revents || p[2].revents))
+			how = stream_read(&s, r);
+		/* Its exit with the response unfinished (what it wrote is read above). */
+		if (how == MORE && p[2].revents)
+			how = DIED;
+	}
+	int n = 0;
+	/* The response must follow the whole request, every byte taken. */
+	if (how == DONE && (fed != total || ioctl(sh.in, FIONREAD, &n) < 0 || n != 0))
+		how = BROKEN;
+	r->duration_us = (uint32_t)(now_us() - start);
+	if (how == DONE) {
+		r->status = r->code ? AGENT_EXIT : AGENT_OK;
+		return;
+	}
+	int status = stream_stop();
+	free(r->out);
+	r->out = NULL;
+	r->out_len = 0;
+	r->code = 0;
+	r->status = how == TIMEOUT ? AGENT_TIMEOUT : how == TOO_LARGE ? AGENT_TOO_LARGE : AGENT_DIED;
+	if (how == BROKEN)
+		r->code = -1;
+	else if (how == DIED)
+		r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* At start-up: the handler started and initialised (its ready line), or
+ * an exit with why. */
+static int stream_wait_ready(void)
+{
+	int e = stream_start();
+	if (e < 0) {
+		say("cannot start the handler: %s", strerror(-e));
+		return -1;
+	}
+	struct reading s = { 0 };
+	struct run r = { 0 };
+	int how = MORE;
+	while (how == MORE && !sh.ready) {
+		struct pollfd p[2] = { { .fd = sh.out, .events = POLLIN }, { .fd = sh.pidfd, .events = POLLIN } };
+		poll(p, 2, 1000);
+		how = stream_read(&s, &r);
+		if (how == MORE && p[1].revents)
+			how = DIED;
+	}
+	if (how != MORE) {
+		say("the handler %s before it was ready", how == DIED ? "ended" : "wrote something else");
+		return -1;
+	}
+	return 0;
+}
+
 /* Serve one connection until the host closes it or sends what the
  * protocol refuses. */
 static void serve(int fd)
@@ -261,10 +472,15 @@ static void serve(int fd)
 			break;
 		}
 		struct run r;
-		run_handler(&inv, &r);
+		if (stream)
+			stream_run(&inv, &r);
+		else
+			run_handler(&inv, &r);
 		agent_result_encode(fixed, r.status, r.code, r.duration_us);
 		int sent = send_frame(fd, AGENT_RESULT, f.id, fixed, AGENT_RESULT_FIXED, r.out, r.out_len);
 		free(r.out);
+		if (stream && sh.pid < 0)
+			stream_start(); /* killed or ended: the next request finds it (re)starting */
 		if (sent < 0)
 			break;
 		memmove(buf, buf + used, have - (size_t)used);
@@ -337,8 +553,8 @@ static int scratch_setup(const char *dev, char **init, char **cmd)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ember-agent [--init CMD] PORT HANDLER\n"
-			"       ember-agent --scratch DEV PORT\n");
+	fprintf(stderr, "usage: ember-agent [--init CMD] [--stream] PORT HANDLER\n"
+			"       ember-agent --scratch DEV [--stream] PORT\n");
 	return 2;
 }
 
@@ -351,6 +567,8 @@ int main(int argc, char **argv)
 			init = argv[++i];
 		else if (strcmp(argv[i], "--scratch") == 0 && i + 1 < argc)
 			scratch = argv[++i];
+		else if (strcmp(argv[i], "--stream") == 0)
+			stream = true;
 		else
 			return usage();
 	}
@@ -379,6 +597,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (stream && stream_wait_ready() < 0)
+		return 1;
 	/* What init wrote is on the drives before the template is taken. */
 	sync();
 	int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);

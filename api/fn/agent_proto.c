@@ -1,6 +1,8 @@
 /* The function agent protocol's frames: see agent_proto.h. */
 #include "agent_proto.h"
 
+#include <stdio.h>
+#include <string.h>
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -131,6 +133,47 @@ const char *agent_status_name(unsigned status)
 	static const char *const names[] = {
 		[AGENT_OK] = "ok", [AGENT_EXIT] = "exit", [AGENT_SIGNAL] = "signal",
 		[AGENT_TIMEOUT] = "timeout", [AGENT_TOO_LARGE] = "too_large", [AGENT_SPAWN] = "spawn",
+		[AGENT_DIED] = "died",
 	};
 	return status <= AGENT_STATUS_LAST ? names[status] : "unknown";
+}
+
+size_t agent_stream_request_encode(char *out, uint32_t length)
+{
+	return (size_t)snprintf(out, AGENT_STREAM_MAX_LINE, "EFS1 %u\n", length);
+}
+
+/* A decimal number of 1..10 digits at *p, up to the byte stop; advances *p. */
+static int decimal(const char **p, const char *end, char stop, uint64_t *v)
+{
+	const char *s = *p;
+	*v = 0;
+	while (s < end && *s >= '0' && *s <= '9' && s - *p < 10)
+		*v = *v * 10 + (uint64_t)(*s++ - '0');
+	if (s == *p || s == end || *s != stop)
+		return -1;
+	*p = s + 1;
+	return 0;
+}
+
+int agent_stream_response_parse(const char *line, size_t len, int32_t *code, uint32_t *length, const char **error)
+{
+	const char *p = line, *end = line + len;
+	uint64_t c, l;
+	if (len > AGENT_STREAM_MAX_LINE || len == 0 || line[len - 1] != '\n')
+		return refuse(error, "a response header is one line of at most 32 bytes");
+	if (len < 5 || memcmp(line, "EFS1 ", 5) != 0)
+		return refuse(error, "a response header starts with \"EFS1 \"");
+	p += 5;
+	if (decimal(&p, end, ' ', &c) < 0 || decimal(&p, end, '\n', &l) < 0 || p != end)
+		return refuse(error, "a response header is \"EFS1 <code> <length>\"");
+	if (c > AGENT_STREAM_MAX_CODE)
+		return refuse(error, "a response code is 0..255");
+	if (l > AGENT_MAX_BODY) {
+		*error = "a response passes 6 MiB";
+		return -2;
+	}
+	*code = (int32_t)c;
+	*length = (uint32_t)l;
+	return 0;
 }

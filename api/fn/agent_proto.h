@@ -56,8 +56,9 @@ enum agent_status {
 	AGENT_TIMEOUT = 3,   /* it ran past the timeout and was killed */
 	AGENT_TOO_LARGE = 4, /* its output passed AGENT_MAX_BODY; it was killed */
 	AGENT_SPAWN = 5,     /* it could not be started (code: errno) */
+	AGENT_DIED = 6,      /* a --stream handler ended or broke the framing */
 };
-#define AGENT_STATUS_LAST AGENT_SPAWN
+#define AGENT_STATUS_LAST AGENT_DIED
 
 struct agent_frame {
 	uint8_t type;
@@ -104,5 +105,33 @@ size_t agent_result_encode(uint8_t *out, enum agent_status status, int32_t code,
 
 /* A status's name ("ok", "timeout", ...), or "unknown". */
 const char *agent_status_name(unsigned status);
+
+/* The stream framing, version 1, between ember-agent --stream and its one
+ * long-lived handler process, on the handler's stdin and stdout: text
+ * header lines a shell loop can read and write (`read -r`, `head -c N`).
+ *
+ *   handler -> agent, once, when initialised:   "EFS1 ready\n"
+ *   agent -> handler, per request:  "EFS1 <length>\n", then length bytes
+ *   handler -> agent, per response: "EFS1 <code> <length>\n", then length
+ *                                   bytes (its output)
+ *
+ * Numbers are decimal ASCII, one space apart; length is at most
+ * AGENT_MAX_BODY, code 0..255 (0 answers "ok", others "exit" with that
+ * code). A header line, newline included, is at most
+ * AGENT_STREAM_MAX_LINE bytes. The agent sends the next request only
+ * after the response to the last one, so a reader that buffers ahead
+ * finds nothing extra. */
+#define AGENT_STREAM_READY "EFS1 ready\n"
+#define AGENT_STREAM_MAX_LINE 32u
+#define AGENT_STREAM_MAX_CODE 255
+
+/* A request's header line for a body of length bytes, into out (at least
+ * AGENT_STREAM_MAX_LINE bytes); returns its length. */
+size_t agent_stream_request_encode(char *out, uint32_t length);
+
+/* Parse a response header line, line[0..len) ending in its newline.
+ * 0 with *code and *length set; -1 when it is not a response header, or
+ * -2 when its length passes AGENT_MAX_BODY, with *error saying why. */
+int agent_stream_response_parse(const char *line, size_t len, int32_t *code, uint32_t *length, const char **error);
 
 #endif

@@ -154,10 +154,11 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 {
 	static const char *const keys[] = { "kernel_image_path", "rootfs_path", "handler", "init", "vcpu_count",
 					    "mem_size_mib", "timeout_ms", "max_concurrency", "max_queued",
-					    "boot_timeout_s", "pool_size", "env", NULL };
+					    "boot_timeout_s", "pool_size", "env", "handler_mode", NULL };
 	*c = (struct fn_config){ .vcpus = 1, .mem_mib = 128, .timeout_ms = 30000, .max_concurrency = 4,
 				 .boot_timeout_s = 600 };
 	cJSON *o = cJSON_ParseWithLength(json, len);
+	char mode[16] = "process";
 	int r = -1;
 	if (!o || !cJSON_IsObject(o)) {
 		errf(err, cap, "the body must be a JSON object");
@@ -188,6 +189,13 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 		errf(err, cap, "handler: must not be empty");
 		goto out;
 	}
+	if (get_str(o, "handler_mode", mode, sizeof(mode), 0, err, cap))
+		goto out;
+	if (strcmp(mode, "process") != 0 && strcmp(mode, "stream") != 0) {
+		errf(err, cap, "handler_mode: must be \"process\" or \"stream\"");
+		goto out;
+	}
+	c->stream = strcmp(mode, "stream") == 0;
 	r = 0;
 out:
 	cJSON_Delete(o);
@@ -369,8 +377,8 @@ static int build_template(struct fn *f, char *err, size_t cap)
 	/* The function's definition is on the scratch drive (the second
 	 * drive: /dev/vdb), not on the command line. */
 	char args[256];
-	snprintf(args, sizeof(args), "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"ember-agent --scratch /dev/vdb %d\"",
-		 FN_AGENT_PORT);
+	snprintf(args, sizeof(args), "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"ember-agent --scratch /dev/vdb %s%d\"",
+		 f->c.stream ? "--stream " : "", FN_AGENT_PORT);
 	cJSON *o = cJSON_CreateObject(), *boot = cJSON_AddObjectToObject(o, "boot-source");
 	cJSON_AddStringToObject(boot, "kernel_image_path", f->c.kernel);
 	cJSON_AddStringToObject(boot, "boot_args", args);
@@ -598,6 +606,13 @@ static void clone_invoke(struct fn *f, struct clone *c, const void *body, size_t
 	case AGENT_TOO_LARGE:
 		snprintf(a->error, sizeof(a->error), "the handler's output passed %u bytes", AGENT_MAX_BODY);
 		break;
+	case AGENT_DIED:
+		if (rep.res.code < 0)
+			snprintf(a->error, sizeof(a->error), "the stream handler broke the framing and was restarted");
+		else
+			snprintf(a->error, sizeof(a->error), "the stream handler ended (status %d) and was restarted",
+				 rep.res.code);
+		break;
 	default:
 		snprintf(a->error, sizeof(a->error), "the handler could not start: %s", strerror(rep.res.code));
 		break;
@@ -746,6 +761,7 @@ char *fn_describe(const char *name)
 	cJSON_AddStringToObject(o, "name", f->name);
 	cJSON_AddStringToObject(o, "state", states[f->state]);
 	cJSON_AddStringToObject(o, "handler", f->c.handler);
+	cJSON_AddStringToObject(o, "handler_mode", f->c.stream ? "stream" : "process");
 	cJSON_AddNumberToObject(o, "vcpu_count", f->c.vcpus);
 	cJSON_AddNumberToObject(o, "mem_size_mib", f->c.mem_mib);
 	cJSON_AddNumberToObject(o, "timeout_ms", f->c.timeout_ms);

@@ -29,6 +29,7 @@ struct fn_config {
 	unsigned max_queued;      /* waiting beyond those; more are refused */
 	unsigned boot_timeout_s;  /* for the template's agent to get ready */
 	unsigned pool_size;       /* paused clones kept ready (0..FN_POOL_MAX) */
+	bool stream;              /* handler_mode "stream": one long-lived handler */
 };
 
 /* The state directory's longest path: the Unix sockets of the clones

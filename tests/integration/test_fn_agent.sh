@@ -73,3 +73,99 @@ JSON
 		fail "the agent complained: $(grep 'ember-agent:' "$T/vm.out")"
 	fi
 }
+
+# The --stream handler: a shell loop in the stream framing. The body's
+# first line picks what it does; "pid" and "upper" answer "PID:N" (its $$
+# and how many requests it has taken), "upper" then the body's rest
+# upper-cased. "pid" runs shell builtins only: no process per request.
+FN_STREAM_HANDLER='n=0; echo initialised > /tmp/stream-init; echo EFS1 ready; while read -r magic len; do n=$((n+1)); op=; [ $len = 0 ] || read -r op; rest=$((len - ${#op} - 1)); [ $rest -ge 0 ] || rest=0; id=$$:$n; case $op in pid) echo EFS1 0 $((${#id} + 1)); echo $id;; upper) echo EFS1 0 $((${#id} + 1 + rest)); echo $id; head -c $rest | tr a-z A-Z;; init) echo EFS1 0 12; cat /tmp/stream-init;; fail) echo EFS1 3 8; echo partial;; sleep) sleep 60;; exit) exit 7;; garbage) echo not a header;; big) echo EFS1 0 7340032;; esac; done'
+# The same two requests for a per-request agent, to compare.
+FN_PROCESS_HANDLER='read -r op; case $op in pid) echo $$;; upper) tr a-z A-Z;; esac'
+
+# The median of the duration_us fields in a meta file.
+median_us() { grep -oE 'duration_us=[0-9]+' "$1" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+test_fn_agent_stream() {
+	need_kvm || return
+	need_file "$AGENT_CLIENT" || return
+	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
+	local uds="$T/v.sock"
+	# The stream agent on 1024, and a per-request one on 1025.
+	local cmd="ember-agent 1025 '$FN_PROCESS_HANDLER' & exec ember-agent --stream 1024 '$FN_STREAM_HANDLER'"
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
+  "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"$cmd\""},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
+ "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.ext4", "is_root_device": true}],
+ "vsock": {"guest_cid": 3, "uds_path": "$uds"}}
+JSON
+	"$EMBER" --no-api --config-file "$T/vm.json" > "$T/vm.out" 2> "$T/vm.err" < /dev/null &
+	local pid=$! i
+	readies() { grep -c 'ember-agent: ready' "$T/vm.out" 2>/dev/null; }
+	for i in $(seq "$LINUX_TIMEOUT"); do
+		[ "$(readies)" = 2 ] || ! kill -0 $pid 2>/dev/null && break
+		sleep 1
+	done
+	[ "$(readies)" = 2 ] || { fail "the two agents did not get ready"; kill $pid; wait $pid; return; }
+	invoke() { # NAME PORT TIMEOUT_MS BODY [COUNT]
+		printf '%b' "$4" | "$AGENT_CLIENT" "$uds" "$2" "$3" ${5:-} > "$T/$1.got" 2> "$T/$1.meta" ||
+			fail "$1: $(cat "$T/$1.meta")"
+	}
+	# The handler process of an answer "PID:N...": its PID.
+	handler_pid() { head -1 "$T/$1.got" | cut -d: -f1; }
+
+	# The handler's initialisation ran before the agent said ready.
+	invoke init 1024 60000 'init\n'
+	grep -qx initialised "$T/init.got" || fail "init: $(cat "$T/init.meta" "$T/init.got")"
+	# Twenty requests on one connection, one on another, and five that
+	# run commands: one process, its counter going 2..27.
+	invoke pid 1024 60000 'pid\n' 20
+	invoke pid2 1024 60000 'pid\n'
+	invoke upper 1024 60000 'upper\nhello from the host\n' 5
+	local first
+	first=$(handler_pid pid)
+	[ "$(grep -c '^status=ok code=0 ' "$T/pid.meta")" = 20 ] || fail "pid: $(sort "$T/pid.meta" | uniq -c | head -3)"
+	[ "$(tr '\n' ' ' < "$T/pid.got")" = "$(seq 2 21 | sed "s/^/$first:/" | tr '\n' ' ')" ] ||
+		fail "pid: not one process counting 2..21: $(tr '\n' ' ' < "$T/pid.got")"
+	grep -qx "$first:22" "$T/pid2.got" || fail "pid2: $(cat "$T/pid2.meta" "$T/pid2.got")"
+	[ "$(grep -c '^HELLO FROM THE HOST$' "$T/upper.got")" = 5 ] || fail "upper: $(head -4 "$T/upper.meta" "$T/upper.got")"
+	[ "$(grep -vx 'HELLO FROM THE HOST' "$T/upper.got" | tr '\n' ' ')" = "$(seq 23 27 | sed "s/^/$first:/" | tr '\n' ' ')" ] ||
+		fail "upper: not the same process counting 23..27: $(grep -vx 'HELLO FROM THE HOST' "$T/upper.got" | tr '\n' ' ')"
+	# A response's code is the answer's exit code, with its output.
+	invoke fail 1024 60000 'fail\n'
+	grep -q '^status=exit code=3 bytes=8 ' "$T/fail.meta" && grep -qx partial "$T/fail.got" ||
+		fail "fail: $(cat "$T/fail.meta" "$T/fail.got")"
+
+	# Past the timeout: killed, answered timeout; the next request goes to
+	# a new handler (restarted, counting from 1).
+	invoke sleep 1024 1000 'sleep\n'
+	grep -qE '^status=timeout code=0 bytes=0 duration_us=[0-9]{7,}$' "$T/sleep.meta" || fail "sleep: $(cat "$T/sleep.meta")"
+	invoke after-sleep 1024 60000 'pid\n'
+	grep -q '^status=ok ' "$T/after-sleep.meta" && grep -qE '^[0-9]+:1$' "$T/after-sleep.got" &&
+		[ "$(handler_pid after-sleep)" != "$first" ] || fail "after a timeout: $(cat "$T/after-sleep.meta" "$T/after-sleep.got")"
+	# A handler that exits: "died" with its exit status, then a new one.
+	invoke exit 1024 60000 'exit\n'
+	grep -q '^status=died code=7 bytes=0 ' "$T/exit.meta" || fail "exit: $(cat "$T/exit.meta")"
+	invoke after-exit 1024 60000 'pid\n'
+	grep -qE '^[0-9]+:1$' "$T/after-exit.got" || fail "after an exit: $(cat "$T/after-exit.meta" "$T/after-exit.got")"
+	# Bytes that are not a response header, and a length past 6 MiB.
+	invoke garbage 1024 60000 'garbage\n'
+	grep -q '^status=died code=-1 bytes=0 ' "$T/garbage.meta" || fail "garbage: $(cat "$T/garbage.meta")"
+	invoke big 1024 60000 'big\n'
+	grep -q '^status=too_large code=0 bytes=0 ' "$T/big.meta" || fail "big: $(cat "$T/big.meta")"
+	invoke after-big 1024 60000 'pid\n'
+	grep -qE '^[0-9]+:1$' "$T/after-big.got" || fail "after too_large: $(cat "$T/after-big.meta" "$T/after-big.got")"
+
+	# The handler time of the same requests with a process per request.
+	invoke process-pid 1025 60000 'pid\n' 10
+	invoke process-upper 1025 60000 'upper\nhello from the host\n' 5
+	[ "$(grep -c '^status=ok ' "$T/process-pid.meta")" = 10 ] || fail "process-pid: $(head -3 "$T/process-pid.meta")"
+	[ "$(grep -c '^HELLO FROM THE HOST$' "$T/process-upper.got")" = 5 ] || fail "process-upper: $(head -3 "$T/process-upper.meta")"
+	echo "    handler us per request (median): builtins only: stream $(median_us "$T/pid.meta"), process $(median_us "$T/process-pid.meta");" \
+		"head|tr: stream $(median_us "$T/upper.meta"), process $(median_us "$T/process-upper.meta")"
+	kill $pid
+	wait $pid 2>/dev/null
+	if grep 'ember-agent:' "$T/vm.out" | grep -qv ready; then
+		fail "the agent complained: $(grep 'ember-agent:' "$T/vm.out" | grep -v ready)"
+	fi
+}

@@ -118,3 +118,36 @@ Test(agent_proto, payloads_out_of_bounds_are_refused)
 	cr_assert_eq(agent_ready_decode(&f, &version, &error), -1);
 	cr_assert_str_eq(agent_status_name(99), "unknown");
 }
+
+Test(agent_proto, stream_headers)
+{
+	char line[AGENT_STREAM_MAX_LINE];
+	size_t n = agent_stream_request_encode(line, AGENT_MAX_BODY);
+	cr_assert_eq(n, strlen("EFS1 6291456\n"));
+	cr_assert_arr_eq(line, "EFS1 6291456\n", n);
+	cr_assert_eq(agent_stream_request_encode(line, 0), 7);
+
+	int32_t code = -1;
+	uint32_t length = 1;
+	cr_assert_eq(agent_stream_response_parse("EFS1 0 0\n", 9, &code, &length, &error), 0);
+	cr_assert_eq(code, 0);
+	cr_assert_eq(length, 0);
+	cr_assert_eq(agent_stream_response_parse("EFS1 255 6291456\n", 17, &code, &length, &error), 0);
+	cr_assert_eq(code, 255);
+	cr_assert_eq(length, AGENT_MAX_BODY);
+	/* Past the bound: its own answer, so the agent can say too_large. */
+	cr_assert_eq(agent_stream_response_parse("EFS1 0 6291457\n", 15, &code, &length, &error), -2);
+	cr_assert_eq(agent_stream_response_parse("EFS1 0 9999999999\n", 18, &code, &length, &error), -2);
+	static const char *const bad[] = {
+		"EFS1 0 5", "EFS2 0 5\n", "EFS1 0 5 \n", "EFS1  0 5\n", "EFS1 -1 5\n", "EFS1 256 5\n",
+		"EFS1 0 +5\n", "EFS1 0\n", "EFS1 ready\n", "EFS1 0 5\r\n", "EFS1 0 99999999999\n", "",
+		"EFS1 0 00000000000000000000000005\n", "\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		error = NULL;
+		cr_assert_eq(agent_stream_response_parse(bad[i], strlen(bad[i]), &code, &length, &error), -1, "%s",
+			     bad[i]);
+		cr_assert_not_null(error, "%s", bad[i]);
+	}
+	cr_assert_str_eq(agent_status_name(AGENT_DIED), "died");
+}

@@ -21,9 +21,10 @@ Test(fn_config, defaults_and_every_field)
 	cr_assert_eq(c.timeout_ms, 30000);
 	cr_assert_eq(c.max_concurrency, 4);
 	cr_assert_eq(c.max_queued, 0);
+	cr_assert(!c.stream);
 	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\",\"init\":\"true\","
 			   "\"vcpu_count\":2,\"mem_size_mib\":256,\"timeout_ms\":5,\"max_concurrency\":9,"
-			   "\"max_queued\":3,\"boot_timeout_s\":60,\"init\":\"true\"}",
+			   "\"max_queued\":3,\"boot_timeout_s\":60,\"init\":\"true\",\"handler_mode\":\"stream\"}",
 			   &c),
 		     0, "%s", err);
 	cr_assert_str_eq(c.init, "true");
@@ -32,6 +33,12 @@ Test(fn_config, defaults_and_every_field)
 	cr_assert_eq(c.timeout_ms, 5);
 	cr_assert_eq(c.max_concurrency, 9);
 	cr_assert_eq(c.boot_timeout_s, 60);
+	cr_assert(c.stream);
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\","
+			   "\"handler_mode\":\"process\"}",
+			   &c),
+		     0, "%s", err);
+	cr_assert(!c.stream);
 }
 
 Test(fn_config, bad_values_are_refused_with_the_field_named)
@@ -61,6 +68,10 @@ Test(fn_config, bad_values_are_refused_with_the_field_named)
 		  "max_concurrency: must be an integer from 1 to 1024" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"pool_size\":17}",
 		  "pool_size: must be an integer from 0 to 16" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"handler_mode\":\"streams\"}",
+		  "handler_mode: must be \"process\" or \"stream\"" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"handler_mode\":1}",
+		  "handler_mode: must be a string" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"colour\":1}",
 		  "unknown field: colour" },
 	};
