@@ -28,9 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		}
 		if (r != 0 || code < 0 || code > AGENT_STREAM_MAX_CODE || length > AGENT_MAX_BODY ||
-		    len > AGENT_STREAM_MAX_LINE || memcmp(p, "EFS1 ", 5) != 0 ||
-		    strspn(p + 5, "0123456789 ") != len - 6 || p[len - 1] != '\n')
+		    len > AGENT_STREAM_MAX_LINE || len < 9 || memcmp(p, "EFS1 ", 5) != 0 || p[len - 1] != '\n')
 			abort();
+		for (size_t i = 5; i < len - 1; i++)
+			if ((p[i] < '0' || p[i] > '9') && p[i] != ' ')
+				abort();
 		p += len;
 		p += length < (size_t)(end - p) ? length : (size_t)(end - p);
 	}
