@@ -31,7 +31,8 @@
  * answering more than AGENT_MAX_BODY, one that ends, and one that breaks
  * the framing is killed with its group, the request is answered (timeout,
  * too_large, died), and the agent starts the handler again after the
- * answer; the next request waits for the new one's ready line.
+ * answer; the next request waits for the new one's ready line (one that
+ * times out waiting is answered timeout and leaves it starting).
  */
 #include "../api/fn/agent_proto.h"
 
@@ -402,6 +403,12 @@ static void stream_run(const struct agent_invoke *inv, struct run *r)
 	r->duration_us = (uint32_t)(now_us() - start);
 	if (how == DONE) {
 		r->status = r->code ? AGENT_EXIT : AGENT_OK;
+		return;
+	}
+	/* Still starting (nothing sent yet): let it get ready for the next. */
+	if (how == TIMEOUT && !sh.ready) {
+		r->status = AGENT_TIMEOUT;
+		r->code = 0;
 		return;
 	}
 	int status = stream_stop();

@@ -78,7 +78,9 @@ JSON
 # first line picks what it does; "pid" and "upper" answer "PID:N" (its $$
 # and how many requests it has taken), "upper" then the body's rest
 # upper-cased. "pid" runs shell builtins only: no process per request.
-FN_STREAM_HANDLER='n=0; echo initialised > /tmp/stream-init; echo EFS1 ready; while read -r magic len; do n=$((n+1)); op=; [ $len = 0 ] || read -r op; rest=$((len - ${#op} - 1)); [ $rest -ge 0 ] || rest=0; id=$$:$n; case $op in pid) echo EFS1 0 $((${#id} + 1)); echo $id;; upper) echo EFS1 0 $((${#id} + 1 + rest)); echo $id; head -c $rest | tr a-z A-Z;; init) echo EFS1 0 12; cat /tmp/stream-init;; fail) echo EFS1 3 8; echo partial;; sleep) sleep 60;; exit) exit 7;; garbage) echo not a header;; big) echo EFS1 0 7340032;; esac; done'
+# After "slow" the next handler takes 5 s to get ready (and says "slow"
+# for "init").
+FN_STREAM_HANDLER='x=initialised; [ -e /tmp/slow ] && rm /tmp/slow && x=slow && sleep 5; n=0; echo $x $$ > /tmp/stream-init; echo EFS1 ready; while read -r magic len; do n=$((n+1)); op=; [ $len = 0 ] || read -r op; rest=$((len - ${#op} - 1)); [ $rest -ge 0 ] || rest=0; id=$$:$n; case $op in pid) echo EFS1 0 $((${#id} + 1)); echo $id;; upper) echo EFS1 0 $((${#id} + 1 + rest)); echo $id; head -c $rest | tr a-z A-Z;; init) read -r x < /tmp/stream-init; echo EFS1 0 $((${#x} + 1)); echo $x;; slow) echo > /tmp/slow; exit 1;; fail) echo EFS1 3 8; echo partial;; sleep) sleep 60;; exit) exit 7;; garbage) echo not a header;; big) echo EFS1 0 7340032;; esac; done'
 # The same two requests for a per-request agent, to compare.
 FN_PROCESS_HANDLER='read -r op; case $op in pid) echo $$;; upper) tr a-z A-Z;; esac'
 
@@ -116,7 +118,7 @@ JSON
 
 	# The handler's initialisation ran before the agent said ready.
 	invoke init 1024 60000 'init\n'
-	grep -qx initialised "$T/init.got" || fail "init: $(cat "$T/init.meta" "$T/init.got")"
+	grep -qE '^initialised [0-9]+$' "$T/init.got" || fail "init: $(cat "$T/init.meta" "$T/init.got")"
 	# Twenty requests on one connection, one on another, and five that
 	# run commands: one process, its counter going 2..27.
 	invoke pid 1024 60000 'pid\n' 20
@@ -155,6 +157,16 @@ JSON
 	grep -q '^status=too_large code=0 bytes=0 ' "$T/big.meta" || fail "big: $(cat "$T/big.meta")"
 	invoke after-big 1024 60000 'pid\n'
 	grep -qE '^[0-9]+:1$' "$T/after-big.got" || fail "after too_large: $(cat "$T/after-big.meta" "$T/after-big.got")"
+	# A request timing out while the new handler gets ready leaves it to
+	# finish: the next one is served by that same process.
+	invoke slow 1024 60000 'slow\n'
+	grep -q '^status=died code=1 ' "$T/slow.meta" || fail "slow: $(cat "$T/slow.meta")"
+	invoke starting 1024 1000 'pid\n'
+	grep -q '^status=timeout ' "$T/starting.meta" || fail "starting: $(cat "$T/starting.meta")"
+	invoke started 1024 60000 'pid\n'
+	invoke init2 1024 60000 'init\n'
+	[ "$(cat "$T/started.got")" = "$(sed -n 's/^slow //p' "$T/init2.got"):1" ] ||
+		fail "the handler getting ready was not left to finish: $(cat "$T/started.got" "$T/init2.got")"
 
 	# The handler time of the same requests with a process per request.
 	invoke process-pid 1025 60000 'pid\n' 10
