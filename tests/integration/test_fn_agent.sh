@@ -108,7 +108,7 @@ JSON
 		[ "$(readies)" = 2 ] || ! kill -0 $pid 2>/dev/null && break
 		sleep 1
 	done
-	[ "$(readies)" = 2 ] || { fail "the two agents did not get ready"; kill $pid; wait $pid; return; }
+	[ "$(readies)" = 2 ] || { fail "the two agents did not get ready"; kill $pid 2>/dev/null; wait $pid; return; }
 	invoke() { # NAME PORT TIMEOUT_MS BODY [COUNT]
 		printf '%b' "$4" | "$AGENT_CLIENT" "$uds" "$2" "$3" ${5:-} > "$T/$1.got" 2> "$T/$1.meta" ||
 			fail "$1: $(cat "$T/$1.meta")"
