@@ -608,9 +608,9 @@ static void clone_invoke(struct fn *f, struct clone *c, const void *body, size_t
 		break;
 	case AGENT_DIED:
 		if (rep.res.code < 0)
-			snprintf(a->error, sizeof(a->error), "the stream handler broke the framing and was restarted");
+			snprintf(a->error, sizeof(a->error), "the stream handler broke the framing");
 		else
-			snprintf(a->error, sizeof(a->error), "the stream handler ended (status %d) and was restarted",
+			snprintf(a->error, sizeof(a->error), "the stream handler ended (status %d)",
 				 rep.res.code);
 		break;
 	default:
