@@ -60,7 +60,12 @@ struct fn {
 	char pool_error[640];
 	pthread_t filler;
 	bool has_filler;
+	/* Paused clones that answered an invocation, kept under "reuse";
+	 * the last kept is taken first. */
+	struct clone warm[FN_POOL_MAX];
+	unsigned nwarm;
 	unsigned long long invocations, failures, timeouts, refused;
+	unsigned long long restores, reuses; /* clones restored (pool included); served warm */
 	uint32_t latency_ms[FN_LATENCIES];
 	unsigned nlatency, next_latency;
 	struct fn *next;
@@ -70,6 +75,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fn *functions;
 static char state_dir[FN_STATE_DIR_MAX + 1], ember_path[PATH_MAX];
 static atomic_uint clone_seq;
+/* The counts of deleted functions, for GET /metrics's total. */
+static unsigned long long gone_invocations, gone_failures, gone_timeouts, gone_refused, gone_restores, gone_reuses;
 
 int fn_setup(const char *dir, const char *ember)
 {
@@ -154,7 +161,8 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 {
 	static const char *const keys[] = { "kernel_image_path", "rootfs_path", "handler", "init", "vcpu_count",
 					    "mem_size_mib", "timeout_ms", "max_concurrency", "max_queued",
-					    "boot_timeout_s", "pool_size", "env", "handler_mode", NULL };
+					    "boot_timeout_s", "pool_size", "env", "handler_mode",
+					    "clone_policy", "max_warm", NULL };
 	*c = (struct fn_config){ .vcpus = 1, .mem_mib = 128, .timeout_ms = 30000, .max_concurrency = 4,
 				 .boot_timeout_s = 600 };
 	cJSON *o = cJSON_ParseWithLength(json, len);
@@ -184,6 +192,18 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 	    get_uint(o, "max_queued", &c->max_queued, 0, 65536, err, cap) ||
 	    get_uint(o, "boot_timeout_s", &c->boot_timeout_s, 1, 3600, err, cap) ||
 	    get_uint(o, "pool_size", &c->pool_size, 0, FN_POOL_MAX, err, cap) || get_env(o, c, err, cap))
+		goto out;
+	const cJSON *policy = cJSON_GetObjectItemCaseSensitive(o, "clone_policy");
+	c->reuse = cJSON_IsString(policy) && strcmp(policy->valuestring, "reuse") == 0;
+	if (policy && !cJSON_IsNull(policy) && !c->reuse &&
+	    !(cJSON_IsString(policy) && strcmp(policy->valuestring, "destroy") == 0)) {
+		errf(err, cap, "clone_policy: must be \"destroy\" or \"reuse\"");
+		goto out;
+	}
+	/* As many warm clones as the pool holds paused ones: the memory the
+	 * function's owner already chose to keep idle. */
+	c->max_warm = c->pool_size ? c->pool_size : 1;
+	if (get_uint(o, "max_warm", &c->max_warm, 1, FN_POOL_MAX, err, cap))
 		goto out;
 	if (!c->handler[0]) {
 		errf(err, cap, "handler: must not be empty");
@@ -620,35 +640,67 @@ static void clone_invoke(struct fn *f, struct clone *c, const void *body, size_t
 	agent_reply_free(&rep);
 }
 
-/* One invocation: a clone from the pool (resumed) or a new one, the
- * request, the clone destroyed. */
+/* Keep c, which just answered 200, among f's warm clones (paused: an
+ * idle warm clone then costs the host no CPU, and is resumed like a pooled
+ * one). false when there is no room, f is going, or the pause failed:
+ * then the caller destroys it. */
+static bool clone_keep(struct fn *f, struct clone *c)
+{
+	pthread_mutex_lock(&lock);
+	bool room = f->state == FN_READY && f->nwarm < f->c.max_warm;
+	pthread_mutex_unlock(&lock);
+	if (!room || fn_vmm_request(c->api, "PATCH", "/vm", "{\"state\":\"Paused\"}",
+				    fn_now_ms() + FN_RESTORE_TIMEOUT_MS, NULL, 0) != 204)
+		return false;
+	pthread_mutex_lock(&lock);
+	room = f->state == FN_READY && f->nwarm < f->c.max_warm;
+	if (room)
+		f->warm[f->nwarm++] = *c;
+	pthread_mutex_unlock(&lock);
+	return room;
+}
+
+/* One invocation: a warm clone, else one from the pool (either resumed),
+ * else a new one; the request; the clone destroyed, or kept warm. */
 static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answer *a)
 {
 	long long t0 = fn_now_ms();
 	struct clone c;
 	pthread_mutex_lock(&lock);
-	a->pooled = f->npool > 0;
-	if (a->pooled) {
+	a->reused = f->nwarm > 0;
+	a->pooled = !a->reused && f->npool > 0;
+	if (a->reused) {
+		c = f->warm[--f->nwarm];
+	} else if (a->pooled) {
 		c = f->pool[--f->npool];
 		pthread_cond_broadcast(&f->changed); /* the filler makes another */
 	}
 	pthread_mutex_unlock(&lock);
 	a->http_status = 502;
-	/* A pooled clone that does not resume (it died while it waited) is
+	/* A paused clone that does not resume (it died while it waited) is
 	 * dropped, and a new one restored instead. */
-	if (a->pooled && fn_vmm_request(c.api, "PATCH", "/vm", "{\"state\":\"Resumed\"}",
-					fn_now_ms() + FN_RESTORE_TIMEOUT_MS, NULL, 0) != 204) {
+	if ((a->pooled || a->reused) && fn_vmm_request(c.api, "PATCH", "/vm", "{\"state\":\"Resumed\"}",
+						       fn_now_ms() + FN_RESTORE_TIMEOUT_MS, NULL, 0) != 204) {
 		clone_destroy(&c, false);
-		a->pooled = false;
+		a->pooled = a->reused = false;
 	}
-	if (!a->pooled && clone_restore(f, &c, true, a->error, sizeof(a->error)) < 0)
-		goto done;
+	if (!a->pooled && !a->reused) {
+		if (clone_restore(f, &c, true, a->error, sizeof(a->error)) < 0)
+			goto done;
+		pthread_mutex_lock(&lock);
+		f->restores++;
+		pthread_mutex_unlock(&lock);
+	}
 	clone_invoke(f, &c, body, len, t0, a);
 	bool failed = a->http_status == 502 || a->http_status == 500;
 	if (failed) {
 		size_t n = strlen(a->error);
 		snprintf(a->error + n, sizeof(a->error) - n, " (clone log: %s)", c.log);
 	}
+	/* Only a clone that answered is kept: one that timed out, failed or
+	 * lost its ember is never handed another request. */
+	if (a->http_status == 200 && f->c.reuse && clone_keep(f, &c))
+		goto done;
 	clone_destroy(&c, failed);
 done:
 	a->total_ms = fn_now_ms() - t0;
@@ -686,6 +738,7 @@ static void *pool_filler(void *arg)
 			break;
 		}
 		f->pool[f->npool++] = c;
+		f->restores++;
 	}
 	pthread_mutex_unlock(&lock);
 	return NULL;
@@ -716,7 +769,7 @@ void fn_invoke(const char *name, const void *body, size_t len, struct fn_answer 
 			pthread_cond_wait(&f->changed, &lock);
 		f->queued--;
 		if (f->state != FN_READY) {
-			snprintf(a->error, sizeof(a->error), "function %s was deleted", name);
+			snprintf(a->error, sizeof(a->error), "function %s was deleted while this invocation waited", name);
 			pthread_cond_broadcast(&f->changed);
 			pthread_mutex_unlock(&lock);
 			return;
@@ -730,6 +783,7 @@ void fn_invoke(const char *name, const void *body, size_t len, struct fn_answer 
 	pthread_mutex_lock(&lock);
 	f->running--;
 	f->invocations++;
+	f->reuses += a->reused;
 	if (a->http_status == 504)
 		f->timeouts++;
 	else if (a->http_status != 200)
@@ -746,6 +800,51 @@ static int cmp_u32(const void *x, const void *y)
 {
 	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
 	return a < b ? -1 : a > b;
+}
+
+/* The counts GET /functions/{name} and GET /metrics both give, under the
+ * same keys: f's, or (f NULL) the total of every function, deleted ones
+ * included for the counters. Called with lock held. */
+static void add_counts(cJSON *o, const struct fn *f)
+{
+	unsigned long long inv = 0, fail = 0, to = 0, ref = 0, res = 0, reu = 0;
+	unsigned running = 0, queued = 0, pool = 0, warm = 0;
+	if (!f) {
+		inv = gone_invocations, fail = gone_failures, to = gone_timeouts, ref = gone_refused;
+		res = gone_restores, reu = gone_reuses;
+	}
+	for (const struct fn *g = f ? f : functions; g; g = f ? NULL : g->next) {
+		inv += g->invocations, fail += g->failures, to += g->timeouts, ref += g->refused;
+		res += g->restores, reu += g->reuses;
+		running += g->running, queued += g->queued, pool += g->npool, warm += g->nwarm;
+	}
+	cJSON_AddNumberToObject(o, "running", running);
+	cJSON_AddNumberToObject(o, "queued", queued);
+	cJSON_AddNumberToObject(o, "invocations", (double)inv);
+	cJSON_AddNumberToObject(o, "failures", (double)fail);
+	cJSON_AddNumberToObject(o, "timeouts", (double)to);
+	cJSON_AddNumberToObject(o, "refused", (double)ref);
+	cJSON_AddNumberToObject(o, "pool", pool);
+	cJSON_AddNumberToObject(o, "warm", warm);
+	cJSON_AddNumberToObject(o, "restores", (double)res);
+	cJSON_AddNumberToObject(o, "reuses", (double)reu);
+}
+
+char *fn_metrics(void)
+{
+	static const char *const states[] = { "building", "ready", "deleting" };
+	cJSON *o = cJSON_CreateObject(), *fns = cJSON_AddObjectToObject(o, "functions");
+	pthread_mutex_lock(&lock);
+	for (const struct fn *f = functions; f; f = f->next) {
+		cJSON *one = cJSON_AddObjectToObject(fns, f->name);
+		cJSON_AddStringToObject(one, "state", states[f->state]);
+		add_counts(one, f);
+	}
+	add_counts(cJSON_AddObjectToObject(o, "total"), NULL);
+	pthread_mutex_unlock(&lock);
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
 }
 
 char *fn_describe(const char *name)
@@ -767,14 +866,10 @@ char *fn_describe(const char *name)
 	cJSON_AddNumberToObject(o, "timeout_ms", f->c.timeout_ms);
 	cJSON_AddNumberToObject(o, "max_concurrency", f->c.max_concurrency);
 	cJSON_AddNumberToObject(o, "max_queued", f->c.max_queued);
-	cJSON_AddNumberToObject(o, "running", f->running);
-	cJSON_AddNumberToObject(o, "queued", f->queued);
-	cJSON_AddNumberToObject(o, "invocations", (double)f->invocations);
-	cJSON_AddNumberToObject(o, "failures", (double)f->failures);
-	cJSON_AddNumberToObject(o, "timeouts", (double)f->timeouts);
-	cJSON_AddNumberToObject(o, "refused", (double)f->refused);
 	cJSON_AddNumberToObject(o, "pool_size", f->c.pool_size);
-	cJSON_AddNumberToObject(o, "pool", f->npool);
+	cJSON_AddStringToObject(o, "clone_policy", f->c.reuse ? "reuse" : "destroy");
+	cJSON_AddNumberToObject(o, "max_warm", f->c.max_warm);
+	add_counts(o, f);
 	cJSON_AddNumberToObject(o, "pool_failures", (double)f->pool_failures);
 	if (f->pool_error[0])
 		cJSON_AddStringToObject(o, "pool_error", f->pool_error);
@@ -833,11 +928,15 @@ int fn_delete(const char *name)
 	while (f->running || f->queued)
 		pthread_cond_wait(&f->changed, &lock);
 	unlink_from_list(f);
+	gone_invocations += f->invocations, gone_failures += f->failures, gone_timeouts += f->timeouts;
+	gone_refused += f->refused, gone_restores += f->restores, gone_reuses += f->reuses;
 	pthread_mutex_unlock(&lock);
 	if (f->has_filler)
 		pthread_join(f->filler, NULL);
 	for (unsigned i = 0; i < f->npool; i++)
 		clone_destroy(&f->pool[i], false);
+	for (unsigned i = 0; i < f->nwarm; i++)
+		clone_destroy(&f->warm[i], false);
 	free(f->pool);
 	remove_tree(f->dir, 1);
 	pthread_cond_destroy(&f->changed);

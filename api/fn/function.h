@@ -30,6 +30,8 @@ struct fn_config {
 	unsigned boot_timeout_s;  /* for the template's agent to get ready */
 	unsigned pool_size;       /* paused clones kept ready (0..FN_POOL_MAX) */
 	bool stream;              /* handler_mode "stream": one long-lived handler */
+	bool reuse;               /* clone_policy "reuse": keep a clone that answered */
+	unsigned max_warm;        /* such clones kept (1..FN_POOL_MAX) */
 };
 
 /* The state directory's longest path: the Unix sockets of the clones
@@ -56,6 +58,7 @@ struct fn_answer {
 	char error[640];          /* why, when not 200 */
 	const char *agent_status; /* the agent's status name, or NULL */
 	bool pooled;              /* served by a clone from the pool */
+	bool reused;              /* served by a warm clone (clone_policy "reuse") */
 	int code;
 	uint32_t handler_us;
 	long long restore_ms, total_ms;
@@ -63,14 +66,21 @@ struct fn_answer {
 	size_t output_len;
 };
 
-/* Invoke name with body: resume a clone from the function's pool (or
- * restore one from the template when the pool is empty), hand it the
- * request, and destroy the clone. Never waits past the function's
- * timeout plus the restore's bound. */
+/* Invoke name with body: resume a warm clone (clone_policy "reuse"), or
+ * else one from the function's pool, or else restore one from the
+ * template; hand it the request; then destroy the clone, or, under
+ * "reuse" when it answered 200 and fewer than max_warm are kept, pause it
+ * and keep it warm. Waits in the queue (max_queued) while max_concurrency
+ * invocations run; never waits past the function's timeout plus the
+ * restore's bound once it runs. */
 void fn_invoke(const char *name, const void *body, size_t len, struct fn_answer *a);
 
 /* GET /functions/{name}'s JSON (malloc'd), or NULL if there is none. */
 char *fn_describe(const char *name);
+
+/* GET /metrics's JSON (malloc'd): every function's counts and the total
+ * (which keeps the counts of deleted functions), or NULL without memory. */
+char *fn_metrics(void);
 
 /* Remove name once its invocations have finished: 204 or 404. */
 int fn_delete(const char *name);

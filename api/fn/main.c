@@ -5,6 +5,7 @@
  *   POST   /functions/{name}/invoke  the body to the handler; its output back
  *   GET    /functions/{name}         configuration, counts, latency
  *   DELETE /functions/{name}         after its running invocations end
+ *   GET    /metrics                  every function's counts and the total
  *
  * usage: ember-fn --api-sock PATH --state-dir DIR [--ember PATH]
  *
@@ -108,19 +109,30 @@ static void handle(int fd, const struct http_request *req)
 {
 	char name[FN_NAME_MAX + 1], err[512];
 	int invoke;
+	if (strcmp(req->path, "/metrics") == 0) {
+		if (req->method != HTTP_GET)
+			return respond_error(fd, 405, "use GET /metrics");
+		char *json = fn_metrics();
+		if (!json)
+			return respond_error(fd, 500, "out of memory");
+		respond(fd, 200, "", "application/json", json, strlen(json));
+		free(json);
+		return;
+	}
 	if (parse_path(req->path, name, &invoke) < 0)
-		return respond_error(fd, 404, "no such path (use /functions/{name} or /functions/{name}/invoke)");
+		return respond_error(fd, 404, "no such path (use /functions/{name}, /functions/{name}/invoke or /metrics)");
 	if (invoke) {
 		if (req->method != HTTP_POST)
 			return respond_error(fd, 405, "use POST /functions/{name}/invoke");
 		struct fn_answer a;
 		fn_invoke(name, req->body, req->body_len, &a);
-		char headers[256];
+		char headers[320];
 		snprintf(headers, sizeof(headers),
 			 "X-Ember-Fn-Status: %s\r\nX-Ember-Fn-Code: %d\r\nX-Ember-Fn-Handler-Us: %u\r\n"
-			 "X-Ember-Fn-Restore-Ms: %lld\r\nX-Ember-Fn-Total-Ms: %lld\r\nX-Ember-Fn-Pooled: %d\r\n",
+			 "X-Ember-Fn-Restore-Ms: %lld\r\nX-Ember-Fn-Total-Ms: %lld\r\nX-Ember-Fn-Pooled: %d\r\n"
+			 "X-Ember-Fn-Reused: %d\r\n",
 			 a.agent_status ? a.agent_status : "none", a.code, a.handler_us, a.restore_ms, a.total_ms,
-			 a.pooled);
+			 a.pooled, a.reused);
 		if (a.http_status == 200)
 			respond(fd, 200, headers, "application/octet-stream", a.output, a.output_len);
 		else

@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[512];
 	if (fn_config_parse(body ? body : "", body ? len : 0, &c, err, sizeof(err)) == 0) {
 		if (!c.handler[0] || c.timeout_ms == 0 || c.timeout_ms > AGENT_MAX_TIMEOUT_MS || c.max_concurrency == 0 ||
-		    c.vcpus == 0 || c.env_len > sizeof(c.env) || (c.env_len && c.env[c.env_len - 1]))
+		    c.vcpus == 0 || c.env_len > sizeof(c.env) || (c.env_len && c.env[c.env_len - 1]) ||
+		    c.max_warm == 0 || c.max_warm > FN_POOL_MAX)
 			abort();
 		/* env: NAME=VALUE\0 entries, each name [A-Za-z_][A-Za-z0-9_]*. */
 		for (size_t at = 0; at < c.env_len; at += strlen(c.env + at) + 1) {

@@ -41,6 +41,33 @@ Test(fn_config, defaults_and_every_field)
 	cr_assert(!c.stream);
 }
 
+Test(fn_config, clone_policy_and_max_warm)
+{
+	struct fn_config c;
+	/* destroy unless told; max_warm as many as the pool, at least 1. */
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\"}", &c), 0, "%s", err);
+	cr_assert(!c.reuse);
+	cr_assert_eq(c.max_warm, 1);
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\","
+			   "\"clone_policy\":\"reuse\",\"pool_size\":3}",
+			   &c),
+		     0, "%s", err);
+	cr_assert(c.reuse);
+	cr_assert_eq(c.max_warm, 3);
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\","
+			   "\"clone_policy\":\"destroy\",\"max_warm\":16,\"pool_size\":2}",
+			   &c),
+		     0, "%s", err);
+	cr_assert(!c.reuse);
+	cr_assert_eq(c.max_warm, 16);
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\","
+			   "\"clone_policy\":null,\"max_warm\":null}",
+			   &c),
+		     0, "%s", err);
+	cr_assert(!c.reuse);
+	cr_assert_eq(c.max_warm, 1);
+}
+
 Test(fn_config, bad_values_are_refused_with_the_field_named)
 {
 	static const struct { const char *json, *msg; } cases[] = {
@@ -72,6 +99,16 @@ Test(fn_config, bad_values_are_refused_with_the_field_named)
 		  "handler_mode: must be \"process\" or \"stream\"" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"handler_mode\":1}",
 		  "handler_mode: must be a string" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"clone_policy\":\"keep\"}",
+		  "clone_policy: must be \"destroy\" or \"reuse\"" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"clone_policy\":\"Reuse\"}",
+		  "clone_policy: must be \"destroy\" or \"reuse\"" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"clone_policy\":1}",
+		  "clone_policy: must be \"destroy\" or \"reuse\"" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"max_warm\":0}",
+		  "max_warm: must be an integer from 1 to 16" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"max_warm\":17}",
+		  "max_warm: must be an integer from 1 to 16" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"colour\":1}",
 		  "unknown field: colour" },
 	};
