@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,58 @@ long long fn_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static pid_t fork_vmm(const char *const *argv, int log, const char *dir)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* A VMM never outlives ember-fn. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int null = open("/dev/null", O_RDONLY);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 || chdir(dir) < 0)
+			_exit(127);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* PR_SET_PDEATHSIG fires when the thread that forked exits, not the
+ * process; so one thread that lives as long as ember-fn forks every VMM,
+ * and a clone restored on a connection's thread outlives that thread (a
+ * warm clone is kept past its invocation). One request at a time. */
+static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spawn_cond = PTHREAD_COND_INITIALIZER;
+static struct spawn {
+	const char *const *argv;
+	const char *dir;
+	int log, err;
+	pid_t pid;
+	bool done;
+} *spawn_req;
+static pthread_once_t spawner_once = PTHREAD_ONCE_INIT;
+static bool spawner_up;
+
+static void *spawner(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&spawn_lock);
+	for (;;) {
+		while (!spawn_req || spawn_req->done)
+			pthread_cond_wait(&spawn_cond, &spawn_lock);
+		spawn_req->pid = fork_vmm(spawn_req->argv, spawn_req->log, spawn_req->dir);
+		spawn_req->err = errno;
+		spawn_req->done = true;
+		pthread_cond_broadcast(&spawn_cond);
+	}
+	return NULL;
+}
+
+static void spawner_start(void)
+{
+	pthread_t t;
+	spawner_up = pthread_create(&t, NULL, spawner, NULL) == 0 && pthread_detach(t) == 0;
+}
+
 pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, const char *log_path,
 		   const char *const *extra)
 {
@@ -30,24 +84,29 @@ pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, con
 	for (; extra && *extra && n < 15; extra++)
 		argv[n++] = *extra;
 	argv[n] = NULL;
+	pthread_once(&spawner_once, spawner_start);
+	if (!spawner_up) {
+		errno = EAGAIN;
+		return -1;
+	}
 	unlink(api_sock);
 	int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (log < 0)
 		return -1;
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* A VMM never outlives ember-fn. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int null = open("/dev/null", O_RDONLY);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 || chdir(dir) < 0)
-			_exit(127);
-		execv(ember, (char *const *)argv);
-		_exit(127);
-	}
-	int saved = errno;
+	struct spawn s = { .argv = argv, .dir = dir, .log = log };
+	pthread_mutex_lock(&spawn_lock);
+	while (spawn_req)
+		pthread_cond_wait(&spawn_cond, &spawn_lock);
+	spawn_req = &s;
+	pthread_cond_broadcast(&spawn_cond);
+	while (!s.done)
+		pthread_cond_wait(&spawn_cond, &spawn_lock);
+	spawn_req = NULL;
+	pthread_cond_broadcast(&spawn_cond);
+	pthread_mutex_unlock(&spawn_lock);
 	close(log);
-	errno = saved;
-	return pid;
+	errno = s.err;
+	return s.pid;
 }
 
 static int connect_unix(const char *path)

@@ -12,7 +12,8 @@ long long fn_now_ms(void);
 /* Start `ember --api-sock api_sock [extra...]` (extra: NULL-terminated,
  * may be NULL) in the working directory dir (where the relative paths in
  * its configuration resolve), with stdin from /dev/null and stdout and
- * stderr appended to log_path. Returns its pid, or -1 with errno set. */
+ * stderr appended to log_path. Returns its pid, or -1 with errno set. The
+ * VMM is killed when ember-fn exits, not when the calling thread does. */
 pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, const char *log_path,
 		   const char *const *extra);
 
