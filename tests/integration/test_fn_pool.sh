@@ -132,8 +132,9 @@ test_fn_pool_reuse_queue_metrics() {
 		fail "two at once, not one warm: $(cat "$T/n1.headers" "$T/n2.headers" | grep -i '^X-Ember-Fn-Re')"
 	[ "$(pool_get warm .warm)" = 1 ] || fail "max_warm 1: $(pool_get warm .)"
 
-	# A warm clone whose ember died is not used: a new one answers (and
-	# is then the warm one, without the mark).
+	# A warm clone whose ember died is not used: a new one answers, and
+	# (restored on that invocation's thread) outlives the thread as the
+	# next warm one, without the mark.
 	pool_wait warm '.pool == 1' || fail "the pool did not refill: $(pool_get warm .)"
 	pkill -KILL -f -- "--api-sock $state/warm/c" || fail "no clone to kill"
 	pool_call k POST /functions/warm/invoke $'up\nafter'
