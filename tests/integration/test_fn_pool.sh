@@ -127,7 +127,7 @@ test_fn_pool_reuse_queue_metrics() {
 	local n1=$!
 	pool_call n2 POST /functions/warm/invoke $'nap\n'
 	wait $n1
-	[ "$(cat "$T/n1.code" "$T/n2.code")" = 200200 ] || fail "two at once: $(cat "$T/n1.code" "$T/n2.code")"
+	[ "$(cat "$T/n1.code" "$T/n2.code")" = 200200 ] || fail "two at once: $(cat "$T/n1.code" "$T/n1.body" "$T/n2.code" "$T/n2.body")"
 	[ "$(cat "$T/n1.headers" "$T/n2.headers" | grep -ci '^X-Ember-Fn-Reused: 1')" = 1 ] ||
 		fail "two at once, not one warm: $(cat "$T/n1.headers" "$T/n2.headers" | grep -i '^X-Ember-Fn-Re')"
 	[ "$(pool_get warm .warm)" = 1 ] || fail "max_warm 1: $(pool_get warm .)"
