@@ -89,6 +89,14 @@ int fn_setup(const char *dir, const char *ember)
 	return 0;
 }
 
+/* CLOCK_MONOTONIC in microseconds, for the answer's time split. */
+static long long now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int errf(char *err, size_t cap, const char *fmt, ...)
 {
 	va_list ap;
@@ -579,7 +587,9 @@ static void clone_invoke(struct fn *f, struct clone *c, const void *body, size_t
 			 struct fn_answer *a)
 {
 	const char *why = NULL;
+	long long t = now_us();
 	int fd = agent_connect(c->vs, FN_AGENT_PORT, FN_RESTORE_TIMEOUT_MS, &why);
+	a->connect_us = (uint32_t)(now_us() - t);
 	if (fd < 0) {
 		snprintf(a->error, sizeof(a->error), "the clone's agent: %s", why);
 		return;
@@ -587,8 +597,10 @@ static void clone_invoke(struct fn *f, struct clone *c, const void *body, size_t
 	a->restore_ms = fn_now_ms() - t0;
 	struct agent_reply rep;
 	static atomic_uint ids;
+	t = now_us();
 	int r = agent_invoke(fd, atomic_fetch_add(&ids, 1) + 1, f->c.timeout_ms, body, len, FN_ANSWER_SLACK_MS, &rep,
 			     &why);
+	a->agent_us = (uint32_t)(now_us() - t);
 	close(fd);
 	if (r < 0) {
 		snprintf(a->error, sizeof(a->error), "the clone's agent: %s", why);
@@ -679,14 +691,18 @@ static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answ
 	a->http_status = 502;
 	/* A paused clone that does not resume (it died while it waited) is
 	 * dropped, and a new one restored instead. */
+	long long t = now_us();
 	if ((a->pooled || a->reused) && fn_vmm_request(c.api, "PATCH", "/vm", "{\"state\":\"Resumed\"}",
 						       fn_now_ms() + FN_RESTORE_TIMEOUT_MS, NULL, 0) != 204) {
 		clone_destroy(&c, false);
 		a->pooled = a->reused = false;
 	}
+	a->resume_us = a->pooled || a->reused ? (uint32_t)(now_us() - t) : 0;
 	if (!a->pooled && !a->reused) {
+		t = now_us();
 		if (clone_restore(f, &c, true, a->error, sizeof(a->error)) < 0)
 			goto done;
+		a->load_us = (uint32_t)(now_us() - t);
 		pthread_mutex_lock(&lock);
 		f->restores++;
 		pthread_mutex_unlock(&lock);
@@ -701,7 +717,9 @@ static void run_clone(struct fn *f, const void *body, size_t len, struct fn_answ
 	 * lost its ember is never handed another request. */
 	if (a->http_status == 200 && f->c.reuse && clone_keep(f, &c))
 		goto done;
+	t = now_us();
 	clone_destroy(&c, failed);
+	a->destroy_us = (uint32_t)(now_us() - t);
 done:
 	a->total_ms = fn_now_ms() - t0;
 }

@@ -126,13 +126,15 @@ static void handle(int fd, const struct http_request *req)
 			return respond_error(fd, 405, "use POST /functions/{name}/invoke");
 		struct fn_answer a;
 		fn_invoke(name, req->body, req->body_len, &a);
-		char headers[320];
+		char headers[512];
 		snprintf(headers, sizeof(headers),
 			 "X-Ember-Fn-Status: %s\r\nX-Ember-Fn-Code: %d\r\nX-Ember-Fn-Handler-Us: %u\r\n"
 			 "X-Ember-Fn-Restore-Ms: %lld\r\nX-Ember-Fn-Total-Ms: %lld\r\nX-Ember-Fn-Pooled: %d\r\n"
-			 "X-Ember-Fn-Reused: %d\r\n",
+			 "X-Ember-Fn-Load-Us: %u\r\nX-Ember-Fn-Resume-Us: %u\r\nX-Ember-Fn-Connect-Us: %u\r\n"
+			 "X-Ember-Fn-Agent-Us: %u\r\nX-Ember-Fn-Destroy-Us: %u\r\nX-Ember-Fn-Reused: %d\r\n",
 			 a.agent_status ? a.agent_status : "none", a.code, a.handler_us, a.restore_ms, a.total_ms,
-			 a.pooled, a.reused);
+			 a.pooled, a.load_us, a.resume_us, a.connect_us, a.agent_us, a.destroy_us,
+			 a.reused);
 		if (a.http_status == 200)
 			respond(fd, 200, headers, "application/octet-stream", a.output, a.output_len);
 		else
