@@ -262,7 +262,7 @@ $(BUILD)/demo.json: Makefile
 	  '}' > $@
 
 BENCH_ENV := EMBER=$(BUILD)/ember JAILER=$(BUILD)/ember-jailer BUILD=$(BUILD)
-bench: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
+bench: $(USER_BINS) $(BUILD)/obj/ember-dynamic $(FN) $(OBJ)/agent-client kernel testvm rootfs
 	$(BENCH_ENV) benchmarks/span.sh 20
 	$(BENCH_ENV) benchmarks/api.sh 20
 	$(BENCH_ENV) benchmarks/boot.sh 20 3
@@ -273,13 +273,14 @@ bench: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
 	$(BENCH_ENV) benchmarks/io.sh 10
 	$(BENCH_ENV) benchmarks/jailer.sh 5
 	$(BENCH_ENV) benchmarks/static.sh 20 3
+	FN=$(FN) AGENT_CLIENT=$(OBJ)/agent-client $(BENCH_ENV) benchmarks/invoke.sh 2 3
 	benchmarks/report.sh benchmarks/results
 
 # Each benchmark once, small, into build/bench-smoke (the published
 # results stay as they are): part of make test so none can rot. Timings
 # are not checked.
 SMOKE := $(BUILD)/bench-smoke
-bench-smoke: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
+bench-smoke: $(USER_BINS) $(BUILD)/obj/ember-dynamic $(FN) $(OBJ)/agent-client kernel testvm rootfs
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	OUT=$(SMOKE)/span.md $(BENCH_ENV) benchmarks/span.sh 1
 	OUT=$(SMOKE)/api.md $(BENCH_ENV) benchmarks/api.sh 1
@@ -291,8 +292,11 @@ bench-smoke: $(USER_BINS) $(BUILD)/obj/ember-dynamic kernel testvm rootfs
 	OUT=$(SMOKE)/io.md $(BENCH_ENV) benchmarks/io.sh 1
 	OUT=$(SMOKE)/jailer.md SIZES="1 2" $(BENCH_ENV) benchmarks/jailer.sh 1
 	OUT=$(SMOKE)/static.md $(BENCH_ENV) benchmarks/static.sh 1 0
+	OUT=$(SMOKE)/invoke.md CONCURRENCY=2 MIN_SAMPLES=1 PEER_RUNS=1 FN=$(FN) AGENT_CLIENT=$(OBJ)/agent-client \
+	  $(BENCH_ENV) benchmarks/invoke.sh 1 1
 	benchmarks/report.sh $(SMOKE)
-	@for p in latest.md boot-distribution.png restore-vs-memory.png memory-overhead.png concurrent-starts.png clone-memory.png; do \
+	@for p in latest.md boot-distribution.png restore-vs-memory.png memory-overhead.png concurrent-starts.png clone-memory.png \
+	  invoke-latency.png; do \
 	  test -s $(SMOKE)/$$p || { echo "bench-smoke: $(SMOKE)/$$p was not made"; exit 1; }; done
 
 run: deps

@@ -20,6 +20,19 @@ stats() {
 		      printf "%s %s %d\n", f(m), f(p), NR }'
 }
 
+# percentiles FILE COLUMN -> "median p90 p99 n" over that column's values
+# >= 0, as stats with "auto" precision, and the 99th percentile (nearest
+# rank, as the 90th: with fewer than 100 values it is the largest).
+percentiles() {
+	awk -v c="$2" '$c >= 0 {print $c}' "$1" | sort -n | awk '
+		function f(x) { return sprintf(x >= 100 ? "%.0f" : x >= 10 ? "%.1f" : x >= 1 ? "%.2f" : "%.3f", x) }
+		function rank(q,   i) { i = int(NR * q + 0.999); return v[i > NR ? NR : i] }
+		{ v[NR] = $1 }
+		END { if (NR == 0) { print "- - - 0"; exit }
+		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		      printf "%s %s %s %d\n", f(m), f(rank(0.9)), f(rank(0.99)), NR }'
+}
+
 # Headline results, gathered by benchmarks/report.sh into latest.md: each
 # benchmark writes NAME.tsv next to its OUT, one row per metric with the
 # columns metric, unit, ember median, ember p90, peer median, peer p90,

@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 . benchmarks/lib.sh
 DIR=${1:-benchmarks/results}
 OUT=$DIR/latest.md
-ORDER="span api boot density snapshot memory clones io jailer"
+ORDER="span api boot density snapshot memory clones io jailer invoke"
 # What each benchmark measured, and its command in `make bench`.
 declare -A TITLE=(
 	[span]="benchmarks/span.sh" [api]="benchmarks/api.sh" [boot]="benchmarks/boot.sh"
 	[density]="benchmarks/density.sh" [snapshot]="benchmarks/snapshot.sh" [clones]="benchmarks/clones.sh"
 	[memory]="benchmarks/memory.sh" [io]="benchmarks/io.sh" [jailer]="benchmarks/jailer.sh"
+	[invoke]="benchmarks/invoke.sh"
 )
 
 missing=()
@@ -162,10 +163,35 @@ plot data."clones-memory.dat" using 5:xtic(sprintf("%s N=%d", strcol(1), $2)) ti
      "" using 4 title "sum of PSS", "" using 3 title "sum of RSS", "" using 6 title "KSM merged"
 GP
 
+# Invocation latency through ember-fn, every invocation as a point, sorted:
+# one line per path and handler, at N = 1 and at the largest N run.
+plot invoke-latency invoke.dat <<'GP'
+set terminal pngcairo size 1000,440 font ",10"
+set output out
+f = data."invoke.dat"
+series(n) = system(sprintf("awk '!/^#/ && $13 == 1 && $3 == %d {print $1 \"/\" $2}' %s | sort -u | tr '\\n' ' '", n, f))
+lat(s, n) = sprintf("< awk '!/^#/ && $13 == 1 && $3 == %d && $1 \"/\" $2 == \"%s\" {print $4 / 1000}' %s | sort -g | awk '{v[NR]=$1} END {for (i = 1; i <= NR; i++) print i / NR, v[i]}'", n, s, f)
+nmax = system(sprintf("awk '!/^#/ && $13 == 1 {print $3}' %s | sort -n | tail -1", f)) + 0
+set multiplot layout 1,2 title "ember-fn: invoke → answer, every invocation (sorted); path/handler"
+set xlabel "fraction of invocations"
+set ylabel "s"
+set logscale y
+set key top left
+set grid
+set xrange [0:1.05]
+set title "N = 1 at once"
+s1 = series(1)
+plot for [s in s1] lat(s, 1) with linespoints pt 7 ps 0.6 title s
+set title sprintf("N = %d at once", nmax)
+sn = series(nmax)
+plot for [s in sn] lat(s, nmax) with linespoints pt 7 ps 0.6 title s
+unset multiplot
+GP
+
 {
 	echo "Plots (\`benchmarks/report.sh\`, gnuplot):"
 	echo
-	for p in boot-distribution restore-vs-memory memory-overhead concurrent-starts clone-memory; do
+	for p in boot-distribution restore-vs-memory memory-overhead concurrent-starts clone-memory invoke-latency; do
 		[ -f "$DIR/$p.png" ] && echo "- [$p.png]($p.png)"
 	done
 	true
