@@ -172,6 +172,9 @@ f = data."invoke.dat"
 series(n) = system(sprintf("awk '!/^#/ && $13 == 1 && $3 == %d {print $1 \"/\" $2}' %s | sort -u | tr '\\n' ' '", n, f))
 lat(s, n) = sprintf("< awk '!/^#/ && $13 == 1 && $3 == %d && $1 \"/\" $2 == \"%s\" {print $4 / 1000}' %s | sort -g | awk '{v[NR]=$1} END {for (i = 1; i <= NR; i++) print i / NR, v[i]}'", n, s, f)
 nmax = system(sprintf("awk '!/^#/ && $13 == 1 {print $3}' %s | sort -n | tail -1", f)) + 0
+# One colour per path, solid for echo and dashed for the 1 MiB read, in both panels.
+colour(s) = strstrt(s, "restore/") == 1 ? 1 : strstrt(s, "pooled/") == 1 ? 2 : strstrt(s, "reuse/") == 1 ? 3 : 4
+dash(s) = strstrt(s, "/mib") ? 2 : 1
 set multiplot layout 1,2 title "ember-fn: invoke → answer, every invocation (sorted); path/handler"
 set xlabel "fraction of invocations"
 set ylabel "s"
@@ -181,10 +184,10 @@ set grid
 set xrange [0:1.05]
 set title "N = 1 at once"
 s1 = series(1)
-plot for [s in s1] lat(s, 1) with linespoints pt 7 ps 0.6 title s
+plot for [s in s1] lat(s, 1) with linespoints pt 7 ps 0.6 lc colour(s) dt dash(s) title s
 set title sprintf("N = %d at once", nmax)
 sn = series(nmax)
-plot for [s in sn] lat(s, nmax) with linespoints pt 7 ps 0.6 title s
+plot for [s in sn] lat(s, nmax) with linespoints pt 7 ps 0.6 lc colour(s) dt dash(s) title s
 unset multiplot
 GP
 
