@@ -273,7 +273,7 @@ bench: $(USER_BINS) $(BUILD)/obj/ember-dynamic $(FN) $(OBJ)/agent-client kernel 
 	$(BENCH_ENV) benchmarks/io.sh 10
 	$(BENCH_ENV) benchmarks/jailer.sh 5
 	$(BENCH_ENV) benchmarks/static.sh 20 3
-	FN=$(FN) AGENT_CLIENT=$(OBJ)/agent-client $(BENCH_ENV) benchmarks/invoke.sh 2 3
+	FN=$(FN) AGENT_CLIENT=$(OBJ)/agent-client $(BENCH_ENV) benchmarks/invoke.sh 1 2
 	benchmarks/report.sh benchmarks/results
 
 # Each benchmark once, small, into build/bench-smoke (the published
