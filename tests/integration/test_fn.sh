@@ -14,16 +14,28 @@ fn_call() {
 		${3+--data-binary "$3"} -D "$T/headers" -o "$T/body" -w '%{http_code}' > "$T/code"
 }
 
+# fn_start STATE_DIR: a fresh STATE_DIR, $T/root.ext4 a copy of the
+# rootfs, and ember-fn serving on $T/fn.sock with them (its pid in FN_PID,
+# the directory in FN_STATE). Shared by the test_fn_*.sh files.
+fn_start() {
+	FN_STATE=$1
+	rm -rf "$FN_STATE"
+	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
+	"$EMBER_FN" --api-sock "$T/fn.sock" --state-dir "$FN_STATE" --ember "$EMBER" > "$T/fn.out" 2> "$T/fn.err" &
+	FN_PID=$!
+	local i
+	for i in $(seq 50); do [ -S "$T/fn.sock" ] && return 0; sleep 0.1; done
+	fail "ember-fn never listened on $T/fn.sock: $(cat "$T/fn.err")"
+	kill "$FN_PID"
+	wait "$FN_PID" 2>/dev/null
+	return 1
+}
+
 test_fn_register_invoke_isolate_fail() {
 	need_kvm || return
 	need_file "$EMBER_FN" || return
-	local state=/tmp/efn.$$
-	rm -rf "$state"
-	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
-	"$EMBER_FN" --api-sock "$T/fn.sock" --state-dir "$state" --ember "$EMBER" > "$T/fn.out" 2> "$T/fn.err" &
-	local fn=$!
-	local i
-	for i in $(seq 50); do [ -S "$T/fn.sock" ] && break; sleep 0.1; done
+	fn_start /tmp/efn.$$ || return
+	local state=$FN_STATE fn=$FN_PID i
 
 	# Bad registrations answer 400 with a reason, and register nothing.
 	fn_call PUT /functions/up '{"kernel_image_path": "/k", "rootfs_path": "/r"}'

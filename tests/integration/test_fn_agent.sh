@@ -8,20 +8,27 @@ AGENT_CLIENT=${AGENT_CLIENT:-$(dirname "$EMBER")/agent-client}
 # The handler: the body's first line picks what it does.
 FN_AGENT_HANDLER='read -r op; case $op in upper) tr a-z A-Z;; init) cat /tmp/init-done;; fail) echo partial; exit 3;; sleep) sleep 60;; big) dd if=/dev/zero bs=1M count=7 2>/dev/null;; crash) kill -SEGV $$;; orphan) sleep 600 & echo left;; count) pidof sleep | wc -w;; esac'
 
+# agent_vm CMD: a Linux guest (a copy of the rootfs) running CMD as
+# ember.cmd, its vsock at $T/v.sock, its console in $T/vm.out; ember runs
+# in the background ($! is its pid).
+agent_vm() {
+	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
+	cat > "$T/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
+  "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"$1\""},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
+ "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.ext4", "is_root_device": true}],
+ "vsock": {"guest_cid": 3, "uds_path": "$T/v.sock"}}
+JSON
+	"$EMBER" --no-api --config-file "$T/vm.json" > "$T/vm.out" 2> "$T/vm.err" < /dev/null &
+}
+
 test_fn_agent_invocations() {
 	need_kvm || return
 	need_file "$AGENT_CLIENT" || return
-	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
 	local uds="$T/v.sock"
 	local cmd="ember-agent --init 'echo initialised > /tmp/init-done' 1024 '$FN_AGENT_HANDLER'"
-	cat > "$T/vm.json" <<JSON
-{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
-  "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"$cmd\""},
- "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
- "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.ext4", "is_root_device": true}],
- "vsock": {"guest_cid": 3, "uds_path": "$uds"}}
-JSON
-	"$EMBER" --no-api --config-file "$T/vm.json" > "$T/vm.out" 2> "$T/vm.err" < /dev/null &
+	agent_vm "$cmd"
 	local pid=$!
 	wait_out vm "ember-agent: ready" "$LINUX_TIMEOUT" || { kill $pid; wait $pid; return; }
 	invoke() { # NAME TIMEOUT_MS BODY [COUNT]
@@ -90,18 +97,10 @@ median_us() { grep -oE 'duration_us=[0-9]+' "$1" | cut -d= -f2 | sort -n | awk '
 test_fn_agent_stream() {
 	need_kvm || return
 	need_file "$AGENT_CLIENT" || return
-	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
 	local uds="$T/v.sock"
 	# The stream agent on 1024, and a per-request one on 1025.
 	local cmd="ember-agent 1025 '$FN_PROCESS_HANDLER' & exec ember-agent --stream 1024 '$FN_STREAM_HANDLER'"
-	cat > "$T/vm.json" <<JSON
-{"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
-  "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"$cmd\""},
- "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
- "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.ext4", "is_root_device": true}],
- "vsock": {"guest_cid": 3, "uds_path": "$uds"}}
-JSON
-	"$EMBER" --no-api --config-file "$T/vm.json" > "$T/vm.out" 2> "$T/vm.err" < /dev/null &
+	agent_vm "$cmd"
 	local pid=$! i
 	readies() { grep -c 'ember-agent: ready' "$T/vm.out" 2>/dev/null; }
 	for i in $(seq "$LINUX_TIMEOUT"); do

@@ -41,12 +41,8 @@ pool_expect() {
 test_fn_pool_reuse_queue_metrics() {
 	need_kvm || return
 	need_file "$EMBER_FN" || return
-	local state=/tmp/efp.$$ i
-	rm -rf "$state"
-	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
-	"$EMBER_FN" --api-sock "$T/fn.sock" --state-dir "$state" --ember "$EMBER" > "$T/fn.out" 2> "$T/fn.err" &
-	local fn=$!
-	for i in $(seq 50); do [ -S "$T/fn.sock" ] && break; sleep 0.1; done
+	fn_start /tmp/efp.$$ || return
+	local state=$FN_STATE fn=$FN_PID i
 
 	# "plain" destroys its clones (the default) and queues two past one
 	# running; "warm" keeps one clone that answered, and pools one.

@@ -17,12 +17,8 @@ test_fn_scratch_overlay_per_clone() {
 	need_kvm || return
 	need_file "$EMBER_FN" || return
 	command -v debugfs > /dev/null || { skip "no debugfs (e2fsprogs)"; return; }
-	local state=/tmp/efs.$$ i
-	rm -rf "$state"
-	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
-	"$EMBER_FN" --api-sock "$T/fn.sock" --state-dir "$state" --ember "$EMBER" > "$T/fn.out" 2> "$T/fn.err" &
-	local fn=$!
-	for i in $(seq 50); do [ -S "$T/fn.sock" ] && break; sleep 0.1; done
+	fn_start /tmp/efs.$$ || return
+	local state=$FN_STATE fn=$FN_PID i
 
 	fn_call PUT /functions/fs '{"kernel_image_path": "/k", "rootfs_path": "/r", "handler": "a", "env": {"1X": "y"}}'
 	[ "$(cat "$T/code")" = 400 ] && grep -q 'env: a name must be' "$T/body" || fail "a bad env name: $(cat "$T/code" "$T/body")"

@@ -13,58 +13,47 @@ stream_times() {
 		"total $(grep -i '^X-Ember-Fn-Total-Ms' "$T/headers" | tr -d '\r' | cut -d' ' -f2) ms"
 }
 
-# stream_call METHOD PATH [BODY]: the status in $T/code, the body in
-# $T/body, the headers in $T/headers.
-stream_call() {
-	curl -s -m "$LINUX_TIMEOUT" --unix-socket "$T/fn.sock" -X "$1" "http://localhost$2" \
-		${3+--data-binary "$3"} -D "$T/headers" -o "$T/body" -w '%{http_code}' > "$T/code"
-}
-
 test_fn_stream_clones_resume_the_template_handler() {
 	need_kvm || return
 	need_file "$EMBER_FN" || return
-	local state=/tmp/efs.$$
-	rm -rf "$state"
-	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
-	"$EMBER_FN" --api-sock "$T/fn.sock" --state-dir "$state" --ember "$EMBER" > "$T/fn.out" 2> "$T/fn.err" &
-	local fn=$! i
-	for i in $(seq 50); do [ -S "$T/fn.sock" ] && break; sleep 0.1; done
+	fn_start /tmp/eft.$$ || return
+	local state=$FN_STATE fn=$FN_PID i
 
-	stream_call PUT /functions/s '{"kernel_image_path": "/k", "rootfs_path": "/r", "handler": "cat", "handler_mode": "forked"}'
+	fn_call PUT /functions/s '{"kernel_image_path": "/k", "rootfs_path": "/r", "handler": "cat", "handler_mode": "forked"}'
 	[ "$(cat "$T/code")" = 400 ] && grep -q 'handler_mode: must be' "$T/body" ||
 		fail "a bad handler_mode: $(cat "$T/code" "$T/body")"
-	stream_call PUT /functions/s "$(jq -nc --arg k "$(realpath "$BUILD/vmlinux")" --arg r "$T/root.ext4" \
+	fn_call PUT /functions/s "$(jq -nc --arg k "$(realpath "$BUILD/vmlinux")" --arg r "$T/root.ext4" \
 		--arg h "$FN_STREAM_FN_HANDLER" '{kernel_image_path: $k, rootfs_path: $r, handler: $h, handler_mode: "stream",
 		timeout_ms: 60000}')"
 	[ "$(cat "$T/code")" = 204 ] || { fail "register: $(cat "$T/code" "$T/body")"; kill $fn; wait $fn; rm -rf "$state"; return; }
-	stream_call GET /functions/s
+	fn_call GET /functions/s
 	[ "$(jq -r .handler_mode "$T/body")" = stream ] || fail "GET: $(cat "$T/body")"
 
 	# Each invocation a new clone, each answered by the template's handler
 	# process on its first request: the same PID, counting 1.
 	local first=
 	for i in 1 2 3; do
-		stream_call POST /functions/s/invoke "hello $i"$'\n'
+		fn_call POST /functions/s/invoke "hello $i"$'\n'
 		[ "$(cat "$T/code")" = 200 ] || { fail "invoke $i: $(cat "$T/code" "$T/body")"; continue; }
 		[ -n "$first" ] || first=$(head -1 "$T/body" | cut -d: -f1)
 		[ "$(cat "$T/body")" = "$first:1"$'\n'"hello $i" ] || fail "invoke $i: $(cat "$T/body")"
 		echo "    stream invoke $i: $(stream_times)"
 	done
 	# A handler that ends: 502 saying so, not a hang.
-	stream_call POST /functions/s/invoke exit$'\n'
+	fn_call POST /functions/s/invoke exit$'\n'
 	[ "$(cat "$T/code")" = 502 ] && grep -q 'the stream handler ended (status 5)' "$T/body" &&
 		grep -qi '^X-Ember-Fn-Status: died' "$T/headers" || fail "exit: $(cat "$T/code" "$T/body" "$T/headers")"
-	stream_call POST /functions/s/invoke again$'\n'
+	fn_call POST /functions/s/invoke again$'\n'
 	[ "$(cat "$T/body")" = "$first:1"$'\n'again ] || fail "after the exit: $(cat "$T/code" "$T/body")"
-	stream_call DELETE /functions/s
+	fn_call DELETE /functions/s
 	[ "$(cat "$T/code")" = 204 ] || fail "delete: $(cat "$T/code")"
 
 	# The same answer from a process per request, for its handler time.
-	stream_call PUT /functions/p "$(jq -nc --arg k "$(realpath "$BUILD/vmlinux")" --arg r "$T/root.ext4" \
+	fn_call PUT /functions/p "$(jq -nc --arg k "$(realpath "$BUILD/vmlinux")" --arg r "$T/root.ext4" \
 		'{kernel_image_path: $k, rootfs_path: $r, handler: "read -r body; echo $$:1; echo $body", timeout_ms: 60000}')"
 	[ "$(cat "$T/code")" = 204 ] || fail "register p: $(cat "$T/code" "$T/body")"
 	for i in 1 2 3; do
-		stream_call POST /functions/p/invoke "hello $i"$'\n'
+		fn_call POST /functions/p/invoke "hello $i"$'\n'
 		grep -qx "hello $i" "$T/body" || fail "process invoke $i: $(cat "$T/code" "$T/body")"
 		echo "    process invoke $i: $(stream_times)"
 	done
