@@ -5,7 +5,6 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +25,6 @@ struct file_faults {
 	uint8_t *buf;        /* one page of the file, or zeros */
 	struct vm *vm;
 	bool failed;         /* the file could not be read: zeros until stopped */
-	atomic_ullong nserved;
 	pthread_t thread;
 };
 
@@ -74,10 +72,8 @@ static int serve(struct file_faults *f, uint64_t addr)
 		if (ioctl(f->uffd, UFFDIO_WAKE, &wake) < 0)
 			return -errno;
 	}
-	if (!again) {
+	if (!again)
 		f->served[page / 8] |= (uint8_t)(1u << (page % 8));
-		atomic_fetch_add(&f->nserved, 1);
-	}
 	return 0;
 }
 
@@ -194,11 +190,6 @@ int file_faults_start(struct file_faults **out, struct guest_mem *mem, int fd, s
 fail:
 	release(f);
 	return ret;
-}
-
-uint64_t file_faults_served(const struct file_faults *f)
-{
-	return atomic_load(&((struct file_faults *)f)->nserved);
 }
 
 void file_faults_stop(struct file_faults *f)

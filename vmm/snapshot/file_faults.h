@@ -29,12 +29,9 @@ struct file_faults;
 int file_faults_start(struct file_faults **out, struct guest_mem *mem, int fd, struct vm *vm,
 		      char *err, size_t errlen);
 
-/* 2 MiB pages served from the file so far. */
-uint64_t file_faults_served(const struct file_faults *f);
-
-/* Stop the thread, close the userfaultfd (unregistering the memory) and
- * free f. The vCPUs must be stopped: a fault raised afterwards would find
- * no handler. NULL is harmless. */
+/* Stop the thread, close the userfaultfd (unregistering the memory: a
+ * page not filled by then reads as zeros) and free f. The vCPUs and
+ * devices must be done with guest memory. NULL is harmless. */
 void file_faults_stop(struct file_faults *f);
 
 #endif
