@@ -27,10 +27,10 @@ Test(cmdline, pvm_host_adds_what_is_missing)
 	char out[128], added[64];
 	cr_assert_eq(boot_cmdline_build("console=ttyS0 rodata=on", true, out, sizeof(out), added,
 					sizeof(added)), 0);
-	cr_assert_str_eq(out, "console=ttyS0 rodata=on noxsave clearcpuid=smap");
-	cr_assert_str_eq(added, " noxsave clearcpuid=smap");
+	cr_assert_str_eq(out, "console=ttyS0 rodata=on noxsave clearcpuid=smap,erms,fsrm");
+	cr_assert_str_eq(added, " noxsave clearcpuid=smap,erms,fsrm");
 	cr_assert_eq(boot_cmdline_build("", true, out, sizeof(out), added, sizeof(added)), 0);
-	cr_assert_str_eq(out, "noxsave clearcpuid=smap rodata=off");
+	cr_assert_str_eq(out, "noxsave clearcpuid=smap,erms,fsrm rodata=off");
 }
 
 Test(cmdline, too_long_is_refused)
@@ -65,5 +65,5 @@ Test(cmdline, pvm_params_go_before_init_arguments)
 {
 	char out[128], added[64];
 	cr_assert_eq(boot_cmdline_build("console=ttyS0 -- x", true, out, sizeof(out), added, sizeof(added)), 0);
-	cr_assert_str_eq(out, "console=ttyS0 noxsave clearcpuid=smap rodata=off -- x");
+	cr_assert_str_eq(out, "console=ttyS0 noxsave clearcpuid=smap,erms,fsrm rodata=off -- x");
 }

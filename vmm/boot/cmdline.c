@@ -7,12 +7,16 @@
 /* Added on kvm_pvm hosts, where the guest runs much of its kernel through
  * the host's instruction emulator:
  *   noxsave          XSAVE/XRSTOR are beyond that emulator; use FXSAVE
- *   clearcpuid=smap  no CLAC/STAC around every user access (each would
- *                    exit to ember's emulation fallback)
+ *   clearcpuid=smap,erms,fsrm
+ *                    no CLAC/STAC around every user access (each would
+ *                    exit to ember's emulation fallback); and string
+ *                    copies and page clears by 8-byte rep movsq/stosq,
+ *                    not byte by byte: the emulator's cost is per
+ *                    iteration
  *   rodata=off       skip write-protecting and freeing the kernel image
  *                    gaps: seconds of emulated page-table work at boot (a
  *                    hardening trade-off, made on such hosts only) */
-static const char *const pvm_params[] = { "noxsave", "clearcpuid=smap", "rodata=off", NULL };
+static const char *const pvm_params[] = { "noxsave", "clearcpuid=smap,erms,fsrm", "rodata=off", NULL };
 
 bool boot_cmdline_has(const char *cmdline, const char *param)
 {
