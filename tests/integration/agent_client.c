@@ -69,7 +69,9 @@ int main(int argc, char **argv)
 	}
 	int count = n == 5 ? atoi(a[4]) : 1;
 	for (int i = 0; i < count; i++) {
-		if (agent_invoke(fd, (uint32_t)i + 1, (uint32_t)atoi(a[3]), body, len, 10000, &reply, &error) < 0) {
+		/* The answer may follow the handler's timeout by a minute: a
+		 * loaded host stalls the guest that kills the handler. */
+		if (agent_invoke(fd, (uint32_t)i + 1, (uint32_t)atoi(a[3]), body, len, 60000, &reply, &error) < 0) {
 			fprintf(stderr, "agent-client: %s\n", error);
 			return 1;
 		}

@@ -1,16 +1,13 @@
 # Helpers for the integration tests (sourced by run.sh).
 
-PASSED=0
-FAILED=0
-SKIPPED=0
-FAILED_NAMES=()
-TMP_ROOT=$(mktemp -d /tmp/ember-it.XXXXXX)
-trap 'rm -rf "$TMP_ROOT"' EXIT
-
-# Each test gets a fresh directory in $T, and reports through these.
+# run.sh makes $EMBER_IT_ROOT and removes it at the end; each test gets a
+# fresh directory in it, $T, and reports through these.
+TMP_ROOT=$EMBER_IT_ROOT
 fail() { echo "    $*" >&2; TEST_RESULT=fail; }
 skip() { TEST_SKIP_REASON="$*"; TEST_RESULT=skip; }
 
+# run_test NAME: run the test, print its line (and on failure the tail of
+# each output it left), and add "RESULT NAME SECONDS" to the results.
 run_test() {
 	local name=$1
 	T="$TMP_ROOT/$name"
@@ -21,24 +18,21 @@ run_test() {
 	"$name"
 	local took=$((SECONDS - start))
 	case $TEST_RESULT in
-	pass) PASSED=$((PASSED + 1)); echo "PASS    $name (${took}s)" ;;
-	skip) SKIPPED=$((SKIPPED + 1)); echo "SKIPPED $name: $TEST_SKIP_REASON  <<<<<<<<<< NOT RUN" ;;
-	*) FAILED=$((FAILED + 1)); FAILED_NAMES+=("$name"); echo "FAIL    $name (${took}s)"
+	pass) echo "PASS    $name (${took}s)"; echo "PASS $name $took" >> "$TMP_ROOT/results" ;;
+	skip) echo "SKIPPED $name: $TEST_SKIP_REASON  <<<<<<<<<< NOT RUN"; echo "SKIPPED $name $took" >> "$TMP_ROOT/results" ;;
+	*) echo "FAIL    $name (${took}s)"; echo "FAIL $name $took" >> "$TMP_ROOT/results"
 	   for f in "$T"/*.out "$T"/*.err; do
 		   [ -f "$f" ] && { echo "    --- $f (last 30 lines)"; tail -n 30 "$f" | sed 's/^/    | /'; }
 	   done ;;
 	esac
 }
 
-summary() {
-	echo
-	echo "integration: $PASSED passed, $FAILED failed, $SKIPPED skipped"
-	[ "$FAILED" -gt 0 ] && echo "failed: ${FAILED_NAMES[*]}"
-	if [ "$SKIPPED" -gt 0 ]; then
-		echo "WARNING: $SKIPPED test(s) SKIPPED; they did not pass."
-		[ "${EMBER_REQUIRE_KVM:-0}" = 1 ] && { echo "EMBER_REQUIRE_KVM=1: skipping is a failure"; exit 1; }
-	fi
-	[ "$FAILED" -eq 0 ]
+# exclusive WHAT: from here to the end of the test, no other test that
+# says the same WHAT runs (for what the whole host shares: KSM's
+# counters, the huge page pool). The lock goes when the test's process ends.
+exclusive() {
+	exec {EXCLUSIVE_FD}> "$TMP_ROOT/lock.$1"
+	flock "$EXCLUSIVE_FD"
 }
 
 need_kvm() {

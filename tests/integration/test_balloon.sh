@@ -184,8 +184,10 @@ meminfo_after() {
 	return 1
 }
 
-# A Linux guest of 256 MiB touches most of its memory (so it is resident
-# in ember), then the balloon is inflated by 64 MiB: ember's RSS falls by
+# A Linux guest of 128 MiB touches all but 16 MiB of its free memory (so
+# it is resident in ember; a fresh page costs this host's guests seconds
+# per MiB, so no more than that), then the balloon is inflated by 64 MiB:
+# ember's RSS falls by
 # 48..80 MiB (the guest may hand over a few pages it never touched, and
 # ember's own memory moves a little), the guest's MemTotal by 64 MiB
 # (within 4 MiB: deflate_on_oom is off, so the driver takes the pages out
@@ -199,8 +201,8 @@ test_balloon_linux_inflate_gives_memory_back() {
 	cat > "$T/balloon.sh" <<'SH'
 free=$(awk '/^MemFree:/ {print int($2 / 1024)}' /proc/meminfo)
 # busybox dd allocates bs bytes and reading /dev/zero writes every page.
-dd if=/dev/zero of=/dev/null bs=$((free - 48))M count=1 2>/dev/null
-echo balloon-touched $((free - 48))
+dd if=/dev/zero of=/dev/null bs=$((free - 16))M count=1 2>/dev/null
+echo balloon-touched $((free - 16))
 while true; do
 	echo meminfo $(awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t, a}' /proc/meminfo)
 	sleep 1
@@ -210,7 +212,7 @@ SH
 	cat > "$T/vm.json" <<JSON
 {"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
   "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"sh /balloon.sh\""},
- "machine-config": {"vcpu_count": 1, "mem_size_mib": 256},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
  "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.img", "is_root_device": true, "is_read_only": true}],
  "balloon": {"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}}
 JSON
@@ -241,8 +243,14 @@ JSON
 	# Deflate: the guest gets its memory back.
 	expect_api 204 PATCH /balloon '{"amount_mib": 0}'
 	wait_actual 0 300 || { stop_api; return; }
-	lines=$(wc -l < "$T/bl.out")
-	after=$(meminfo_after "$lines") || { stop_api; return; }
+	# The guest's meminfo line can lag its console by one period on a
+	# loaded host (seen 1 MiB short): up to 20 new lines for the total.
+	local n
+	for n in $(seq 20); do
+		lines=$(wc -l < "$T/bl.out")
+		after=$(meminfo_after "$lines") || { stop_api; return; }
+		[ "${after% *}" = "$t0" ] && break
+	done
 	[ "${after% *}" = "$t0" ] || fail "after deflating MemTotal is ${after% *} KiB, expected $t0"
 	stop_api
 }
@@ -278,9 +286,9 @@ test_balloon_testvm_snapshot_restore() {
 # hwm_kib PID: VmHWM (the peak RSS) of the process, in KiB.
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
-# Free page reporting: a guest process touches 150 MiB and exits; the
+# Free page reporting: a guest process touches 96 MiB and exits; the
 # guest reports the freed blocks and ember gives them back, so its RSS
-# falls at least 100 MiB below its peak (VmHWM) within a generous timeout.
+# falls at least 64 MiB below its peak (VmHWM) within a generous timeout.
 # Without reporting the touched pages stay resident.
 test_balloon_linux_free_page_reporting() {
 	need_kvm || return
@@ -288,7 +296,7 @@ test_balloon_linux_free_page_reporting() {
 	need_file "$BUILD/rootfs.ext4" || return
 	cp "$BUILD/rootfs.ext4" "$T/root.img"
 	cat > "$T/report.sh" <<'SH'
-dd if=/dev/zero of=/dev/null bs=150M count=1 2>/dev/null
+dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
 echo report-touched
 while true; do sleep 1; done
 SH
@@ -305,11 +313,11 @@ JSON
 	local i gap=0
 	for i in $(seq 240); do
 		gap=$((($(hwm_kib "$API_PID") - $(rss_kib "$API_PID")) / 1024))
-		[ "$gap" -ge 100 ] && break
+		[ "$gap" -ge 64 ] && break
 		sleep 0.5
 	done
 	echo "    RSS $(($(rss_kib "$API_PID") / 1024)) MiB, peak $(($(hwm_kib "$API_PID") / 1024)) MiB" >&2
-	[ "$gap" -ge 100 ] || fail "ember's RSS is only $gap MiB below its peak, expected at least 100"
+	[ "$gap" -ge 64 ] || fail "ember's RSS is only $gap MiB below its peak, expected at least 64"
 	stop_api
 }
 

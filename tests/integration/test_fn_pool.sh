@@ -6,7 +6,7 @@ LINUX_TIMEOUT=${LINUX_TIMEOUT:-900}
 EMBER_FN=${EMBER_FN:-$BUILD/ember-fn}
 
 # The body's first line picks what the handler does.
-POOL_HANDLER='read -r op; case $op in up) tr a-z A-Z;; w) echo mark > /tmp/mark; cat /tmp/mark;; r) cat /tmp/mark 2>/dev/null || echo none;; nap) sleep 8; echo napped;; long) sleep 20; echo long;; sleep) sleep 60;; esac'
+POOL_HANDLER='read -r op; case $op in up) tr a-z A-Z;; w) echo mark > /tmp/mark; cat /tmp/mark;; r) cat /tmp/mark 2>/dev/null || echo none;; nap) sleep 8; echo napped;; long) sleep 20; echo long;; sleep) sleep 100000;; esac'
 
 # pool_call NAME METHOD PATH [BODY]: curl to ember-fn's socket; the
 # status in $T/NAME.code, the body in $T/NAME.body, the headers in
@@ -51,7 +51,7 @@ test_fn_pool_reuse_queue_metrics() {
 		'{kernel_image_path: $k, rootfs_path: $r, handler: $h}')
 	pool_call plain PUT /functions/plain "$(jq -c '. + {timeout_ms: 60000, max_concurrency: 1, max_queued: 2}' <<< "$base")" &
 	local plain_put=$!
-	pool_call warm PUT /functions/warm "$(jq -c '. + {timeout_ms: 15000, clone_policy: "reuse", max_warm: 1, pool_size: 1}' <<< "$base")"
+	pool_call warm PUT /functions/warm "$(jq -c '. + {timeout_ms: 45000, clone_policy: "reuse", max_warm: 1, pool_size: 1}' <<< "$base")"
 	wait $plain_put
 	[ "$(cat "$T/plain.code")" = 204 ] && [ "$(cat "$T/warm.code")" = 204 ] ||
 		{ fail "register: plain $(cat "$T/plain.code" "$T/plain.body"), warm $(cat "$T/warm.code" "$T/warm.body")"; kill $fn; wait $fn; rm -rf "$state"; return; }

@@ -177,11 +177,11 @@ hp_guest_after() {
 # memhp_default_state=online_movable, which Linux needs to take the
 # memory out again): PATCH requested_size_mib 256 and the guest's driver
 # plugs it all, the guest's MemTotal grows by 256 MiB (within 4 MiB) and
-# two 128 MiB memory blocks come online; a guest process touches 96 MiB
+# two 128 MiB memory blocks come online; a guest process touches 64 MiB
 # (user pages come from the plugged, movable memory first; a page fault
 # costs this KVM so much that more would take minutes); PATCH 0 and the
 # driver unplugs it all, the guest's MemTotal and blocks are as at boot,
-# GET follows, and ember's RSS falls by at least 64 MiB (of the 96 MiB
+# GET follows, and ember's RSS falls by at least 40 MiB (of the 64 MiB
 # touched: slack for the guest's own pages that moved in or out).
 test_hotplug_memory_linux_grow_and_shrink() {
 	need_kvm || return
@@ -205,7 +205,7 @@ while true; do
 	if [ "$touched" = 0 ] && [ "$online" -ge 3 ]; then
 		# busybox dd allocates bs bytes and reading /dev/zero writes every
 		# page; user pages come from the movable zone (the plugged memory).
-		dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
+		dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null
 		echo hp-touched
 		touched=1
 	fi
@@ -229,7 +229,10 @@ JSON
 	lines=$(wc -l < "$T/hl.out")
 	expect_api 204 PATCH /hotplug/memory '{"requested_size_mib": 256}'
 	hp_wait_plugged 256 300 || { stop_api; return; }
-	grown=$(hp_guest_after "$lines" '$3 >= 3') || { fail "the guest never had 3 blocks online"; stop_api; return; }
+	# (As below: a line can catch the last block online before MemTotal
+	# grew, so wait for a line with both.)
+	grown=$(hp_guest_after "$lines" "\$3 >= 3 && \$2 - ${boot% *} >= 252 * 1024") ||
+		{ fail "the guest never had 3 blocks online and 252 MiB more: $(tail -n 3 "$T/hl.out" | tr -d '\r')"; stop_api; return; }
 	wait_out hl 'hp-touched' 600 || { stop_api; return; }
 	sleep 2
 	rss1=$(hp_rss_kib "$API_PID")
@@ -251,7 +254,7 @@ JSON
 	[ "${grown#* }" = 3 ] || fail "online memory blocks after plugging: ${grown#* }, expected 3"
 	[ "$t2" = "$t0" ] || fail "MemTotal after unplugging is $t2 KiB, at boot $t0"
 	local drop=$(((rss1 - rss2) / 1024))
-	[ "$drop" -ge 64 ] || fail "ember's RSS fell by $drop MiB after unplugging, expected at least 64"
+	[ "$drop" -ge 40 ] || fail "ember's RSS fell by $drop MiB after unplugging, expected at least 40"
 	expect_api 200 GET /hotplug/memory
 	[ "$(hp_get requested_size_mib)" = 0 ] || fail "requested after PATCH 0: $(cat "$T/resp")"
 	stop_api

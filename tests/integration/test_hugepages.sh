@@ -11,6 +11,7 @@ HUGE_FREE=/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages
 # huge_reserve N: N more free 2 MiB pages in the pool (HUGE_OLD keeps the
 # old nr_hugepages for huge_release), or skip (status 1) if the host cannot.
 huge_reserve() {
+	exclusive hugepages
 	HUGE_OLD=
 	if [ ! -w /proc/sys/vm/nr_hugepages ] || [ ! -r "$HUGE_FREE" ]; then
 		skip "cannot reserve 2 MiB huge pages here (/proc/sys/vm/nr_hugepages not writable)"
@@ -146,6 +147,7 @@ test_hugepages_2m_boot_snapshot_restore() {
 }
 
 test_hugepages_2m_pool_too_small() {
+	exclusive hugepages
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	[ -r "$HUGE_FREE" ] || { skip "no 2 MiB huge page pool on this host"; return; }

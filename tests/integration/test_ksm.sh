@@ -31,6 +31,7 @@ ksm_pause() {
 }
 
 test_ksm_guest_memory_is_mergeable() {
+	exclusive ksm
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	ksm_boot on ', "ember_ksm": true' || return
@@ -56,6 +57,7 @@ test_ksm_guest_memory_is_mergeable() {
 }
 
 test_ksm_api_values() {
+	exclusive ksm
 	start_api vm || return
 	expect_api 400 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64, "ember_ksm": "yes"}'
 	grep -qF 'expected a boolean' "$T/resp" || fail "a string for ember_ksm: $(cat "$T/resp")"
@@ -74,6 +76,7 @@ test_ksm_api_values() {
 # Merging itself: KSM's scanner runs host-wide, so the test turns it on
 # (fast) and puts every setting back.
 test_ksm_clones_merge_only_when_asked() {
+	exclusive ksm
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	local k=/sys/kernel/mm/ksm
@@ -162,6 +165,7 @@ ksm_scans() {
 # counter rises by less than one clone's pattern: other processes on the
 # host may use KSM meanwhile).
 test_ksm_restored_clones_share_pages() {
+	exclusive ksm
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	need_file "$UFFD" || return

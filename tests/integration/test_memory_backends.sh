@@ -161,6 +161,7 @@ test_memory_backend_file() {
 # 2 MiB pages in a memfd (MFD_HUGETLB): boots, and the pool's pages are
 # what the guest uses; a restore into it.
 test_memory_backend_memfd_2m() {
+	exclusive hugepages
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	local free=/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages
@@ -216,7 +217,8 @@ test_memory_backend_numa_bind() {
 	stop_api
 }
 
-# A Linux guest in a memfd touches most of its 256 MiB; inflating the
+# A Linux guest in a memfd of 128 MiB touches all but 16 MiB of its free
+# memory (fresh pages are slow in this host's guests); inflating the
 # balloon by 64 MiB must free that memory in the memfd itself (its
 # allocated blocks fall by 48..80 MiB; MADV_DONTNEED would only unmap
 # the pages and leave them allocated there), and RssShmem falls too.
@@ -227,15 +229,15 @@ test_memory_backend_memfd_balloon_frees() {
 	cp "$BUILD/rootfs.ext4" "$T/root.img"
 	cat > "$T/touch.sh" <<'SH'
 free=$(awk '/^MemFree:/ {print int($2 / 1024)}' /proc/meminfo)
-dd if=/dev/zero of=/dev/null bs=$((free - 48))M count=1 2>/dev/null
-echo memfd-touched $((free - 48))
+dd if=/dev/zero of=/dev/null bs=$((free - 16))M count=1 2>/dev/null
+echo memfd-touched $((free - 16))
 while true; do sleep 1; done
 SH
 	debugfs -w -R "write $T/touch.sh /touch.sh" "$T/root.img" > /dev/null 2>&1
 	cat > "$T/vm.json" <<JSON
 {"boot-source": {"kernel_image_path": "$(realpath "$BUILD/vmlinux")",
   "boot_args": "console=ttyS0 reboot=k panic=1 quiet ember.cmd=\"sh /touch.sh\""},
- "machine-config": {"vcpu_count": 1, "mem_size_mib": 256, "ember_mem_backend": "memfd"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "ember_mem_backend": "memfd"},
  "drives": [{"drive_id": "rootfs", "path_on_host": "$T/root.img", "is_root_device": true, "is_read_only": true}],
  "balloon": {"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}}
 JSON

@@ -8,10 +8,19 @@ ip addr add 10.0.0.2/24 dev eth0
 ip link set eth0 up
 ip route add $M dev eth0
 
-# token TTL: a V2 session token (the response's body, its last line)
+# token TTL: a V2 session token (the response's body, its last line).
+# nc gives up on a connect after 10 s, which a guest slowed by a busy
+# host can need for its first one (ARP, then SYN); up to 6 tries, each
+# retry named on the console.
 token() {
-	printf 'PUT /latest/api/token HTTP/1.1\r\nHost: %s\r\nX-metadata-token-ttl-seconds: %s\r\n\r\n' $M "$1" |
-		nc -w 5 $M 80 | tail -n 1
+	local i=0 t=
+	while [ $i -lt 6 ] && [ -z "$t" ]; do
+		[ $i -eq 0 ] || echo "mmds: token retry $i" >&2
+		t=$(printf 'PUT /latest/api/token HTTP/1.1\r\nHost: %s\r\nX-metadata-token-ttl-seconds: %s\r\n\r\n' $M "$1" |
+			nc -w 10 $M 80 | tail -n 1)
+		i=$((i + 1))
+	done
+	echo "$t"
 }
 # get TOKEN PATH [HEADER]: the body, or wget's error on stderr
 get() {
