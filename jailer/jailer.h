@@ -57,6 +57,11 @@ struct jail {
 	int cgroup_version;
 	bool daemonize, new_pid_ns, cleanup;
 	long long rlimit_fsize, rlimit_nofile; /* -1: not set */
+	/* The parent-death signal the jailer was started with (0: none) and
+	 * its parent then: uid and fsuid changes clear the signal, so it is
+	 * read at the start and set again after the switch. */
+	int pdeath_signal;
+	pid_t parent;
 	struct cgroup_setting cgroups[JAIL_MAX_CGROUP_SETTINGS];
 	int ncgroups;
 	char **exec_args; /* after "--" */

@@ -416,6 +416,11 @@ static int drop_privileges(struct jail *j)
 		return jail_report("clearing ambient capabilities: %s", strerror(errno));
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return jail_report("no_new_privs: %s", strerror(errno));
+	/* A supervisor's "my VMMs die with me" (ember-fn's) outlives the
+	 * switch; a parent already gone by now stops the start. */
+	if (j->pdeath_signal &&
+	    (prctl(PR_SET_PDEATHSIG, j->pdeath_signal, 0, 0, 0) < 0 || getppid() != j->parent))
+		return jail_report("the parent-death signal %d could not be kept (or the parent exited)", j->pdeath_signal);
 	return 0;
 }
 
@@ -503,6 +508,7 @@ static void fork_and_wait(struct jail *j)
 	if (pid == 0) {
 		close(pfd[0]);
 		report_fd = pfd[1];
+		j->pdeath_signal = 0; /* fork cleared it; the VMM outlives the jailer here */
 		if (leader && setsid() < 0) {
 			jail_report("setsid: %s", strerror(errno));
 			undo_and_exit(j);
@@ -597,6 +603,9 @@ int main(int argc, char **argv)
 	static struct jail j = { .base_dir = DEFAULT_BASE_DIR, .cgroup_version = 1, .rlimit_fsize = -1,
 				 .rlimit_nofile = -1, .exec_fd = -1, .netns_fd = -1, .base_fd = -1,
 				 .exec_dir_fd = -1, .jail_fd = -1, .root_fd = -1 };
+	j.parent = getppid();
+	if (prctl(PR_GET_PDEATHSIG, &j.pdeath_signal, 0, 0, 0) < 0)
+		j.pdeath_signal = 0;
 	if (parse_args(argc, argv, &j))
 		return 1;
 	clearenv();

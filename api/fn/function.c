@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -26,8 +28,10 @@
 #define FN_AGENT_PORT 1024
 #define FN_LATENCIES 1024
 /* How long a clone's ember gets to come up, restore and let the agent
- * answer CONNECT (the restore itself takes milliseconds). */
-#define FN_RESTORE_TIMEOUT_MS 10000
+ * answer CONNECT (the restore itself takes milliseconds, but a resumed
+ * guest on a loaded software-virtualized host can take seconds to run
+ * its agent). */
+#define FN_RESTORE_TIMEOUT_MS 30000
 /* An answer may follow the handler's timeout by this much. */
 #define FN_ANSWER_SLACK_MS 5000
 /* The scratch drive: the function's definition and the overlay's upper
@@ -35,14 +39,29 @@
  * opens it in its own working directory (see clone_restore). */
 #define FN_SCRATCH "scratch.ext4"
 #define FN_SCRATCH_MIB 64
+/* A jailed function's copy of its root image, in its directory and (by
+ * hard link, as the template's memory and state) in each clone's jail. */
+#define FN_ROOTFS "rootfs.ext4"
+/* Inside each jail: ember's API socket (ember-jailer makes run/) and the
+ * vsock's Unix socket. */
+#define FN_JAIL_API "/run/api"
+#define FN_JAIL_VSOCK "/v"
+/* network: the guest's interface, and its MAC (the same in every clone,
+ * each behind its own tap). */
+#define FN_IFACE "eth0"
+#define FN_GUEST_MAC "06:00:ac:10:00:02"
 
 enum fn_state { FN_BUILDING, FN_READY, FN_DELETING };
 
 /* One clone: an ember restored from its function's template. */
 struct clone {
 	pid_t pid;
-	char dir[FN_STATE_DIR_MAX + FN_NAME_MAX + 20];
+	bool jailed;
+	char id[32]; /* ember-jailer's --id */
+	char dir[PATH_MAX]; /* where its ember runs: its jail's root when jailed */
 	char api[PATH_MAX], vs[PATH_MAX], log[PATH_MAX];
+	char tap[IFNAMSIZ];  /* its tap, or "" */
+	char tap_rec[PATH_MAX]; /* the file naming it, for fn_sweep */
 };
 
 
@@ -73,12 +92,12 @@ struct fn {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fn *functions;
-static char state_dir[FN_STATE_DIR_MAX + 1], ember_path[PATH_MAX];
+static char state_dir[FN_STATE_DIR_MAX + 1], ember_path[PATH_MAX], jailer_path[PATH_MAX];
 static atomic_uint clone_seq;
 /* The counts of deleted functions, for GET /metrics's total. */
 static unsigned long long gone_invocations, gone_failures, gone_timeouts, gone_refused, gone_restores, gone_reuses;
 
-int fn_setup(const char *dir, const char *ember)
+int fn_setup(const char *dir, const char *ember, const char *jailer)
 {
 	if (strlen(dir) > FN_STATE_DIR_MAX)
 		return -1;
@@ -86,6 +105,9 @@ int fn_setup(const char *dir, const char *ember)
 	/* Absolute: the VMMs start in directories of their own. */
 	if (!realpath(ember, ember_path))
 		snprintf(ember_path, sizeof(ember_path), "%s", ember);
+	jailer_path[0] = 0;
+	if (jailer && !realpath(jailer, jailer_path))
+		snprintf(jailer_path, sizeof(jailer_path), "%s", jailer);
 	return 0;
 }
 
@@ -165,12 +187,77 @@ static int get_env(const cJSON *o, struct fn_config *c, char *err, size_t ecap)
 	return 0;
 }
 
+/* Every key of object o is one of keys (NULL-terminated): 0, or -1
+ * with the first other one named (after prefix) in err. */
+static int known_keys(const cJSON *o, const char *const *keys, const char *prefix, char *err, size_t ecap)
+{
+	for (const cJSON *it = o->child; it; it = it->next) {
+		size_t i = 0;
+		while (keys[i] && strcmp(keys[i], it->string) != 0)
+			i++;
+		if (!keys[i])
+			return errf(err, ecap, "unknown field: %s%s", prefix, it->string);
+	}
+	return 0;
+}
+
+/* jail: {"uid", "gid" (both required), "cgroup_version" (1 or 2, as
+ * ember-jailer's default 1), "cgroups": {"FILE": "VALUE", ...}}. The
+ * names and values are checked for form here; ember-jailer checks that
+ * the host has them when the function's first clone is jailed. */
+static int get_jail(const cJSON *o, struct fn_jail *j, char *err, size_t ecap)
+{
+	static const char *const keys[] = { "uid", "gid", "cgroup_version", "cgroups", NULL };
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "jail");
+	*j = (struct fn_jail){ .cgroup_version = 1 };
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsObject(v))
+		return errf(err, ecap, "jail: must be an object");
+	if (known_keys(v, keys, "jail.", err, ecap))
+		return -1;
+	for (size_t i = 0; i < 2; i++) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, keys[i]);
+		if (!id || cJSON_IsNull(id))
+			return errf(err, ecap, "jail.%s: missing", keys[i]);
+	}
+	char why[256];
+	if (get_uint(v, "uid", &j->uid, 0, 0xfffffffeU, why, sizeof(why)) ||
+	    get_uint(v, "gid", &j->gid, 0, 0xfffffffeU, why, sizeof(why)) ||
+	    get_uint(v, "cgroup_version", &j->cgroup_version, 1, 2, why, sizeof(why)))
+		return errf(err, ecap, "jail.%s", why);
+	const cJSON *cg = cJSON_GetObjectItemCaseSensitive(v, "cgroups");
+	if (cg && !cJSON_IsNull(cg) && !cJSON_IsObject(cg))
+		return errf(err, ecap, "jail.cgroups: must be an object of strings");
+	for (const cJSON *it = cg && cJSON_IsObject(cg) ? cg->child : NULL; it; it = it->next) {
+		const char *k = it->string, *dot = strchr(k, '.');
+		size_t klen = strlen(k);
+		if (klen > 64 || !dot || dot == k || !dot[1] ||
+		    strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_.") != klen)
+			return errf(err, ecap, "jail.cgroups: a name must be a cgroup file such as memory.max "
+					      "(at most 64 of a-z 0-9 _ .)");
+		if (!cJSON_IsString(it))
+			return errf(err, ecap, "jail.cgroups.%s: must be a string", k);
+		const char *val = it->valuestring;
+		size_t vlen = strlen(val), printable = 0;
+		while (printable < vlen && val[printable] >= 0x20 && val[printable] < 0x7f)
+			printable++;
+		if (vlen == 0 || vlen > 80 || printable != vlen)
+			return errf(err, ecap, "jail.cgroups.%s: must be 1 to 80 printable characters", k);
+		if (j->ncgroups == FN_CGROUPS_MAX)
+			return errf(err, ecap, "jail.cgroups: more than %d", FN_CGROUPS_MAX);
+		snprintf(j->cgroups[j->ncgroups++], FN_CGROUP_MAX, "%s=%s", k, val);
+	}
+	j->on = true;
+	return 0;
+}
+
 int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err, size_t cap)
 {
 	static const char *const keys[] = { "kernel_image_path", "rootfs_path", "handler", "init", "vcpu_count",
 					    "mem_size_mib", "timeout_ms", "max_concurrency", "max_queued",
 					    "boot_timeout_s", "pool_size", "env", "handler_mode",
-					    "clone_policy", "max_warm", NULL };
+					    "clone_policy", "max_warm", "jail", "network", NULL };
 	*c = (struct fn_config){ .vcpus = 1, .mem_mib = 128, .timeout_ms = 30000, .max_concurrency = 4,
 				 .boot_timeout_s = 600 };
 	cJSON *o = cJSON_ParseWithLength(json, len);
@@ -180,15 +267,8 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 		errf(err, cap, "the body must be a JSON object");
 		goto out;
 	}
-	for (const cJSON *it = o->child; it; it = it->next) {
-		size_t i = 0;
-		while (keys[i] && strcmp(keys[i], it->string) != 0)
-			i++;
-		if (!keys[i]) {
-			errf(err, cap, "unknown field: %s", it->string);
-			goto out;
-		}
-	}
+	if (known_keys(o, keys, "", err, cap))
+		goto out;
 	if (get_str(o, "kernel_image_path", c->kernel, sizeof(c->kernel), 1, err, cap) ||
 	    get_str(o, "rootfs_path", c->rootfs, sizeof(c->rootfs), 1, err, cap) ||
 	    get_str(o, "handler", c->handler, sizeof(c->handler), 1, err, cap) ||
@@ -199,8 +279,15 @@ int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err
 	    get_uint(o, "max_concurrency", &c->max_concurrency, 1, 1024, err, cap) ||
 	    get_uint(o, "max_queued", &c->max_queued, 0, 65536, err, cap) ||
 	    get_uint(o, "boot_timeout_s", &c->boot_timeout_s, 1, 3600, err, cap) ||
-	    get_uint(o, "pool_size", &c->pool_size, 0, FN_POOL_MAX, err, cap) || get_env(o, c, err, cap))
+	    get_uint(o, "pool_size", &c->pool_size, 0, FN_POOL_MAX, err, cap) || get_env(o, c, err, cap) ||
+	    get_jail(o, &c->jail, err, cap))
 		goto out;
+	const cJSON *net = cJSON_GetObjectItemCaseSensitive(o, "network");
+	if (net && !cJSON_IsNull(net) && !cJSON_IsBool(net)) {
+		errf(err, cap, "network: must be true or false");
+		goto out;
+	}
+	c->network = cJSON_IsTrue(net);
 	const cJSON *policy = cJSON_GetObjectItemCaseSensitive(o, "clone_policy");
 	c->reuse = cJSON_IsString(policy) && strcmp(policy->valuestring, "reuse") == 0;
 	if (policy && !cJSON_IsNull(policy) && !c->reuse &&
@@ -247,9 +334,37 @@ static void unlink_from_list(struct fn *f)
 		}
 }
 
+/* out (PATH_MAX bytes) = the formatted path; never cut (as path's). */
+__attribute__((format(printf, 2, 3))) static void pathf(char *out, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(out, PATH_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= PATH_MAX)
+		abort();
+}
+
 static void path(char *out, const char *dir, const char *file)
 {
-	snprintf(out, PATH_MAX, "%s/%s", dir, file);
+	/* Never cut: the paths under a function's directory are bounded at
+	 * its registration (fn_create). */
+	if (snprintf(out, PATH_MAX, "%s/%s", dir, file) >= PATH_MAX)
+		abort();
+}
+
+/* Where ember-jailer puts a clone's jail: <base>/<exec-name>/<id>/root,
+ * with <exec-name> the name of ember's binary. */
+static const char *exec_name(void)
+{
+	const char *slash = strrchr(ember_path, '/');
+	return slash ? slash + 1 : ember_path;
+}
+
+/* ember-jailer's --chroot-base-dir for f's clones. */
+static void jail_base(const char *fn_dir, char *out)
+{
+	path(out, fn_dir, "jail");
 }
 
 /* Whether the file at path holds text (the VMM's console log). */
@@ -387,6 +502,58 @@ fail:
 	return -1;
 }
 
+/* A tap for a clone or the template: named by the kernel (efnN: unique
+ * on the host), persistent until tap_remove, and, for a jailed ember
+ * (uid != 0), owned by uid:gid so that it attaches without CAP_NET_ADMIN.
+ * Its name is recorded in the file rec, so that fn_sweep can remove a tap
+ * a killed ember-fn left. 0, or -1 with err set. */
+static int tap_make(char name[IFNAMSIZ], uid_t uid, gid_t gid, const char *rec, char *err, size_t cap)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "efn%%d");
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	bool ok = fd >= 0 && ioctl(fd, TUNSETIFF, &ifr) == 0 &&
+		  (uid == 0 || (ioctl(fd, TUNSETOWNER, (unsigned long)uid) == 0 &&
+				ioctl(fd, TUNSETGROUP, (unsigned long)gid) == 0)) &&
+		  ioctl(fd, TUNSETPERSIST, 1UL) == 0;
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
+		return errf(err, cap, "cannot make a tap: %s", strerror(e));
+	memcpy(name, ifr.ifr_name, IFNAMSIZ);
+	name[IFNAMSIZ - 1] = 0;
+	if (write_file(rec, name, strlen(name)) < 0) {
+		errf(err, cap, "cannot write %s", rec);
+		return -1;
+	}
+	return 0;
+}
+
+/* Remove the persistent tap name (nobody attached any more) and its
+ * record rec. */
+static void tap_remove(const char *name, const char *rec)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	int fd = name[0] ? open("/dev/net/tun", O_RDWR | O_CLOEXEC) : -1;
+	if (fd >= 0 && ioctl(fd, TUNSETIFF, &ifr) == 0)
+		ioctl(fd, TUNSETPERSIST, 0UL);
+	if (fd >= 0)
+		close(fd);
+	unlink(rec);
+}
+
+/* The files every jailed clone shares (the template's memory and state,
+ * the root image): root's, readable by the jail's group only. The jailed
+ * ember can neither write them nor change who may (it does not own them). */
+static int share_readonly(const char *p, gid_t gid, char *err, size_t cap)
+{
+	if (chown(p, 0, gid) < 0 || chmod(p, 0440) < 0)
+		return errf(err, cap, "cannot give %s to gid %u: %s", p, (unsigned)gid, strerror(errno));
+	return 0;
+}
+
 /* The template: boot, wait for the agent to be ready, pause, snapshot. */
 static int build_template(struct fn *f, char *err, size_t cap)
 {
@@ -402,6 +569,18 @@ static int build_template(struct fn *f, char *err, size_t cap)
 	path(img, f->dir, FN_SCRATCH);
 	if (scratch_make(f, img, log, err, cap) < 0)
 		return -1;
+	/* A jailed clone sees nothing outside its jail, so the template names
+	 * its root image by a relative path as well: a copy in the function's
+	 * directory, linked into each jail. */
+	const char *rootfs = f->c.rootfs;
+	if (f->c.jail.on) {
+		char copy[PATH_MAX];
+		path(copy, f->dir, FN_ROOTFS);
+		unlink(copy);
+		if (copy_sparse(f->c.rootfs, copy, err, cap) < 0 || share_readonly(copy, f->c.jail.gid, err, cap) < 0)
+			return -1;
+		rootfs = FN_ROOTFS;
+	}
 	/* The function's definition is on the scratch drive (the second
 	 * drive: /dev/vdb), not on the command line. */
 	char args[256];
@@ -415,7 +594,7 @@ static int build_template(struct fn *f, char *err, size_t cap)
 	cJSON_AddNumberToObject(m, "mem_size_mib", f->c.mem_mib);
 	cJSON *drives = cJSON_AddArrayToObject(o, "drives"), *drive = cJSON_CreateObject();
 	cJSON_AddStringToObject(drive, "drive_id", "rootfs");
-	cJSON_AddStringToObject(drive, "path_on_host", f->c.rootfs);
+	cJSON_AddStringToObject(drive, "path_on_host", rootfs);
 	cJSON_AddBoolToObject(drive, "is_root_device", 1);
 	/* Every clone shares the image: nobody writes it. */
 	cJSON_AddBoolToObject(drive, "is_read_only", 1);
@@ -428,6 +607,20 @@ static int build_template(struct fn *f, char *err, size_t cap)
 	cJSON_AddBoolToObject(drive, "is_root_device", 0);
 	cJSON_AddBoolToObject(drive, "is_read_only", 0);
 	cJSON_AddItemToArray(drives, drive);
+	char tap[IFNAMSIZ] = "", tap_rec[PATH_MAX];
+	path(tap_rec, f->dir, "template.tap");
+	if (f->c.network) {
+		if (tap_make(tap, 0, 0, tap_rec, err, cap) < 0) {
+			cJSON_Delete(o);
+			return -1;
+		}
+		/* Each clone's restore names a tap of its own instead. */
+		cJSON *nets = cJSON_AddArrayToObject(o, "network-interfaces"), *net = cJSON_CreateObject();
+		cJSON_AddStringToObject(net, "iface_id", FN_IFACE);
+		cJSON_AddStringToObject(net, "host_dev_name", tap);
+		cJSON_AddStringToObject(net, "guest_mac", FN_GUEST_MAC);
+		cJSON_AddItemToArray(nets, net);
+	}
 	cJSON *v = cJSON_AddObjectToObject(o, "vsock");
 	cJSON_AddNumberToObject(v, "guest_cid", 3);
 	cJSON_AddStringToObject(v, "uds_path", vs);
@@ -435,14 +628,18 @@ static int build_template(struct fn *f, char *err, size_t cap)
 	cJSON_Delete(o);
 	int wrote = text && write_file(cfg, text, strlen(text)) == 0;
 	free(text);
-	if (!wrote)
+	if (!wrote) {
+		tap_remove(tap, tap_rec);
 		return errf(err, cap, "cannot write %s", cfg);
+	}
 
-	const char *extra[] = { "--config-file", cfg, NULL };
+	const char *argv[] = { ember_path, "--api-sock", api, "--config-file", cfg, NULL };
 	long long deadline = fn_now_ms() + (long long)f->c.boot_timeout_s * 1000;
-	pid_t pid = fn_vmm_start(ember_path, f->dir, api, log, extra);
-	if (pid < 0)
+	pid_t pid = fn_vmm_start(argv, f->dir, api, log);
+	if (pid < 0) {
+		tap_remove(tap, tap_rec);
 		return errf(err, cap, "cannot start %s: %s", ember_path, strerror(errno));
+	}
 	int r = -1;
 	if (fn_vmm_wait_api(api, pid, fn_now_ms() + FN_RESTORE_TIMEOUT_MS) < 0) {
 		errf(err, cap, "the template's ember did not start (log: %s)", log);
@@ -468,23 +665,66 @@ static int build_template(struct fn *f, char *err, size_t cap)
 		errf(err, cap, "the template's snapshot failed: %s", reply);
 		goto out;
 	}
+	if (f->c.jail.on && (share_readonly(st, f->c.jail.gid, err, cap) < 0 ||
+			     share_readonly(mem, f->c.jail.gid, err, cap) < 0))
+		goto out;
 	r = 0;
 out:
 	fn_vmm_kill(pid);
 	unlink(api);
 	unlink(vs);
+	tap_remove(tap, tap_rec);
 	return r;
 }
 
 static void *pool_filler(void *arg);
+static int clone_restore(struct fn *f, struct clone *c, bool resume, char *err, size_t cap);
+static void clone_destroy(struct clone *c, bool keep_log);
+
+/* The last line of the file at p (a clone's log: ember-jailer's or
+ * ember's reason when it stopped) in out, or "". */
+static void last_line(const char *p, char *out, size_t cap)
+{
+	FILE *fp = fopen(p, "r");
+	char line[512];
+	out[0] = 0;
+	while (fp && fgets(line, sizeof(line), fp)) {
+		line[strcspn(line, "\r\n")] = 0;
+		if (line[0])
+			snprintf(out, cap, "%s", line);
+	}
+	if (fp)
+		fclose(fp);
+}
+
+/* A jail that cannot work (a uid or a cgroup setting the host refuses)
+ * is told at registration, not at every invocation: one clone is jailed,
+ * restored paused, and destroyed. 0, or -1 with the reason in err. */
+static int jail_try(struct fn *f, char *err, size_t cap)
+{
+	struct clone c;
+	char why[640];
+	if (clone_restore(f, &c, false, why, sizeof(why)) == 0) {
+		clone_destroy(&c, false);
+		return 0;
+	}
+	return errf(err, cap, "jail: a clone could not start in it: %s", why);
+}
 
 int fn_create(const char *name, const struct fn_config *c, char *err, size_t cap)
 {
 	if (!fn_name_valid(name))
 		return errf(err, cap, "function name: use 1 to %d of A-Z a-z 0-9 _ -", FN_NAME_MAX), 400;
-	/* Unix socket paths (108 bytes) of the clones live under the dir. */
-	if (strlen(state_dir) + strlen(name) + 32 > 107)
-		return errf(err, cap, "function name: too long for a socket path under %s", state_dir), 400;
+	/* Unix socket paths (108 bytes) of the clones live under the dir: a
+	 * jailed clone's at <dir>/jail/<exec-name>/<pid>-<seq>/root/run/api. */
+	size_t longest = c->jail.on ? strlen("/jail/") + strlen(exec_name()) + strlen("/4194304-4294967295/root") +
+					      strlen(FN_JAIL_API)
+				    : 32;
+	if (strlen(state_dir) + 1 + strlen(name) + longest > 107)
+		return errf(err, cap, "function name: too long for a socket path under %s%s", state_dir,
+			    c->jail.on ? " and its jails" : ""), 400;
+	if (c->jail.on && !jailer_path[0])
+		return errf(err, cap, "jail: ember-fn has no ember-jailer (start it with --jailer PATH)"), 400;
 	struct fn *f = calloc(1, sizeof(*f));
 	if (!f)
 		return errf(err, cap, "out of memory"), 500;
@@ -506,8 +746,24 @@ int fn_create(const char *name, const struct fn_config *c, char *err, size_t cap
 	int r = mkdir(f->dir, 0700) < 0 && errno != EEXIST ? errf(err, cap, "cannot create %s: %s", f->dir,
 								    strerror(errno))
 							      : build_template(f, err, cap);
+	int status = r < 0 ? 500 : 204;
+	if (r == 0 && f->c.jail.on && jail_try(f, err, cap) < 0)
+		r = -1, status = 400;
 	pthread_mutex_lock(&lock);
 	if (r < 0) {
+		/* Nothing half-made stays but the logs the error names (the
+		 * template's, a trial clone's). */
+		static const char *const made[] = { "template.mem", "template.mem.ws", "template.state",
+						    "template.json", FN_SCRATCH, FN_ROOTFS };
+		char p[PATH_MAX], base[PATH_MAX];
+		for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+			path(p, f->dir, made[i]);
+			unlink(p);
+		}
+		jail_base(f->dir, base);
+		path(p, base, exec_name());
+		rmdir(p);
+		rmdir(base);
 		unlink_from_list(f);
 		pthread_cond_destroy(&f->changed);
 		free(f);
@@ -521,14 +777,37 @@ int fn_create(const char *name, const struct fn_config *c, char *err, size_t cap
 		}
 	}
 	pthread_mutex_unlock(&lock);
-	return r < 0 ? 500 : 204;
+	return status;
 }
 
-/* Kill a clone and remove its files; keep_log leaves its log (and its
- * directory) for whoever looks into a failure. */
+/* Kill a clone and remove its files (a jailed clone's jail and cgroups
+ * through ember-jailer --cleanup); keep_log leaves its log for whoever
+ * looks into a failure. */
 static void clone_destroy(struct clone *c, bool keep_log)
 {
 	fn_vmm_kill(c->pid);
+	if (c->tap[0])
+		tap_remove(c->tap, c->tap_rec);
+	if (c->jailed) {
+		char base[PATH_MAX], fn_dir[PATH_MAX];
+		pathf(fn_dir, "%s", c->log);
+		*strrchr(fn_dir, '/') = 0; /* the log is <function dir>/<id>.log */
+		jail_base(fn_dir, base);
+		const char *argv[] = { jailer_path, "--cleanup", "--id", c->id, "--exec-file", ember_path,
+				       "--chroot-base-dir", base, NULL };
+		/* The root ember-fn staged: ember-jailer's --cleanup cannot know
+		 * it was not there before the jailer ran, nor need it. */
+		if (fn_run(argv, c->log) < 0) {
+			remove_tree(c->dir, 2);
+			char id_dir[PATH_MAX];
+			pathf(id_dir, "%s", c->dir);
+			*strrchr(id_dir, '/') = 0;
+			rmdir(id_dir);
+		}
+		if (!keep_log)
+			unlink(c->log);
+		return;
+	}
 	unlink(c->api);
 	unlink(c->vs);
 	char img[PATH_MAX];
@@ -540,44 +819,129 @@ static void clone_destroy(struct clone *c, bool keep_log)
 	}
 }
 
+/* mkdir that takes an existing directory. */
+static int mkdir_have(const char *p)
+{
+	return mkdir(p, 0700) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* A jailed clone's root, staged before ember-jailer runs (it keeps what
+ * it finds there): hard links of the files every clone shares, and the
+ * clone's own copy of the scratch image, owned by the jail's user. */
+static int jail_stage(struct fn *f, struct clone *c, char *err, size_t cap)
+{
+	char base[PATH_MAX], p[PATH_MAX], src[PATH_MAX];
+	jail_base(f->dir, base);
+	pathf(p, "%s/%s", base, exec_name());
+	if (mkdir_have(base) < 0 || mkdir_have(p) < 0)
+		return errf(err, cap, "cannot create %s: %s", p, strerror(errno));
+	pathf(p, "%s/%s/%s", base, exec_name(), c->id);
+	if (mkdir(p, 0700) < 0 || mkdir(c->dir, 0700) < 0)
+		return errf(err, cap, "cannot create %s: %s", c->dir, strerror(errno));
+	static const char *const shared[] = { "template.state", "template.mem", FN_ROOTFS };
+	for (size_t i = 0; i < 3; i++) {
+		path(src, f->dir, shared[i]);
+		path(p, c->dir, shared[i]);
+		if (link(src, p) < 0)
+			return errf(err, cap, "cannot link %s into the jail %s: %s", src, c->dir, strerror(errno));
+	}
+	path(src, f->dir, FN_SCRATCH);
+	path(p, c->dir, FN_SCRATCH);
+	if (copy_sparse(src, p, err, cap) < 0)
+		return -1;
+	if (chown(p, f->c.jail.uid, f->c.jail.gid) < 0)
+		return errf(err, cap, "cannot give %s to %u:%u: %s", p, f->c.jail.uid, f->c.jail.gid, strerror(errno));
+	return 0;
+}
+
 /* Restore a clone of f's template, running or (for the pool) paused.
- * 0, or -1 with the reason in err (the clone's files are then kept).
- * The clone's ember runs in the clone's directory, which holds its own
- * copy of the template's scratch image: the snapshot names that drive
- * by a relative path, so the restore opens the copy, and the template's
- * image is never opened by a clone at all (only read here, to copy it). */
+ * 0, or -1 with the reason in err (the clone's log is then kept).
+ * The clone's ember runs in a directory of its own (its jail's root when
+ * the function has a jail), which holds its own copy of the template's
+ * scratch image: the snapshot names that drive by a relative path, so
+ * the restore opens the copy, and the template's image is never opened
+ * by a clone at all (only read here, to copy it). */
 static int clone_restore(struct fn *f, struct clone *c, bool resume, char *err, size_t cap)
 {
-	char st[PATH_MAX], mem[PATH_MAX];
-	*c = (struct clone){ .pid = -1 };
-	snprintf(c->dir, sizeof(c->dir), "%s/c%u", f->dir, atomic_fetch_add(&clone_seq, 1));
-	path(c->api, c->dir, "api");
-	path(c->vs, c->dir, "vsock");
-	path(c->log, c->dir, "log");
-	path(st, f->dir, "template.state");
-	path(mem, f->dir, "template.mem");
-	if (mkdir(c->dir, 0700) < 0)
-		return errf(err, cap, "cannot create %s: %s", c->dir, strerror(errno));
-	char img[PATH_MAX], copy[PATH_MAX];
-	path(img, f->dir, FN_SCRATCH);
-	path(copy, c->dir, FN_SCRATCH);
-	if (copy_sparse(img, copy, err, cap) < 0) {
-		clone_destroy(c, false);
-		return -1;
+	char st[PATH_MAX], mem[PATH_MAX], base[PATH_MAX];
+	unsigned seq = atomic_fetch_add(&clone_seq, 1);
+	*c = (struct clone){ .pid = -1, .jailed = f->c.jail.on };
+	const char *argv[20 + 2 * FN_CGROUPS_MAX];
+	size_t n = 0;
+	if (c->jailed) {
+		/* Unique on the host: cgroups are named by it. */
+		snprintf(c->id, sizeof(c->id), "%d-%u", (int)getpid(), seq);
+		jail_base(f->dir, base);
+		pathf(c->dir, "%s/%s/%s/root", base, exec_name(), c->id);
+		pathf(c->api, "%s%s", c->dir, FN_JAIL_API);
+		pathf(c->vs, "%s%s", c->dir, FN_JAIL_VSOCK);
+		pathf(c->log, "%s/%s.log", f->dir, c->id);
+		snprintf(st, sizeof(st), "/template.state");
+		snprintf(mem, sizeof(mem), "/template.mem");
+	} else {
+		snprintf(c->dir, sizeof(c->dir), "%s/c%u", f->dir, seq);
+		path(c->api, c->dir, "api");
+		path(c->vs, c->dir, "vsock");
+		path(c->log, c->dir, "log");
+		path(st, f->dir, "template.state");
+		path(mem, f->dir, "template.mem");
+		argv[n++] = ember_path, argv[n++] = "--api-sock", argv[n++] = c->api;
+	}
+	char uid[12], gid[12], cgv[4];
+	if (c->jailed) {
+		snprintf(uid, sizeof(uid), "%u", f->c.jail.uid);
+		snprintf(gid, sizeof(gid), "%u", f->c.jail.gid);
+		snprintf(cgv, sizeof(cgv), "%u", f->c.jail.cgroup_version);
+		const char *head[] = { jailer_path, "--id", c->id, "--exec-file", ember_path, "--uid", uid, "--gid", gid,
+				       "--chroot-base-dir", base, "--cgroup-version", cgv };
+		for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+			argv[n++] = head[i];
+		for (unsigned i = 0; i < f->c.jail.ncgroups; i++)
+			argv[n++] = "--cgroup", argv[n++] = f->c.jail.cgroups[i];
+		argv[n++] = "--", argv[n++] = "--api-sock", argv[n++] = FN_JAIL_API;
+		if (jail_stage(f, c, err, cap) < 0) {
+			clone_destroy(c, false);
+			return -1;
+		}
+	} else {
+		if (mkdir(c->dir, 0700) < 0)
+			return errf(err, cap, "cannot create %s: %s", c->dir, strerror(errno));
+		char img[PATH_MAX], copy[PATH_MAX];
+		path(img, f->dir, FN_SCRATCH);
+		path(copy, c->dir, FN_SCRATCH);
+		if (copy_sparse(img, copy, err, cap) < 0) {
+			clone_destroy(c, false);
+			return -1;
+		}
+	}
+	argv[n] = NULL;
+	char nets[128] = "";
+	if (f->c.network) {
+		pathf(c->tap_rec, "%s.tap", c->jailed ? c->log : c->dir);
+		if (tap_make(c->tap, f->c.jail.on ? f->c.jail.uid : 0, f->c.jail.gid, c->tap_rec, err, cap) < 0) {
+			clone_destroy(c, false);
+			return -1;
+		}
+		snprintf(nets, sizeof(nets), ",\"network_overrides\":[{\"iface_id\":\"%s\",\"host_dev_name\":\"%s\"}]",
+			 FN_IFACE, c->tap);
 	}
 	long long deadline = fn_now_ms() + FN_RESTORE_TIMEOUT_MS;
-	c->pid = fn_vmm_start(ember_path, c->dir, c->api, c->log, NULL);
+	c->pid = fn_vmm_start(argv, c->dir, c->api, c->log);
 	char reply[512] = "";
 	char load[4 * PATH_MAX];
 	snprintf(load, sizeof(load),
 		 "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":\"File\",\"backend_path\":\"%s\"},"
-		 "\"vsock_override\":{\"uds_path\":\"%s\"},\"resume_vm\":%s}",
-		 st, mem, c->vs, resume ? "true" : "false");
+		 "\"vsock_override\":{\"uds_path\":\"%s\"},\"resume_vm\":%s%s}",
+		 st, mem, c->jailed ? FN_JAIL_VSOCK : c->vs, resume ? "true" : "false", nets);
 	if (c->pid < 0 || fn_vmm_wait_api(c->api, c->pid, deadline) < 0 ||
 	    fn_vmm_request(c->api, "PUT", "/snapshot/load", load, deadline, reply, sizeof(reply)) != 204) {
+		/* Its ember's (or ember-jailer's) last word, before the kill
+		 * and the cleanup add theirs. */
+		char last[512];
+		last_line(c->log, last, sizeof(last));
 		clone_destroy(c, true);
-		return errf(err, cap, "the clone did not restore: %s (clone log: %s)", reply[0] ? reply : "no answer",
-			    c->log);
+		return errf(err, cap, "the clone did not restore: %s (clone log: %s, which ends: %s)",
+			    reply[0] ? reply : "no answer", c->log, last[0] ? last : "(nothing)");
 	}
 	return 0;
 }
@@ -887,6 +1251,7 @@ char *fn_describe(const char *name)
 	cJSON_AddNumberToObject(o, "pool_size", f->c.pool_size);
 	cJSON_AddStringToObject(o, "clone_policy", f->c.reuse ? "reuse" : "destroy");
 	cJSON_AddNumberToObject(o, "max_warm", f->c.max_warm);
+	cJSON_AddBoolToObject(o, "network", f->c.network);
 	add_counts(o, f);
 	cJSON_AddNumberToObject(o, "pool_failures", (double)f->pool_failures);
 	if (f->pool_error[0])
@@ -933,6 +1298,55 @@ static void remove_tree(const char *dir, int depth)
 	rmdir(dir);
 }
 
+void fn_sweep(void)
+{
+	DIR *d = opendir(state_dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char fn_dir[PATH_MAX], jails[PATH_MAX], base[PATH_MAX];
+		if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+			continue;
+		path(fn_dir, state_dir, e->d_name);
+		jail_base(fn_dir, base);
+		path(jails, base, exec_name());
+		DIR *j = jailer_path[0] ? opendir(jails) : NULL;
+		struct dirent *id;
+		while (j && (id = readdir(j))) {
+			if (id->d_name[0] == '.')
+				continue;
+			const char *argv[] = { jailer_path, "--cleanup", "--id", id->d_name, "--exec-file", ember_path,
+					       "--chroot-base-dir", base, NULL };
+			fprintf(stderr, "ember-fn: removing the jail %s/%s left by an earlier run\n", jails, id->d_name);
+			fn_run(argv, "/dev/null");
+		}
+		if (j)
+			closedir(j);
+		/* The taps, each named in a *.tap file in fn_dir or (a clone
+		 * without a jail) in fn_dir/c<n>.tap. */
+		DIR *t = opendir(fn_dir);
+		struct dirent *te;
+		while (t && (te = readdir(t))) {
+			size_t len = strlen(te->d_name);
+			if (len < 5 || strcmp(te->d_name + len - 4, ".tap") != 0)
+				continue;
+			char rec[PATH_MAX], name[IFNAMSIZ] = "";
+			path(rec, fn_dir, te->d_name);
+			FILE *fp = fopen(rec, "r");
+			if (fp && fgets(name, sizeof(name), fp)) {
+				fprintf(stderr, "ember-fn: removing the tap %s left by an earlier run\n", name);
+				tap_remove(name, rec);
+			}
+			if (fp)
+				fclose(fp);
+		}
+		if (t)
+			closedir(t);
+		remove_tree(fn_dir, 2);
+	}
+	if (d)
+		closedir(d);
+}
+
 int fn_delete(const char *name)
 {
 	pthread_mutex_lock(&lock);
@@ -956,7 +1370,7 @@ int fn_delete(const char *name)
 	for (unsigned i = 0; i < f->nwarm; i++)
 		clone_destroy(&f->warm[i], false);
 	free(f->pool);
-	remove_tree(f->dir, 1);
+	remove_tree(f->dir, 2); /* with jail/<exec-name>/ */
 	pthread_cond_destroy(&f->changed);
 	free(f);
 	return 204;

@@ -18,6 +18,19 @@
 #define FN_ENV_NAME_MAX 64
 #define FN_ENV_MAX 16384
 
+/* jail: each clone's ember run by ember-jailer as uid:gid, chrooted, in
+ * cgroups of its own with these limits (each "FILE=VALUE", ember-jailer's
+ * --cgroup). */
+#define FN_CGROUPS_MAX 16
+#define FN_CGROUP_MAX 160
+struct fn_jail {
+	bool on;
+	unsigned uid, gid;
+	unsigned cgroup_version; /* 1 or 2 */
+	char cgroups[FN_CGROUPS_MAX][FN_CGROUP_MAX];
+	unsigned ncgroups;
+};
+
 struct fn_config {
 	char kernel[256], rootfs[256];
 	char handler[FN_CMD_MAX], init[FN_CMD_MAX];
@@ -32,15 +45,23 @@ struct fn_config {
 	bool stream;              /* handler_mode "stream": one long-lived handler */
 	bool reuse;               /* clone_policy "reuse": keep a clone that answered */
 	unsigned max_warm;        /* such clones kept (1..FN_POOL_MAX) */
+	bool network;             /* a tap per clone (the guest's eth0) */
+	struct fn_jail jail;
 };
 
 /* The state directory's longest path: the Unix sockets of the clones
  * (108 bytes at most) are made under it. */
 #define FN_STATE_DIR_MAX 40
 
-/* Where ember-fn keeps its files and which ember it runs: 0, or -1 when
- * state_dir is longer than FN_STATE_DIR_MAX. */
-int fn_setup(const char *state_dir, const char *ember);
+/* Where ember-fn keeps its files, which ember it runs and which
+ * ember-jailer jails it (NULL: none, and functions with a jail are
+ * refused): 0, or -1 when state_dir is longer than FN_STATE_DIR_MAX. */
+int fn_setup(const char *state_dir, const char *ember, const char *jailer);
+
+/* Remove what an earlier ember-fn left in the state directory (its
+ * functions are not kept across runs): each jail through ember-jailer
+ * --cleanup, which removes its cgroups too, then the files. */
+void fn_sweep(void);
 
 /* Parse a PUT /functions/{name} body into c. 0, or -1 with err set. */
 int fn_config_parse(const char *json, size_t len, struct fn_config *c, char *err, size_t cap);

@@ -7,7 +7,9 @@
  *   DELETE /functions/{name}         after its running invocations end
  *   GET    /metrics                  every function's counts and the total
  *
- * usage: ember-fn --api-sock PATH --state-dir DIR [--ember PATH]
+ * usage: ember-fn --api-sock PATH --state-dir DIR [--ember PATH] [--jailer PATH]
+ * (ember and ember-jailer default to the ones beside ember-fn; functions
+ * with a "jail" need the jailer)
  *
  * Each connection is served by a thread of its own (at most FN_MAX_CLIENTS
  * at once), one request per connection. */
@@ -199,13 +201,13 @@ static void *serve(void *arg)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ember-fn --api-sock PATH --state-dir DIR [--ember PATH]\n");
+	fprintf(stderr, "usage: ember-fn --api-sock PATH --state-dir DIR [--ember PATH] [--jailer PATH]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	const char *sock = NULL, *dir = NULL, *ember = NULL;
+	const char *sock = NULL, *dir = NULL, *ember = NULL, *jailer = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 >= argc)
 			return usage();
@@ -215,33 +217,42 @@ int main(int argc, char **argv)
 			dir = argv[++i];
 		else if (strcmp(argv[i], "--ember") == 0)
 			ember = argv[++i];
+		else if (strcmp(argv[i], "--jailer") == 0)
+			jailer = argv[++i];
 		else
 			return usage();
 	}
 	if (!sock || !dir)
 		return usage();
-	/* ember beside ember-fn unless told. */
-	char self[PATH_MAX], beside[PATH_MAX + 8];
-	if (!ember) {
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		if (n <= 0)
-			return fprintf(stderr, "ember-fn: cannot find myself; give --ember\n"), 1;
+	/* ember and ember-jailer beside ember-fn unless told. */
+	char self[PATH_MAX], beside[PATH_MAX + 8], jailer_beside[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
 		self[n] = 0;
 		*strrchr(self, '/') = 0;
 		snprintf(beside, sizeof(beside), "%s/ember", self);
-		ember = beside;
+		snprintf(jailer_beside, sizeof(jailer_beside), "%s/ember-jailer", self);
 	}
+	if (!ember && n <= 0)
+		return fprintf(stderr, "ember-fn: cannot find myself; give --ember\n"), 1;
+	if (!ember)
+		ember = beside;
 	if (access(ember, X_OK) < 0)
 		return fprintf(stderr, "ember-fn: %s: %s\n", ember, strerror(errno)), 1;
+	if (jailer && access(jailer, X_OK) < 0)
+		return fprintf(stderr, "ember-fn: --jailer %s: %s\n", jailer, strerror(errno)), 1;
+	if (!jailer && n > 0 && access(jailer_beside, X_OK) == 0)
+		jailer = jailer_beside;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return fprintf(stderr, "ember-fn: %s: %s\n", dir, strerror(errno)), 1;
 	char real[PATH_MAX];
 	if (!realpath(dir, real))
 		return fprintf(stderr, "ember-fn: %s: %s\n", dir, strerror(errno)), 1;
-	if (fn_setup(real, ember) < 0)
+	if (fn_setup(real, ember, jailer) < 0)
 		return fprintf(stderr, "ember-fn: --state-dir %s: longer than %d bytes (the clones' Unix sockets "
 				       "live under it)\n", real, FN_STATE_DIR_MAX), 1;
 	signal(SIGPIPE, SIG_IGN);
+	fn_sweep();
 
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(sock) >= sizeof(sa.sun_path))
@@ -250,7 +261,8 @@ int main(int argc, char **argv)
 	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 64) < 0)
 		return fprintf(stderr, "ember-fn: %s: %s\n", sock, strerror(errno)), 1;
-	fprintf(stderr, "ember-fn: serving on %s (functions under %s, VMM %s)\n", sock, real, ember);
+	fprintf(stderr, "ember-fn: serving on %s (functions under %s, VMM %s, jailer %s)\n", sock, real, ember,
+		jailer ? jailer : "none");
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

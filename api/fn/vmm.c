@@ -76,14 +76,8 @@ static void spawner_start(void)
 	spawner_up = pthread_create(&t, NULL, spawner, NULL) == 0 && pthread_detach(t) == 0;
 }
 
-pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, const char *log_path,
-		   const char *const *extra)
+pid_t fn_vmm_start(const char *const *argv, const char *dir, const char *api_sock, const char *log_path)
 {
-	const char *argv[16] = { ember, "--api-sock", api_sock };
-	size_t n = 3;
-	for (; extra && *extra && n < 15; extra++)
-		argv[n++] = *extra;
-	argv[n] = NULL;
 	pthread_once(&spawner_once, spawner_start);
 	if (!spawner_up) {
 		errno = EAGAIN;
@@ -107,6 +101,20 @@ pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, con
 	close(log);
 	errno = s.err;
 	return s.pid;
+}
+
+int fn_run(const char *const *argv, const char *log_path)
+{
+	int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (log < 0)
+		return -1;
+	/* Waited for here: no need for the spawner's long-lived thread. */
+	pid_t pid = fork_vmm(argv, log, "/");
+	close(log);
+	int status = -1;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 static int connect_unix(const char *path)

@@ -9,13 +9,18 @@
 
 long long fn_now_ms(void);
 
-/* Start `ember --api-sock api_sock [extra...]` (extra: NULL-terminated,
- * may be NULL) in the working directory dir (where the relative paths in
- * its configuration resolve), with stdin from /dev/null and stdout and
- * stderr appended to log_path. Returns its pid, or -1 with errno set. The
- * VMM is killed when ember-fn exits, not when the calling thread does. */
-pid_t fn_vmm_start(const char *ember, const char *dir, const char *api_sock, const char *log_path,
-		   const char *const *extra);
+/* Start argv (argv[0] a path: ember with its --api-sock api_sock, or
+ * ember-jailer with ember's flags after its --) in the working directory
+ * dir (where the relative paths in its configuration resolve), with stdin
+ * from /dev/null and stdout and stderr appended to log_path; api_sock is
+ * removed first. Returns its pid, or -1 with errno set. The VMM is killed
+ * when ember-fn exits, not when the calling thread does (ember-jailer
+ * keeps that across its uid switch). */
+pid_t fn_vmm_start(const char *const *argv, const char *dir, const char *api_sock, const char *log_path);
+
+/* Run argv to its end (stdout and stderr appended to log_path): 0 when it
+ * exited 0, else -1. */
+int fn_run(const char *const *argv, const char *log_path);
 
 /* One request to the API at api_sock: METHOD PATH with a JSON body (or
  * NULL). Returns the answer's status (and its body, NUL-terminated, in

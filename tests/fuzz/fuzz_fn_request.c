@@ -42,6 +42,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    strspn(c.env + at, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != name)
 				abort();
 		}
+		/* jail: each cgroup setting FILE=VALUE, printable, bounded; the
+		 * ember-jailer flags are built from these. */
+		if (c.jail.on && ((c.jail.cgroup_version != 1 && c.jail.cgroup_version != 2) ||
+				  c.jail.ncgroups > FN_CGROUPS_MAX))
+			abort();
+		for (unsigned i = 0; c.jail.on && i < c.jail.ncgroups; i++) {
+			const char *cg = c.jail.cgroups[i];
+			size_t cl = strnlen(cg, FN_CGROUP_MAX);
+			const char *eq = strchr(cg, '=');
+			if (cl == FN_CGROUP_MAX || !eq || eq == cg || memchr(cg, '/', (size_t)(eq - cg)))
+				abort();
+			for (size_t k = 0; k < cl; k++)
+				if ((unsigned char)cg[k] < 0x20 || (unsigned char)cg[k] >= 0x7f)
+					abort();
+		}
 	} else if (!err[0]) {
 		abort();
 	}

@@ -21,7 +21,8 @@ fn_start() {
 	FN_STATE=$1
 	rm -rf "$FN_STATE"
 	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
-	"$EMBER_FN" --api-sock "$T/fn.sock" --state-dir "$FN_STATE" --ember "$EMBER" > "$T/fn.out" 2> "$T/fn.err" &
+	"$EMBER_FN" --api-sock "$T/fn.sock" --state-dir "$FN_STATE" --ember "$EMBER" --jailer "$JAILER" \
+		> "$T/fn.out" 2> "$T/fn.err" &
 	FN_PID=$!
 	local i
 	for i in $(seq 50); do [ -S "$T/fn.sock" ] && return 0; sleep 0.1; done
@@ -29,6 +30,17 @@ fn_start() {
 	kill "$FN_PID"
 	wait "$FN_PID" 2>/dev/null
 	return 1
+}
+
+# fn_keep_logs STATE_DIR: each function's template log into $T (as
+# NAME-template.err), where a failed test's report shows it.
+fn_keep_logs() {
+	local l n
+	for l in "$1"/*/template.log; do
+		[ -f "$l" ] || continue
+		n=${l%/template.log}
+		cp "$l" "$T/${n##*/}-template.err"
+	done
 }
 
 test_fn_register_invoke_isolate_fail() {

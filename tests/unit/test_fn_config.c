@@ -41,6 +41,40 @@ Test(fn_config, defaults_and_every_field)
 	cr_assert(!c.stream);
 }
 
+Test(fn_config, jail_and_network)
+{
+	struct fn_config c;
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\"}", &c), 0, "%s", err);
+	cr_assert(!c.jail.on);
+	cr_assert(!c.network);
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\",\"network\":true}", &c),
+		     0, "%s", err);
+	cr_assert(c.network);
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\",\"jail\":null}", &c),
+		     0, "%s", err);
+	cr_assert(!c.jail.on);
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\","
+			   "\"jail\":{\"uid\":1000,\"gid\":0}}",
+			   &c),
+		     0, "%s", err);
+	cr_assert(c.jail.on);
+	cr_assert_eq(c.jail.uid, 1000);
+	cr_assert_eq(c.jail.gid, 0);
+	cr_assert_eq(c.jail.cgroup_version, 1);
+	cr_assert_eq(c.jail.ncgroups, 0);
+	/* Each cgroup setting as ember-jailer's --cgroup FILE=VALUE. */
+	cr_assert_eq(parse("{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"cat\","
+			   "\"jail\":{\"uid\":4294967294,\"gid\":7,\"cgroup_version\":2,"
+			   "\"cgroups\":{\"memory.max\":\"268435456\",\"cpu.max\":\"50000 100000\"}}}",
+			   &c),
+		     0, "%s", err);
+	cr_assert_eq(c.jail.uid, 4294967294U);
+	cr_assert_eq(c.jail.cgroup_version, 2);
+	cr_assert_eq(c.jail.ncgroups, 2);
+	cr_assert_str_eq(c.jail.cgroups[0], "memory.max=268435456");
+	cr_assert_str_eq(c.jail.cgroups[1], "cpu.max=50000 100000");
+}
+
 Test(fn_config, clone_policy_and_max_warm)
 {
 	struct fn_config c;
@@ -111,6 +145,31 @@ Test(fn_config, bad_values_are_refused_with_the_field_named)
 		  "max_warm: must be an integer from 1 to 16" },
 		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"colour\":1}",
 		  "unknown field: colour" },
+		{ "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"network\":1}",
+		  "network: must be true or false" },
+#define JAIL(x) "{\"kernel_image_path\":\"/k\",\"rootfs_path\":\"/r\",\"handler\":\"a\",\"jail\":" x "}"
+		{ JAIL("1"), "jail: must be an object" },
+		{ JAIL("{\"gid\":1}"), "jail.uid: missing" },
+		{ JAIL("{\"uid\":1}"), "jail.gid: missing" },
+		{ JAIL("{\"uid\":-1,\"gid\":1}"), "jail.uid: must be an integer from 0 to 4294967294" },
+		{ JAIL("{\"uid\":1,\"gid\":4294967295}"), "jail.gid: must be an integer from 0 to 4294967294" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroup_version\":3}"), "jail.cgroup_version: must be an integer from 1 to 2" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"netns\":\"/n\"}"), "unknown field: jail.netns" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroups\":[]}"), "jail.cgroups: must be an object of strings" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroups\":{\"memory\":\"1\"}}"),
+		  "jail.cgroups: a name must be a cgroup file such as memory.max (at most 64 of a-z 0-9 _ .)" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroups\":{\"../memory.max\":\"1\"}}"),
+		  "jail.cgroups: a name must be a cgroup file such as memory.max (at most 64 of a-z 0-9 _ .)" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroups\":{\"memory.max\":1}}"), "jail.cgroups.memory.max: must be a string" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroups\":{\"memory.max\":\"\"}}"),
+		  "jail.cgroups.memory.max: must be 1 to 80 printable characters" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroups\":{\"memory.max\":\"1\\n2\"}}"),
+		  "jail.cgroups.memory.max: must be 1 to 80 printable characters" },
+		{ JAIL("{\"uid\":1,\"gid\":1,\"cgroups\":{\"a.a\":\"1\",\"a.b\":\"1\",\"a.c\":\"1\",\"a.d\":\"1\","
+		       "\"a.e\":\"1\",\"a.f\":\"1\",\"a.g\":\"1\",\"a.h\":\"1\",\"a.i\":\"1\",\"a.j\":\"1\",\"a.k\":\"1\","
+		       "\"a.l\":\"1\",\"a.m\":\"1\",\"a.n\":\"1\",\"a.o\":\"1\",\"a.p\":\"1\",\"a.q\":\"1\"}}"),
+		  "jail.cgroups: more than 16" },
+#undef JAIL
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct fn_config c;
