@@ -31,7 +31,7 @@
 # on this host (benchmarks/boot.md), so 1 and 2 have no peer; 3 has.
 #
 # usage: benchmarks/clones.sh [RUNS]   (default 5)
-#   CLONES="4 8"  SETUPS="none fpr ksm both"  MEM_MIB=256  FREE_MIB=32
+#   CLONES="4 8"  SETUPS="none fpr ksm both" (SETUPS="": the huge page rows only)  MEM_MIB=256  FREE_MIB=32
 #   KEEP_MIB=16  SETTLE_TIMEOUT=120  JOB_TIMEOUT=1800  HUGE=1 (0: no huge page rows)
 #   QEMU_LINUX=1 (0: do not try QEMU on the Linux guest)
 # Needs root for KSM and huge pages (without, those rows say SKIPPED).
@@ -42,7 +42,7 @@ cd "$(dirname "$0")/.."
 . benchmarks/lib.sh
 RUNS=${1:-5}
 CLONES=${CLONES:-4 8}
-SETUPS=${SETUPS:-none fpr ksm both}
+SETUPS=${SETUPS-none fpr ksm both}
 MEM=${MEM_MIB:-256}
 FREE_MIB=${FREE_MIB:-32}
 KEEP_MIB=${KEEP_MIB:-16}
@@ -416,10 +416,12 @@ headline_init clones
 dat=$(dirname "$OUT")/data/clones-memory.dat
 mkdir -p "$(dirname "$dat")"
 echo "# setup N rss_mib pss_mib host_mib ksm_merged_mib (medians)" > "$dat"
-cmd="nice -n 19 benchmarks/clones.sh $RUNS"
+cmd="benchmarks/clones.sh $RUNS"
+[ "$(nice)" = 0 ] || cmd="nice -n $(nice) $cmd"
 [ "$CLONES" = "4 8" ] || cmd="CLONES=\"$CLONES\" $cmd"
 [ "$SETUPS" = "none fpr ksm both" ] || cmd="SETUPS=\"$SETUPS\" $cmd"
 [ "$HUGE" = 1 ] || cmd="HUGE=0 $cmd"
+[ "$FREE_MIB" = 32 ] && [ "$KEEP_MIB" = 16 ] || cmd="FREE_MIB=$FREE_MIB KEEP_MIB=$KEEP_MIB $cmd"
 shared=""
 [ "$(awk '{ print int($1) }' /proc/loadavg)" -ge 1 ] && shared=" The machine was shared with other work while it ran (load $(cut -d' ' -f1-3 /proc/loadavg) at the end): the times may be re-run later."
 {
@@ -493,7 +495,7 @@ shared=""
 		     "**boot**: start → \"testvm: booted\" (bootbench); **restore**: load request → running" \
 		     "(restorebench, as benchmarks/snapshot.sh; ember File); **exec → running** counts from the" \
 		     "VMM's exec instead (QEMU sets up and preallocates its memory before the request, ember at the load). ember: \`huge_pages\` \"None\" / \"2M\"" \
-		     "(a 2M memory file is read eagerly); QEMU: default / \`-mem-prealloc -mem-path\` on a hugetlbfs" \
+		     "(a 2M memory file is not read at the load: ember fills each 2 MiB page from it on the first touch); QEMU: default / \`-mem-prealloc -mem-path\` on a hugetlbfs" \
 		     "mount, with \`-device virtio-balloon-device\` (the test guest does not drive it). ms, median / p90."
 		[ -n "$huge_skip" ] && echo && echo "**SKIPPED the 2M rows: $huge_skip.**"
 		echo
