@@ -66,7 +66,7 @@ BIN_LIBS    := $(STATIC_LIBS) -luring -lseccomp -lcap-ng -lpthread
 UFFD_LIBS   := $(STATIC_DIR)/libcjson.a
 endif
 
-VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c vmm/mmds/*.c api/*.c)
+VMM_SRCS := $(wildcard vmm/*.c vmm/boot/*.c vmm/devices/*.c vmm/io/*.c vmm/virtio/*.c vmm/snapshot/*.c vmm/mmds/*.c vmm/migration/*.c api/*.c)
 # The seccomp filters, compiled from vmm/seccomp/rules.c at build time.
 SECCOMP_GEN := $(OBJ)/seccomp-gen
 SECCOMP_FILTERS := $(OBJ)/gen/seccomp_filters.o
@@ -417,6 +417,7 @@ FUZZ_EXTRA_fuzz_mmio := vmm/bus.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/
                         vmm/virtio/balloon.c vmm/virtio/mem.c
 FUZZ_EXTRA_fuzz_seccomp_file := vmm/seccomp_file.c
 FUZZ_EXTRA_fuzz_mmds_frames := vmm/mmds/stack.c
+FUZZ_EXTRA_fuzz_migration_stream := vmm/migration/stream.c
 FUZZ_EXTRA_fuzz_agent_proto := api/fn/agent_proto.c
 FUZZ_EXTRA_fuzz_agent_stream := api/fn/agent_proto.c
 FUZZ_EXTRA_fuzz_fn_request := api/fn/function.c api/fn/agent_conn.c api/fn/agent_proto.c api/fn/vmm.c

@@ -17,7 +17,7 @@ static const char *const endpoint_names[EP_COUNT] = {
 	[EP_SNAPSHOT_CREATE] = "snapshot_create", [EP_SNAPSHOT_LOAD] = "snapshot_load",
 	[EP_MMDS] = "mmds", [EP_CPU_CONFIG] = "cpu_config", [EP_PMEM] = "pmem", [EP_BALLOON] = "balloon",
 	[EP_BALLOON_STATS] = "balloon_stats", [EP_BALLOON_HINTING] = "balloon_hinting",
-	[EP_HOTPLUG_MEMORY] = "hotplug_memory",
+	[EP_HOTPLUG_MEMORY] = "hotplug_memory", [EP_MIGRATION] = "ember_migration",
 	[EP_UNSUPPORTED] = "unsupported",
 	[EP_UNKNOWN] = "unknown",
 };
@@ -194,6 +194,41 @@ static bool get_bool(const cJSON *obj, const char *section, const char *key, boo
 	}
 	*dst = cJSON_IsTrue(v);
 	return true;
+}
+
+/* An integer from min to max at key, if present. */
+static bool get_u32_range(const cJSON *obj, const char *section, const char *key, uint32_t min, uint32_t max,
+			  uint32_t *dst, struct route_result *r)
+{
+	const cJSON *v = get(obj, key);
+	if (!v)
+		return true;
+	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble || v->valuedouble < min ||
+	    v->valuedouble > max) {
+		answer(r, 400, "%s.%s: must be a whole number from %u to %u", section, key, min, max);
+		return false;
+	}
+	*dst = (uint32_t)v->valuedouble;
+	return true;
+}
+
+/* PUT /ember/migration */
+static void route_migration(const cJSON *obj, struct action *a, struct route_result *r)
+{
+	static const char *const keys[] = { "destination", "mode", "downtime_ms", "timeout_s", NULL };
+	static const char *const modes[] = { "precopy", "postcopy", "auto", NULL };
+	struct migrate_request *m = &a->u.migrate;
+	int mode = 0;
+	a->type = ACTION_MIGRATE_START;
+	m->downtime_ms = MIGRATE_DEFAULT_DOWNTIME_MS;
+	m->timeout_s = MIGRATE_DEFAULT_TIMEOUT_S;
+	if (!only_keys(obj, "migration", keys, r) ||
+	    !copy_str(obj, "migration", "destination", true, m->destination, sizeof(m->destination), r) ||
+	    !get_variant(obj, "migration", "mode", modes, false, &mode, r) ||
+	    !get_u32_range(obj, "migration", "downtime_ms", 1, MIGRATE_MAX_DOWNTIME_MS, &m->downtime_ms, r) ||
+	    !get_u32_range(obj, "migration", "timeout_s", 1, MIGRATE_MAX_TIMEOUT_S, &m->timeout_s, r))
+		return;
+	m->mode = mode == 0 ? MIGRATE_PRECOPY : mode == 1 ? MIGRATE_POSTCOPY : MIGRATE_AUTO;
 }
 
 static void route_vm(const cJSON *obj, struct action *a, struct route_result *r)
@@ -533,6 +568,9 @@ static void route_body(const struct http_request *req, enum api_endpoint ep, con
 	case EP_SNAPSHOT_LOAD:
 		route_snapshot_load(obj, a, r);
 		break;
+	case EP_MIGRATION:
+		route_migration(obj, a, r);
+		break;
 	default:
 		answer(r, 500, "no handler for this endpoint");
 		break;
@@ -631,6 +669,8 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 		mmds_sub = path[5] && path[6] ? path + 6 : NULL;
 	} else if (strcmp(path, "/cpu-config") == 0) {
 		ep = EP_CPU_CONFIG, allowed = M_PUT;
+	} else if (strcmp(path, "/ember/migration") == 0) {
+		ep = EP_MIGRATION, allowed = M_GET | M_PUT | M_DELETE;
 	} else {
 		ep = EP_UNKNOWN, allowed = 0;
 		for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
@@ -692,6 +732,10 @@ void api_route(const struct http_request *req, struct action *a, struct route_re
 	}
 	if (ep == EP_BALLOON_HINTING) {
 		route_balloon_hinting(req, path + 16, a, r);
+		return;
+	}
+	if (ep == EP_MIGRATION && req->method != HTTP_PUT) {
+		a->type = req->method == HTTP_GET ? ACTION_GET_MIGRATION : ACTION_MIGRATE_CANCEL;
 		return;
 	}
 	if (req->method == HTTP_GET) {

@@ -20,6 +20,7 @@ enum api_endpoint {
 	EP_VM, EP_SNAPSHOT_CREATE, EP_SNAPSHOT_LOAD, EP_MMDS, EP_CPU_CONFIG, EP_PMEM, EP_BALLOON, EP_BALLOON_STATS,
 	EP_BALLOON_HINTING,
 	EP_HOTPLUG_MEMORY,
+	EP_MIGRATION,           /* ember's own: /ember/migration */
 	EP_UNSUPPORTED, EP_UNKNOWN, EP_COUNT
 };
 const char *api_endpoint_name(enum api_endpoint ep);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "migration/migration.h"
 
 enum action_type {
 	ACTION_GET_INSTANCE_INFO,
@@ -51,6 +52,9 @@ enum action_type {
 	ACTION_PUT_MMDS,
 	ACTION_PATCH_MMDS,
 	ACTION_PUT_MMDS_CONFIG,
+	ACTION_MIGRATE_START,        /* ember's own: PUT|GET|DELETE /ember/migration */
+	ACTION_GET_MIGRATION,
+	ACTION_MIGRATE_CANCEL,
 };
 
 /* machine-config fields present in a request */
@@ -160,6 +164,7 @@ struct action {
 		struct snapshot_load snap_load;
 		struct mmds_data mmds_data;
 		struct mmds_config mmds_config;
+		struct migrate_request migrate;
 	} u;
 
 	/* The reply, set by the VMM thread. */

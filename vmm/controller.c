@@ -131,7 +131,7 @@ static void handle_mmds(struct controller *c, struct action *a)
 
 /* ---- the VM's lifetime ---------------------------------------------- */
 
-static void metrics_start(struct controller *c);
+
 
 static void on_vm_stop(struct evloop_watch *w, int res)
 {
@@ -172,7 +172,7 @@ int controller_start_instance(struct controller *c, char *err, size_t errlen)
 	log_info("booting %s (%u vCPU%s, %llu MiB)", c->cfg.boot.kernel_image_path,
 		 c->cfg.machine.vcpu_count, c->cfg.machine.vcpu_count == 1 ? "" : "s",
 		 (unsigned long long)c->cfg.machine.mem_size_mib);
-	metrics_start(c);
+	controller_metrics_start(c);
 	return 0;
 }
 
@@ -203,7 +203,7 @@ static void metrics_tick(struct evloop_timer *t)
 
 /* As Firecracker: metrics are written from the start of the VM on, a
  * first line at once. */
-static void metrics_start(struct controller *c)
+void controller_metrics_start(struct controller *c)
 {
 	if (c->metrics_timer_armed)
 		return;
@@ -522,7 +522,7 @@ static void pause_vm(struct controller *c, struct action *a)
 }
 
 /* Returns 0, or -errno with the reason in err. */
-static int resume_vm(struct controller *c, char *err, size_t errlen)
+int controller_resume(struct controller *c, char *err, size_t errlen)
 {
 	if (c->state == STATE_RUNNING)
 		return 0;
@@ -615,21 +615,73 @@ static int restore_config(struct controller *c, const struct snapshot_load *l, c
 	return 0;
 }
 
-static int restore(struct controller *c, const struct snapshot_load *l, struct snapshot_image *img,
-		   uint64_t t0_ns, char *err, size_t errlen)
+int controller_restore_build(struct controller *c, const struct snapshot_load *l, const struct vmm_config *saved,
+			     int mem_fd, struct vmm_config *cfg, char *err, size_t errlen)
 {
-	struct vmm_config cfg;
-	int ret = restore_config(c, l, &img->cfg, &cfg, err, errlen);
+	int ret = restore_config(c, l, saved, cfg, err, errlen);
 	if (!ret)
-		ret = config_check_memory(&cfg.machine, err, errlen); /* bounds mem_size_mib << 20 too */
+		ret = config_check_memory(&cfg->machine, err, errlen); /* bounds mem_size_mib << 20 too */
+	if (ret) {
+		if (mem_fd >= 0)
+			close(mem_fd);
+		return ret;
+	}
+	struct machine_params p = {
+		.cfg = cfg, .loop = c->loop, .boot_timer = c->boot_timer,
+		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu,
+		.restoring = true, .mem_fd = mem_fd, .mmds = c->mmds,
+	};
+	return machine_build(&c->machine, &p, err, errlen); /* mem_fd went with the machine */
+}
+
+int controller_restore_finish(struct controller *c, const struct snapshot_load *l, const struct snapshot_image *img,
+			      const struct vmm_config *cfg, uint64_t t0_ns, char *err, size_t errlen)
+{
+	int ret;
 	/* The metadata store as it was (a store PUT before the load stays
 	 * if the snapshot has none). A failed load ends the process, so
 	 * taking it now changes nothing that lives on. */
-	if (!ret && img->mmds.len)
-		ret = mmds_restore_store(c->mmds, (const char *)img->mmds.p, img->mmds.len, err, errlen);
-	if (ret)
+	if (img->mmds.len && (ret = mmds_restore_store(c->mmds, (const char *)img->mmds.p, img->mmds.len, err, errlen)))
+		goto fail;
+	if (l->backend == MEM_BACKEND_UFFD &&
+	    (ret = uffd_backend_connect(&c->uffd, &c->machine.vm.mem, l->backend_path, err, errlen)))
+		goto fail;
+	c->machine.vm.start_request_ns = t0_ns;
+	c->machine.vm.restored = true;
+	c->machine.mem_generation = img->mem.generation;
+	if ((ret = snapshot_apply(&c->machine, img, err, errlen))) {
+		uffd_backend_close(&c->uffd);
+		goto fail;
+	}
+	/* From here on watches get armed: the only way back is to stop. */
+	if ((ret = evloop_watch(c->loop, &c->stop_watch, c->machine.vm.stop_fd, POLLIN, on_vm_stop)) ||
+	    (c->uffd.sock >= 0 &&
+	     (ret = evloop_watch(c->loop, &c->uffd_watch, c->uffd.sock, POLLIN | POLLRDHUP, on_uffd_hangup))) ||
+	    (ret = machine_start_devices(&c->machine, true, err, errlen))) {
+		if (!err[0])
+			snprintf(err, errlen, "cannot start: %s", strerror(-ret));
+		vm_request_stop(&c->machine.vm, 1, "restore failed");
+		c->state = STATE_PAUSED;
 		return ret;
-	int mem_fd = -1;
+	}
+	c->cfg = *cfg;
+	mmds_set_config(c->mmds, &c->cfg.mmds);
+	c->state = STATE_PAUSED;
+	/* Devices paused like the vCPUs (not started yet) until Resumed. */
+	if ((ret = machine_pause(&c->machine))) {
+		snprintf(err, errlen, "the VM is stopping");
+		return ret;
+	}
+	return l->resume_vm ? controller_resume(c, err, errlen) : 0;
+fail:
+	machine_destroy(&c->machine);
+	return ret;
+}
+
+static int restore(struct controller *c, const struct snapshot_load *l, struct snapshot_image *img,
+		   uint64_t t0_ns, char *err, size_t errlen)
+{
+	int mem_fd = -1, ret;
 	if (l->backend == MEM_BACKEND_FILE) {
 		/* Its size and identity page only: guest memory is read when the
 		 * guest touches it. */
@@ -645,46 +697,10 @@ static int restore(struct controller *c, const struct snapshot_load *l, struct s
 			return ret;
 		}
 	}
-	struct machine_params p = {
-		.cfg = &cfg, .loop = c->loop, .boot_timer = c->boot_timer,
-		.start_wall = &c->start_wall, .start_cpu = &c->start_cpu,
-		.restoring = true, .mem_fd = mem_fd, .mmds = c->mmds,
-	};
-	if ((ret = machine_build(&c->machine, &p, err, errlen)))
-		return ret; /* mem_fd went with the machine */
-	if (l->backend == MEM_BACKEND_UFFD &&
-	    (ret = uffd_backend_connect(&c->uffd, &c->machine.vm.mem, l->backend_path, err, errlen))) {
-		machine_destroy(&c->machine);
+	struct vmm_config cfg;
+	if ((ret = controller_restore_build(c, l, &img->cfg, mem_fd, &cfg, err, errlen)))
 		return ret;
-	}
-	c->machine.vm.start_request_ns = t0_ns;
-	c->machine.vm.restored = true;
-	c->machine.mem_generation = img->mem.generation;
-	if ((ret = snapshot_apply(&c->machine, img, err, errlen))) {
-		uffd_backend_close(&c->uffd);
-		machine_destroy(&c->machine);
-		return ret;
-	}
-	/* From here on watches get armed: the only way back is to stop. */
-	if ((ret = evloop_watch(c->loop, &c->stop_watch, c->machine.vm.stop_fd, POLLIN, on_vm_stop)) ||
-	    (c->uffd.sock >= 0 &&
-	     (ret = evloop_watch(c->loop, &c->uffd_watch, c->uffd.sock, POLLIN | POLLRDHUP, on_uffd_hangup))) ||
-	    (ret = machine_start_devices(&c->machine, true, err, errlen))) {
-		if (!err[0])
-			snprintf(err, errlen, "cannot start: %s", strerror(-ret));
-		vm_request_stop(&c->machine.vm, 1, "restore failed");
-		c->state = STATE_PAUSED;
-		return ret;
-	}
-	c->cfg = cfg;
-	mmds_set_config(c->mmds, &c->cfg.mmds);
-	c->state = STATE_PAUSED;
-	/* Devices paused like the vCPUs (not started yet) until Resumed. */
-	if ((ret = machine_pause(&c->machine))) {
-		snprintf(err, errlen, "the VM is stopping");
-		return ret;
-	}
-	return l->resume_vm ? resume_vm(c, err, errlen) : 0;
+	return controller_restore_finish(c, l, img, &cfg, t0_ns, err, errlen);
 }
 
 static void load_snapshot(struct controller *c, struct action *a)
@@ -728,7 +744,7 @@ static void load_snapshot(struct controller *c, struct action *a)
 			 l->snapshot_path, l->backend == MEM_BACKEND_FILE ? "file" : "uffd",
 			 (unsigned long long)((rl_now_ns() - t0) / 1000),
 			 (unsigned long long)((t_parsed - t0) / 1000), l->resume_vm ? ", resumed" : "");
-		metrics_start(c);
+		controller_metrics_start(c);
 	}
 	snapshot_image_free(img);
 	free(img);
@@ -896,15 +912,15 @@ void controller_handle(struct controller *c, struct action *a)
 			reply_error(a, 400, "the guest has not read the keys sent earlier");
 		break;
 	case ACTION_PAUSE:
-		if (post_boot(c, a))
+		if (post_boot(c, a) && !migration_refuses(c, a))
 			pause_vm(c, a);
 		break;
 	case ACTION_RESUME:
-		if (post_boot(c, a) && resume_vm(c, a->fault, sizeof(a->fault)))
+		if (post_boot(c, a) && !migration_refuses(c, a) && controller_resume(c, a->fault, sizeof(a->fault)))
 			a->status = 500;
 		break;
 	case ACTION_SNAPSHOT_CREATE:
-		if (!post_boot(c, a))
+		if (!post_boot(c, a) || migration_refuses(c, a))
 			break;
 		if (c->state != STATE_PAUSED)
 			reply_error(a, 400, "Create snapshot error: Cannot save the microVM state: Operation not allowed: "
@@ -922,6 +938,15 @@ void controller_handle(struct controller *c, struct action *a)
 	case ACTION_PATCH_MMDS:
 	case ACTION_PUT_MMDS_CONFIG:
 		handle_mmds(c, a);
+		break;
+	case ACTION_MIGRATE_START:
+		migration_start(c, a);
+		break;
+	case ACTION_GET_MIGRATION:
+		migration_get(c, a);
+		break;
+	case ACTION_MIGRATE_CANCEL:
+		migration_cancel(c, a);
 		break;
 	case ACTION_FLUSH_METRICS:
 		/* As Firecracker: after the start only; without metrics set up,

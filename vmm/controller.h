@@ -73,6 +73,11 @@ struct controller {
 	bool closed;                          /* controller_close() was called */
 	int wake_fd;
 	struct evloop_watch wake_watch;
+
+	/* Live migration (migration/migration.h): this VM going to another
+	 * ember, or this ember waiting for one; NULL when neither. */
+	struct migration_source *migration;
+	struct migration_dest *incoming;
 };
 
 /* Set up on the VMM thread's loop. Returns 0 or -errno. */
@@ -111,5 +116,25 @@ int controller_flush_metrics(struct controller *c);
 
 /* At exit: stop the vCPUs, last metrics, counters in the log. */
 void controller_shutdown(struct controller *c);
+
+/* Metrics lines from now on, every period (once the VM exists). */
+void controller_metrics_start(struct controller *c);
+
+/* Resume the paused VM (starting its vCPU threads after a restore that
+ * did not resume). Returns 0, or -errno with the reason in err. */
+int controller_resume(struct controller *c, char *err, size_t errlen);
+
+/* A restore in two steps, for a snapshot load and a migration's
+ * destination. Build: the machine for the snapshot's configuration saved
+ * with the load's overrides (the result in cfg), its RAM mapped from
+ * mem_fd (privately; closed in any case) or anonymous if -1. Finish: put
+ * img's state into it and start its devices, paused, then resume if the
+ * load asks; a failure destroys the machine (or, once its devices run,
+ * stops the VM). Both return 0, or -errno with the reason in err. */
+int controller_restore_build(struct controller *c, const struct snapshot_load *l, const struct vmm_config *saved,
+			     int mem_fd, struct vmm_config *cfg, char *err, size_t errlen);
+struct snapshot_image;
+int controller_restore_finish(struct controller *c, const struct snapshot_load *l, const struct snapshot_image *img,
+			      const struct vmm_config *cfg, uint64_t t0_ns, char *err, size_t errlen);
 
 #endif

@@ -3,6 +3,8 @@
  * the VM, the API server thread, signals and the terminal. */
 #include <errno.h>
 #include <getopt.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +22,8 @@
 #include "controller.h"
 #include "io/evloop.h"
 #include "log.h"
+#include "migration/address.h"
+#include "migration/migration.h"
 #include "metrics.h"
 #include "mmds/mmds.h"
 #include "seccomp.h"
@@ -45,6 +49,7 @@ struct options {
 	const char *metrics_path;
 	const char *seccomp_filter;
 	const char *metadata;         /* --metadata: the store's first contents */
+	const char *migration_listen; /* --migration-listen: wait for a migrating VM */
 	size_t max_payload;
 	size_t mmds_size_limit;       /* 0: max_payload, as Firecracker */
 	bool no_api;
@@ -81,6 +86,8 @@ static void usage(FILE *f)
 		"  --metadata PATH      fill the MMDS data store with the JSON in PATH\n"
 		"  --mmds-size-limit BYTES  largest MMDS data store (default: the API payload limit)\n"
 		"  --boot-timer         log the time until the guest writes 123 to 0x%llx\n"
+		"  --migration-listen unix:PATH|tcp:HOST:PORT  receive a VM migrated live from another\n"
+		"                       ember there (ember's own; see PUT /ember/migration)\n"
 		"  --level LEVEL        log level: Error, Warning, Info, Debug, Trace, Off\n"
 		"  --log-path PATH      write logs to PATH (file or FIFO) instead of stderr\n"
 		"  --show-level         include the level in each log line\n"
@@ -102,7 +109,7 @@ enum { OPT_CONFIG = 256, OPT_NO_API, OPT_API_SOCK, OPT_ID, OPT_BOOT_TIMER, OPT_L
        OPT_LOG_PATH, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_METRICS_PATH, OPT_MAX_PAYLOAD,
        OPT_VERSION, OPT_HELP, OPT_NO_SECCOMP, OPT_START_US, OPT_START_CPU_US, OPT_PARENT_CPU_US,
        OPT_SECCOMP_FILTER, OPT_MODULE, OPT_SNAPSHOT_VERSION, OPT_DESCRIBE_SNAPSHOT, OPT_METADATA,
-       OPT_MMDS_SIZE_LIMIT, OPT_ENABLE_PCI,
+       OPT_MMDS_SIZE_LIMIT, OPT_ENABLE_PCI, OPT_MIGRATION_LISTEN,
        OPT_TEST_FORBIDDEN_SYSCALL, OPT_TEST_SECCOMP_TRACE, OPT_TEST_API_TIMEOUT };
 
 /* A command line ember refuses: one line, and Firecracker's status. */
@@ -140,6 +147,7 @@ static unsigned long long parse_us(const char *flag, const char *arg)
 static void parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
+		{ "migration-listen", required_argument, NULL, OPT_MIGRATION_LISTEN },
 		{ "config-file", required_argument, NULL, OPT_CONFIG },
 		{ "no-api", no_argument, NULL, OPT_NO_API },
 		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
@@ -223,6 +231,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		case OPT_DESCRIBE_SNAPSHOT: describe_snapshot(optarg);
 		/* Features of later versions: refused, never silently ignored. */
 		case OPT_METADATA: o->metadata = optarg; break;
+		case OPT_MIGRATION_LISTEN: o->migration_listen = optarg; break;
 		case OPT_MMDS_SIZE_LIMIT: {
 			char *end;
 			errno = 0;
@@ -272,6 +281,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 		die_args("unexpected argument '%s' (see --help)", argv[optind]);
 	if (o->no_api && !o->config_file)
 		die_args("--no-api needs --config-file: without either there is no way to configure the VM");
+	if (o->migration_listen && o->config_file)
+		die_args("--migration-listen and --config-file cannot be used together: the VM comes from the source");
 	if (no_seccomp && o->seccomp_filter)
 		die_args("--no-seccomp and --seccomp-filter cannot be used together");
 	if (no_seccomp)
@@ -456,6 +467,23 @@ static uint64_t us_since(const struct timespec *from, clockid_t clock)
 	       (uint64_t)((now.tv_nsec - from->tv_nsec) / 1000);
 }
 
+/* --migration-listen: the socket a source connects to. */
+static void listen_for_migration(struct controller *c, const char *address)
+{
+	struct mig_address a;
+	char msg[300];
+	if (mig_address_parse(address, &a, msg, sizeof(msg)))
+		die_args("--migration-listen: %s", msg);
+	const char *path = a.family == AF_UNIX ? ((struct sockaddr_un *)&a.sa)->sun_path : NULL;
+	int fd = socket(a.family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0 || (a.family != AF_UNIX && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) ||
+	    bind(fd, (struct sockaddr *)&a.sa, a.len) || listen(fd, 1))
+		die("--migration-listen %s: %s", address, strerror(errno));
+	if (migration_listen(c, fd, path))
+		die("--migration-listen: cannot watch the socket");
+	log_info("migration: waiting for a source on %s", address);
+}
+
 int main(int argc, char **argv)
 {
 	static struct ember e;
@@ -551,6 +579,8 @@ int main(int argc, char **argv)
 		}
 		log_info("Successfully added metadata to mmds from file");
 	}
+	if (e.opt.migration_listen)
+		listen_for_migration(c, e.opt.migration_listen);
 	c->startup_us = us_since(&e.start_wall, CLOCK_MONOTONIC);
 	c->startup_cpu_us = us_since(&e.start_cpu, CLOCK_PROCESS_CPUTIME_ID);
 	if (e.opt.jailer_start_us) {

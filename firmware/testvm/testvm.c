@@ -262,13 +262,20 @@ static uint64_t fill_word(uint64_t addr)
  * "testvm: count N" line per step, and each step re-checks the next 64
  * pages of the pattern, so a restored VM whose memory came back wrong
  * says "FAIL memory" instead of counting on. Used by the snapshot tests
- * and the restore benchmark. */
+ * and the restore benchmark. With testvm.dirty=MiB, each step also writes
+ * its number into every page of that much RAM after the pattern, having
+ * checked that each still holds the step before's: a migration that lost
+ * a page the guest wrote says "FAIL dirty memory". */
 static void counter(uint64_t ram)
 {
 	uint64_t fill = word_value("testvm.fill", 0) << 20;
+	uint64_t dirty = word_value("testvm.dirty", 0) << 20;
 	uint64_t spin = word_value("testvm.counter", 100000);
 	if (FILL_BASE + fill > ram || FILL_BASE + fill > FILL_LIMIT)
 		fill = 0;
+	uint64_t dirty_base = FILL_BASE + fill;
+	if (dirty_base + dirty > ram || dirty_base + dirty > FILL_LIMIT)
+		dirty = 0;
 	for (uint64_t a = FILL_BASE; a < FILL_BASE + fill; a += 8)
 		*(volatile uint64_t *)a = fill_word(a);
 	puts_serial("testvm: filled ");
@@ -285,6 +292,15 @@ static void counter(uint64_t ram)
 					puts_serial("\n");
 					reset();
 				}
+		}
+		for (uint64_t a = dirty_base; a < dirty_base + dirty; a += 4096) {
+			if (count && *(volatile uint64_t *)a != count - 1) {
+				puts_serial("testvm: FAIL dirty memory at ");
+				put_hex(a);
+				puts_serial("\n");
+				reset();
+			}
+			*(volatile uint64_t *)a = count;
 		}
 		puts_serial("testvm: count ");
 		put_dec(count);

@@ -156,7 +156,12 @@ static const struct seccomp_rule rules[] = {
 	ALLOW(poll, VMM),                /* the file faults thread waits for faults (snapshot/file_faults.c) */
 
 	/* -- sockets: the API (Unix), vsock's host side (Unix) -- */
-	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_UNIX), /* Unix sockets only: no network from ember */
+	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_UNIX), /* the API, vsock, a migration's unix: address */
+	/* A live migration's tcp: connection, the only network ember opens
+	 * (the source's on PUT /ember/migration, the destination's listener). */
+	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_INET),
+	ALLOW_IF(socket, VMM, 0, ~0ULL, AF_INET6),
+	ALLOW_IF(setsockopt, VMM, 2, ~0ULL, SO_REUSEADDR), /* the destination's tcp: listener */
 	ALLOW(bind, VMM),                /* the API and vsock listening sockets */
 	ALLOW(listen, VMM),
 	ALLOW(accept4, VMM | API),       /* API clients; host-side vsock connections */

@@ -126,18 +126,38 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int snapfile_write(int fd, const struct snap_writer *w)
+/* The header of a file whose payload is w's. */
+static void snapfile_header(const struct snap_writer *w, uint8_t hdr[SNAPFILE_HEADER_SIZE])
 {
-	if (w->oom)
-		return -ENOMEM;
-	uint8_t hdr[SNAPFILE_HEADER_SIZE];
 	memcpy(hdr, SNAPFILE_MAGIC, 8);
 	put_le(hdr + 8, SNAPFILE_VERSION, 4);
 	put_le(hdr + 12, SNAPFILE_HEADER_SIZE, 4);
 	put_le(hdr + 16, w->len, 8);
 	put_le(hdr + 24, snap_crc64(0, w->buf, w->len), 8);
+}
+
+int snapfile_write(int fd, const struct snap_writer *w)
+{
+	if (w->oom)
+		return -ENOMEM;
+	uint8_t hdr[SNAPFILE_HEADER_SIZE];
+	snapfile_header(w, hdr);
 	int ret = write_all(fd, hdr, sizeof(hdr));
 	return ret ? ret : write_all(fd, w->buf, w->len);
+}
+
+int snapfile_image(const struct snap_writer *w, uint8_t **image, size_t *len)
+{
+	if (w->oom)
+		return -ENOMEM;
+	uint8_t *p = malloc(SNAPFILE_HEADER_SIZE + w->len);
+	if (!p)
+		return -ENOMEM;
+	snapfile_header(w, p);
+	memcpy(p + SNAPFILE_HEADER_SIZE, w->buf, w->len);
+	*image = p;
+	*len = SNAPFILE_HEADER_SIZE + w->len;
+	return 0;
 }
 
 /* ---- reader ----------------------------------------------------------- */

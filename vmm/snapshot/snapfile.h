@@ -46,6 +46,9 @@ void sw_end(struct snap_writer *w);
 /* Write header + payload to fd (a new file: see newfile.h). Returns 0, or
  * -ENOMEM if building w ran out of memory, or -errno. */
 int snapfile_write(int fd, const struct snap_writer *w);
+/* The same file as one buffer: *image (malloc'd), *len bytes. Returns 0
+ * or -ENOMEM. */
+int snapfile_image(const struct snap_writer *w, uint8_t **image, size_t *len);
 
 struct snap_reader {
 	const uint8_t *p;

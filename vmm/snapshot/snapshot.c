@@ -356,6 +356,24 @@ static int build_state(struct machine *m, const struct vmm_config *cfg, const st
 	return ret;
 }
 
+int snapshot_state_image(struct machine *m, const struct vmm_config *cfg, uint8_t **image, size_t *len,
+			 char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	struct memfile_id id = { vm->mem.size, vm->mem.size + MEMFILE_ID_PAGE, 0 };
+	int ret = memfile_new_generation(&id.generation);
+	if (ret) {
+		snprintf(err, errlen, "getrandom: %s", strerror(-ret));
+		return ret;
+	}
+	struct snap_writer w;
+	sw_init(&w);
+	if (!(ret = build_state(m, cfg, &id, &w, err, errlen)) && (ret = snapfile_image(&w, image, len)))
+		snprintf(err, errlen, "out of memory building the state");
+	sw_free(&w);
+	return ret;
+}
+
 /* Both files are written whole under new names, then the memory file is
  * renamed over mem_file_path and the state file over snapshot_path, last:
  * until then the previous snapshot at those paths stays as it was, and

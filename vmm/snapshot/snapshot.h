@@ -87,6 +87,13 @@ struct snapshot_image {
 int snapshot_save(struct machine *m, const struct vmm_config *cfg, const struct snapshot_create *req,
 		  char *err, size_t errlen);
 
+/* The paused machine's state as a state file image, *image (malloc'd) of
+ * *len bytes, for a live migration: its memory section names a new
+ * generation and no memory file. Devices must be idle. Returns 0, or
+ * -errno with the reason in err. */
+int snapshot_state_image(struct machine *m, const struct vmm_config *cfg, uint8_t **image, size_t *len,
+			 char *err, size_t errlen);
+
 /* Decode and validate a state file image (header, checksum, every section,
  * the configuration). Returns 0, or -EINVAL with the reason in err. On
  * success release img with snapshot_image_free(). */
