@@ -966,6 +966,17 @@ static void clone_invoke(struct fn *f, struct clone *c, const void *body, size_t
 			     &why);
 	a->agent_us = (uint32_t)(now_us() - t);
 	close(fd);
+	if (r < 0 && a->agent_us / 1000 >= f->c.timeout_ms + (uint32_t)FN_ANSWER_SLACK_MS) {
+		/* No answer by the timeout and the slack after it: the handler
+		 * certainly ran past its timeout; that the guest was too slow
+		 * to say so (a stalled host) changes nothing for the caller. */
+		a->http_status = 504;
+		a->agent_status = agent_status_name(AGENT_TIMEOUT);
+		snprintf(a->error, sizeof(a->error),
+			 "the handler ran past the timeout (%u ms); the clone's agent did not answer within %d ms after it, and the clone was destroyed",
+			 f->c.timeout_ms, FN_ANSWER_SLACK_MS);
+		return;
+	}
 	if (r < 0) {
 		snprintf(a->error, sizeof(a->error), "the clone's agent: %s", why);
 		return;
