@@ -240,24 +240,34 @@ long mem_huge_free(void)
 	return strtol(buf, NULL, 10);
 }
 
-int mem_track_dirty(struct guest_mem *mem)
+int mem_track_dirty(struct guest_mem *mem, bool all_dirty)
 {
 	size_t words = (size_t)((mem->size / 4096 + 63) / 64);
-	mem->dirty = calloc(words, sizeof(uint64_t));
-	return mem->dirty ? 0 : -ENOMEM;
+	uint64_t *bits = calloc(words, sizeof(uint64_t));
+	if (!bits)
+		return -ENOMEM;
+	if (all_dirty) {
+		memset(bits, 0xff, words * sizeof(uint64_t));
+		if ((mem->size / 4096) % 64)
+			bits[words - 1] = (1ULL << ((mem->size / 4096) % 64)) - 1;
+	}
+	/* vCPU threads may be marking already (the emulator's writes). */
+	__atomic_store_n(&mem->dirty, bits, __ATOMIC_RELEASE);
+	return 0;
 }
 
 void mem_mark_dirty(const struct guest_mem *mem, const void *host, size_t len)
 {
 	const uint8_t *p = host;
-	if (!mem || !mem->dirty || len == 0 || p < mem->host || p >= mem->host + mem->size)
+	uint64_t *dirty = mem ? __atomic_load_n(&mem->dirty, __ATOMIC_ACQUIRE) : NULL;
+	if (!dirty || len == 0 || p < mem->host || p >= mem->host + mem->size)
 		return;
 	uint64_t first = (uint64_t)(p - mem->host) / 4096;
 	uint64_t last = ((uint64_t)(p - mem->host) + len - 1) / 4096;
 	if (last >= mem->size / 4096)
 		last = mem->size / 4096 - 1;
 	for (uint64_t pg = first; pg <= last; pg++)
-		__atomic_fetch_or(&mem->dirty[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+		__atomic_fetch_or(&dirty[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
 }
 
 void mem_take_dirty(struct guest_mem *mem, uint64_t *bitmap)

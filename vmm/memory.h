@@ -118,8 +118,9 @@ int mem_merge(struct guest_mem *mem);
  * /sys in a jail). For error messages. */
 long mem_huge_free(void);
 
-/* Start tracking ember's own writes (mem_mark_dirty). Returns 0 or -ENOMEM. */
-int mem_track_dirty(struct guest_mem *mem);
+/* Start tracking ember's own writes (mem_mark_dirty), every page dirty to
+ * begin with when all_dirty. Returns 0 or -ENOMEM. */
+int mem_track_dirty(struct guest_mem *mem, bool all_dirty);
 /* Record that ember wrote [host, host+len) of guest memory. Cheap no-op
  * without tracking; safe from any thread. */
 void mem_mark_dirty(const struct guest_mem *mem, const void *host, size_t len);

@@ -275,7 +275,7 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
 		goto fail;
 	}
 	if (!err && src->track_dirty)
-		err = mem_track_dirty(&vm->mem);
+		err = mem_track_dirty(&vm->mem, false);
 	vm->track_dirty = src->track_dirty;
 	if (err) {
 		snprintf(errbuf, errlen,
@@ -380,6 +380,21 @@ int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t value, int fd)
 		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
 	};
 	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0 ? -errno : 0;
+}
+
+int vm_track_dirty_start(struct vm *vm)
+{
+	if (vm->track_dirty)
+		return 0;
+	int err = vm->mem.dirty ? 0 : mem_track_dirty(&vm->mem, true);
+	if (err)
+		return err;
+	vm->track_dirty = true;
+	if ((err = set_memory_slots(vm))) {
+		vm->track_dirty = false;
+		set_memory_slots(vm); /* the slots as they were */
+	}
+	return err;
 }
 
 int vm_take_dirty(struct vm *vm, uint64_t *bitmap)

@@ -90,6 +90,10 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, unsigned nvcpus, const struct v
  * log, and ember's own) into bitmap: one bit per 4 KiB page of the RAM
  * mapping, in memory-file order. Clears the logs. Returns 0 or -errno. */
 int vm_take_dirty(struct vm *vm, uint64_t *bitmap);
+/* Start dirty page tracking on a VM that runs without it (a live
+ * migration asks for it). Every page counts as dirty to begin with, so a
+ * later Diff snapshot still holds what the guest wrote before. 0 or -errno. */
+int vm_track_dirty_start(struct vm *vm);
 void vm_destroy(struct vm *vm);
 
 /* Map host memory [host, host+size) (page-aligned) at guest-physical gpa,

@@ -276,7 +276,7 @@ Test(emulate, stats_format)
 Test(emulate, emulated_writes_are_tracked_for_diff_snapshots)
 {
 	enum emu_kind kind;
-	cr_assert_eq(mem_track_dirty(&mem), 0);
+	cr_assert_eq(mem_track_dirty(&mem, false), 0);
 	size_t words = (size_t)((mem.size / 4096 + 63) / 64);
 	uint64_t *bits = calloc(words, sizeof(uint64_t));
 	put64(0x700020, 0x0000000200000001ULL);

@@ -183,3 +183,29 @@ Test(memory, numa_bind)
 		cr_assert_eq(mem_init_opts(&mem, 1 << 20, &o), -EINVAL);
 	}
 }
+
+/* Tracking started late (a live migration of a VM booted without it):
+ * every page counts as written until the first take, then only what
+ * is marked afterwards. */
+Test(memory, dirty_tracking_started_late_counts_every_page)
+{
+	struct guest_mem mem;
+	uint64_t pages = (16 << 20) / 4096 + 3; /* not a whole word of bits */
+	cr_assert_eq(mem_init(&mem, pages * 4096), 0);
+	cr_assert_eq(mem_track_dirty(&mem, true), 0);
+	size_t words = (size_t)((pages + 63) / 64);
+	uint64_t *bits = calloc(words, sizeof(uint64_t));
+	mem_take_dirty(&mem, bits);
+	uint64_t n = 0;
+	for (size_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(bits[i]);
+	cr_assert_eq(n, pages, "%llu of %llu pages dirty", (unsigned long long)n, (unsigned long long)pages);
+	memset(bits, 0, words * sizeof(uint64_t));
+	mem_mark_dirty(&mem, mem.host + 5 * 4096 + 100, 4096); /* pages 5 and 6 */
+	mem_take_dirty(&mem, bits);
+	cr_assert_eq(bits[0], 3ULL << 5);
+	for (size_t i = 1; i < words; i++)
+		cr_assert_eq(bits[i], 0);
+	free(bits);
+	mem_destroy(&mem);
+}

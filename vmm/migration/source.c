@@ -584,12 +584,6 @@ void migration_start(struct controller *c, struct action *a)
 		a->status = 400;
 		return;
 	}
-	if (!c->machine.vm.track_dirty) {
-		snprintf(a->fault, sizeof(a->fault), "a live migration needs dirty page tracking: set "
-			 "track_dirty_pages in machine-config (or on snapshot load)");
-		a->status = 400;
-		return;
-	}
 	struct mig_address addr;
 	if (mig_address_parse(req->destination, &addr, err, sizeof(err))) {
 		snprintf(a->fault, sizeof(a->fault), "destination: %s", err);
@@ -602,6 +596,16 @@ void migration_start(struct controller *c, struct action *a)
 			 : "out of memory");
 		a->status = s ? 503 : 500;
 		return;
+	}
+	if (!c->machine.vm.track_dirty) {
+		int ret = vm_track_dirty_start(&c->machine.vm);
+		if (ret) {
+			snprintf(a->fault, sizeof(a->fault), "cannot start dirty page tracking: %s", strerror(-ret));
+			a->status = 500;
+			return;
+		}
+		/* It stays on: the pages written meanwhile are marked. */
+		log_info("migration: dirty page tracking started (machine-config had track_dirty_pages off)");
 	}
 	/* A fresh run in the same struct: its timers may still be armed. */
 	uint64_t pages = c->machine.vm.mem.size / MIG_PAGE;
