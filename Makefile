@@ -274,6 +274,7 @@ bench: $(USER_BINS) $(BUILD)/obj/ember-dynamic $(FN) $(OBJ)/agent-client kernel 
 	$(BENCH_ENV) benchmarks/jailer.sh 5
 	$(BENCH_ENV) benchmarks/static.sh 20 3
 	FN=$(FN) AGENT_CLIENT=$(OBJ)/agent-client $(BENCH_ENV) benchmarks/invoke.sh 1 2
+	$(BENCH_ENV) benchmarks/migrate.sh 5
 	benchmarks/report.sh benchmarks/results
 
 # Each benchmark once, small, into build/bench-smoke (the published
@@ -294,9 +295,10 @@ bench-smoke: $(USER_BINS) $(BUILD)/obj/ember-dynamic $(FN) $(OBJ)/agent-client k
 	OUT=$(SMOKE)/static.md $(BENCH_ENV) benchmarks/static.sh 1 0
 	OUT=$(SMOKE)/invoke.md CONCURRENCY=2 MIN_SAMPLES=1 PEER_RUNS=1 FN=$(FN) AGENT_CLIENT=$(OBJ)/agent-client \
 	  $(BENCH_ENV) benchmarks/invoke.sh 1 1
+	OUT=$(SMOKE)/migrate.md SIZES=128 $(BENCH_ENV) benchmarks/migrate.sh 1
 	benchmarks/report.sh $(SMOKE)
 	@for p in latest.md boot-distribution.png restore-vs-memory.png memory-overhead.png concurrent-starts.png clone-memory.png \
-	  invoke-latency.png; do \
+	  invoke-latency.png migration.png; do \
 	  test -s $(SMOKE)/$$p || { echo "bench-smoke: $(SMOKE)/$$p was not made"; exit 1; }; done
 
 run: deps

@@ -9,13 +9,13 @@ cd "$(dirname "$0")/.."
 . benchmarks/lib.sh
 DIR=${1:-benchmarks/results}
 OUT=$DIR/latest.md
-ORDER="span api boot density snapshot memory clones io jailer invoke"
+ORDER="span api boot density snapshot memory clones io jailer invoke migrate"
 # What each benchmark measured, and its command in `make bench`.
 declare -A TITLE=(
 	[span]="benchmarks/span.sh" [api]="benchmarks/api.sh" [boot]="benchmarks/boot.sh"
 	[density]="benchmarks/density.sh" [snapshot]="benchmarks/snapshot.sh" [clones]="benchmarks/clones.sh"
 	[memory]="benchmarks/memory.sh" [io]="benchmarks/io.sh" [jailer]="benchmarks/jailer.sh"
-	[invoke]="benchmarks/invoke.sh"
+	[invoke]="benchmarks/invoke.sh" [migrate]="benchmarks/migrate.sh"
 )
 
 missing=()
@@ -191,10 +191,38 @@ plot for [s in sn] lat(s, nmax) with linespoints pt 7 ps 0.6 lc colour(s) dt das
 unset multiplot
 GP
 
+# Live migration: total time and downtime (the VMM's own figure) against
+# guest memory, idle and dirtying, ember and QEMU (medians).
+plot migration migrate.dat <<'GP'
+set terminal pngcairo size 1000,420 font ",10"
+set output out
+f = data."migrate.dat"
+sel(load, col) = sprintf("< awk '!/^#/ && $2 == \"%s\" && $%d != \"?\" {print $1, $%d}' %s", load, col, col, f)
+set multiplot layout 1,2 title "Live migration over TCP between two network namespaces (median)"
+set xlabel "guest memory (MiB)"
+set logscale x 2
+set logscale y
+set xrange [96:5500]
+set key top left
+set grid
+set title "total: request → source reports complete"
+set ylabel "ms"
+plot sel("idle", 3) with linespoints lw 2 pt 7 lc 1 title "ember, idle", \
+     sel("dirty", 3) with linespoints lw 2 pt 5 lc 1 dt 2 title "ember, dirtying", \
+     sel("idle", 6) with linespoints lw 2 pt 7 lc 3 title "QEMU, idle", \
+     sel("dirty", 6) with linespoints lw 2 pt 5 lc 3 dt 2 title "QEMU, dirtying"
+set title "downtime (the VMM's own figure)"
+plot sel("idle", 4) with linespoints lw 2 pt 7 lc 1 title "ember, idle", \
+     sel("dirty", 4) with linespoints lw 2 pt 5 lc 1 dt 2 title "ember, dirtying", \
+     sel("idle", 7) with linespoints lw 2 pt 7 lc 3 title "QEMU, idle", \
+     sel("dirty", 7) with linespoints lw 2 pt 5 lc 3 dt 2 title "QEMU, dirtying"
+unset multiplot
+GP
+
 {
 	echo "Plots (\`benchmarks/report.sh\`, gnuplot):"
 	echo
-	for p in boot-distribution restore-vs-memory memory-overhead concurrent-starts clone-memory invoke-latency; do
+	for p in boot-distribution restore-vs-memory memory-overhead concurrent-starts clone-memory invoke-latency migration; do
 		[ -f "$DIR/$p.png" ] && echo "- [$p.png]($p.png)"
 	done
 	true
