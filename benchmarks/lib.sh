@@ -143,7 +143,7 @@ fc_overhead() {
 # then DIR/smaps is a copy of the VMM's /proc/PID/smaps. 128 MiB, 1 vCPU;
 # ember serves its API socket, as under an orchestrator.
 # Needs root for the tap. Returns non-zero (with DIR/err) if it failed.
-DEVICES_GUEST_CMD='for d in /dev/vd?; do for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do dd if=$d of=/dev/null bs=64k count=4 skip=$((i*4)) iflag=direct 2>/dev/null & done; done; wait; if [ -e /sys/class/net/eth0 ]; then ip addr add 172.30.0.2/24 dev eth0; ip link set eth0 up; ping -c 2 -W 5 172.30.0.1 >/dev/null || echo ping-failed; fi; grep -qx 0x0013 /sys/bus/virtio/devices/*/device && { ember-vsock send 2 6000 hello-vsock || echo vsock-failed; }; echo mem-ready; sleep 600'
+DEVICES_GUEST_CMD='for d in /dev/vd?; do for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do dd if=$d of=/dev/null bs=64k count=4 skip=$((i*4)) iflag=direct 2>/dev/null & done; done; wait; if [ -e /sys/class/net/eth0 ]; then ip addr add 172.30.0.2/24 dev eth0; ip link set eth0 up; ping -c 2 -W 10 172.30.0.1 >/dev/null || echo ping-failed; fi; grep -qx 0x0013 /sys/bus/virtio/devices/*/device && { ember-vsock send 2 6000 hello-vsock || echo vsock-failed; }; echo mem-ready; sleep 600'
 devices_vm() { # EMBER SET DIR
 	local ember=$1 set=$2 dir=$3 ns="" pid rc=0 i drives net="" vsock="" root
 	rm -rf "$dir" && mkdir -p "$dir"
@@ -179,7 +179,7 @@ devices_vm() { # EMBER SET DIR
 	${ns:+ip netns exec "$ns"} "$dir/ember" --api-sock "$dir/api.sock" --config-file "$dir/vm.json" < /dev/null > "$dir/out" 2> "$dir/err" &
 	pid=$!
 	echo "$pid" > "$dir/vmm.pid"
-	for i in $(seq 3000); do # 300 s
+	for i in $(seq 6000); do # 600 s: a busy host's Linux boots can take minutes
 		grep -q '^mem-ready' "$dir/out" 2> /dev/null && break
 		kill -0 "$pid" 2> /dev/null || break
 		sleep 0.1

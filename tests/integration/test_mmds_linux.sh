@@ -157,7 +157,7 @@ test_mmds_linux_v1() {
 		done
 		[ "$live" -eq 30 ] || fail "$live MMDS connections live during the flood, expected the table's 30"
 	fi
-	wait_out mmds1 '^mmds: done' 120
+	wait_out mmds1 '^mmds: done' 300
 	expect_mmds mmds1 version V1
 	expect_mmds mmds1 v1-plain ami-12345678
 	expect_mmds mmds1 v1-no-token served

@@ -76,9 +76,20 @@ echo "mmds: no-token=$(status "" /latest/meta-data/ami-id)"
 echo "mmds: wrong-token=$(status "$t"x /latest/meta-data/ami-id)"
 printf 'PUT /latest/api/token HTTP/1.1\r\nX-metadata-token-ttl-seconds: 0\r\n\r\n' | nc -w 5 $M 80 > /tmp/bad
 echo "mmds: ttl-0=$(head -n 1 /tmp/bad)"
-# (10 s: a slow guest takes a while between getting a token and using it)
-s=$(token 10)
-echo "mmds: short-lived=$(get "$s" /latest/meta-data/ami-id)"
+# A token of 10 s: served while fresh, refused once expired. A guest on a
+# busy host can spend the 10 s between getting it and using it; when the
+# use failed that late, it asks again (a refusal while fresh is reported).
+i=0
+v=
+while [ $i -lt 5 ] && [ -z "$v" ]; do
+	start=$(date +%s)
+	s=$(token 10)
+	v=$(get "$s" /latest/meta-data/ami-id)
+	[ -n "$v" ] || [ $(($(date +%s) - start)) -ge 8 ] || break
+	[ -n "$v" ] || echo "mmds: short-lived token used too late, retry $i" >&2
+	i=$((i + 1))
+done
+echo "mmds: short-lived=$v"
 sleep 11
 echo "mmds: expired=$(status "$s" /latest/meta-data/ami-id)"
 echo "mmds: phase1-done"
