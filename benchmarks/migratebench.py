@@ -149,21 +149,10 @@ def run_ember(d, mem, args, src_ns, dst_ns, dst_ip, port, ember):
         t0 = time.time()
         ember_api(src_sock, "PUT", "/ember/migration",
                   {"destination": "tcp:%s:%d" % (dst_ip, port), "downtime_ms": 300})
-        while True:
-            st = ember_api(src_sock, "GET", "/ember/migration")
-            if st["state"] == "completed":
-                break
-            if st["state"] in ("failed", "cancelled", "none"):
-                raise RuntimeError("the migration is %s: %s" % (st["state"], st.get("error", st)))
-            if time.time() > deadline:
-                raise RuntimeError("the migration did not end in time: %s" % st)
-            time.sleep(0.005)
-        total = (time.time() - t0) * 1000
-        last_src = max(n for _, n in src_con.lines if n is not None)
-        dst_con.wait_count(last_src, deadline)
+        st = wait_complete(lambda: ember_api(src_sock, "GET", "/ember/migration"), "state", deadline)
+        total, gap, step = moved(t0, src_con, dst_con, deadline)
         downtime = (realtime_stamp(os.path.join(d, "dst.err"), "migration: resumed at") -
                     realtime_stamp(os.path.join(d, "src.err"), "migration: vCPUs paused at")) * 1000
-        gap, step = gap_ms(src_con, dst_con, last_src)
         return total, downtime, gap, st["bytes_sent"], st["rounds"], step
     finally:
         for p in (src, dst):
@@ -216,25 +205,39 @@ def run_qemu(d, mem, args, src_ns, dst_ns, dst_ip, port, qemu):
         src_con.wait_count(2, deadline)
         t0 = time.time()
         q.do("migrate", {"uri": "tcp:%s:%d" % (dst_ip, port)})
-        while True:
-            st = q.do("query-migrate")
-            if st.get("status") == "completed":
-                break
-            if st.get("status") in ("failed", "cancelled"):
-                raise RuntimeError("QEMU's migration %s: %s" % (st["status"], st.get("error-desc", "")))
-            if time.time() > deadline:
-                raise RuntimeError("QEMU's migration did not end in time: %s" % st)
-            time.sleep(0.005)
-        total = (time.time() - t0) * 1000
-        last_src = max(n for _, n in src_con.lines if n is not None)
-        dst_con.wait_count(last_src, deadline)
+        st = wait_complete(lambda: q.do("query-migrate"), "status", deadline)
+        total, gap, step = moved(t0, src_con, dst_con, deadline)
         ram = st.get("ram", {})
-        gap, step = gap_ms(src_con, dst_con, last_src)
         return total, st["downtime"], gap, ram.get("transferred", 0), ram.get("dirty-sync-count", 0), step
     finally:
         for p in (src, dst):
             p.kill()
             p.wait()
+
+
+def wait_complete(status, key, deadline):
+    """Poll the source's status() until its KEY says the migration is
+    complete: the last status. Fails on a migration that ended otherwise."""
+    while True:
+        st = status()
+        if st.get(key) == "completed":
+            return st
+        if st.get(key) in ("failed", "cancelled", "none"):
+            raise RuntimeError("the migration is %s: %s" % (st[key], st))
+        if time.time() > deadline:
+            raise RuntimeError("the migration did not end in time: %s" % st)
+        time.sleep(0.005)
+
+
+def moved(t0, src_con, dst_con, deadline):
+    """Once the source says complete: the total time since T0, and the
+    guest's gap and usual step (gap_ms), once it counted on at the
+    destination (all in ms)."""
+    total = (time.time() - t0) * 1000
+    last_src = max(n for _, n in src_con.lines if n is not None)
+    dst_con.wait_count(last_src, deadline)
+    gap, step = gap_ms(src_con, dst_con, last_src)
+    return total, gap, step
 
 
 def gap_ms(src_con, dst_con, last_src):

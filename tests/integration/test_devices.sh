@@ -19,6 +19,17 @@ need_netns() {
 	fi
 }
 
+# tap_netns NAME: NS, a network namespace NAME-$$ with tap0 up (the host
+# at 10.0.0.1/24), for an ember to run in.
+tap_netns() {
+	NS=$1-$$
+	ip netns add "$NS" || { fail "ip netns add $NS"; return 1; }
+	ip netns exec "$NS" ip tuntap add dev tap0 mode tap &&
+		ip netns exec "$NS" ip addr add 10.0.0.1/24 dev tap0 &&
+		ip netns exec "$NS" ip link set tap0 up ||
+		{ fail "tap setup in $NS"; ip netns del "$NS"; return 1; }
+}
+
 test_testvm_virtio_devices() {
 	need_kvm || return
 	make_testdisk "$T/disk.img"

@@ -334,17 +334,6 @@ test_migration_over_tcp() {
 	stop_api_pid "$DST_PID"
 }
 
-# mig_tap_ns NAME: a network namespace NAME-$$ with tap0 (the host at
-# 10.0.0.1) for an ember to run in; its name in NS.
-mig_tap_ns() {
-	NS=$1-$$
-	ip netns add "$NS" || { fail "ip netns add"; return 1; }
-	ip netns exec "$NS" ip tuntap add dev tap0 mode tap &&
-		ip netns exec "$NS" ip addr add 10.0.0.1/24 dev tap0 &&
-		ip netns exec "$NS" ip link set tap0 up ||
-		{ fail "tap setup in $NS"; ip netns del "$NS"; return 1; }
-}
-
 # A Linux guest counting on its console and into a file on its root drive
 # (synced each step), pinging the host through its tap each step, moves
 # from an ember in one network namespace to one in another, whose tap has
@@ -354,9 +343,9 @@ test_migration_linux_console_drive_and_tap() {
 	need_kvm || return
 	need_file "$BUILD/vmlinux" && need_file "$BUILD/rootfs.ext4" || return
 	need_netns || return
-	mig_tap_ns mig-src || return
+	tap_netns mig-src || return
 	local ns_src=$NS
-	mig_tap_ns mig-dst || { ip netns del "$ns_src"; return; }
+	tap_netns mig-dst || { ip netns del "$ns_src"; return; }
 	local ns_dst=$NS
 	cp --sparse=always "$BUILD/rootfs.ext4" "$T/root.ext4"
 	local script='ip addr add 10.0.0.2/24 dev eth0; ip link set eth0 up; i=0; while :; do echo step $i; echo $i >> /root/counts; sync; ping -c 1 -W 2 10.0.0.1 > /dev/null 2>&1 && echo ping ok $i; i=$((i + 1)); sleep 0.3; done'

@@ -30,21 +30,6 @@ expect_mmds_match() {
 	echo "$got" | grep -qE -- "$3" || fail "$1: guest's $2 is '$got', expected to match '$3'"
 }
 
-# mmds_netns: $NS, a network namespace with tap0 (the host at 10.0.0.1),
-# for ember to run in.
-mmds_netns() {
-	if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || [ ! -c /dev/net/tun ]; then
-		skip "needs root, iproute2 and /dev/net/tun for a network namespace and tap"
-		return 1
-	fi
-	NS=ember-mmds-$$
-	ip netns add "$NS" || { fail "ip netns add"; return 1; }
-	ip netns exec "$NS" ip tuntap add dev tap0 mode tap &&
-		ip netns exec "$NS" ip addr add 10.0.0.1/24 dev tap0 &&
-		ip netns exec "$NS" ip link set tap0 up ||
-		{ fail "tap setup"; ip netns del "$NS"; return 1; }
-}
-
 # mmds_rootfs VERSION: $T/root.ext4, the root image with guest.sh as
 # /mmds.sh, and $T/boot.json booting it to run "sh /mmds.sh VERSION".
 mmds_rootfs() {
@@ -79,7 +64,7 @@ metric() {
 test_mmds_linux_v2_tokens_patch_and_restore() {
 	need_kvm || return
 	mmds_rootfs V2 || return
-	mmds_netns || return
+	need_netns && tap_netns ember-mmds || return
 	API_PREFIX="ip netns exec $NS"
 	start_api mmds2 || { ip netns del "$NS"; return; }
 	mmds_configure V2
@@ -137,7 +122,7 @@ test_mmds_linux_v2_tokens_patch_and_restore() {
 test_mmds_linux_v1() {
 	need_kvm || return
 	mmds_rootfs V1 || return
-	mmds_netns || return
+	need_netns && tap_netns ember-mmds || return
 	API_PREFIX="ip netns exec $NS"
 	start_api mmds1 || { ip netns del "$NS"; return; }
 	mmds_configure V1
