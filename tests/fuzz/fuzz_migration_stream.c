@@ -15,30 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
+
 #include "../../vmm/migration/stream.h"
 
 #define MAX_PAGES 256 /* the largest guest this target builds: 1 MiB */
 
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
 
-static uint8_t take(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint64_t take64(struct input *in)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | take(in);
-	return v;
-}
 
 struct fuzz_dest {
 	uint8_t *mem;
@@ -92,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct input in = { data, size };
+	struct fuzz_input in = { data, size };
 	struct snap_writer w;
 	sw_init(&w);
 	/* The source's memory: the largest first page PAGES picks, plus a run. */
@@ -101,12 +84,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t begin_pages = 0;
 	memset(shadow, 0, sizeof(shadow));
 	while (in.n && w.len < (2u << 20)) {
-		uint8_t op = take(&in);
+		uint8_t op = fuzz_take(&in);
 		switch (op % 8) {
 		case 0: { /* raw bytes */
-			uint8_t n = take(&in);
+			uint8_t n = fuzz_take(&in);
 			for (unsigned i = 0; i < n; i++)
-				sw_u8(&w, take(&in));
+				sw_u8(&w, fuzz_take(&in));
 			shadow_ok = false;
 			break;
 		}
@@ -114,15 +97,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			mig_put_hello(&w);
 			break;
 		case 2: { /* BEGIN: 1..512 pages (more than this target's guests) */
-			begin_pages = (uint64_t)(take(&in) | (take(&in) & 1) << 8) + 1;
+			begin_pages = (uint64_t)(fuzz_take(&in) | (fuzz_take(&in) & 1) << 8) + 1;
 			mig_put_begin(&w, begin_pages * MIG_PAGE, "{}", 2);
 			break;
 		}
 		case 3: { /* PAGES, within the guest or not */
-			uint64_t first = take(&in) | (take(&in) & 1) << 8;
-			unsigned count = take(&in) % MIG_RUN + 1;
-			uint64_t zero = take64(&in);
-			uint8_t fill = take(&in);
+			uint64_t first = fuzz_take(&in) | (fuzz_take(&in) & 1) << 8;
+			unsigned count = fuzz_take(&in) % MIG_RUN + 1;
+			uint64_t zero = fuzz_take_n(&in, 8);
+			uint8_t fill = fuzz_take(&in);
 			for (unsigned i = 0; i < count; i++)
 				memset(source + (first + i) * MIG_PAGE, (zero >> i) & 1 ? 0 : fill, MIG_PAGE);
 			mig_put_pages(&w, source, first, count);
@@ -134,8 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 4: { /* STATE of 32..287 bytes */
-			unsigned n = 32u + take(&in);
-			uint8_t b = take(&in);
+			unsigned n = 32u + fuzz_take(&in);
+			uint8_t b = fuzz_take(&in);
 			uint8_t img[287];
 			memset(img, b, n);
 			mig_put_state(&w, img, n);
@@ -145,12 +128,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			mig_put_end(&w);
 			break;
 		case 6:
-			mig_put_result(&w, take(&in), "ok");
+			mig_put_result(&w, fuzz_take(&in), "ok");
 			break;
 		case 7: /* flip a byte near the end of the stream */
 			if (w.len) {
-				size_t k = take(&in);
-				w.buf[w.len - 1 - k % w.len] ^= (uint8_t)(take(&in) | 1);
+				size_t k = fuzz_take(&in);
+				w.buf[w.len - 1 - k % w.len] ^= (uint8_t)(fuzz_take(&in) | 1);
 				shadow_ok = false;
 			}
 			break;

@@ -12,34 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
+
 #include "../../vmm/mmds/stack.h"
 
 #define MMDS_IP 0xa9fea9feu
 #define GUEST_IP 0x0a000002u
 #define NPORTS 4
 
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
 
-static uint8_t take(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
 
-static uint16_t take16(struct input *in)
-{
-	return (uint16_t)(take(in) << 8 | take(in));
-}
-
-static uint32_t take32(struct input *in)
-{
-	return (uint32_t)take16(in) << 16 | take16(in);
-}
 
 static size_t resp_len;
 static unsigned long long frames_fed; /* over the whole run */
@@ -132,21 +114,21 @@ static void check_out(const uint8_t *f, size_t len, uint32_t ipv4)
 
 /* A TCP segment from port 1000 + k, with fields near what the connection
  * expects unless the input says otherwise. */
-static size_t tcp_frame(struct input *in)
+static size_t tcp_frame(struct fuzz_input *in)
 {
-	unsigned k = take(in) % NPORTS;
-	uint8_t flags = take(in), how = take(in);
+	unsigned k = fuzz_take(in) % NPORTS;
+	uint8_t flags = fuzz_take(in), how = fuzz_take(in);
 	uint32_t seq = ports[k].next_seq, ack = ports[k].our_next;
 	if (how & 1)
-		seq += (uint32_t)(int8_t)take(in);
+		seq += (uint32_t)(int8_t)fuzz_take(in);
 	if (how & 2)
-		ack += (uint32_t)(int8_t)take(in);
+		ack += (uint32_t)(int8_t)fuzz_take(in);
 	if (how & 4)
-		seq = take32(in);
-	size_t optlen = (how >> 3 & 3) * 4, plen = take(in);
+		seq = (uint32_t)fuzz_take_n(in, 4);
+	size_t optlen = (how >> 3 & 3) * 4, plen = fuzz_take(in);
 	if (how & 0x20)
 		plen = plen * 16;
-	uint16_t win = (how & 0x40) ? take16(in) : 65535;
+	uint16_t win = (how & 0x40) ? (uint16_t)fuzz_take_n(in, 2) : 65535;
 	if (plen > 3000)
 		plen = 3000;
 	uint8_t *ip = frame + 14, *t = ip + 20;
@@ -169,10 +151,10 @@ static size_t tcp_frame(struct input *in)
 	t[13] = flags;
 	put16(t + 14, win);
 	for (size_t i = 0; i < optlen; i++)
-		t[20 + i] = take(in);
+		t[20 + i] = fuzz_take(in);
 	/* Payload: the input's bytes, then a request head's end now and then. */
 	for (size_t i = 0; i < plen; i++)
-		t[20 + optlen + i] = in->n ? take(in) : (uint8_t)"\r\n"[i & 1];
+		t[20 + optlen + i] = in->n ? fuzz_take(in) : (uint8_t)"\r\n"[i & 1];
 	size_t tl = 20 + optlen + plen;
 	put16(t + 16, tcp_sum(GUEST_IP, MMDS_IP, t, tl));
 	if (flags & 0x02)
@@ -195,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct input in = { data, size };
+	struct fuzz_input in = { data, size };
 	memset(ports, 0, sizeof(ports));
 	resp_len = 100;
 	resp_force = 0;
@@ -204,11 +186,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	uint64_t now = 0;
 	while (in.n) {
-		uint8_t op = take(&in);
+		uint8_t op = fuzz_take(&in);
 		size_t len = 0;
 		switch (op % 8) {
 		case 0: /* a raw frame */
-			len = take16(&in) % 2048;
+			len = (uint16_t)fuzz_take_n(&in, 2) % 2048;
 			if (len > in.n)
 				len = in.n;
 			memcpy(frame, in.p, len);
@@ -221,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 2:
 			len = tcp_frame(&in);
 			if (op & 0x80) /* one byte changed after the checksums */
-				frame[take16(&in) % len] ^= take(&in);
+				frame[(uint16_t)fuzz_take_n(&in, 2) % len] ^= fuzz_take(&in);
 			break;
 		case 3: { /* an ARP request, perhaps bent */
 			memset(frame, 0xff, 6);
@@ -232,14 +214,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(frame + 14, arp, sizeof(arp));
 			len = 42;
 			if (op & 0x80)
-				frame[14 + take(&in) % 28] ^= take(&in);
+				frame[14 + fuzz_take(&in) % 28] ^= fuzz_take(&in);
 			break;
 		}
 		case 4: /* time passes */
-			now += (uint64_t)take(&in) * 10;
+			now += (uint64_t)fuzz_take(&in) * 10;
 			break;
 		case 5: { /* the guest reads some frames */
-			unsigned k = take(&in) % 64 + 1;
+			unsigned k = fuzz_take(&in) % 64 + 1;
 			const uint8_t *f;
 			size_t flen;
 			while (k-- && (flen = mmds_stack_peek(s, &f, now))) {
@@ -249,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 6: /* the answerer changes */
-			resp_len = (size_t)take16(&in) % 20000;
+			resp_len = (size_t)(uint16_t)fuzz_take_n(&in, 2) % 20000;
 			resp_force = (op & 0x80) ? ((op & 0x40) ? -EMSGSIZE : 0) : 0;
 			if ((op & 0xc0) == 0x40)
 				resp_len = 0; /* "incomplete": buffer more */
