@@ -94,7 +94,7 @@ DEBS := build-essential pkg-config libcjson-dev liburing-dev libseccomp-dev \
         libcap-ng-dev libcriterion-dev libzydis-dev linux-source-6.1 bc flex bison \
         libelf-dev libssl-dev lz4 cpio busybox-static fakeroot e2fsprogs file \
         musl-tools qemu-system-x86 clang curl iproute2 kmod socat gnuplot-nox strace \
-        acpica-tools
+        acpica-tools jq python3
 
 .PHONY: all deps kernel kernel-acpi testvm rootfs run bench bench-smoke test unit integration fuzz fuzz-smoke soak soak-smoke clean
 # build/ember, build/ember-jailer and build/ember-uffd, the binaries users
