@@ -77,7 +77,7 @@ test_mmds_linux_v2_tokens_patch_and_restore() {
 	# What the guest saw on the first boot.
 	local retries
 	retries=$(grep -c '^mmds: token retry' "$T/mmds2.out")
-	[ "$retries" = 0 ] || echo "    the guest's nc timed out $retries times asking for a token (retried)"
+	[ "$retries" = 0 ] || echo "    the guest's nc asked $retries more times for a token (see mmds/guest.sh)"
 	expect_mmds mmds2 version V2
 	expect_mmds_match mmds2 token-length '^[1-9][0-9]+$'
 	expect_mmds mmds2 ami ami-12345678

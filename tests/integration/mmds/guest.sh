@@ -9,9 +9,10 @@ ip link set eth0 up
 ip route add $M dev eth0
 
 # token TTL: a V2 session token (the response's body, its last line).
-# nc gives up on a connect after 10 s, which a guest slowed by a busy
-# host can need for its first one (ARP, then SYN); up to 6 tries, each
-# retry named on the console.
+# busybox nc's first connection here completes its handshake and then
+# closes without sending what it read (seen in the frames ember exchanged:
+# SYN, SYN-ACK, ACK, FIN with no data), and says "timed out"; the next
+# one sends. So: up to 6 tries, each retry named on the console.
 token() {
 	local i=0 t=
 	while [ $i -lt 6 ] && [ -z "$t" ]; do
