@@ -10,7 +10,7 @@ ip route add $M dev eth0
 
 # token TTL: a V2 session token (the response's body, its last line).
 # busybox nc's first connection here completes its handshake and then
-# closes without sending what it read (seen in the frames ember exchanged:
+# closes without sending the request (seen in the frames ember exchanged:
 # SYN, SYN-ACK, ACK, FIN with no data), and says "timed out"; the next
 # one sends. So: up to 6 tries, each retry named on the console.
 token() {
