@@ -12,6 +12,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Whether the 4 KiB page at p (in guest RAM, or a copy of it 8-byte
+ * aligned at least) holds only zero bytes: such pages are left out of
+ * memory files and migration streams. */
+static inline bool mem_page_is_zero(const void *p)
+{
+	const uint64_t *q = p;
+	uint64_t any = 0;
+	for (size_t i = 0; i < 4096 / 8; i++)
+		any |= q[i];
+	return !any;
+}
+
 #define MEM_MAX_REGIONS 3 /* RAM below and above the MMIO gap, the hotplug region */
 
 /* What backs guest RAM (machine-config "huge_pages"). */

@@ -2,6 +2,7 @@
  * cuts a byte stream into checked messages, and the destination's state
  * machine that puts them into the VM it builds. */
 #include "stream.h"
+#include "../memory.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -111,16 +112,6 @@ void mig_put_begin(struct snap_writer *w, uint64_t mem_size, const char *config_
 	msg_close(w, at);
 }
 
-static bool page_is_zero(const uint8_t *p)
-{
-	uint64_t v[MIG_PAGE / 8];
-	memcpy(v, p, MIG_PAGE);
-	uint64_t any = 0;
-	for (size_t i = 0; i < MIG_PAGE / 8; i++)
-		any |= v[i];
-	return !any;
-}
-
 unsigned mig_put_pages(struct snap_writer *w, const uint8_t *mem, uint64_t first, unsigned count)
 {
 	size_t at = msg_open(w, MIG_PAGES);
@@ -133,7 +124,7 @@ unsigned mig_put_pages(struct snap_writer *w, const uint8_t *mem, uint64_t first
 	unsigned sent = 0;
 	for (unsigned i = 0; i < count; i++) {
 		const uint8_t *pg = mem + (first + i) * MIG_PAGE;
-		if (page_is_zero(pg)) {
+		if (mem_page_is_zero(pg)) {
 			mask |= 1ULL << i;
 		} else {
 			sw_bytes(w, pg, MIG_PAGE);

@@ -200,15 +200,6 @@ static int save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errle
 
 /* ---- guest memory out ------------------------------------------------ */
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *q = (const uint64_t *)p;
-	for (size_t i = 0; i < PAGE / 8; i++)
-		if (q[i])
-			return false;
-	return true;
-}
-
 /* Write the pages whose bit is set in pick (all pages if NULL) to fd at
  * their offsets, runs at a time. skip_zero leaves zero pages as holes
  * (Full); a Diff must write them, since there a hole means "unchanged". */
@@ -237,7 +228,7 @@ static int write_pages(const struct guest_mem *mem, int fd, const uint64_t *pick
 			take = !pick || (pick[pg / 64] & (1ULL << (pg % 64)));
 			if (take && resident && !(resident[pg] & 1))
 				take = false;
-			if (take && skip_zero && page_is_zero(mem->host + pg * PAGE))
+			if (take && skip_zero && mem_page_is_zero(mem->host + pg * PAGE))
 				take = false;
 		}
 		if (take) {
