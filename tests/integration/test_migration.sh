@@ -123,6 +123,16 @@ test_migration_untracked_vm_starts_tracking() {
 	wait "$SRC_PID" "$DST_PID" 2>/dev/null
 }
 
+# mig_peer MODE [ARG]: migration/peer.py as a destination on
+# $T/peer.sock, in MODE (its pid in peer, its output in $T/peer.out), once
+# it listens.
+mig_peer() {
+	rm -f "$T/peer.sock"
+	python3 "$MIG_PEER" listen "$T/peer.sock" "$@" > "$T/peer.out" 2>&1 &
+	peer=$!
+	wait_out peer '^ready' 10
+}
+
 # mig_slow_link NAME: $T/NAME.link, a relay to the destination's socket
 # at 8 MiB/s (LINK_PID): slower than the guest writes with testvm.dirty=16.
 mig_slow_link() {
@@ -165,11 +175,8 @@ test_migration_gone_or_refusing_destination_leaves_the_vm_running() {
 	# and refuses the VM: the guest counts on here, each time.
 	local mode
 	for mode in "close-after 100000" refuse; do
-		rm -f "$T/peer.sock"
 		# shellcheck disable=SC2086 # mode is the peer's mode and argument
-		python3 "$MIG_PEER" listen "$T/peer.sock" $mode > "$T/peer.out" 2>&1 &
-		local peer=$!
-		wait_out peer '^ready' 10
+		mig_peer $mode
 		API_SOCK=$SRC_SOCK expect_api 204 PUT /ember/migration "{\"destination\": \"unix:$T/peer.sock\"}"
 		mig_wait "$SRC_SOCK" failed 60
 		case $mode in
@@ -194,9 +201,7 @@ test_migration_silent_destination_keeps_the_vm_paused() {
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	mig_source src '' || return
-	python3 "$MIG_PEER" listen "$T/peer.sock" silent > "$T/peer.out" 2>&1 &
-	local peer=$!
-	wait_out peer '^ready' 10
+	mig_peer silent
 	API_SOCK=$SRC_SOCK expect_api 204 PUT /ember/migration "{\"destination\": \"unix:$T/peer.sock\", \"timeout_s\": 1}"
 	wait_out peer '^messages' 30
 	grep -q '^messages 1 2.* 3 4$' "$T/peer.out" || fail "the peer read: $(cat "$T/peer.out")"
@@ -223,9 +228,7 @@ test_migration_cancel_while_sending() {
 	need_kvm || return
 	need_file "$BUILD/testvm.elf" || return
 	mig_source src 'testvm.fill=8' || return
-	python3 "$MIG_PEER" listen "$T/peer.sock" slow > "$T/peer.out" 2>&1 &
-	local peer=$!
-	wait_out peer '^ready' 10
+	mig_peer slow
 	API_SOCK=$SRC_SOCK expect_api 204 PUT /ember/migration "{\"destination\": \"unix:$T/peer.sock\"}"
 	[ "$(mig_field "$SRC_SOCK" state)" = precopy ] || fail "GET: $(cat "$T/resp")"
 	API_SOCK=$SRC_SOCK expect_api 400 PATCH /vm '{"state": "Paused"}'

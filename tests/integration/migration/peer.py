@@ -87,12 +87,17 @@ def read_to_end(conn):
             return kinds
 
 
-def listen(path, mode, arg):
+def accept_one(path):
+    """Listen on the Unix socket PATH, say "ready", take one connection."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(1)
     print("ready", flush=True)
-    conn, _ = srv.accept()
+    return srv.accept()[0]
+
+
+def listen(path, mode, arg):
+    conn = accept_one(path)
     if mode == "close-after":
         got = read_exactly(conn, int(arg))
         print("read", 0 if got is None else len(got), flush=True)
@@ -114,11 +119,7 @@ def listen(path, mode, arg):
 
 
 def relay(path, target, rate):
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    print("ready", flush=True)
-    src, _ = srv.accept()
+    src = accept_one(path)
     dst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dst.connect(target)
 
