@@ -289,7 +289,7 @@ bench-smoke: $(USER_BINS) $(BUILD)/obj/ember-dynamic $(FN) $(OBJ)/agent-client k
 	OUT=$(SMOKE)/density.md CONCURRENCY="1 2" $(BENCH_ENV) benchmarks/density.sh 1
 	OUT=$(SMOKE)/snapshot.md SIZES=128 FILL=1 CONCURRENCY="1 2" CONC_RUNS=1 $(BENCH_ENV) benchmarks/snapshot.sh 1
 	OUT=$(SMOKE)/memory.md LOG=$(SMOKE)/memory.log CONFIGS=1x128 DEVICES= $(BENCH_ENV) benchmarks/memory.sh 1
-	OUT=$(SMOKE)/clones.md CLONES=2 SETUPS=both FREE_MIB=8 KEEP_MIB=4 $(BENCH_ENV) benchmarks/clones.sh 1
+	OUT=$(SMOKE)/clones.md CLONES=2 SETUPS=both FREE_MIB=8 KEEP_MIB=4 RECLAIM_MIB=16 $(BENCH_ENV) benchmarks/clones.sh 1
 	OUT=$(SMOKE)/io.md $(BENCH_ENV) benchmarks/io.sh 1
 	OUT=$(SMOKE)/jailer.md SIZES="1 2" $(BENCH_ENV) benchmarks/jailer.sh 1
 	OUT=$(SMOKE)/static.md $(BENCH_ENV) benchmarks/static.sh 1 0

@@ -19,8 +19,8 @@
 #            fast (its settings are put back afterwards)
 #      both  fpr and ksm
 # 2. Reclaim: on the clones of the first setup, PATCH /balloon amount_mib
-#    100, timed until the balloon's actual_mib reaches 100 (or the VMM's
-#    RSS fell by 100 MiB), RUNS times (deflated again between runs).
+#    RECLAIM_MIB (100), timed until the balloon's actual_mib reaches it (or
+#    the VMM's RSS fell by as much), RUNS times (deflated again between runs).
 # 3. Huge pages: the test guest booted (start to "testvm: booted") and
 #    restored (load request to running) with huge_pages "2M" and with 4 KiB
 #    pages, RUNS times each, against QEMU's microvm machine with
@@ -32,7 +32,7 @@
 #
 # usage: benchmarks/clones.sh [RUNS]   (default 5)
 #   CLONES="4 8"  SETUPS="none fpr ksm both" (SETUPS="": the huge page rows only)  MEM_MIB=256  FREE_MIB=32
-#   KEEP_MIB=16  SETTLE_TIMEOUT=120  JOB_TIMEOUT=1800  HUGE=1 (0: no huge page rows)
+#   KEEP_MIB=16  RECLAIM_MIB=100  SETTLE_TIMEOUT=120  JOB_TIMEOUT=1800  HUGE=1 (0: no huge page rows)
 #   QEMU_LINUX=1 (0: do not try QEMU on the Linux guest)
 # Needs root for KSM and huge pages (without, those rows say SKIPPED).
 # Writes benchmarks/results/clones.md (OUT), clones.tsv, data/clones-memory.dat
@@ -46,6 +46,7 @@ SETUPS=${SETUPS-none fpr ksm both}
 MEM=${MEM_MIB:-256}
 FREE_MIB=${FREE_MIB:-32}
 KEEP_MIB=${KEEP_MIB:-16}
+RECLAIM=${RECLAIM_MIB:-100}
 SETTLE_TIMEOUT=${SETTLE_TIMEOUT:-120}
 JOB_TIMEOUT=${JOB_TIMEOUT:-1800} # s for all N clones to be restored and through their job
 LINUX_TIMEOUT=${LINUX_TIMEOUT:-600}
@@ -248,22 +249,22 @@ balloon_actual() {
 }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
-# Inflate clone I's balloon by 100 MiB: appends "ms rss_drop_mib" to
+# Inflate clone I's balloon by RECLAIM MiB: appends "ms rss_drop_mib" to
 # RESULTS, then deflates it again.
 reclaim_once() { # DIR I RESULTS
 	local dir=$1 i=$2 sock=$1/c$2.sock pid rss0 t0 t1 ms=-1 drop=0 k
 	pid=$(cat "$dir/clone.$i.pid")
 	rss0=$(rss_kib "$pid")
 	t0=$(date +%s%N)
-	if expect 204 "$sock" PATCH /balloon '{"amount_mib": 100}'; then
+	if expect 204 "$sock" PATCH /balloon "{\"amount_mib\": $RECLAIM}"; then
 		for k in $(seq 3000); do # 150 s
 			drop=$(((rss0 - $(rss_kib "$pid")) / 1024))
-			[ "$(balloon_actual "$sock")" -ge 100 ] || [ "$drop" -ge 100 ] && { ms=$(( ($(date +%s%N) - t0) / 1000000 )); break; }
+			[ "$(balloon_actual "$sock")" -ge "$RECLAIM" ] || [ "$drop" -ge "$RECLAIM" ] && { ms=$(( ($(date +%s%N) - t0) / 1000000 )); break; }
 			sleep 0.05
 		done
 	fi
 	drop=$(((rss0 - $(rss_kib "$pid")) / 1024))
-	[ "$ms" -ge 0 ] || failed "reclaim: clone $i's balloon did not reach 100 MiB" "$dir/c$i.err"
+	[ "$ms" -ge 0 ] || failed "reclaim: clone $i's balloon did not reach $RECLAIM MiB" "$dir/c$i.err"
 	echo "$ms $drop" >> "$3"
 	expect 204 "$sock" PATCH /balloon '{"amount_mib": 0}' || return 0
 	for k in $(seq 600); do [ "$(balloon_actual "$sock")" -eq 0 ] && break; sleep 0.1; done
@@ -422,6 +423,7 @@ cmd="benchmarks/clones.sh $RUNS"
 [ "$SETUPS" = "none fpr ksm both" ] || cmd="SETUPS=\"$SETUPS\" $cmd"
 [ "$HUGE" = 1 ] || cmd="HUGE=0 $cmd"
 [ "$FREE_MIB" = 32 ] && [ "$KEEP_MIB" = 16 ] || cmd="FREE_MIB=$FREE_MIB KEEP_MIB=$KEEP_MIB $cmd"
+[ "$RECLAIM" = 100 ] || cmd="RECLAIM_MIB=$RECLAIM $cmd"
 shared=""
 [ "$(awk '{ print int($1) }' /proc/loadavg)" -ge 1 ] && shared=" The machine was shared with other work while it ran (load $(cut -d' ' -f1-3 /proc/loadavg) at the end): the times may be re-run later."
 {
@@ -470,15 +472,15 @@ shared=""
 		done
 	done
 	echo
-	echo "## Reclaiming 100 MiB with the balloon"
+	echo "## Reclaiming $RECLAIM MiB with the balloon"
 	echo
 	if [ -s "$tmp/reclaim" ]; then
 		read -r em ep en <<< "$(stats "$tmp/reclaim" 1 auto)"
 		dm=$(awk '$1 >= 0 { print $2 }' "$tmp/reclaim" | sort -n | awk '{ v[NR] = $1 }
 			END { print NR ? ((NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) : "-" }')
-		headline "balloon inflation by 100 MiB: PATCH → actual_mib 100" ms "$tmp/reclaim" 1
-		echo "On the clones of \"${LABEL[$base]}\" (N=$N_MAX), one after another: PATCH /balloon amount_mib 100," \
-		     "timed until GET /balloon/statistics says actual_mib 100 (or the VMM's RSS fell by 100 MiB)," \
+		headline "balloon inflation by $RECLAIM MiB: PATCH → actual_mib $RECLAIM" ms "$tmp/reclaim" 1
+		echo "On the clones of \"${LABEL[$base]}\" (N=$N_MAX), one after another: PATCH /balloon amount_mib $RECLAIM," \
+		     "timed until GET /balloon/statistics says actual_mib $RECLAIM (or the VMM's RSS fell by $RECLAIM MiB)," \
 		     "then deflated. Median **$em ms**, p90 $ep ms over $en runs. The VMM's RSS fell by $dm MiB (median):" \
 		     "the pages the guest gave were mostly never touched since the restore, so never resident" \
 		     "(with File the untouched part of guest memory costs the host nothing to begin with)."
