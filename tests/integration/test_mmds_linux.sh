@@ -128,9 +128,9 @@ test_mmds_linux_v1() {
 	mmds_configure V1
 	expect_api 204 PUT /metrics "{\"metrics_path\": \"$T/mmds1.metrics\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	# While the flood holds its connections, the table fills and no fuller
-	# (the guest's 45 clients start at once, but a loaded host's guest
-	# takes a while to fork them all: up to 30 s for the table to fill).
+	# While the flood holds its connections, the table is full and no
+	# fuller (the guest says "flooding" once it sees 30 of its clients
+	# established and has started 5 more).
 	if wait_out mmds1 '^mmds: flooding' "$LINUX_TIMEOUT"; then
 		local live=0 i
 		for i in $(seq 60); do

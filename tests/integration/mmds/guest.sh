@@ -40,6 +40,12 @@ status() {
 	fi && echo served || tr '\n' ' ' < /tmp/err
 }
 
+# established: how many of this guest's TCP connections to MMDS port 80
+# are established (/proc/net/tcp: rem_address FEA9FEA9:0050, st 01).
+established() {
+	grep -c ' FEA9FEA9:0050 01 ' /proc/net/tcp
+}
+
 echo "mmds: version=$1"
 if [ "$1" = V1 ]; then
 	echo "mmds: v1-plain=$(wget -q -O - http://$M/latest/meta-data/ami-id)"
@@ -48,18 +54,32 @@ if [ "$1" = V1 ]; then
 	t=$(token 60)
 	echo "mmds: v1-with-token=$(get "$t" /latest/meta-data/ami-id)"
 	echo "mmds: v1-json=$(wget -q -O - --header 'Accept: application/json' http://$M/latest/meta-data)"
-	# A flood: more connections held open than the responder keeps (they
-	# all start at once, when the FIFO gets its writer). The tap (the host
-	# at 10.0.0.1) must still answer meanwhile.
+	# A flood: connections held open until the responder's table is full
+	# (30 established as this guest sees them), then more that it must
+	# refuse or make room for. The tap (the host at 10.0.0.1) must still
+	# answer meanwhile. The clients start one at a time: 45 started at
+	# once are 45 execs in an emulated guest kernel, slow enough that
+	# some handshakes outlast the responder's retransmissions (4.5 s) and
+	# are reset, and the table never fills.
 	mkfifo /tmp/hold
+	sleep 300 > /tmp/hold &
+	clients() { # N: start N more
+		local k=0
+		while [ $k -lt "$1" ]; do
+			nc $M 80 < /tmp/hold > /dev/null 2>&1 &
+			k=$((k + 1))
+		done
+		i=$((i + $1))
+	}
 	i=0
-	while [ $i -lt 45 ]; do
-		nc $M 80 < /tmp/hold > /dev/null 2>&1 &
-		i=$((i + 1))
+	end=$(($(date +%s) + 240))
+	while [ $i -lt 60 ] && [ $(date +%s) -lt $end ] && [ "$(established)" -lt 30 ]; do
+		[ $i -lt 30 ] && clients 5 || clients 1
+		sleep 1
 	done
-	sleep 100 > /tmp/hold &
-	sleep 5
-	echo "mmds: flooding"
+	clients 5
+	sleep 2
+	echo "mmds: flooding established=$(established) clients=$i"
 	sleep 5 # the host reads the metrics
 	echo "mmds: flood-ping=$(ping -c 3 -W 5 10.0.0.1 > /dev/null 2>&1 && echo ok || echo lost)"
 	sleep 5 # the held connections are idle long enough to make room
