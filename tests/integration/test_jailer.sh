@@ -126,7 +126,7 @@ test_jailer_linux_guest_v1_cgroups_netns_pidns() {
 	# The socket's host path is longer than a sun_path; reach it by a link.
 	local sock=/tmp/ember-jail-$$.sock pvm=""
 	ln -sfn "$root/run/api.sock" "$sock"
-	[ -e /sys/module/kvm_pvm ] && pvm="noxsave clearcpuid=smap,erms,fsrm rodata=off"
+	[ -e /sys/module/kvm_pvm ] && pvm="noxsave clearcpuid=smap,erms,fsrm rodata=off percpu_alloc=page"
 	expect_jail_api 204 "$sock" PUT /boot-source "{\"kernel_image_path\": \"/vmlinux\", \"initrd_path\": \"/initrd\",
 		\"boot_args\": \"console=ttyS0 reboot=k panic=1 quiet i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd $pvm ember.cmd=\\\"echo jailed-guest-up; sleep 600\\\"\"}"
 	expect_jail_api 204 "$sock" PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}'

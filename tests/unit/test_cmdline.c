@@ -16,7 +16,7 @@ Test(cmdline, has_matches_whole_keys_only)
 
 Test(cmdline, hardware_kvm_keeps_args_as_given)
 {
-	char out[64], added[64];
+	char out[64], added[128];
 	cr_assert_eq(boot_cmdline_build("console=ttyS0", false, out, sizeof(out), added, sizeof(added)), 0);
 	cr_assert_str_eq(out, "console=ttyS0");
 	cr_assert_str_eq(added, "");
@@ -24,18 +24,18 @@ Test(cmdline, hardware_kvm_keeps_args_as_given)
 
 Test(cmdline, pvm_host_adds_what_is_missing)
 {
-	char out[128], added[64];
+	char out[128], added[128];
 	cr_assert_eq(boot_cmdline_build("console=ttyS0 rodata=on", true, out, sizeof(out), added,
 					sizeof(added)), 0);
-	cr_assert_str_eq(out, "console=ttyS0 rodata=on noxsave clearcpuid=smap,erms,fsrm");
-	cr_assert_str_eq(added, " noxsave clearcpuid=smap,erms,fsrm");
+	cr_assert_str_eq(out, "console=ttyS0 rodata=on noxsave clearcpuid=smap,erms,fsrm percpu_alloc=page");
+	cr_assert_str_eq(added, " noxsave clearcpuid=smap,erms,fsrm percpu_alloc=page");
 	cr_assert_eq(boot_cmdline_build("", true, out, sizeof(out), added, sizeof(added)), 0);
-	cr_assert_str_eq(out, "noxsave clearcpuid=smap,erms,fsrm rodata=off");
+	cr_assert_str_eq(out, "noxsave clearcpuid=smap,erms,fsrm rodata=off percpu_alloc=page");
 }
 
 Test(cmdline, too_long_is_refused)
 {
-	char out[16], added[64];
+	char out[16], added[128];
 	cr_assert_eq(boot_cmdline_build("0123456789abcdef", false, out, sizeof(out), added, sizeof(added)), -E2BIG);
 	cr_assert_eq(boot_cmdline_build("0123456789", true, out, sizeof(out), added, sizeof(added)), -E2BIG);
 }
@@ -63,7 +63,7 @@ Test(cmdline, append_goes_before_init_arguments)
 
 Test(cmdline, pvm_params_go_before_init_arguments)
 {
-	char out[128], added[64];
+	char out[128], added[128];
 	cr_assert_eq(boot_cmdline_build("console=ttyS0 -- x", true, out, sizeof(out), added, sizeof(added)), 0);
-	cr_assert_str_eq(out, "console=ttyS0 noxsave clearcpuid=smap,erms,fsrm rodata=off -- x");
+	cr_assert_str_eq(out, "console=ttyS0 noxsave clearcpuid=smap,erms,fsrm rodata=off percpu_alloc=page -- x");
 }
