@@ -57,10 +57,11 @@ if [ "$1" = V1 ]; then
 	# A flood: connections held open until the responder's table is full
 	# (30 established as this guest sees them), then more that it must
 	# refuse or make room for. The tap (the host at 10.0.0.1) must still
-	# answer meanwhile. The clients start one at a time: 45 started at
-	# once are 45 execs in an emulated guest kernel, slow enough that
-	# some handshakes outlast the responder's retransmissions (4.5 s) and
-	# are reset, and the table never fills.
+	# answer meanwhile. The clients start 5 at a time (one at a time once
+	# 30 are started and some were lost): 45 started at once are 45 execs
+	# in an emulated guest kernel, slow enough that some handshakes
+	# outlast the responder's retransmissions (4.5 s) and are reset, and
+	# the table never fills.
 	mkfifo /tmp/hold
 	sleep 300 > /tmp/hold &
 	clients() { # N: start N more
